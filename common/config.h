@@ -1,0 +1,134 @@
+/*
+ * config.h - sluice.conf: the parsed configuration shared by every process.
+ *
+ * The master parses the file once (at start and on SIGHUP) with cfg_load();
+ * children inherit the result through fork() and treat it as read-only.
+ * Nothing here is touched on the request path except by lookup.
+ * A config is one malloc'd struct plus arrays; cfg_free() releases it.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_LISTEN      8
+#define CFG_MAX_ROUTE_UPS   8
+#define CFG_NAME_MAX        64
+#define CFG_PATTERN_MAX     128
+
+enum cfg_protocol {
+	PROTO_OPENAI = 0,	/* OpenAI and every OpenAI-compatible server */
+	PROTO_ANTHROPIC,
+	PROTO_AZURE,
+};
+
+enum cfg_log_level {
+	LOGL_WARN = 0,
+	LOGL_INFO,
+	LOGL_DEBUG,
+};
+
+struct cfg_addr {
+	char		 host[256];	/* literal address or name, "*" = any */
+	char		 port[8];
+	int		 line;
+};
+
+struct cfg_upstream {
+	char		 name[CFG_NAME_MAX];
+	char		 url[512];	/* as written */
+	int		 tls;		/* 1 for https:// */
+	char		 host[256];	/* from url; IPv6 without brackets */
+	char		 port[8];	/* from url, or 80/443 */
+	char		 path_prefix[256]; /* url path without trailing '/', may be "" */
+	enum cfg_protocol protocol;
+	char		 api_key_env[128];
+	char		 api_key_file[PATH_MAX];
+	char		*api_key;	/* resolved secret, NULL if none; never logged */
+	char		 ca_file[PATH_MAX]; /* "" = system default store */
+	int		 max_idle;		/* idle keep-alive conns per worker, 64 */
+	int		 connect_timeout_ms;	/* 5s */
+	int		 read_timeout_ms;	/* 300s, between reads */
+	int		 idle_timeout_ms;	/* 60s, idle pooled conn lifetime */
+	int		 line;
+};
+
+struct cfg_route {
+	char		 pattern[CFG_PATTERN_MAX];	/* glob on the model */
+	int		 nupstreams;
+	int		 upstream[CFG_MAX_ROUTE_UPS];	/* index into upstreams[] */
+	int		 line;
+};
+
+struct cfg_price {
+	char		 model[CFG_PATTERN_MAX];	/* glob, first match wins */
+	/* micro-USD per 1M tokens, i.e. USD per 1M tokens * 1e6 */
+	int64_t		 input;
+	int64_t		 output;
+	int64_t		 cached;	/* -1 when not given: cached billed as input */
+	int		 line;
+};
+
+struct config {
+	char		 path[PATH_MAX];
+	struct cfg_addr	 listen[CFG_MAX_LISTEN];
+	int		 nlisten;
+	struct cfg_addr	 admin_listen;
+	int		 has_admin_listen;
+	int		 workers;		/* default: number of CPUs */
+	char		 user[64];		/* "" = do not drop privileges */
+	char		 pid_file[PATH_MAX];	/* "" = none */
+	char		 log[PATH_MAX];		/* "syslog", "stderr" or a path */
+	enum cfg_log_level log_level;		/* log FILE [warn|info|debug] */
+	char		 database[1024];	/* libpq conninfo, "" = none */
+	char		 spool_dir[PATH_MAX];
+	char		 keys_file[PATH_MAX];
+	int		 shutdown_timeout_ms;	/* 30s */
+
+	/* client side limits */
+	size_t		 client_max_header_size;	/* 16k */
+	size_t		 client_max_body_size;		/* 16m */
+	int		 client_header_timeout_ms;	/* 60s */
+	int		 client_body_timeout_ms;	/* 60s */
+	int		 keepalive_timeout_ms;		/* 75s */
+	int		 send_timeout_ms;		/* 60s */
+	int		 max_connections;		/* per worker, 4096 */
+
+	/* metering */
+	int		 ring_slots;		/* events per lane, power of 2, 16384 */
+	int		 batch_rows;		/* collector batch size, 1000 */
+	int		 batch_ms;		/* collector max batch wait, 200ms */
+
+	struct cfg_upstream *upstreams;
+	int		 nupstreams;
+	struct cfg_route *routes;
+	int		 nroutes;
+	struct cfg_price *prices;
+	int		 nprices;
+};
+
+/*
+ * Parse PATH.  On success returns 0 and sets *out.  On error returns -1 and
+ * writes "PATH:LINE: message" into err.  Unknown directives, missing ';',
+ * bad values, routes naming unknown upstreams, an unreadable api_key_file
+ * and an unset api_key_env are errors.  Warnings (a route with no price)
+ * are not errors; they are written through log_warn().
+ */
+int	 cfg_load(const char *path, struct config **out, char *err, size_t errlen);
+void	 cfg_free(struct config *);
+
+/* Value parsers, exposed for tests and for keys.conf. 0 ok, -1 bad. */
+int	 cfg_parse_duration_ms(const char *s, int *ms);	/* 500ms 5s 2m 1h, bare = s */
+int	 cfg_parse_size(const char *s, size_t *bytes);	/* 512 16k 8m 1g */
+int	 cfg_parse_usd_micro(const char *s, int64_t *micro); /* "0.15" -> 150000 */
+
+/* The first route whose pattern matches MODEL, or NULL. */
+const struct cfg_route *cfg_route_for(const struct config *, const char *model,
+	    size_t len);
+/* The first price whose model glob matches MODEL, or NULL. */
+const struct cfg_price *cfg_price_for(const struct config *, const char *model,
+	    size_t len);
+
+#endif

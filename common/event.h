@@ -1,0 +1,52 @@
+/*
+ * event.h - one usage event, the unit that becomes one row of usage_events.
+ *
+ * Fixed width so that it lives in a ring slot in shared memory without
+ * pointers: a worker fills it on the stack when a request finishes and
+ * copies it into its lane; the collector copies it out and COPYs it into
+ * PostgreSQL.  Strings are NUL-terminated and truncated to fit.
+ */
+#ifndef SLUICE_EVENT_H
+#define SLUICE_EVENT_H
+
+#include <stdint.h>
+
+enum usage_source {
+	USAGE_NONE = 0,		/* no usage reported and none estimated */
+	USAGE_UPSTREAM,		/* the upstream reported it */
+	USAGE_ESTIMATED,	/* sluice estimated it */
+};
+
+#define EV_KEY_MAX	64
+#define EV_MODEL_MAX	128
+#define EV_UPSTREAM_MAX	64
+#define EV_ENDPOINT_MAX	48
+#define EV_ERROR_MAX	32
+#define EV_ADDR_MAX	48
+
+struct usage_event {
+	uint8_t		 request_id[16];	/* UUID v4 bytes */
+	int64_t		 ts_start_us;		/* wall clock, us since epoch */
+	int64_t		 prompt_tokens;		/* -1 = unknown */
+	int64_t		 completion_tokens;	/* -1 = unknown */
+	int64_t		 cached_tokens;		/* -1 = unknown */
+	int64_t		 cost_micro_usd;	/* -1 = unknown (no price) */
+	int64_t		 bytes_in;		/* request bytes from the client */
+	int64_t		 bytes_out;		/* response bytes to the client */
+	int64_t		 latency_us;		/* first request byte to last response byte */
+	int64_t		 ttfb_us;		/* upstream request sent to first byte, -1 = none */
+	int64_t		 overhead_us;		/* time spent in sluice itself */
+	int32_t		 worker_pid;
+	uint16_t	 status;		/* HTTP status sent to the client */
+	uint8_t		 stream;		/* 1 = the client asked for SSE */
+	uint8_t		 usage_source;		/* enum usage_source */
+	uint8_t		 attempts;		/* upstream attempts made */
+	char		 key_name[EV_KEY_MAX];
+	char		 model[EV_MODEL_MAX];	/* as requested */
+	char		 upstream[EV_UPSTREAM_MAX];	/* "" = none reached */
+	char		 endpoint[EV_ENDPOINT_MAX];	/* "/v1/chat/completions" */
+	char		 error_class[EV_ERROR_MAX];	/* "" = none */
+	char		 client_addr[EV_ADDR_MAX];
+};
+
+#endif

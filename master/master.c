@@ -1,0 +1,598 @@
+/*
+ * master.c - process supervision: nginx's master cycle.
+ *
+ * Signal handlers only set flags.  The loop blocks every signal it handles
+ * and waits in ppoll() with them unblocked, so a signal is never lost
+ * between the check of a flag and the wait, and it wakes the loop.
+ *
+ * Worker slots: there are 2 x workers slots, each tied to one event ring
+ * lane, so that a reload can run a new generation beside the old one while
+ * the old finishes its in-flight requests.  A worker that dies is respawned
+ * in the same slot (same lane; the lane's tail survives in shared memory),
+ * with a backoff when it keeps dying.  The collector is respawned too; on
+ * shutdown it is stopped only after every worker has exited, so it sees
+ * every event they pushed.
+ */
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "master/master.h"
+#include "shm/shm.h"
+#include "sql/collector.h"
+#include "worker/worker.h"
+
+#define RESPAWN_MAX_MS		5000
+#define FAST_KILL_GRACE_MS	5000
+#define MAX_COLLECTOR_RESTARTS_ON_STOP	5
+
+struct child {
+	pid_t		 pid;		/* 0 = none */
+	unsigned	 gen;		/* configuration generation */
+	int		 stopping;	/* we asked it to stop */
+	int		 crashes;	/* consecutive quick deaths */
+	int64_t		 started_ms;
+	int64_t		 respawn_at_ms;	/* 0 = no respawn pending */
+};
+
+enum stop_mode {
+	RUNNING = 0,
+	STOP_GRACEFUL,
+	STOP_FAST,
+};
+
+static volatile sig_atomic_t got_hup, got_term, got_quit, got_chld, got_usr1;
+
+static struct {
+	struct config		*cfg;
+	const char		*cfg_path;
+	struct shm_segment	*shm;
+	int			 fds[CFG_MAX_LISTEN];
+	int			 nfds;
+	struct child		*slots;
+	int			 nslots;
+	struct child		 collector;
+	int			 collector_restart;	/* stop it, start anew */
+	int			 collector_stop_sent;
+	int			 collector_stop_tries;
+	unsigned		 gen;
+	enum stop_mode		 stop;
+	int64_t			 kill_at_ms;
+	sigset_t		 waitmask;
+} m;
+
+static void
+on_signal(int sig)
+{
+	switch (sig) {
+	case SIGHUP:
+		got_hup = 1;
+		break;
+	case SIGTERM:
+	case SIGINT:
+		got_term = 1;
+		break;
+	case SIGQUIT:
+		got_quit = 1;
+		break;
+	case SIGCHLD:
+		got_chld = 1;
+		break;
+	case SIGUSR1:
+		got_usr1 = 1;
+		break;
+	}
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+master_drop_privileges(const struct config *cfg)
+{
+	struct passwd *pw;
+
+	if (cfg->user[0] == '\0' || geteuid() != 0)
+		return;
+	if ((pw = getpwnam(cfg->user)) == NULL)
+		fatalx("user %s: no such user", cfg->user);
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		fatal("cannot drop privileges to %s", cfg->user);
+}
+
+/* In a new child: default signal dispositions, signals still blocked. */
+static void
+child_setup(void)
+{
+	struct sigaction sa;
+	int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1 };
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
+static void
+unblock_signals(void)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void
+spawn_worker(int slot)
+{
+	struct child	*ch = &m.slots[slot];
+	pid_t		 pid;
+
+	ch->respawn_at_ms = 0;
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork worker slot %d", slot);
+		ch->respawn_at_ms = mono_ms() + 1000;
+		return;
+	case 0:
+		child_setup();
+		proctitle_set("sluice: worker %d", slot);
+		{
+			char role[32];
+
+			snprintf(role, sizeof(role), "worker %d", slot);
+			log_setrole(role);
+		}
+		master_drop_privileges(m.cfg);
+		/* signals stay blocked until worker_main has its handlers */
+		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds);
+	default:
+		ch->pid = pid;
+		ch->gen = m.gen;
+		ch->stopping = 0;
+		ch->started_ms = mono_ms();
+		log_debug("worker slot %d started, pid %d", slot, (int)pid);
+	}
+}
+
+static void
+spawn_collector(void)
+{
+	pid_t pid;
+
+	m.collector.respawn_at_ms = 0;
+	m.collector_stop_sent = 0;
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork collector");
+		m.collector.respawn_at_ms = mono_ms() + 1000;
+		return;
+	case 0:
+		child_setup();
+		proctitle_set("sluice: collector");
+		log_setrole("collector");
+		master_drop_privileges(m.cfg);
+		for (int i = 0; i < m.nfds; i++)
+			close(m.fds[i]);
+		unblock_signals();
+		collector_main(m.cfg, m.shm);
+	default:
+		m.collector.pid = pid;
+		m.collector.started_ms = mono_ms();
+		m.collector.stopping = 0;
+	}
+}
+
+static void
+describe_exit(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d",
+		    WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)%s",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(buf, len, "ended with status 0x%x", status);
+}
+
+/* The delay before respawning something that died: 0, then doubling. */
+static int64_t
+backoff_ms(struct child *ch)
+{
+	int64_t d;
+
+	if (mono_ms() - ch->started_ms > 10000)
+		ch->crashes = 0;
+	if (ch->crashes++ == 0)
+		return 0;
+	d = 100LL << (ch->crashes > 7 ? 7 : ch->crashes - 1);
+	return d > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : d;
+}
+
+static void
+reap(void)
+{
+	pid_t	 pid;
+	int	 status, i;
+	char	 how[128];
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		describe_exit(status, how, sizeof(how));
+		if (pid == m.collector.pid) {
+			int clean = WIFEXITED(status) &&
+			    WEXITSTATUS(status) == 0;
+
+			m.collector.pid = 0;
+			if (m.collector.stopping && clean) {
+				log_info("collector (pid %d) %s", (int)pid,
+				    how);
+				if (m.collector_restart && m.stop == RUNNING) {
+					m.collector_restart = 0;
+					spawn_collector();
+				}
+				continue;
+			}
+			log_warnx("collector (pid %d) %s; respawning",
+			    (int)pid, how);
+			m.collector.respawn_at_ms = mono_ms() +
+			    backoff_ms(&m.collector);
+			continue;
+		}
+		for (i = 0; i < m.nslots; i++) {
+			struct child *ch = &m.slots[i];
+
+			if (ch->pid != pid)
+				continue;
+			ch->pid = 0;
+			if (ch->stopping || m.stop != RUNNING) {
+				log_info("worker slot %d (pid %d, generation "
+				    "%u) %s", i, (int)pid, ch->gen, how);
+				break;
+			}
+			log_warnx("worker slot %d (pid %d) %s; respawning", i,
+			    (int)pid, how);
+			ch->respawn_at_ms = mono_ms() + backoff_ms(ch);
+			break;
+		}
+	}
+}
+
+static int
+workers_alive(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < m.nslots; i++)
+		if (m.slots[i].pid != 0)
+			n++;
+	return n;
+}
+
+static void
+signal_workers(int sig, int only_old_gen)
+{
+	int i;
+
+	for (i = 0; i < m.nslots; i++) {
+		struct child *ch = &m.slots[i];
+
+		if (ch->pid == 0 || (only_old_gen && ch->gen == m.gen))
+			continue;
+		ch->stopping = 1;
+		ch->respawn_at_ms = 0;
+		if (kill(ch->pid, sig) == -1 && errno != ESRCH)
+			log_warn("kill worker %d", (int)ch->pid);
+	}
+}
+
+static int
+collector_settings_changed(const struct config *a, const struct config *b)
+{
+	return strcmp(a->database, b->database) != 0 ||
+	    strcmp(a->spool_dir, b->spool_dir) != 0 ||
+	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms;
+}
+
+static void
+reload(void)
+{
+	struct config	*ncfg;
+	char		 err[1024];
+	int		 nfds[CFG_MAX_LISTEN], nn = 0, i, free_slots = 0;
+	int		 rebind;
+
+	log_info("SIGHUP: reloading %s", m.cfg_path);
+	if (cfg_load(m.cfg_path, &ncfg, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	if (ncfg->workers > m.nslots / 2) {
+		log_warnx("reload failed: workers %d exceeds the %d this "
+		    "process started with (a restart can raise it)",
+		    ncfg->workers, m.nslots / 2);
+		cfg_free(ncfg);
+		return;
+	}
+	if (ncfg->ring_slots != m.cfg->ring_slots)
+		log_warnx("reload: ring_slots changes only on restart");
+	for (i = 0; i < m.nslots; i++)
+		if (m.slots[i].pid == 0 && m.slots[i].respawn_at_ms == 0)
+			free_slots++;
+		else if (m.slots[i].pid == 0 && m.slots[i].gen == m.gen)
+			free_slots++;	/* a crashed current worker's slot */
+	if (free_slots < ncfg->workers) {
+		log_warnx("reload failed: the previous generation is still "
+		    "finishing its requests; try again shortly");
+		cfg_free(ncfg);
+		return;
+	}
+	rebind = !listen_same(m.cfg, ncfg);
+	if (rebind) {
+		/* addresses kept from the old config would fail to bind */
+		for (i = 0; i < m.nfds; i++)
+			close(m.fds[i]);
+		if ((nn = listen_open(ncfg, nfds, err, sizeof(err))) == -1) {
+			log_warnx("reload failed: %s; re-binding the old "
+			    "addresses", err);
+			if (listen_open(m.cfg, m.fds, err, sizeof(err)) == -1)
+				log_warnx("cannot re-bind the old addresses: "
+				    "%s (old workers keep serving)", err);
+			cfg_free(ncfg);
+			return;
+		}
+		memcpy(m.fds, nfds, sizeof(nfds));
+		m.nfds = nn;
+	}
+	if (collector_settings_changed(m.cfg, ncfg) && m.collector.pid != 0) {
+		m.collector_restart = 1;
+		m.collector.stopping = 1;
+		kill(m.collector.pid, SIGTERM);
+	}
+	if (strcmp(m.cfg->pid_file, ncfg->pid_file) != 0) {
+		/* move the pid file where the new configuration wants it */
+		FILE *f = ncfg->pid_file[0] ? fopen(ncfg->pid_file, "w") : NULL;
+
+		if (f != NULL) {
+			fprintf(f, "%ld\n", (long)getpid());
+			fclose(f);
+		}
+		if (m.cfg->pid_file[0] != '\0')
+			unlink(m.cfg->pid_file);
+	}
+	cfg_free(m.cfg);
+	m.cfg = ncfg;
+	m.gen++;
+	for (i = 0; i < m.nslots; i++)
+		if (m.slots[i].pid == 0)
+			m.slots[i].respawn_at_ms = 0;
+	for (i = 0, nn = 0; i < m.nslots && nn < m.cfg->workers; i++) {
+		if (m.slots[i].pid != 0)
+			continue;
+		spawn_worker(i);
+		nn++;
+	}
+	signal_workers(SIGTERM, 1);
+	log_info("reloaded: generation %u, %d workers; the previous "
+	    "generation finishes its requests", m.gen, m.cfg->workers);
+}
+
+static void
+begin_stop(enum stop_mode mode)
+{
+	if (m.stop == STOP_FAST || m.stop == mode)
+		return;
+	m.stop = mode;
+	if (mode == STOP_GRACEFUL) {
+		log_info("graceful stop: finishing in-flight requests "
+		    "(at most %d ms)", m.cfg->shutdown_timeout_ms);
+		signal_workers(SIGTERM, 0);
+		m.kill_at_ms = mono_ms() + m.cfg->shutdown_timeout_ms +
+		    FAST_KILL_GRACE_MS;
+	} else {
+		log_info("fast stop");
+		signal_workers(SIGQUIT, 0);
+		m.kill_at_ms = mono_ms() + FAST_KILL_GRACE_MS;
+	}
+}
+
+static void
+forward_usr1(void)
+{
+	int i;
+
+	if (log_reopen() == -1)
+		log_warn("reopening the log");
+	for (i = 0; i < m.nslots; i++)
+		if (m.slots[i].pid != 0)
+			kill(m.slots[i].pid, SIGUSR1);
+	if (m.collector.pid != 0)
+		kill(m.collector.pid, SIGUSR1);
+}
+
+/* Respawns that are due; the earliest pending deadline into *next. */
+static void
+run_timers(int64_t *next)
+{
+	int64_t	 now = mono_ms();
+	int	 i;
+
+	*next = -1;
+#define NEXT(t) do { if (*next == -1 || (t) < *next) *next = (t); } while (0)
+	if (m.stop == RUNNING) {
+		for (i = 0; i < m.nslots; i++) {
+			struct child *ch = &m.slots[i];
+
+			if (ch->pid != 0 || ch->respawn_at_ms == 0)
+				continue;
+			if (ch->respawn_at_ms <= now)
+				spawn_worker(i);
+			else
+				NEXT(ch->respawn_at_ms);
+		}
+	}
+	if (m.collector.pid == 0 && m.collector.respawn_at_ms != 0) {
+		if (m.collector.respawn_at_ms <= now)
+			spawn_collector();
+		else
+			NEXT(m.collector.respawn_at_ms);
+	}
+	if (m.stop != RUNNING && workers_alive() > 0) {
+		if (m.kill_at_ms <= now) {
+			log_warnx("workers still running after the shutdown "
+			    "timeout: killing them");
+			signal_workers(SIGKILL, 0);
+			m.kill_at_ms = now + FAST_KILL_GRACE_MS;
+		}
+		NEXT(m.kill_at_ms);
+	}
+#undef NEXT
+}
+
+/* Stopping and every worker gone: drain the collector, then leave. */
+static int
+stop_progress(void)
+{
+	if (m.stop == RUNNING || workers_alive() > 0)
+		return 0;
+	if (m.collector.pid == 0) {
+		if (m.collector_stop_sent && m.collector.respawn_at_ms == 0)
+			return 1;	/* drained and exited cleanly */
+		if (++m.collector_stop_tries > MAX_COLLECTOR_RESTARTS_ON_STOP) {
+			log_warnx("collector keeps failing; giving up on the "
+			    "drain");
+			return 1;
+		}
+		spawn_collector();
+		m.collector_stop_sent = 0;
+	}
+	if (!m.collector_stop_sent && m.collector.pid != 0) {
+		log_info("workers gone; collector draining the event ring");
+		m.collector.stopping = 1;
+		m.collector.respawn_at_ms = 0;
+		kill(m.collector.pid, SIGTERM);
+		m.collector_stop_sent = 1;
+	}
+	return 0;
+}
+
+int
+master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
+    int *fds, int nfds, int ready_fd)
+{
+	struct sigaction sa;
+	sigset_t	 block;
+	int		 i;
+	int		 sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD,
+			    SIGUSR1 };
+
+	memset(&m, 0, sizeof(m));
+	m.cfg = cfg;
+	m.cfg_path = cfg_path;
+	m.shm = shm;
+	memcpy(m.fds, fds, sizeof(int) * (size_t)nfds);
+	m.nfds = nfds;
+	m.nslots = (int)shm_nlanes(shm);
+	m.gen = 1;
+	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
+		fatal("calloc");
+
+	sigemptyset(&block);
+	for (i = 0; i < (int)(sizeof(sigs) / sizeof(sigs[0])); i++)
+		sigaddset(&block, sigs[i]);
+	if (sigprocmask(SIG_BLOCK, &block, &m.waitmask) == -1)
+		fatal("sigprocmask");
+	sigdelset(&m.waitmask, SIGHUP);
+	sigdelset(&m.waitmask, SIGTERM);
+	sigdelset(&m.waitmask, SIGINT);
+	sigdelset(&m.waitmask, SIGQUIT);
+	sigdelset(&m.waitmask, SIGCHLD);
+	sigdelset(&m.waitmask, SIGUSR1);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < (int)(sizeof(sigs) / sizeof(sigs[0])); i++)
+		sigaction(sigs[i], &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	proctitle_set("sluice: master (%s)", cfg_path);
+	spawn_collector();
+	for (i = 0; i < cfg->workers; i++)
+		spawn_worker(i);
+	log_info("started: %d workers, %d listening socket(s)", cfg->workers,
+	    nfds);
+	if (ready_fd != -1) {
+		if (write(ready_fd, "1", 1) == -1)
+			log_warn("ready pipe");
+		close(ready_fd);
+	}
+
+	for (;;) {
+		struct timespec	 ts, *tsp = NULL;
+		int64_t		 next;
+
+		if (got_chld) {
+			got_chld = 0;
+			reap();
+		}
+		if (got_term) {
+			got_term = 0;
+			begin_stop(STOP_GRACEFUL);
+		}
+		if (got_quit) {
+			got_quit = 0;
+			begin_stop(STOP_FAST);
+		}
+		if (got_hup) {
+			got_hup = 0;
+			if (m.stop == RUNNING)
+				reload();
+		}
+		if (got_usr1) {
+			got_usr1 = 0;
+			forward_usr1();
+		}
+		run_timers(&next);
+		if (stop_progress())
+			break;
+		if (next != -1) {
+			int64_t d = next - mono_ms();
+
+			if (d < 0)
+				d = 0;
+			ts.tv_sec = d / 1000;
+			ts.tv_nsec = (d % 1000) * 1000000;
+			tsp = &ts;
+		}
+		if (got_chld || got_term || got_quit || got_hup || got_usr1)
+			continue;
+		if (ppoll(NULL, 0, tsp, &m.waitmask) == -1 && errno != EINTR)
+			log_warn("ppoll");
+	}
+	log_info("stopped");
+	if (m.cfg->pid_file[0] != '\0' && unlink(m.cfg->pid_file) == -1)
+		log_warn("unlink %s", m.cfg->pid_file);
+	cfg_free(m.cfg);
+	free(m.slots);
+	return 0;
+}

@@ -1,0 +1,108 @@
+/*
+ * ring.c - one single-producer/single-consumer lane of usage events.
+ *
+ * A worker must never wait for the collector, so push is wait-free: two
+ * loads, one memcpy, one store, no loop and no compare-and-swap.  tail and
+ * head are 64-bit counters that only grow (they do not wrap in the life of
+ * the machine); a position maps to slot pos & mask.
+ *
+ * The invariant is that tail is stored only after the slot it covers is
+ * written, with release order, and read by the consumer with acquire order.
+ * A producer SIGKILLed anywhere in ring_push either published a whole event
+ * or left tail where it was, so the consumer sees a committed prefix and no
+ * torn event; the half-written slot is free and the next producer on the
+ * lane overwrites it.  Symmetrically the consumer stores head with release
+ * only after it has finished reading the slots below it, and the producer
+ * reads head with acquire before reusing them.
+ *
+ * The lane lives in memory shared between processes, which is only sound
+ * if 64-bit atomics are lock-free (a lock-based fallback would lock a
+ * per-process table).
+ */
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/event.h"
+#include "shm/ring.h"
+
+#if ATOMIC_LLONG_LOCK_FREE != 2 || ATOMIC_LONG_LOCK_FREE != 2
+#error "sluice needs lock-free 64-bit atomics to share a ring between processes"
+#endif
+
+_Static_assert(offsetof(struct ring_lane, slots) % 64 == 0,
+    "ring slots must start on a cache line");
+
+size_t
+ring_lane_size(uint32_t nslots)
+{
+	size_t	 sz;
+
+	sz = offsetof(struct ring_lane, slots) +
+	    (size_t)nslots * sizeof(struct usage_event);
+	return (sz + 63) & ~(size_t)63;
+}
+
+void
+ring_lane_init(struct ring_lane *l, uint32_t nslots)
+{
+	atomic_init(&l->tail, 0);
+	atomic_init(&l->head, 0);
+	atomic_init(&l->drops, 0);
+	atomic_init(&l->pushes, 0);
+	l->nslots = nslots;
+	l->mask = nslots - 1;
+}
+
+int
+ring_push(struct ring_lane *l, const struct usage_event *ev)
+{
+	uint64_t	 tail, head;
+
+	/* Only this process stores tail: our own last value, relaxed. */
+	tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	/* Acquire: the consumer's reads of the slots below head are done. */
+	head = atomic_load_explicit(&l->head, memory_order_acquire);
+	if (tail - head >= l->nslots) {
+		atomic_fetch_add_explicit(&l->drops, 1, memory_order_relaxed);
+		return -1;
+	}
+	memcpy(&l->slots[tail & l->mask], ev, sizeof(*ev));
+	/* Release: the slot is whole before the consumer can see it. */
+	atomic_store_explicit(&l->tail, tail + 1, memory_order_release);
+	atomic_fetch_add_explicit(&l->pushes, 1, memory_order_relaxed);
+	return 0;
+}
+
+uint64_t
+ring_readable(struct ring_lane *l, uint64_t *headp)
+{
+	uint64_t	 tail, head, n;
+
+	head = atomic_load_explicit(&l->head, memory_order_relaxed);
+	tail = atomic_load_explicit(&l->tail, memory_order_acquire);
+	*headp = head;
+	n = tail - head;
+	/*
+	 * More than a lane holds (or tail behind head) only comes from a
+	 * producer that scribbled on shared memory; never report slots that
+	 * cannot be there.
+	 */
+	if (n > l->nslots)
+		n = 0;
+	return n;
+}
+
+const struct usage_event *
+ring_at(struct ring_lane *l, uint64_t pos)
+{
+	return &l->slots[pos & l->mask];
+}
+
+void
+ring_release(struct ring_lane *l, uint64_t new_head)
+{
+	/* Release: our reads of the freed slots finish before reuse. */
+	atomic_store_explicit(&l->head, new_head, memory_order_release);
+}

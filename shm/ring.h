@@ -1,0 +1,46 @@
+/*
+ * ring.h - one lane of the usage event ring: single producer (a worker),
+ * single consumer (the collector), fixed-size slots, in shared memory.
+ *
+ * The producer owns tail, the consumer owns head; each is a 64-bit counter
+ * that only grows, on its own cache line, published with release stores and
+ * read with acquire loads.  Push never waits: a full lane counts a drop.
+ * A producer killed mid-copy never advanced tail, so the consumer sees only
+ * whole events.  The consumer advances head only after the events it read
+ * are durable; until then a restarted consumer reads them again.
+ */
+#ifndef SLUICE_RING_H
+#define SLUICE_RING_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/event.h"
+
+struct ring_lane {
+	_Alignas(64) _Atomic uint64_t tail;	/* written by the producer */
+	_Alignas(64) _Atomic uint64_t head;	/* written by the consumer */
+	_Alignas(64) _Atomic uint64_t drops;	/* written by the producer */
+	_Atomic uint64_t pushes;		/* written by the producer */
+	uint32_t	 nslots;		/* power of two */
+	uint32_t	 mask;
+	_Alignas(64) struct usage_event slots[];
+};
+
+/* Bytes one lane of NSLOTS occupies (a multiple of 64). */
+size_t	 ring_lane_size(uint32_t nslots);
+/* Initialise a zeroed lane in place. NSLOTS must be a power of two. */
+void	 ring_lane_init(struct ring_lane *, uint32_t nslots);
+
+/* Producer: copy EV into the lane. 0 ok, -1 full (a drop is counted). */
+int	 ring_push(struct ring_lane *, const struct usage_event *ev);
+
+/* Consumer: how many events are readable; *head gets the current head. */
+uint64_t ring_readable(struct ring_lane *, uint64_t *head);
+/* Consumer: the event at absolute position POS (head <= pos < tail). */
+const struct usage_event *ring_at(struct ring_lane *, uint64_t pos);
+/* Consumer: everything before NEW_HEAD is durable; free those slots. */
+void	 ring_release(struct ring_lane *, uint64_t new_head);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * schema.c - create and upgrade the PostgreSQL schema, versioned.
+ *
+ * The schema is an ordered list of migrations; sluice_schema holds the
+ * number applied so far.  Upgrading runs the missing ones and bumps the
+ * version in the same transaction, so a failure leaves the database at
+ * the old version and never half-migrated.  The transaction first takes
+ * a transaction-scoped advisory lock, so a collector reconnecting and an
+ * operator running `sluicectl db init` at the same moment serialise
+ * instead of racing on CREATE TABLE.  Migrations are append-only: never
+ * edit one that has shipped, add the next.
+ *
+ * usage_events.request_id is the primary key: it is what makes loading
+ * idempotent (the collector inserts with ON CONFLICT DO NOTHING, so a
+ * replayed spool file or a batch re-read after a crash adds nothing).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "sql/schema.h"
+
+/* "sluice" in ASCII: the advisory lock key, unlikely to clash. */
+#define SCHEMA_LOCK_KEY	"126943618818405"	/* 0x736c75696365 */
+
+/* migrations[i] brings the schema from version i to version i + 1. */
+static const char *const migrations[] = {
+	/* 1: the usage table, its indexes and the operators' views. */
+	"CREATE TABLE usage_events ("
+	"  request_id        uuid PRIMARY KEY,"
+	"  ts_start          timestamptz NOT NULL,"
+	"  key_name          text,"
+	"  model             text,"
+	"  upstream          text,"
+	"  endpoint          text,"
+	"  stream            boolean,"
+	"  status            smallint,"
+	"  error_class       text,"
+	"  prompt_tokens     bigint,"
+	"  completion_tokens bigint,"
+	"  cached_tokens     bigint,"
+	"  cost_micro_usd    bigint,"
+	"  usage_source      text CHECK (usage_source IN"
+	"                      ('upstream', 'estimated', 'none')),"
+	"  attempts          smallint,"
+	"  bytes_in          bigint,"
+	"  bytes_out         bigint,"
+	"  latency_us        bigint,"
+	"  ttfb_us           bigint,"
+	"  overhead_us       bigint,"
+	"  client_addr       inet,"
+	"  worker_pid        int"
+	");"
+	"CREATE INDEX usage_events_ts_start ON usage_events (ts_start);"
+	"CREATE INDEX usage_events_key_ts ON usage_events (key_name, ts_start);"
+	"COMMENT ON TABLE usage_events IS"
+	"  'One row per request that reached sluice; loaded by the collector';"
+
+	"CREATE VIEW usage_by_key_day AS"
+	" SELECT ts_start::date AS day, key_name,"
+	"   count(*) AS requests,"
+	"   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+	"   coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+	"   coalesce(sum(cached_tokens), 0) AS cached_tokens,"
+	"   round(coalesce(sum(cost_micro_usd), 0) / 1e6, 6) AS cost_usd,"
+	"   count(*) FILTER (WHERE status >= 400) AS errors"
+	" FROM usage_events GROUP BY 1, 2;"
+
+	"CREATE VIEW usage_by_model_day AS"
+	" SELECT ts_start::date AS day, model,"
+	"   count(*) AS requests,"
+	"   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+	"   coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+	"   coalesce(sum(cached_tokens), 0) AS cached_tokens,"
+	"   round(coalesce(sum(cost_micro_usd), 0) / 1e6, 6) AS cost_usd,"
+	"   count(*) FILTER (WHERE status >= 400) AS errors"
+	" FROM usage_events GROUP BY 1, 2;"
+
+	"CREATE VIEW cost_by_key_month AS"
+	" SELECT key_name,"
+	"   count(*) AS requests,"
+	"   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+	"   coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+	"   coalesce(sum(cached_tokens), 0) AS cached_tokens,"
+	"   round(coalesce(sum(cost_micro_usd), 0) / 1e6, 6) AS cost_usd"
+	" FROM usage_events"
+	" WHERE ts_start >= date_trunc('month', now())"
+	" GROUP BY key_name ORDER BY cost_usd DESC, key_name;"
+
+	/* Health of what sluice talked to: 5xx (502/504 included) only. */
+	"CREATE VIEW upstream_health_hourly AS"
+	" SELECT date_trunc('hour', ts_start) AS hour, upstream,"
+	"   count(*) AS requests,"
+	"   count(*) FILTER (WHERE status >= 500) AS errors,"
+	"   round((count(*) FILTER (WHERE status >= 500))::numeric"
+	"     / count(*), 4) AS error_rate,"
+	"   percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_us) / 1000"
+	"     AS p50_latency_ms,"
+	"   percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_us) / 1000"
+	"     AS p95_latency_ms,"
+	"   percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_us) / 1000"
+	"     AS p99_latency_ms"
+	" FROM usage_events WHERE upstream IS NOT NULL"
+	" GROUP BY 1, 2;",
+};
+
+#define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == SCHEMA_VERSION,
+    "SCHEMA_VERSION must be the number of migrations");
+
+static int	 schema_exec(PGconn *, const char *, ExecStatusType,
+		    PGresult **, char *, size_t);
+static void	 schema_rollback(PGconn *);
+
+int
+schema_init(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult	*res;
+	char		 sql[128];
+	int		 version, v;
+
+	if (schema_exec(conn, "BEGIN", PGRES_COMMAND_OK, NULL,
+	    err, errlen) == -1)
+		return -1;
+	if (schema_exec(conn,
+	    "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")",
+	    PGRES_TUPLES_OK, NULL, err, errlen) == -1 ||
+	    schema_exec(conn,
+	    "CREATE TABLE IF NOT EXISTS sluice_schema (version int NOT NULL)",
+	    PGRES_COMMAND_OK, NULL, err, errlen) == -1 ||
+	    schema_exec(conn, "SELECT max(version) FROM sluice_schema",
+	    PGRES_TUPLES_OK, &res, err, errlen) == -1)
+		goto fail;
+
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		PQclear(res);
+		if (schema_exec(conn, "INSERT INTO sluice_schema VALUES (0)",
+		    PGRES_COMMAND_OK, NULL, err, errlen) == -1)
+			goto fail;
+		version = 0;
+	} else {
+		version = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	if (version < 0) {
+		snprintf(err, errlen, "sluice_schema holds version %d",
+		    version);
+		goto fail;
+	}
+
+	for (v = version; v < NMIGRATIONS; v++) {
+		if (schema_exec(conn, migrations[v], PGRES_COMMAND_OK, NULL,
+		    err, errlen) == -1) {
+			size_t l = strlen(err);
+
+			snprintf(err + l, errlen > l ? errlen - l : 0,
+			    " (migration to version %d)", v + 1);
+			goto fail;
+		}
+	}
+	if (version < NMIGRATIONS) {
+		(void)snprintf(sql, sizeof(sql),
+		    "UPDATE sluice_schema SET version = %d", NMIGRATIONS);
+		if (schema_exec(conn, sql, PGRES_COMMAND_OK, NULL,
+		    err, errlen) == -1)
+			goto fail;
+		version = NMIGRATIONS;
+	}
+	if (schema_exec(conn, "COMMIT", PGRES_COMMAND_OK, &res,
+	    err, errlen) == -1)
+		goto fail;
+	/* A COMMIT of a failed transaction reports ROLLBACK. */
+	if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		snprintf(err, errlen, "schema transaction rolled back");
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	return version;
+
+ fail:
+	schema_rollback(conn);
+	return -1;
+}
+
+/*
+ * Run SQL and expect WANT.  On success *RESP (if not NULL) gets the result
+ * for the caller to clear.  On failure ERR gets the server's message.
+ */
+static int
+schema_exec(PGconn *conn, const char *sql, ExecStatusType want,
+    PGresult **resp, char *err, size_t errlen)
+{
+	PGresult	*res;
+	const char	*msg;
+	size_t		 l;
+
+	res = PQexec(conn, sql);
+	if (res == NULL || PQresultStatus(res) != want) {
+		msg = res != NULL ? PQresultErrorMessage(res) : "";
+		if (*msg == '\0')
+			msg = PQerrorMessage(conn);
+		snprintf(err, errlen, "%s", *msg ? msg : "unknown error");
+		/* libpq messages end in a newline; a log line must not. */
+		l = strlen(err);
+		while (l > 0 && (err[l - 1] == '\n' || err[l - 1] == ' '))
+			err[--l] = '\0';
+		PQclear(res);
+		return -1;
+	}
+	if (resp != NULL)
+		*resp = res;
+	else
+		PQclear(res);
+	return 0;
+}
+
+static void
+schema_rollback(PGconn *conn)
+{
+	PGresult	*res;
+
+	if (PQstatus(conn) != CONNECTION_OK ||
+	    PQtransactionStatus(conn) == PQTRANS_IDLE)
+		return;
+	res = PQexec(conn, "ROLLBACK");
+	PQclear(res);
+}

@@ -1,0 +1,75 @@
+/*
+ * spool.h - the on-disk spool the collector writes usage events to while
+ * PostgreSQL is unreachable, and replays from once it is back.
+ *
+ * Owned by the collector process alone (one collector per spool_dir).
+ * A spool file is binary: a 16-byte header (magic "SLUICESP", format
+ * version, sizeof(struct usage_event), native byte order) followed by raw
+ * struct usage_event records.  Files are named spool-<16 hex digits>.bin
+ * after a sequence that only grows, so name order is write order.  A file
+ * is written under a .tmp name, fsync'ed, renamed and the directory
+ * fsync'ed: a .bin file is whole and durable.
+ */
+#ifndef SLUICE_SPOOL_H
+#define SLUICE_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/event.h"
+
+#define SPOOL_MAGIC	"SLUICESP"
+#define SPOOL_VERSION	1
+
+struct spool;
+struct spool_reader;
+
+/*
+ * Open DIR, creating it (mode 0700) if missing, and count the files
+ * waiting for replay.  A .tmp file left by a crash is adopted as a spool
+ * file (its whole records are valid; loading is idempotent).  NULL with
+ * errno set and a message in ERR on failure.
+ */
+struct spool	*spool_open(const char *dir, char *err, size_t errlen);
+void		 spool_close(struct spool *);
+const char	*spool_dir(const struct spool *);
+/* Files waiting for replay. */
+size_t		 spool_pending(const struct spool *);
+
+/*
+ * Write one file: spool_begin, any number of spool_add, then spool_commit
+ * (durable when it returns 0) or spool_abort.  -1 with errno on failure;
+ * after a failed add or commit call spool_abort.
+ */
+int		 spool_begin(struct spool *);
+int		 spool_add(struct spool *, const struct usage_event *);
+/* On success *BYTES (if not NULL) gets the file size, NAME its name. */
+int		 spool_commit(struct spool *, uint64_t *bytes, char *name,
+		    size_t namelen);
+void		 spool_abort(struct spool *);
+
+/*
+ * The oldest spool file: 1 and its full path in PATH, 0 if none, -1 on
+ * error.
+ */
+int		 spool_oldest(struct spool *, char *path, size_t pathlen);
+/* Delete a replayed file. */
+int		 spool_remove(struct spool *, const char *path);
+/* Set an unreadable file aside as PATH.bad, out of the replay queue. */
+int		 spool_quarantine(struct spool *, const char *path);
+
+/*
+ * Read a spool file.  spool_reader_open fails with EINVAL (and a message
+ * in ERR) for a header that is not ours or a different event size: such a
+ * file should be quarantined, not retried.  spool_read returns up to MAX
+ * whole records, 0 at the end (a truncated tail is ignored with a
+ * warning), -1 on a read error.
+ */
+struct spool_reader *spool_reader_open(const char *path, char *err,
+		    size_t errlen);
+ssize_t		 spool_read(struct spool_reader *, struct usage_event *evs,
+		    size_t max);
+void		 spool_reader_close(struct spool_reader *);
+
+#endif

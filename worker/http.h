@@ -1,0 +1,89 @@
+/*
+ * http.h - HTTP/1.1 message heads and chunked bodies, parsed strictly.
+ *
+ * The parsers are pure functions over one contiguous head (request line or
+ * status line through the empty line) so they can be fuzzed alone
+ * (tests/fuzz).  Names and values point into the caller's buffer.
+ * Anything ambiguous that could smuggle a request past us (both
+ * Content-Length and Transfer-Encoding, two different Content-Lengths,
+ * obsolete line folding, bare CR, a space before the colon) is an error.
+ */
+#ifndef SLUICE_HTTP_H
+#define SLUICE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+#define HTTP_MAX_HEADERS	100
+
+struct http_header {
+	const char	*name;
+	const char	*value;
+	uint16_t	 name_len;
+	uint32_t	 value_len;
+};
+
+struct http_head {
+	/* request: method and target; response: status and reason */
+	const char	*method;
+	size_t		 method_len;
+	const char	*target;
+	size_t		 target_len;
+	size_t		 path_len;	/* target up to '?' */
+	int		 status;
+	int		 minor;		/* HTTP/1.minor */
+	struct http_header h[HTTP_MAX_HEADERS];
+	int		 nh;
+	int64_t		 content_length;	/* -1 = absent */
+	unsigned	 chunked:1;		/* Transfer-Encoding: chunked */
+	unsigned	 conn_close:1;		/* Connection: close */
+	unsigned	 conn_keepalive:1;	/* Connection: keep-alive */
+	unsigned	 expect_continue:1;	/* Expect: 100-continue */
+};
+
+/*
+ * Parse a request head of LEN bytes ending in CRLFCRLF.  Returns 0, or the
+ * HTTP status to answer with: 400 malformed, 414 request line too long
+ * (more than MAX_LINE), 431 too many headers, 501 unknown transfer coding,
+ * 505 not HTTP/1.x.
+ */
+int	 http_parse_request(const char *buf, size_t len, size_t max_line,
+	    struct http_head *);
+/* Parse a response head; 0 ok, -1 malformed. */
+int	 http_parse_response(const char *buf, size_t len, struct http_head *);
+
+/* Case-insensitive header lookup: the first match, or NULL. */
+const struct http_header *http_find(const struct http_head *, const char *name);
+/* 1 if NAME (case-insensitive) equals the NUL-terminated S. */
+int	 http_name_is(const char *name, size_t len, const char *s);
+/* 1 if the header is hop-by-hop (RFC 9110 7.6.1) or named in Connection. */
+int	 http_is_hop_by_hop(const struct http_head *, const struct http_header *);
+/* Standard reason phrase for a status. */
+const char *http_reason(int status);
+
+/* Incremental chunked-body decoder. */
+enum chunked_state {
+	CHUNK_SIZE = 0,
+	CHUNK_DATA,
+	CHUNK_DATA_CRLF,
+	CHUNK_TRAILER,
+	CHUNK_DONE,
+};
+
+struct chunked {
+	enum chunked_state state;
+	uint64_t	 remaining;
+};
+
+/*
+ * Move the decoded bytes available in IN to OUT (without copying where
+ * evbuffer can move chains).  Returns the number of decoded bytes moved,
+ * or -1 on a malformed body.  state becomes CHUNK_DONE after the last
+ * chunk and its trailers.
+ */
+long	 chunked_decode(struct chunked *, struct evbuffer *in,
+	    struct evbuffer *out);
+
+#endif

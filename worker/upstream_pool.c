@@ -1,0 +1,260 @@
+/*
+ * upstream_pool.c - each worker's keep-alive connections to its upstreams.
+ *
+ * An idle connection waits in its upstream's list with a read callback
+ * armed and a read timeout of idle_timeout: if the upstream closes it,
+ * sends anything, or the timeout passes, it is freed at once, so a closed
+ * connection is never handed out.  (The race where the close arrives after
+ * the request is written is handled by the proxy's retry.)  The list is
+ * LIFO: the warmest connection is reused first and the cold ones age out.
+ *
+ * New connections resolve names with evdns (never getaddrinfo on the
+ * request path) and speak TLS through bufferevent_openssl with peer and
+ * host name verification and SNI.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "common/log.h"
+#include "worker/worker.h"
+
+static void	 idle_read_cb(struct bufferevent *, void *);
+static void	 idle_event_cb(struct bufferevent *, short, void *);
+
+static int
+is_ip_literal(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 ||
+	    inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static SSL_CTX *
+tls_ctx_new(const struct cfg_upstream *u)
+{
+	SSL_CTX *ctx;
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (u->ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(ctx, u->ca_file, NULL) != 1) {
+			log_warnx("upstream %s: cannot load ca_file %s",
+			    u->name, u->ca_file);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	return ctx;
+}
+
+int
+pool_init(struct worker *w)
+{
+	const struct config	*cfg = w->cfg;
+	int			 i;
+
+	w->ups = calloc((size_t)cfg->nupstreams, sizeof(*w->ups));
+	if (w->ups == NULL)
+		return -1;
+	for (i = 0; i < cfg->nupstreams; i++) {
+		struct upstream			*up = &w->ups[i];
+		const struct cfg_upstream	*u = &cfg->upstreams[i];
+		int				 dflt;
+
+		up->cfg = u;
+		up->w = w;
+		TAILQ_INIT(&up->idle);
+		dflt = strcmp(u->port, u->tls ? "443" : "80") == 0;
+		snprintf(up->host_hdr, sizeof(up->host_hdr), "Host: %s%s%s%s%s"
+		    "\r\n", strchr(u->host, ':') ? "[" : "", u->host,
+		    strchr(u->host, ':') ? "]" : "", dflt ? "" : ":",
+		    dflt ? "" : u->port);
+		if (u->tls && (up->ssl_ctx = tls_ctx_new(u)) == NULL)
+			return -1;
+		if (u->api_key != NULL) {
+			size_t	 n = strlen(u->api_key) + 64;
+			char	*h = malloc(n);
+
+			if (h == NULL)
+				return -1;
+			switch (u->protocol) {
+			case PROTO_ANTHROPIC:
+				snprintf(h, n, "x-api-key: %s\r\n", u->api_key);
+				break;
+			case PROTO_AZURE:
+				snprintf(h, n, "api-key: %s\r\n", u->api_key);
+				break;
+			default:
+				snprintf(h, n, "Authorization: Bearer %s\r\n",
+				    u->api_key);
+				break;
+			}
+			up->auth_hdr = h;
+		}
+	}
+	return 0;
+}
+
+void
+pool_free(struct worker *w)
+{
+	struct upconn	*uc;
+	int		 i;
+
+	for (i = 0; w->ups != NULL && i < w->cfg->nupstreams; i++) {
+		while ((uc = TAILQ_FIRST(&w->ups[i].idle)) != NULL)
+			upconn_free(uc);
+		if (w->ups[i].ssl_ctx != NULL)
+			SSL_CTX_free(w->ups[i].ssl_ctx);
+		if (w->ups[i].auth_hdr != NULL) {
+			explicit_bzero(w->ups[i].auth_hdr,
+			    strlen(w->ups[i].auth_hdr));
+			free(w->ups[i].auth_hdr);
+		}
+	}
+	free(w->ups);
+	w->ups = NULL;
+}
+
+void
+upconn_free(struct upconn *uc)
+{
+	if (uc->owner == NULL) {
+		TAILQ_REMOVE(&uc->up->idle, uc, entry);
+		uc->up->nidle--;
+	}
+	bufferevent_free(uc->bev);
+	free(uc);
+}
+
+static struct upconn *
+upconn_new(struct upstream *up)
+{
+	struct worker	*w = up->w;
+	struct upconn	*uc;
+	SSL		*ssl = NULL;
+	const char	*host = up->cfg->host;
+	int		 port = atoi(up->cfg->port);
+
+	if ((uc = calloc(1, sizeof(*uc))) == NULL)
+		return NULL;
+	uc->up = up;
+	if (up->ssl_ctx != NULL) {
+		if ((ssl = SSL_new(up->ssl_ctx)) == NULL)
+			goto fail;
+		if (is_ip_literal(host)) {
+			X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+
+			if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1)
+				goto fail;
+		} else if (SSL_set_tlsext_host_name(ssl, host) != 1 ||
+		    SSL_set1_host(ssl, host) != 1)
+			goto fail;
+		uc->bev = bufferevent_openssl_socket_new(w->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (uc->bev == NULL)
+			goto fail;
+		ssl = NULL;	/* owned by the bufferevent now */
+		bufferevent_openssl_set_allow_dirty_shutdown(uc->bev, 1);
+	} else {
+		uc->bev = bufferevent_socket_new(w->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (uc->bev == NULL)
+			goto fail;
+	}
+	/* evdns when HOST is a name; an IP literal connects at once */
+	if (bufferevent_socket_connect_hostname(uc->bev, w->dns, AF_UNSPEC,
+	    host, port) == -1)
+		goto fail;
+	if (bufferevent_getfd(uc->bev) != -1) {
+		int one = 1;
+
+		setsockopt(bufferevent_getfd(uc->bev), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one));
+	}
+	up->opened++;
+	return uc;
+fail:
+	if (ssl != NULL)
+		SSL_free(ssl);
+	if (uc->bev != NULL)
+		bufferevent_free(uc->bev);
+	free(uc);
+	return NULL;
+}
+
+/* A pooled connection when one is idle (*reused = 1), else a new one. */
+struct upconn *
+pool_get(struct upstream *up, int *reused)
+{
+	struct upconn *uc;
+
+	if ((uc = TAILQ_FIRST(&up->idle)) != NULL) {
+		TAILQ_REMOVE(&up->idle, uc, entry);
+		up->nidle--;
+		up->reused++;
+		uc->requests++;
+		*reused = 1;
+		return uc;
+	}
+	*reused = 0;
+	if ((uc = upconn_new(up)) == NULL)
+		return NULL;
+	uc->requests = 1;
+	/* the caller sets owner and callbacks before the loop runs again */
+	return uc;
+}
+
+void
+pool_put(struct upconn *uc)
+{
+	struct upstream	*up = uc->up;
+	struct timeval	 tv;
+
+	uc->owner = NULL;
+	if (up->nidle >= up->cfg->max_idle || up->w->stopping) {
+		bufferevent_free(uc->bev);
+		free(uc);
+		return;
+	}
+	tv.tv_sec = up->cfg->idle_timeout_ms / 1000;
+	tv.tv_usec = (up->cfg->idle_timeout_ms % 1000) * 1000;
+	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
+	bufferevent_set_timeouts(uc->bev, &tv, NULL);
+	bufferevent_enable(uc->bev, EV_READ);
+	TAILQ_INSERT_HEAD(&up->idle, uc, entry);
+	up->nidle++;
+}
+
+/* An idle connection must stay silent; anything else ends it. */
+static void
+idle_read_cb(struct bufferevent *bev, void *arg)
+{
+	upconn_free(arg);
+}
+
+static void
+idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	upconn_free(arg);
+}

@@ -1,0 +1,200 @@
+/*
+ * worker.c - a worker process: one libevent loop, no threads.
+ *
+ * Inherits the listening sockets and the shared segment from the master,
+ * accepts on the shared sockets, and serves until told to stop.  SIGTERM
+ * is a graceful stop (nginx's "quit"): stop accepting, close idle
+ * keep-alive connections, let in-flight requests finish, exit when the
+ * last client is gone or at shutdown_timeout.  SIGQUIT cuts in-flight
+ * requests at once, metering each as cut so that no row is lost.
+ */
+#include <sys/socket.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "common/log.h"
+#include "shm/shm.h"
+#include "worker/worker.h"
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->stopping) {
+		close(fd);
+		return;
+	}
+	client_accept(w, fd, sa, salen);
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: log and go on; the listener stays armed */
+	log_warnx("accept: %s", evutil_socket_error_to_string(err));
+}
+
+static void
+stop_listening(struct worker *w)
+{
+	int i;
+
+	for (i = 0; i < w->nlisteners; i++) {
+		evconnlistener_free(w->listeners[i]);
+		w->listeners[i] = NULL;
+	}
+	w->nlisteners = 0;
+}
+
+/* Meter every request still in flight as cut, then leave. */
+static void
+cut_and_exit(struct worker *w, const char *why)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &w->clients, entry) {
+		if (client_is_idle(c) || c->t_start_us == 0 || c->metered)
+			continue;
+		if (c->ev.status == 0 || c->state == CL_PROXYING)
+			c->ev.status = 503;
+		snprintf(c->ev.error_class, sizeof(c->ev.error_class), "%s",
+		    why);
+		meter_finish(c);
+	}
+	log_info("exiting (%s)", why);
+	exit(0);
+}
+
+void
+worker_client_gone(struct worker *w)
+{
+	if (w->stopping && w->nclients == 0)
+		event_base_loopbreak(w->base);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	cut_and_exit(arg, "shutdown_timeout");
+}
+
+static void
+sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker	*w = arg;
+	struct client	*c, *next;
+	struct timeval	 tv;
+
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	stop_listening(w);
+	log_info("graceful stop: %d connection(s) open", w->nclients);
+	for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (client_is_idle(c))
+			client_free(c);
+		else
+			c->keepalive = 0;
+	}
+	if (w->nclients == 0) {
+		event_base_loopbreak(w->base);
+		return;
+	}
+	tv.tv_sec = w->cfg->shutdown_timeout_ms / 1000;
+	tv.tv_usec = (w->cfg->shutdown_timeout_ms % 1000) * 1000;
+	w->ev_deadline = evtimer_new(w->base, deadline_cb, w);
+	if (w->ev_deadline != NULL)
+		evtimer_add(w->ev_deadline, &tv);
+}
+
+static void
+sigquit_cb(evutil_socket_t sig, short what, void *arg)
+{
+	cut_and_exit(arg, "fast_shutdown");
+}
+
+static void
+sigusr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+	if (log_reopen() == -1)
+		log_warn("reopening the log");
+}
+
+void
+worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
+    const int *listen_fds, int nfds)
+{
+	struct worker	 wk, *w = &wk;
+	int		 i;
+
+	memset(w, 0, sizeof(*w));
+	w->cfg = cfg;
+	w->slot = slot;
+	TAILQ_INIT(&w->clients);
+	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
+		w->lane = shm_lane(shm, (uint32_t)slot);
+	w->json.max_tokens = 1 << 20;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);	/* the master turns ^C into SIGTERM */
+	signal(SIGHUP, SIG_IGN);
+
+	if ((w->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (w->dns == NULL) {
+		/* no resolv.conf: names from /etc/hosts still resolve */
+		w->dns = evdns_base_new(w->base,
+		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (w->dns == NULL)
+			fatalx("evdns_base_new failed");
+		evdns_base_load_hosts(w->dns, NULL);
+	}
+	reqid_init(w);
+	if (pool_init(w) == -1)
+		fatalx("cannot set up upstream pools (TLS context)");
+
+	for (i = 0; i < nfds; i++) {
+		w->listeners[i] = evconnlistener_new(w->base, accept_cb, w,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
+		    listen_fds[i]);
+		if (w->listeners[i] == NULL)
+			fatalx("evconnlistener_new failed");
+		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+		w->nlisteners++;
+	}
+	w->ev_term = evsignal_new(w->base, SIGTERM, sigterm_cb, w);
+	w->ev_quit = evsignal_new(w->base, SIGQUIT, sigquit_cb, w);
+	w->ev_usr1 = evsignal_new(w->base, SIGUSR1, sigusr1_cb, w);
+	if (w->ev_term == NULL || w->ev_quit == NULL || w->ev_usr1 == NULL ||
+	    evsignal_add(w->ev_term, NULL) == -1 ||
+	    evsignal_add(w->ev_quit, NULL) == -1 ||
+	    evsignal_add(w->ev_usr1, NULL) == -1)
+		fatalx("cannot install signal events");
+	{
+		sigset_t none;
+
+		/* the master forked us with its signals blocked */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+
+	log_info("worker slot %d serving", slot);
+	event_base_dispatch(w->base);
+	log_info("exiting (all connections closed)");
+	pool_free(w);
+	exit(0);
+}

@@ -1,0 +1,186 @@
+/*
+ * worker.h - the request path: one libevent loop per worker process.
+ *
+ * A worker owns its client connections, its per-upstream keep-alive pools
+ * and one lane of the event ring.  Nothing here is shared with another
+ * process except through shm/.  Only master/ calls worker_main(); the
+ * rest of this header is the contract between the files of worker/.
+ */
+#ifndef SLUICE_WORKER_H
+#define SLUICE_WORKER_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "common/config.h"
+#include "common/event.h"
+#include "common/json.h"
+#include "worker/http.h"
+
+struct event_base;
+struct evdns_base;
+struct bufferevent;
+struct evbuffer;
+struct evconnlistener;
+struct shm_segment;
+struct ring_lane;
+
+struct worker;
+struct client;
+
+/* One upstream as this worker sees it: its pool of idle connections. */
+struct upconn {
+	TAILQ_ENTRY(upconn) entry;
+	struct upstream	*up;
+	struct bufferevent *bev;
+	struct client	*owner;		/* NULL while idle in the pool */
+	unsigned	 requests;	/* requests served on this connection */
+};
+TAILQ_HEAD(upconn_list, upconn);
+
+struct upstream {
+	const struct cfg_upstream *cfg;
+	struct worker	*w;
+	SSL_CTX		*ssl_ctx;	/* NULL for http:// */
+	struct upconn_list idle;
+	int		 nidle;
+	char		 host_hdr[300];	/* "Host: h[:p]\r\n" */
+	char		*auth_hdr;	/* credential header line, or NULL */
+	uint64_t	 opened;	/* connections opened */
+	uint64_t	 reused;	/* requests sent on a pooled connection */
+};
+
+enum client_state {
+	CL_READ_HEAD = 0,	/* waiting for, or reading, a request head */
+	CL_READ_BODY,		/* reading the request body */
+	CL_PROXYING,		/* an upstream exchange is under way */
+	CL_CLOSING,		/* flushing the last bytes, then close */
+};
+
+enum px_state {
+	PX_NONE = 0,
+	PX_CONNECTING,		/* new connection: DNS, TCP, TLS */
+	PX_WAIT_HEAD,		/* request written, reading the response head */
+	PX_BODY,		/* relaying the response body */
+};
+
+enum body_mode {
+	BODY_NONE = 0,
+	BODY_LENGTH,
+	BODY_CHUNKED,
+	BODY_UNTIL_CLOSE,
+};
+
+/* The upstream side of one request; lives inside its client. */
+struct proxy {
+	enum px_state	 state;
+	struct upstream	*up;
+	struct upconn	*uc;
+	const struct cfg_route *route;
+	int		 route_idx;	/* which of route->upstream[] */
+	int		 attempts;
+	int		 reused;	/* uc came from the pool */
+	char		*head;		/* response head, copied out */
+	size_t		 head_cap;
+	size_t		 head_scanned;
+	struct http_head rh;
+	enum body_mode	 mode;
+	int64_t		 remaining;
+	struct chunked	 ck;
+	struct evbuffer	*decoded;	/* dechunked bytes on their way out */
+	int		 keepalive;	/* upstream connection reusable after */
+	int		 head_sent;	/* response head went to the client */
+	int64_t		 t_sent_us;
+	int64_t		 t_first_byte_us;
+};
+
+struct client {
+	TAILQ_ENTRY(client) entry;
+	struct worker	*w;
+	struct bufferevent *bev;
+	enum client_state state;
+	char		 addr[EV_ADDR_MAX];
+
+	/* the current request */
+	char		*head;		/* request head, copied out */
+	size_t		 head_cap;
+	size_t		 head_len;
+	size_t		 head_scanned;	/* bytes of input searched for CRLFCRLF */
+	struct http_head rq;
+	struct evbuffer	*body;
+	int64_t		 body_need;	/* Content-Length still to read */
+	struct chunked	 body_ck;
+	int		 keepalive;	/* keep the connection after this request */
+	int		 anthropic;	/* errors in Anthropic's shape */
+	int		 nrequests;
+	char		 reqid[40];	/* x-request-id, as sent both ways */
+	struct usage_event ev;		/* filled as the request goes */
+	int64_t		 t_start_us;	/* monotonic, first byte of the head */
+	int64_t		 bytes_out_start; /* output counter at response start */
+	int64_t		 out_bytes;	/* bytes queued to the client */
+	const char	*model;		/* in body */
+	size_t		 model_len;
+	int		 stream;
+	int		 metered;	/* this request's event is pushed */
+	struct proxy	 px;
+};
+TAILQ_HEAD(client_list, client);
+
+struct worker {
+	struct event_base *base;
+	struct evdns_base *dns;
+	const struct config *cfg;
+	struct ring_lane *lane;
+	int		 slot;
+	struct evconnlistener *listeners[CFG_MAX_LISTEN];
+	int		 nlisteners;
+	struct upstream	*ups;		/* one per cfg->upstreams[] */
+	struct client_list clients;
+	int		 nclients;
+	int		 stopping;	/* graceful stop: no new requests */
+	struct json_doc	 json;		/* token array reused by every request */
+	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
+	uint64_t	 rid_state[2];	/* request id generator */
+};
+
+void	 worker_main(const struct config *, struct shm_segment *, int slot,
+	    const int *listen_fds, int nfds) __attribute__((noreturn));
+void	 worker_client_gone(struct worker *);
+
+/* client.c */
+void	 client_accept(struct worker *, int fd, struct sockaddr *, int);
+void	 client_free(struct client *);
+void	 client_request_done(struct client *);
+void	 client_send_error(struct client *, int status, const char *type,
+	    const char *code, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
+int	 client_is_idle(const struct client *);
+
+/* proxy.c */
+void	 proxy_start(struct client *, const struct cfg_route *);
+void	 proxy_abort(struct client *);
+void	 proxy_client_drained(struct client *);
+
+/* upstream_pool.c */
+int	 pool_init(struct worker *);
+void	 pool_free(struct worker *);
+struct upconn *pool_get(struct upstream *, int *reused);
+void	 pool_put(struct upconn *);
+void	 upconn_free(struct upconn *);
+
+/* reqid.c */
+void	 reqid_init(struct worker *);
+void	 reqid_new(struct worker *, uint8_t id[16], char str[37]);
+int	 reqid_parse(const char *s, size_t len, uint8_t id[16]);
+
+/* meter.c: the seam where a finished request becomes its usage event */
+void	 meter_finish(struct client *);
+
+/* time */
+int64_t	 now_us(void);		/* monotonic */
+int64_t	 wall_us(void);		/* CLOCK_REALTIME */
+
+#endif
