@@ -78,7 +78,7 @@ struct parser {
 	int		 eof_line;
 	struct config	*cfg;
 	struct route_names *rnames;	/* parallel to cfg->routes */
-	char		 ctx[CFG_NAME_MAX + 16];	/* 'upstream "x": ' */
+	char		 ctx[TOK_MAX + 16];	/* 'upstream "x": ' */
 	char		*err;
 	size_t		 errlen;
 };
@@ -274,6 +274,18 @@ is_blank(int c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
 	    c == '\v';
+}
+
+/* Copy SRC, whose length the caller has checked, into DST of SIZE. */
+static void
+set_str(char *dst, size_t size, const char *src)
+{
+	size_t	 len = strlen(src);
+
+	if (len >= size)
+		len = size - 1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
 }
 
 static int
@@ -783,7 +795,7 @@ parse_url(struct cfg_upstream *u, const char *url)
 		if (parse_port(port, plen, u->port, sizeof(u->port)) == -1)
 			return "invalid port";
 	} else
-		snprintf(u->port, sizeof(u->port), "%s", defport);
+		set_str(u->port, sizeof(u->port), defport);
 	memcpy(u->host, host, hlen);
 	u->host[hlen] = '\0';
 	if (strpbrk(auth_end, "?#") != NULL)
@@ -877,7 +889,7 @@ d_log(struct parser *p, struct directive *d, void *obj)
 		else
 			return perr(p, d->line, "invalid log level \"%s\"", lvl);
 	}
-	snprintf(cfg->log, sizeof(cfg->log), "%s", dest);
+	set_str(cfg->log, sizeof(cfg->log), dest);
 	return 0;
 }
 
@@ -923,7 +935,7 @@ d_upstream(struct parser *p, struct directive *d, void *obj)
 	cfg->upstreams = u;
 	u = &cfg->upstreams[cfg->nupstreams++];
 	memset(u, 0, sizeof(*u));
-	snprintf(u->name, sizeof(u->name), "%s", name);
+	set_str(u->name, sizeof(u->name), name);
 	u->protocol = PROTO_OPENAI;
 	u->max_idle = 64;
 	u->connect_timeout_ms = 5 * 1000;
@@ -963,7 +975,7 @@ d_url(struct parser *p, struct directive *d, void *obj)
 		return perr(p, d->line, "url too long");
 	if ((why = parse_url(u, v)) != NULL)
 		return perr(p, d->line, "invalid url \"%s\": %s", v, why);
-	snprintf(u->url, sizeof(u->url), "%s", v);
+	set_str(u->url, sizeof(u->url), v);
 	return 0;
 }
 
@@ -1005,7 +1017,7 @@ d_api_key_env(struct parser *p, struct directive *d, void *obj)
 		    var);
 	if ((u->api_key = strdup(val)) == NULL)
 		return perr(p, d->line, "out of memory");
-	snprintf(u->api_key_env, sizeof(u->api_key_env), "%s", var);
+	set_str(u->api_key_env, sizeof(u->api_key_env), var);
 	return 0;
 }
 
@@ -1083,7 +1095,7 @@ d_api_key_file(struct parser *p, struct directive *d, void *obj)
 	if (*v == '\0' || strlen(v) >= sizeof(u->api_key_file))
 		return perr(p, d->line, "invalid value \"%s\" in "
 		    "\"api_key_file\" directive", v);
-	snprintf(u->api_key_file, sizeof(u->api_key_file), "%s", v);
+	set_str(u->api_key_file, sizeof(u->api_key_file), v);
 	return read_key_file(p, d->line, u);
 }
 
@@ -1099,7 +1111,7 @@ d_ca_file(struct parser *p, struct directive *d, void *obj)
 	if (access(v, R_OK) == -1)
 		return perr(p, d->line, "cannot read ca_file \"%s\": %s", v,
 		    strerror(errno));
-	snprintf(u->ca_file, sizeof(u->ca_file), "%s", v);
+	set_str(u->ca_file, sizeof(u->ca_file), v);
 	return 0;
 }
 
@@ -1139,12 +1151,11 @@ d_route(struct parser *p, struct directive *d, void *obj)
 	cfg->nroutes++;
 	memset(r, 0, sizeof(*r));
 	memset(rn, 0, sizeof(*rn));
-	snprintf(r->pattern, sizeof(r->pattern), "%s", pat);
+	set_str(r->pattern, sizeof(r->pattern), pat);
 	r->line = d->line;
 	r->nupstreams = d->nargs - 2;
 	for (i = 0; i < r->nupstreams; i++) {
-		snprintf(rn->name[i], sizeof(rn->name[i]), "%s",
-		    d->args[i + 2].s);
+		set_str(rn->name[i], sizeof(rn->name[i]), d->args[i + 2].s);
 		r->upstream[i] = -1;
 	}
 	return 0;
@@ -1197,7 +1208,7 @@ d_price(struct parser *p, struct directive *d, void *obj)
 	cfg->prices = pr;
 	pr = &cfg->prices[cfg->nprices++];
 	memset(pr, 0, sizeof(*pr));
-	snprintf(pr->model, sizeof(pr->model), "%s", model);
+	set_str(pr->model, sizeof(pr->model), model);
 	pr->input = v[0];
 	pr->output = v[1];
 	pr->cached = v[2];
@@ -1296,7 +1307,7 @@ cfg_load(const char *path, struct config **out, char *err, size_t errlen)
 		perr(&p, 0, "path too long");
 		goto done;
 	}
-	snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+	set_str(cfg->path, sizeof(cfg->path), path);
 	if (read_file(&p) == -1 || parse_main(&p) == -1 || finish(&p) == -1)
 		goto done;
 	*out = cfg;

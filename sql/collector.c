@@ -38,8 +38,6 @@
 #include <sys/prctl.h>
 #endif
 
-#include <libpq-fe.h>
-
 #include "common/config.h"
 #include "common/event.h"
 #include "common/log.h"
@@ -115,7 +113,7 @@ static struct {
 	int			 backoff_ms;
 	int			 down_logged;	/* "unreachable" said once */
 	char			 sqlstate[6];
-	char			 err[512];
+	char			 err[256];
 
 	/* spool */
 	struct spool		*spool;
@@ -364,17 +362,12 @@ coll_gather(int64_t now)
 		i = (coll.rr + k) % coll.nlanes;
 		l = coll.lanes[i];
 		n = ring_readable(l, &head);
-		if (coll.end[i] < head || coll.start[i] != head) {
-			/* Nobody else moves head; resynchronise anyway. */
-			if (coll.end[i] < head)
-				coll.end[i] = head;
-			coll.count -= coll.end[i] - coll.start[i] -
-			    (coll.end[i] - head);
-			coll.start[i] = head;
+		if (coll.start[i] != head) {
+			/* Only we move head; resynchronise if someone did. */
+			coll.count -= coll.end[i] - coll.start[i];
+			coll.start[i] = coll.end[i] = head;
 		}
 		avail = head + n - coll.end[i];
-		if (head + n < coll.end[i])
-			avail = 0;
 		take = coll.batch_rows - coll.count;
 		if (take > avail)
 			take = avail;
@@ -413,7 +406,7 @@ coll_flush(int64_t now)
 	size_t		 n = coll.count;
 	enum coll_tx	 rc;
 
-	if (coll.pg == PG_UP && !coll.spooling) {
+	if (coll.pg == PG_UP) {
 		rc = coll_load_batch(&inserted);
 		if (rc == TX_OK) {
 			coll_st.rows_written += inserted;
@@ -502,12 +495,14 @@ coll_spool_batch(void)
 	if (spool_commit(coll.spool, &bytes, name, sizeof(name)) == -1)
 		goto fail;
 
-	if (!coll.spooling || coll.spool_failed)
+	if (coll.spool_failed || (!coll.spooling && coll.pg != PG_UP))
 		log_warnx("spooling usage events to %s", spool_dir(coll.spool));
-	coll.spooling = 1;
 	coll.spool_failed = 0;
-	coll.ep_rows += coll.count;
-	coll.ep_files++;
+	if (coll.pg != PG_UP) {
+		coll.spooling = 1;
+		coll.ep_rows += coll.count;
+		coll.ep_files++;
+	}
 	coll_st.rows_spooled += coll.count;
 	coll_st.spool_bytes += bytes;
 	log_debug("spooled %zu rows to %s", coll.count, name);
@@ -1111,7 +1106,7 @@ coll_put_text(char *p, const char *s, size_t max, int empty_null)
 			n = 3, cp = u[i] & 0x07;
 		else
 			goto bad;
-		if (i + n >= len + 0 && i + n > len - 1 + 1)
+		if (i + n >= len)
 			goto bad;
 		for (k = 1; k <= n; k++) {
 			if ((u[i + k] & 0xc0) != 0x80)

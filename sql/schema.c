@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
 #include "sql/schema.h"
 
 /* "sluice" in ASCII: the advisory lock key, unlikely to clash. */

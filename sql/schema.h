@@ -11,7 +11,16 @@
 
 #include <stddef.h>
 
+/* Debian keeps libpq-fe.h under postgresql/ unless -I says otherwise. */
+#if defined(__has_include)
+#if __has_include(<libpq-fe.h>)
 #include <libpq-fe.h>
+#else
+#include <postgresql/libpq-fe.h>
+#endif
+#else
+#include <libpq-fe.h>
+#endif
 
 /* The schema version this build creates. */
 #define SCHEMA_VERSION	1

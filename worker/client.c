@@ -114,6 +114,7 @@ client_free(struct client *c)
 		evbuffer_free(c->px.decoded);
 	free(c->head);
 	free(c->px.head);
+	usage_tap_free(&c->tap);
 	free(c);
 	worker_client_gone(w);
 }
@@ -245,6 +246,10 @@ client_request_done(struct client *c)
 	c->px.head_sent = 0;
 	c->px.attempts = 0;
 	c->px.state = PX_NONE;
+	c->px.tap_on = 0;
+	c->px.complete = 0;
+	c->inj_str = NULL;
+	memset(&c->usage, 0, sizeof(c->usage));
 
 	if (!c->keepalive || c->w->stopping) {
 		c->state = CL_CLOSING;
@@ -454,6 +459,50 @@ client_read_body(struct client *c)
 	client_dispatch(c);
 }
 
+/*
+ * An OpenAI stream reports usage only when asked with
+ * stream_options.include_usage; ask on the client's behalf so that every
+ * stream is metered.  The extra final chunk (empty choices, a usage
+ * object) is part of the documented protocol; SDKs accept it.  The body
+ * is not copied: the upstream request is written around the insertion.
+ */
+static void
+client_ask_stream_usage(struct client *c, const struct cfg_route *route)
+{
+	const struct json_doc		*d = &c->w->json;
+	const struct cfg_upstream	*u;
+	int				 so, iu;
+
+	u = &c->w->cfg->upstreams[route->upstream[0]];
+	if (u->protocol == PROTO_ANTHROPIC || c->anthropic)
+		return;
+	if (!(c->rq.path_len == 20 &&
+	    memcmp(c->rq.target, "/v1/chat/completions", 20) == 0) &&
+	    !(c->rq.path_len == 15 &&
+	    memcmp(c->rq.target, "/v1/completions", 15) == 0))
+		return;
+	so = json_get(d, 0, "stream_options");
+	if (so < 0) {
+		c->inj_str = "\"stream_options\":{\"include_usage\":true},";
+		c->inj_off = (size_t)d->tok[0].start + 1;
+		c->inj_skip = 0;
+		return;
+	}
+	if (!json_is_obj(d, so))
+		return;
+	iu = json_get(d, so, "include_usage");
+	if (iu < 0) {
+		c->inj_str = d->tok[so].size > 0 ? "\"include_usage\":true," :
+		    "\"include_usage\":true";
+		c->inj_off = (size_t)d->tok[so].start + 1;
+		c->inj_skip = 0;
+	} else if (json_bool(d, iu) == 0) {
+		c->inj_str = "true";
+		c->inj_off = (size_t)d->tok[iu].start;
+		c->inj_skip = 5;
+	}
+}
+
 /* The whole request is here: read what routing needs from the JSON. */
 static void
 client_dispatch(struct client *c)
@@ -494,6 +543,8 @@ client_dispatch(struct client *c)
 		    "do not have access to it.", c->ev.model);
 		return;
 	}
+	if (c->stream)
+		client_ask_stream_usage(c, route);
 	c->state = CL_PROXYING;
 	/* a client may wait minutes for a model: only the upstream times out */
 	set_read_timeout(c, 0);

@@ -36,12 +36,11 @@ meter_finish(struct client *c)
 	ev->bytes_out = c->out_bytes;
 	ev->worker_pid = (int32_t)getpid();
 	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
-	if (ev->usage_source == USAGE_NONE) {
-		ev->prompt_tokens = -1;
-		ev->completion_tokens = -1;
-		ev->cached_tokens = -1;
-		ev->cost_micro_usd = -1;
-	}
+	usage_to_event(&c->usage, cfg_price_for(c->w->cfg, ev->model,
+	    strlen(ev->model)), ev);
+	/* numbers from a response cut short are not the whole bill */
+	if (ev->usage_source == USAGE_UPSTREAM && !c->px.complete)
+		ev->usage_source = USAGE_ESTIMATED;
 	if (c->w->lane != NULL && ring_push(c->w->lane, ev) == -1)
 		log_warnx("event ring lane %d full: usage event %s dropped",
 		    c->w->slot, c->reqid);

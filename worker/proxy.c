@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -102,12 +103,22 @@ px_write_request(struct client *c)
 	}
 	if (up->auth_hdr != NULL)
 		evbuffer_add(out, up->auth_hdr, strlen(up->auth_hdr));
+	if (c->inj_str != NULL)
+		blen = blen - c->inj_skip + strlen(c->inj_str);
 	evbuffer_add_printf(out, "x-request-id: %s\r\nContent-Length: %zu"
 	    "\r\n\r\n", c->reqid, blen);
+	blen = evbuffer_get_length(c->body);
 	/* the body stays in c->body until the response is complete */
 	body = (const char *)evbuffer_pullup(c->body, -1);
-	if (blen > 0)
-		evbuffer_add_reference(out, body, blen, NULL, NULL);
+	if (c->inj_str == NULL) {
+		if (blen > 0)
+			evbuffer_add_reference(out, body, blen, NULL, NULL);
+		return;
+	}
+	evbuffer_add_reference(out, body, c->inj_off, NULL, NULL);
+	evbuffer_add(out, c->inj_str, strlen(c->inj_str));
+	evbuffer_add_reference(out, body + c->inj_off + c->inj_skip,
+	    blen - c->inj_off - c->inj_skip, NULL, NULL);
 }
 
 static void
@@ -174,6 +185,9 @@ px_finish(struct client *c)
 	struct proxy *px = &c->px;
 
 	px_note_upstream(c);
+	px->complete = 1;
+	if (px->tap_on)
+		usage_tap_end(&c->tap, &c->usage, &c->w->json);
 	if (px->keepalive &&
 	    evbuffer_get_length(bufferevent_get_input(px->uc->bev)) == 0)
 		pool_put(px->uc);
@@ -276,6 +290,14 @@ px_send_head(struct client *c)
 	c->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
 	c->ev.status = (uint16_t)rh->status;
 	px->head_sent = 1;
+	/* only a success carries usage */
+	px->tap_on = rh->status >= 200 && rh->status < 300;
+	if (px->tap_on) {
+		const struct http_header *ct = http_find(rh, "content-type");
+
+		usage_tap_reset(&c->tap, ct != NULL && ct->value_len >= 17 &&
+		    strncasecmp(ct->value, "text/event-stream", 17) == 0);
+	}
 }
 
 /* Parse the response head if it is all here. 1 done, 0 need more, -1 bad. */
@@ -345,6 +367,9 @@ px_relay(struct client *c, struct evbuffer *in)
 		break;
 	case BODY_LENGTH:
 		n = avail < (size_t)px->remaining ? avail : (size_t)px->remaining;
+		if (px->tap_on && n > 0)
+			usage_tap_feed(&c->tap, &c->usage, &c->w->json, in,
+			    (long)n);
 		if (n > 0)
 			evbuffer_remove_buffer(in, out, n);
 		px->remaining -= (int64_t)n;
@@ -363,6 +388,9 @@ px_relay(struct client *c, struct evbuffer *in)
 		if (px->mode == BODY_UNTIL_CLOSE)
 			evbuffer_add_buffer(px->decoded, in);
 		n = evbuffer_get_length(px->decoded);
+		if (px->tap_on && n > 0)
+			usage_tap_feed(&c->tap, &c->usage, &c->w->json,
+			    px->decoded, -1);
 		if (n > 0) {
 			if (chunk_out)
 				evbuffer_add_printf(out, "%zx\r\n", n);

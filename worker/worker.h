@@ -19,6 +19,7 @@
 #include "common/event.h"
 #include "common/json.h"
 #include "worker/http.h"
+#include "worker/usage.h"
 
 struct event_base;
 struct evdns_base;
@@ -93,6 +94,8 @@ struct proxy {
 	struct evbuffer	*decoded;	/* dechunked bytes on their way out */
 	int		 keepalive;	/* upstream connection reusable after */
 	int		 head_sent;	/* response head went to the client */
+	int		 tap_on;	/* read usage from this response */
+	int		 complete;	/* the whole response was relayed */
 	int64_t		 t_sent_us;
 	int64_t		 t_first_byte_us;
 };
@@ -125,6 +128,12 @@ struct client {
 	size_t		 model_len;
 	int		 stream;
 	int		 metered;	/* this request's event is pushed */
+	/* stream_options.include_usage added for metering, at inj_off */
+	const char	*inj_str;
+	size_t		 inj_off;
+	size_t		 inj_skip;	/* original bytes replaced */
+	struct usage_acc usage;
+	struct usage_tap tap;
 	struct proxy	 px;
 };
 TAILQ_HEAD(client_list, client);

@@ -1,0 +1,323 @@
+/*
+ * usage.c - find the usage object in whatever the upstream sends back.
+ *
+ * Non-streamed bodies: a copy of up to USAGE_BODY_MAX bytes is parsed when
+ * the body ends; past that (a large embeddings batch), only the last
+ * USAGE_TAIL bytes are kept and the usage object is found from the end,
+ * where every provider puts it.  Streams: each SSE line is assembled as it
+ * passes and only "data:" lines that mention "usage" are parsed, so the
+ * per-event cost is one memmem.  Shapes:
+ *   OpenAI:     usage.{prompt_tokens, completion_tokens,
+ *               prompt_tokens_details.cached_tokens}
+ *   Responses:  usage.{input_tokens, output_tokens,
+ *               input_tokens_details.cached_tokens}, streamed inside
+ *               response.completed's "response"
+ *   Anthropic:  usage.{input_tokens, output_tokens, cache_read_input_tokens,
+ *               cache_creation_input_tokens}, streamed in message_start's
+ *               "message" and in message_delta
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/log.h"
+#include "worker/usage.h"
+
+#define USAGE_BODY_MAX	(1024 * 1024)
+#define USAGE_TAIL	(64 * 1024)
+#define USAGE_LINE_MAX	(1024 * 1024)
+
+static void
+take(const struct json_doc *d, int obj, const char *key, int64_t *dst,
+    int *found)
+{
+	int64_t v;
+
+	if (json_int(d, json_get(d, obj, key), &v) == 0 && v >= 0) {
+		*dst = v;
+		*found = 1;
+	}
+}
+
+static void
+merge_usage(struct usage_acc *a, const struct json_doc *d, int u)
+{
+	int	 found = 0, det;
+	int64_t	 v;
+
+	if (!json_is_obj(d, u))
+		return;
+	take(d, u, "prompt_tokens", &a->input, &found);
+	take(d, u, "completion_tokens", &a->output, &found);
+	take(d, u, "input_tokens", &a->input, &found);
+	take(d, u, "output_tokens", &a->output, &found);
+	if ((det = json_get(d, u, "prompt_tokens_details")) >= 0 ||
+	    (det = json_get(d, u, "input_tokens_details")) >= 0) {
+		if (json_int(d, json_get(d, det, "cached_tokens"), &v) == 0)
+			a->cache_read = v;
+	}
+	if (json_int(d, json_get(d, u, "cache_read_input_tokens"), &v) == 0) {
+		a->cache_read = v;
+		a->anthropic = 1;
+	}
+	if (json_int(d, json_get(d, u, "cache_creation_input_tokens"),
+	    &v) == 0) {
+		a->cache_create = v;
+		a->anthropic = 1;
+	}
+	if (found)
+		a->seen = 1;
+}
+
+void
+usage_from_json(struct usage_acc *a, struct json_doc *d, const char *js,
+    size_t len)
+{
+	int o;
+
+	if (json_parse(d, js, len) == -1 || !json_is_obj(d, 0))
+		return;
+	merge_usage(a, d, json_get(d, 0, "usage"));
+	/* Anthropic message_start, Responses API response.* events */
+	if ((o = json_get(d, 0, "message")) >= 0)
+		merge_usage(a, d, json_get(d, o, "usage"));
+	if ((o = json_get(d, 0, "response")) >= 0)
+		merge_usage(a, d, json_get(d, o, "usage"));
+	if (json_str_eq(d, json_get(d, 0, "type"), "message_start") ||
+	    json_str_eq(d, json_get(d, 0, "type"), "message_delta"))
+		a->anthropic = 1;
+}
+
+void
+usage_tap_reset(struct usage_tap *t, int sse)
+{
+	t->len = 0;
+	t->sse = sse ? 1 : 0;
+	t->truncated = 0;
+	t->skip_line = 0;
+}
+
+void
+usage_tap_free(struct usage_tap *t)
+{
+	free(t->buf);
+	memset(t, 0, sizeof(*t));
+}
+
+static int
+tap_append(struct usage_tap *t, const char *p, size_t n, size_t max)
+{
+	if (t->len + n > t->cap) {
+		size_t	 ncap = t->cap ? t->cap : 4096;
+		char	*nb;
+
+		while (ncap < t->len + n)
+			ncap *= 2;
+		if (ncap > max)
+			ncap = max;
+		if (t->len + n > ncap)
+			return -1;
+		if ((nb = realloc(t->buf, ncap)) == NULL)
+			return -1;
+		t->buf = nb;
+		t->cap = ncap;
+	}
+	memcpy(t->buf + t->len, p, n);
+	t->len += n;
+	return 0;
+}
+
+/* One complete SSE line (without its newline). */
+static void
+sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
+{
+	if (n > 0 && p[n - 1] == '\r')
+		n--;
+	if (n < 5 || memcmp(p, "data:", 5) != 0)
+		return;
+	p += 5;
+	n -= 5;
+	if (memmem(p, n, "\"usage\"", 7) == NULL)
+		return;
+	usage_from_json(a, d, p, n);
+}
+
+void
+usage_tap_feed_mem(struct usage_tap *t, struct usage_acc *a,
+    struct json_doc *d, const char *p, size_t n)
+{
+	if (!t->sse) {
+		if (t->truncated || tap_append(t, p, n, USAGE_BODY_MAX) == -1) {
+			/* keep only the tail, where usage is */
+			if (!t->truncated) {
+				t->truncated = 1;
+				if (t->len > USAGE_TAIL) {
+					memmove(t->buf, t->buf + t->len -
+					    USAGE_TAIL, USAGE_TAIL);
+					t->len = USAGE_TAIL;
+				}
+			}
+			if (n >= USAGE_TAIL) {
+				memcpy(t->buf, p + n - USAGE_TAIL, USAGE_TAIL);
+				t->len = USAGE_TAIL;
+			} else {
+				if (t->len + n > USAGE_TAIL) {
+					size_t drop = t->len + n - USAGE_TAIL;
+
+					memmove(t->buf, t->buf + drop,
+					    t->len - drop);
+					t->len -= drop;
+				}
+				memcpy(t->buf + t->len, p, n);
+				t->len += n;
+			}
+		}
+		return;
+	}
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t	    k = nl ? (size_t)(nl - p) : n;
+
+		if (!t->skip_line && tap_append(t, p, k, USAGE_LINE_MAX) == -1)
+			t->skip_line = 1;
+		if (nl == NULL)
+			return;
+		if (!t->skip_line)
+			sse_line(a, d, t->buf, t->len);
+		t->len = 0;
+		t->skip_line = 0;
+		p += k + 1;
+		n -= k + 1;
+	}
+}
+
+void
+usage_tap_feed(struct usage_tap *t, struct usage_acc *a, struct json_doc *d,
+    struct evbuffer *data, long len)
+{
+	struct evbuffer_iovec	 v[16];
+	struct evbuffer_ptr	 pos;
+	int			 i, nv;
+
+	size_t left = len < 0 ? evbuffer_get_length(data) : (size_t)len;
+
+	evbuffer_ptr_set(data, &pos, 0, EVBUFFER_PTR_SET);
+	while (left > 0) {
+		nv = evbuffer_peek(data, (ev_ssize_t)left, &pos, v, 16);
+		if (nv <= 0)
+			return;
+		for (i = 0; i < nv && i < 16 && left > 0; i++) {
+			size_t k = v[i].iov_len < left ? v[i].iov_len : left;
+
+			usage_tap_feed_mem(t, a, d, v[i].iov_base, k);
+			left -= k;
+			if (evbuffer_ptr_set(data, &pos, k,
+			    EVBUFFER_PTR_ADD) == -1)
+				return;
+		}
+	}
+}
+
+/* In a body tail, the object that follows the last "usage" key. */
+static void
+usage_from_tail(struct usage_acc *a, struct json_doc *d, const char *p,
+    size_t n)
+{
+	const char	*u = NULL, *s;
+	size_t		 i;
+	int		 depth = 0, instr = 0, esc = 0;
+
+	for (s = p; (s = memmem(s, (size_t)(p + n - s), "\"usage\"", 7)) !=
+	    NULL; s += 7)
+		u = s;
+	if (u == NULL)
+		return;
+	for (s = u + 7; s < p + n && (*s == ' ' || *s == ':' || *s == '\t' ||
+	    *s == '\n' || *s == '\r'); s++)
+		;
+	if (s >= p + n || *s != '{')
+		return;
+	for (i = 0; s + i < p + n; i++) {
+		char ch = s[i];
+
+		if (instr) {
+			if (esc)
+				esc = 0;
+			else if (ch == '\\')
+				esc = 1;
+			else if (ch == '"')
+				instr = 0;
+			continue;
+		}
+		if (ch == '"')
+			instr = 1;
+		else if (ch == '{')
+			depth++;
+		else if (ch == '}' && --depth == 0) {
+			if (json_parse(d, s, i + 1) == 0)
+				merge_usage(a, d, 0);
+			return;
+		}
+	}
+}
+
+void
+usage_tap_end(struct usage_tap *t, struct usage_acc *a, struct json_doc *d)
+{
+	if (t->sse) {
+		/* a last line without its newline */
+		if (t->len > 0 && !t->skip_line)
+			sse_line(a, d, t->buf, t->len);
+	} else if (t->truncated)
+		usage_from_tail(a, d, t->buf, t->len);
+	else if (t->len > 0)
+		usage_from_json(a, d, t->buf, t->len);
+	t->len = 0;
+}
+
+static int64_t
+mul_div_round(int64_t tokens, int64_t price_micro_per_m)
+{
+	/* micro-USD = tokens * (micro-USD per 1M tokens) / 1M, rounded */
+	__int128 x = (__int128)tokens * price_micro_per_m;
+
+	return (int64_t)((x + 500000) / 1000000);
+}
+
+int64_t
+usage_cost(const struct cfg_price *p, int64_t input, int64_t cached,
+    int64_t output)
+{
+	int64_t cached_price = p->cached >= 0 ? p->cached : p->input;
+
+	if (cached > input)
+		cached = input;
+	return mul_div_round(input - cached, p->input) +
+	    mul_div_round(cached, cached_price) +
+	    mul_div_round(output, p->output);
+}
+
+void
+usage_to_event(const struct usage_acc *a, const struct cfg_price *p,
+    struct usage_event *ev)
+{
+	int64_t input;
+
+	if (!a->seen) {
+		ev->usage_source = USAGE_NONE;
+		ev->prompt_tokens = ev->completion_tokens = -1;
+		ev->cached_tokens = ev->cost_micro_usd = -1;
+		return;
+	}
+	/* Anthropic's input_tokens leaves out the cached parts; OpenAI's not */
+	input = a->input;
+	if (a->anthropic)
+		input += a->cache_read + a->cache_create;
+	ev->usage_source = USAGE_UPSTREAM;
+	ev->prompt_tokens = input;
+	ev->completion_tokens = a->output;
+	ev->cached_tokens = a->cache_read;
+	ev->cost_micro_usd = p != NULL ?
+	    usage_cost(p, input, a->cache_read, a->output) : -1;
+}
