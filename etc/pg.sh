@@ -32,8 +32,8 @@ else
 	as() { "$@"; }
 fi
 
-conninfo() {
-	echo "host=127.0.0.1 port=$(cat "$dir/port") dbname=sluice user=postgres"
+conninfo() {	# DBNAME
+	echo "host=127.0.0.1 port=$(cat "$dir/port") dbname=$1 user=postgres"
 }
 
 running() {
@@ -64,13 +64,12 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 		as "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 30 start >&2 ||
 		    { tail -n 20 "$log" >&2; exit 1; }
 	fi
-	ci=$(conninfo)
-	if [ "$(psql -X -Atq -d "${ci% dbname=sluice*} dbname=postgres user=postgres" \
+	admin=$(conninfo postgres)
+	if [ "$(psql -X -Atq -d "$admin" \
 	    -c "SELECT 1 FROM pg_database WHERE datname = 'sluice'")" != 1 ]; then
-		psql -X -q -d "${ci% dbname=sluice*} dbname=postgres user=postgres" \
-		    -c 'CREATE DATABASE sluice' >&2
+		psql -X -q -d "$admin" -c 'CREATE DATABASE sluice' >&2
 	fi
-	echo "$ci"
+	conninfo sluice
 	;;
 stop)
 	if running; then

@@ -28,6 +28,7 @@
 
 #include "common/log.h"
 #include "master/master.h"
+#include "shm/keystate.h"
 #include "shm/shm.h"
 #include "sql/collector.h"
 #include "worker/worker.h"
@@ -344,6 +345,11 @@ reload(void)
 	if (free_slots < ncfg->workers) {
 		log_warnx("reload failed: the previous generation is still "
 		    "finishing its requests; try again shortly");
+		cfg_free(ncfg);
+		return;
+	}
+	if (keystate_assign(shm_region(m.shm, "keys", NULL), ncfg->keys) == -1) {
+		log_warnx("reload failed: more than %d keys", KEYSTATE_SLOTS);
 		cfg_free(ncfg);
 		return;
 	}

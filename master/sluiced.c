@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "master/master.h"
+#include "shm/keystate.h"
 #include "shm/shm.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
@@ -85,6 +86,8 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
+	struct shm_region_req	 regions[1];
+	struct keystate_table	*kst;
 	const char		*path = DEFAULT_CONFIG;
 	char			 err[1024], abspath[PATH_MAX];
 	int			 ch, foreground = 0, test = 0, nfds;
@@ -129,9 +132,16 @@ main(int argc, char **argv)
 
 	if ((nfds = listen_open(cfg, fds, err, sizeof(err))) == -1)
 		fatalx("%s", err);
-	shm = shm_create((uint32_t)cfg->workers * 2, (uint32_t)cfg->ring_slots);
+	regions[0].name = "keys";
+	regions[0].size = keystate_size(KEYSTATE_SLOTS);
+	shm = shm_create_regions((uint32_t)cfg->workers * 2,
+	    (uint32_t)cfg->ring_slots, regions, 1);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
+	kst = shm_region(shm, "keys", NULL);
+	keystate_init(kst, KEYSTATE_SLOTS);
+	if (keystate_assign(kst, cfg->keys) == -1)
+		fatalx("more than %d keys", KEYSTATE_SLOTS);
 	spool_prepare(cfg);
 
 	if (!foreground) {

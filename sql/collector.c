@@ -157,6 +157,7 @@ static void	 coll_pg_start(int64_t);
 static void	 coll_pg_ready(int64_t);
 static void	 coll_pg_down(int64_t, int);
 static enum coll_tx coll_pg_classify(void);
+static void	 coll_notice(void *, const char *);
 
 static int	 coll_tx_begin(void);
 static int	 coll_tx_put(const struct usage_event *);
@@ -206,7 +207,10 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		coll_gather(now);
 		ready = coll.count > 0 && (coll.count >= coll.batch_rows ||
 		    now - coll.first_ms >= coll.batch_ms);
-		if (ready && now >= coll.hold_until && coll_flush(now) == 0)
+		/* While a connection attempt runs, wait for its outcome. */
+		if (ready && now >= coll.hold_until &&
+		    (coll.pg != PG_CONNECTING || coll_pressure()) &&
+		    coll_flush(now) == 0)
 			continue;
 		coll_sleep(coll.count > 0 ? 1 : COLL_IDLE_MS);
 	}
@@ -619,7 +623,8 @@ coll_replay_one(int64_t now)
 /*
  * Every worker has exited: empty every lane, into PostgreSQL if it is up,
  * into the spool if not, and do not wait for a reconnect.  If neither
- * works, keep trying until the shutdown timeout.
+ * works, keep trying until the shutdown timeout.  Then, if PostgreSQL is
+ * up, replay what the spool still holds, within the same timeout.
  */
 static void
 coll_drain(void)
@@ -651,6 +656,22 @@ coll_drain(void)
 			break;
 		}
 		coll_sleep(100);
+	}
+	/*
+	 * With PostgreSQL up, leave nothing behind in the spool either, so
+	 * that a clean stop means every row is in the table.
+	 */
+	while (coll.pg == PG_UP && coll.spool != NULL &&
+	    spool_pending(coll.spool) > 0) {
+		now = coll_now_ms();
+		if (now >= deadline) {
+			log_warnx("shutdown timeout: leaving the spool for "
+			    "the next start");
+			break;
+		}
+		if (now < coll.replay_hold)
+			break;		/* a file we cannot read now */
+		coll_replay_one(now);
 	}
 	coll_spool_episode_end();
 	log_info("drained %" PRIu64 " events; %" PRIu64 " rows written this "
@@ -744,6 +765,7 @@ coll_pg_ready(int64_t now)
 	char	 err[512];
 	int	 version;
 
+	PQsetNoticeProcessor(coll.conn, coll_notice, NULL);
 	if (PQsetClientEncoding(coll.conn, "UTF8") != 0) {
 		coll_set_error(PQerrorMessage(coll.conn));
 		coll_pg_down(now, 0);
@@ -797,6 +819,17 @@ coll_pg_down(int64_t now, int lost)
 	coll.backoff_ms *= 2;
 	if (coll.backoff_ms > COLL_BACKOFF_MAX_MS)
 		coll.backoff_ms = COLL_BACKOFF_MAX_MS;
+}
+
+/* Server notices are not errors; keep them out of stderr. */
+static void
+coll_notice(void *arg, const char *msg)
+{
+	size_t	 len = strlen(msg);
+
+	if (len > 0 && msg[len - 1] == '\n')
+		len--;
+	log_debug("PostgreSQL: %.*s", (int)len, msg);
 }
 
 /*

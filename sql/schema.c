@@ -126,10 +126,19 @@ schema_init(PGconn *conn, char *err, size_t errlen)
 	if (schema_exec(conn,
 	    "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")",
 	    PGRES_TUPLES_OK, NULL, err, errlen) == -1 ||
-	    schema_exec(conn,
-	    "CREATE TABLE IF NOT EXISTS sluice_schema (version int NOT NULL)",
-	    PGRES_COMMAND_OK, NULL, err, errlen) == -1 ||
-	    schema_exec(conn, "SELECT max(version) FROM sluice_schema",
+	    schema_exec(conn, "SELECT to_regclass('sluice_schema') IS NULL",
+	    PGRES_TUPLES_OK, &res, err, errlen) == -1)
+		goto fail;
+	/* Not IF NOT EXISTS: its NOTICE would end up on stderr. */
+	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		PQclear(res);
+		if (schema_exec(conn,
+		    "CREATE TABLE sluice_schema (version int NOT NULL)",
+		    PGRES_COMMAND_OK, NULL, err, errlen) == -1)
+			goto fail;
+	} else
+		PQclear(res);
+	if (schema_exec(conn, "SELECT max(version) FROM sluice_schema",
 	    PGRES_TUPLES_OK, &res, err, errlen) == -1)
 		goto fail;
 

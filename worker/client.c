@@ -143,6 +143,30 @@ json_escape(struct evbuffer *b, const char *s)
 	}
 }
 
+/* Anthropic's error types, by status (their API documents the mapping). */
+static const char *
+anthropic_error_type(int status)
+{
+	switch (status) {
+	case 400: case 405: case 408: case 411: case 414: case 431:
+		return "invalid_request_error";
+	case 401:
+		return "authentication_error";
+	case 403:
+		return "permission_error";
+	case 404:
+		return "not_found_error";
+	case 413:
+		return "request_too_large";
+	case 429:
+		return "rate_limit_error";
+	case 529:
+		return "overloaded_error";
+	default:
+		return "api_error";
+	}
+}
+
 /*
  * Answer the current request with an error produced by sluice itself, in
  * the caller's protocol: OpenAI's {"error":{...}} or Anthropic's
@@ -158,9 +182,14 @@ client_send_error(struct client *c, int status, const char *type,
 	va_list		 ap;
 	size_t		 len;
 
+	char		 retry[48] = "";
+
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (status == 429 || status == 503)
+		snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+		    c->retry_after_s > 0 ? c->retry_after_s : 1);
 	if ((b = evbuffer_new()) == NULL) {
 		c->keepalive = 0;
 		client_request_done(c);
@@ -168,7 +197,8 @@ client_send_error(struct client *c, int status, const char *type,
 	}
 	if (c->anthropic) {
 		evbuffer_add_printf(b, "{\"type\":\"error\",\"error\":"
-		    "{\"type\":\"%s\",\"message\":\"", type);
+		    "{\"type\":\"%s\",\"message\":\"",
+		    anthropic_error_type(status));
 		json_escape(b, msg);
 		evbuffer_add_printf(b, "\"},\"request_id\":\"%s\"}\n", c->reqid);
 	} else {
@@ -189,7 +219,7 @@ client_send_error(struct client *c, int status, const char *type,
 	    "%s"
 	    "%s"
 	    "\r\n", status, http_reason(status), len, c->reqid,
-	    status == 429 || status == 503 ? "Retry-After: 1\r\n" : "",
+	    retry,
 	    c->keepalive ? "" : "Connection: close\r\n");
 	c->out_bytes += (int64_t)(evbuffer_get_length(out) + len);
 	evbuffer_add_buffer(out, b);
@@ -249,6 +279,8 @@ client_request_done(struct client *c)
 	c->px.tap_on = 0;
 	c->px.complete = 0;
 	c->inj_str = NULL;
+	c->key = NULL;
+	c->retry_after_s = 0;
 	memset(&c->usage, 0, sizeof(c->usage));
 
 	if (!c->keepalive || c->w->stopping) {
@@ -381,6 +413,14 @@ client_read_head(struct client *c)
 	} else
 		reqid_new(c->w, c->ev.request_id, c->reqid);
 
+	if (c->rq.path_len == 10 && memcmp(c->rq.target, "/v1/models", 10) == 0 &&
+	    http_name_is(c->rq.method, c->rq.method_len, "GET")) {
+		if (c->rq.chunked || c->rq.content_length > 0)
+			c->keepalive = 0;
+		if (auth_request_head(c) == 0)
+			auth_list_models(c);
+		return;
+	}
 	if (!endpoint_is_proxied(c->rq.target, c->rq.path_len)) {
 		if (c->rq.chunked || c->rq.content_length > 0)
 			c->keepalive = 0;	/* the body is not read */
@@ -412,6 +452,8 @@ client_read_head(struct client *c)
 		    cfg->client_max_body_size);
 		return;
 	}
+	if (auth_request_head(c) == -1)
+		return;
 	c->body_need = c->rq.chunked ? 0 : c->rq.content_length;
 	if (c->rq.expect_continue && (c->rq.chunked || c->body_need > 0) &&
 	    evbuffer_get_length(in) == 0)
@@ -534,7 +576,8 @@ client_dispatch(struct client *c)
 	c->stream = json_bool(d, json_get(d, 0, "stream")) == 1;
 	c->ev.stream = (uint8_t)c->stream;
 
-	/* auth and policy go here (keys, model access, limits) */
+	if (auth_request_body(c) == -1)
+		return;
 
 	route = cfg_route_for(w->cfg, c->model, c->model_len);
 	if (route == NULL) {

@@ -44,6 +44,8 @@ meter_finish(struct client *c)
 	if (c->w->lane != NULL && ring_push(c->w->lane, ev) == -1)
 		log_warnx("event ring lane %d full: usage event %s dropped",
 		    c->w->slot, c->reqid);
+	/* after the push: the collector's spend sync relies on this order */
+	auth_request_done(c);
 	log_debug("%s \"%.*s %.*s\" %d %lld %lldus %s", c->addr,
 	    (int)c->rq.method_len, c->rq.method, (int)c->rq.path_len,
 	    c->rq.target, ev->status, (long long)ev->bytes_out,

@@ -91,7 +91,9 @@ px_write_request(struct client *c)
 		    http_name_is(h->name, h->name_len, "expect") ||
 		    http_name_is(h->name, h->name_len, "x-request-id"))
 			continue;
-		if (up->auth_hdr != NULL &&
+		/* the client's credentials are for sluice (or, with no key
+		 * of our own for this upstream and no keys_file, for it) */
+		if ((up->auth_hdr != NULL || c->w->cfg->keys != NULL) &&
 		    (http_name_is(h->name, h->name_len, "authorization") ||
 		    http_name_is(h->name, h->name_len, "x-api-key") ||
 		    http_name_is(h->name, h->name_len, "api-key")))
@@ -103,6 +105,9 @@ px_write_request(struct client *c)
 	}
 	if (up->auth_hdr != NULL)
 		evbuffer_add(out, up->auth_hdr, strlen(up->auth_hdr));
+	if (up->cfg->protocol == PROTO_ANTHROPIC &&
+	    http_find(rq, "anthropic-version") == NULL)
+		evbuffer_add(out, "anthropic-version: 2023-06-01\r\n", 31);
 	if (c->inj_str != NULL)
 		blen = blen - c->inj_skip + strlen(c->inj_str);
 	evbuffer_add_printf(out, "x-request-id: %s\r\nContent-Length: %zu"

@@ -146,6 +146,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	TAILQ_INIT(&w->clients);
 	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
 		w->lane = shm_lane(shm, (uint32_t)slot);
+	if (shm != NULL)
+		w->keystate = shm_region(shm, "keys", NULL);
 	w->json.max_tokens = 1 << 20;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);	/* the master turns ^C into SIGTERM */

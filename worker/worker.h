@@ -28,6 +28,8 @@ struct evbuffer;
 struct evconnlistener;
 struct shm_segment;
 struct ring_lane;
+struct keystate_table;
+struct key_entry;
 
 struct worker;
 struct client;
@@ -134,6 +136,8 @@ struct client {
 	size_t		 inj_skip;	/* original bytes replaced */
 	struct usage_acc usage;
 	struct usage_tap tap;
+	const struct key_entry *key;	/* the caller's key, NULL = none */
+	int		 retry_after_s;	/* for a 429 */
 	struct proxy	 px;
 };
 TAILQ_HEAD(client_list, client);
@@ -143,6 +147,7 @@ struct worker {
 	struct evdns_base *dns;
 	const struct config *cfg;
 	struct ring_lane *lane;
+	struct keystate_table *keystate;
 	int		 slot;
 	struct evconnlistener *listeners[CFG_MAX_LISTEN];
 	int		 nlisteners;
@@ -184,6 +189,12 @@ void	 upconn_free(struct upconn *);
 void	 reqid_init(struct worker *);
 void	 reqid_new(struct worker *, uint8_t id[16], char str[37]);
 int	 reqid_parse(const char *s, size_t len, uint8_t id[16]);
+
+/* auth.c */
+int	 auth_request_head(struct client *);
+int	 auth_request_body(struct client *);
+void	 auth_request_done(struct client *);
+void	 auth_list_models(struct client *);
 
 /* meter.c: the seam where a finished request becomes its usage event */
 void	 meter_finish(struct client *);

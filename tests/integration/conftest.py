@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -79,7 +80,7 @@ def port_accepts(port, host=HOST):
 
 
 def request(port, method, path, body=None, headers=None, timeout=10.0,
-            host=HOST):
+            host=HOST, tls=False):
     """One request on a fresh connection: (status, headers, body bytes).
 
     Header names in the returned dict are lower-cased.  body may be bytes,
@@ -90,7 +91,14 @@ def request(port, method, path, body=None, headers=None, timeout=10.0,
         body = body.encode()
     hdrs = {"Content-Type": "application/json"} if body is not None else {}
     hdrs.update(headers or {})
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=ctx)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=hdrs)
         resp = conn.getresponse()
@@ -162,6 +170,7 @@ class Mock:
         if not os.access(MOCKLLM, os.X_OK):
             pytest.fail("mockllm not built: %s (run make)" % MOCKLLM)
         self.args = list(args)
+        self.tls = "--cert" in self.args
         self.log_path = log_path
         err = open(log_path, "wb") if log_path else subprocess.DEVNULL
         try:
@@ -199,15 +208,18 @@ class Mock:
 
     @property
     def url(self):
-        return "http://%s:%d" % (HOST, self.port)
+        return "%s://%s:%d" % ("https" if self.tls else "http", HOST,
+                               self.port)
 
     def stats(self):
-        st, _, body = request(self.port, "GET", "/stats", timeout=5.0)
+        st, _, body = request(self.port, "GET", "/stats", timeout=5.0,
+                                tls=self.tls)
         assert st == 200, (st, body)
         return json.loads(body)
 
     def last(self):
-        st, _, body = request(self.port, "GET", "/last", timeout=5.0)
+        st, _, body = request(self.port, "GET", "/last", timeout=5.0,
+                                tls=self.tls)
         assert st == 200, (st, body)
         return json.loads(body)
 
@@ -375,6 +387,8 @@ class Sluice:
         return "\n".join(out)
 
     def log_tail(self, n=LOG_TAIL_LINES):
+        """The end of the log: its last non-debug lines (process events,
+        warnings), then its last lines of any level."""
         parts = []
         for p in (self.log_path, self.stderr_path):
             try:
@@ -382,8 +396,13 @@ class Sluice:
                     lines = f.read().decode(errors="replace").splitlines()
             except OSError:
                 continue
-            if lines:
-                parts.append("==> %s <==\n%s" % (p, "\n".join(lines[-n:])))
+            if not lines:
+                continue
+            events = [ln for ln in lines if " debug: " not in ln]
+            if len(events) < len(lines):
+                parts.append("==> %s (non-debug lines) <==\n%s" %
+                             (p, "\n".join(events[-n:])))
+            parts.append("==> %s <==\n%s" % (p, "\n".join(lines[-n // 3:])))
         return "\n".join(parts) or "(no sluiced log)"
 
 

@@ -43,20 +43,27 @@ class PgCluster:
         self.basedir = os.path.abspath(basedir)
         self.dbname = dbname
         self.fsync = fsync
-        self.port = port or free_port()
         self.as_root = os.geteuid() == 0
         self._private = None
         os.makedirs(self.basedir, exist_ok=True)
         # As root the server's user must reach the directory; pytest's
         # tmp_path lives under a 0700 directory, and a long path does not
-        # fit a socket name: then use a short private directory in /tmp.
-        self.dir = os.path.join(self.basedir, "pg")
-        if self.as_root or len(self.dir) > SOCKDIR_MAX:
+        # fit a socket name: then use a short private directory in /tmp,
+        # linked from BASEDIR/pg so that a second PgCluster(basedir) finds
+        # the same cluster (and its port) again.
+        link = os.path.join(self.basedir, "pg")
+        self.dir = link
+        if os.path.islink(link):
+            self.dir = self._private = os.readlink(link)
+        elif self.as_root or len(self.dir) > SOCKDIR_MAX:
             self._private = tempfile.mkdtemp(prefix="sluice-pg-")
             self.dir = self._private
-            link = os.path.join(self.basedir, "pg")
-            if not os.path.lexists(link):
-                os.symlink(self.dir, link)
+            os.symlink(self.dir, link)
+        portfile = os.path.join(self.dir, "port")
+        if port is None and os.path.exists(portfile):
+            with open(portfile) as f:
+                port = int(f.read())
+        self.port = port or free_port()
         self.datadir = os.path.join(self.dir, "data")
         self.sockdir = os.path.join(self.dir, "sock")
         self.logfile = os.path.join(self.dir, "postgresql.log")
@@ -103,6 +110,8 @@ class PgCluster:
         }
         lines = "".join("%s = %s\n" % kv for kv in settings.items())
         self._run(["sh", "-c", "cat >> '%s'" % conf], input=lines)
+        with open(os.path.join(self.dir, "port"), "w") as f:
+            f.write("%d\n" % self.port)
         return self
 
     def start(self, timeout=30):

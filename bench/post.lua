@@ -1,0 +1,34 @@
+-- post.lua - wrk script for the non-streaming cells of bench/run.py.
+--
+-- wrk -s bench/post.lua ... -- BODYFILE [HEADER: VALUE]...
+-- Posts the same chat request (read once from BODYFILE) on every request,
+-- and at the end prints one line "JSON {...}" with throughput and latency
+-- percentiles in microseconds, which bench/run.py parses.  Extra header
+-- arguments are added to every request (this is where Authorization goes
+-- once sluice has API keys).
+
+function init(args)
+   local f = assert(io.open(args[1], "rb"))
+   wrk.body = f:read("*a")
+   f:close()
+   wrk.method = "POST"
+   wrk.path = "/v1/chat/completions"
+   wrk.headers["Content-Type"] = "application/json"
+   for i = 2, #args do
+      local k, v = args[i]:match("^([^:]+):%s*(.*)$")
+      if k then wrk.headers[k] = v end
+   end
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format(
+      'JSON {"tool":"wrk","requests":%d,"seconds":%.3f,"rps":%.1f,' ..
+      '"errors":%d,"non2xx":%d,"latency_us":{"mean":%.1f,"p50":%d,' ..
+      '"p95":%d,"p99":%d,"max":%d}}\n',
+      summary.requests, summary.duration / 1e6,
+      summary.requests / (summary.duration / 1e6),
+      e.connect + e.read + e.write + e.timeout, e.status,
+      latency.mean, latency:percentile(50), latency:percentile(95),
+      latency:percentile(99), latency.max))
+end

@@ -1,0 +1,75 @@
+/*
+ * keys.h - keys.conf: the API keys sluice hands out, read by the master at
+ * start and on SIGHUP (with the config), inherited read-only by children.
+ *
+ * A key is stored as the SHA-256 of its secret; the secret itself is never
+ * stored, logged, or put in an event.  Workers look a presented secret up
+ * by its hash (keys_find).  Limits that must hold across workers live in
+ * shared memory (shm/keystate.h), at the slot the master gives each key.
+ */
+#ifndef SLUICE_KEYS_H
+#define SLUICE_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEY_NAME_MAX	64
+#define KEY_MAX_MODELS	32
+#define KEY_PATTERN_MAX	128
+#define KEY_SECRET_PREFIX "sk-sluice-"
+
+enum key_period {
+	PERIOD_NONE = 0,
+	PERIOD_DAY,		/* UTC day */
+	PERIOD_MONTH,		/* UTC calendar month */
+};
+
+struct key_entry {
+	char		 name[KEY_NAME_MAX];
+	uint8_t		 hash[32];		/* SHA-256 of the secret */
+	char		 models[KEY_MAX_MODELS][KEY_PATTERN_MAX]; /* globs */
+	int		 nmodels;		/* 0 = every routed model */
+	int64_t		 rpm;			/* 0 = no limit */
+	int64_t		 tpm;			/* 0 = no limit */
+	int64_t		 budget_micro_usd;	/* 0 = no budget */
+	enum key_period	 budget_period;
+	int64_t		 expires;		/* unix time, 0 = never */
+	int		 disabled;
+	int		 slot;			/* shm key state; -1 = none yet */
+	int		 line;
+};
+
+struct keyring {
+	char		 path[4096];
+	struct key_entry *keys;
+	int		 nkeys;
+	int32_t		*index;		/* open addressing on the hash */
+	uint32_t	 index_mask;
+};
+
+/*
+ * Parse keys.conf at PATH.  0 and *out on success; -1 with "PATH:LINE:
+ * message" in err.  Grammar (same lexer as sluice.conf):
+ *   key NAME {
+ *       hash     sha256:<64 hex>;      required
+ *       models   GLOB...;              optional, default every model
+ *       rpm      N;  tpm N;            optional
+ *       budget   USD per day|month;    optional, e.g. "25.00 per day"
+ *       expires  YYYY-MM-DD;           optional, expires at 00:00 UTC
+ *       disabled;                      optional
+ *   }
+ * Duplicate names or duplicate hashes are errors.
+ */
+int	 keys_load(const char *path, struct keyring **out, char *err,
+	    size_t errlen);
+void	 keys_free(struct keyring *);
+/* The key whose secret hashes to HASH, or NULL. */
+const struct key_entry *keys_find(const struct keyring *,
+	    const uint8_t hash[32]);
+/* SHA-256 of a secret, for keys_find and `sluicectl key hash`. */
+void	 keys_hash_secret(const char *secret, size_t len, uint8_t out[32]);
+/* 1 if the key may use MODEL (LEN bytes). */
+int	 keys_model_allowed(const struct key_entry *, const char *model,
+	    size_t len);
+
+#endif

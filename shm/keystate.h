@@ -1,0 +1,72 @@
+/*
+ * keystate.h - per-key limit state in the shared segment, so that every
+ * worker enforces one limit together, not N times it.
+ *
+ * One fixed-size slot per key, found by the slot number the master gives
+ * each key when it loads keys.conf (keystate_assign).  A slot keeps its key
+ * across reloads; a removed key's slot is freed, and new keys take free
+ * slots round-robin so a freed slot is reused as late as possible.
+ * Requests per minute and tokens per minute are GCRA (one atomic word
+ * each, a CAS loop: lock-free); spend is an atomic counter per budget
+ * period.  shm/ knows nothing of HTTP: callers pass the clock and limits.
+ */
+#ifndef SLUICE_KEYSTATE_H
+#define SLUICE_KEYSTATE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEYSTATE_SLOTS		16384
+#define KEYSTATE_NAME_MAX	64
+
+struct keyring;
+
+struct keystate {
+	_Alignas(64) char name[KEYSTATE_NAME_MAX]; /* owner, "" = free; master */
+	_Atomic int64_t	 rpm_tat_ns;	/* GCRA theoretical arrival time */
+	_Atomic int64_t	 tpm_tat_ns;
+	_Atomic int64_t	 period;	/* budget period the spend is for */
+	_Atomic int64_t	 spend_base;	/* micro-USD from PostgreSQL */
+	_Atomic int64_t	 spend_live;	/* micro-USD added by workers since */
+};
+
+struct keystate_table {
+	uint32_t	 nslots;
+	uint32_t	 cursor;	/* next slot to try for a new key */
+	_Atomic int	 spend_loaded;	/* the collector loaded spend once */
+	_Alignas(64) struct keystate slots[];
+};
+
+size_t	 keystate_size(uint32_t nslots);
+void	 keystate_init(struct keystate_table *, uint32_t nslots);
+/*
+ * Master only: give every key of KR a slot (same name, same slot), free
+ * the slots of keys no longer present.  -1 if the table is full.
+ */
+int	 keystate_assign(struct keystate_table *, struct keyring *kr);
+struct keystate *keystate_at(struct keystate_table *, int slot);
+
+/*
+ * Take one request from a GCRA allowing RPM per minute with a burst of
+ * RPM.  0 = admitted; else the nanoseconds to wait.
+ */
+int64_t	 ks_rpm_take(struct keystate *, int64_t rpm, int64_t now_ns);
+/* 0 if tokens are within TPM per minute now; else the ns to wait. */
+int64_t	 ks_tpm_check(struct keystate *, int64_t tpm, int64_t now_ns);
+/* Count TOKENS used (after the response: the limit can be overshot by
+ * the requests already in flight). */
+void	 ks_tpm_add(struct keystate *, int64_t tpm, int64_t tokens,
+	    int64_t now_ns);
+/* Spend in PERIOD (an id: UTC day or month number); resets on a new one. */
+int64_t	 ks_spend(struct keystate *, int64_t period);
+void	 ks_spend_add(struct keystate *, int64_t period, int64_t micro_usd);
+/*
+ * Collector: spend in PERIOD as PostgreSQL knows it, read after every
+ * event counted in LIVE_SEEN (a value of spend_live read earlier) was
+ * made durable.  Exact: base becomes DB, and LIVE_SEEN leaves live.
+ */
+void	 ks_spend_sync(struct keystate *, int64_t period, int64_t db_micro,
+	    int64_t live_seen);
+
+#endif
