@@ -80,5 +80,21 @@ run: deps
 	$(MAKE) all
 	./etc/run.sh $(B)
 
+# bench/: sluice against mockllm direct and against nginx, one run, ratios.
+# QUICK=1: the 1 KB, c=10 subset.  The Debian tools are installed if missing.
+BENCH_PKGS = wrk nginx-light
+
+$(B)/streamload: bench/streamload.c
+	$(CC) $(CFLAGS) -o $@ bench/streamload.c
+
+bench: all $(B)/streamload
+	@for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 && continue; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$p || \
+		{ $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$p; } \
+		|| exit 1; done
+	$(PYTHON) bench/run.py --build $(B) $(if $(filter 1,$(QUICK)),--quick)
+
 clean:
 	rm -rf build run

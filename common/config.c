@@ -1,14 +1,11 @@
 /*
  * config.c - parse sluice.conf into one struct config.
  *
- * The grammar is nginx's: a directive is a word and its arguments, ended by
- * ';' or, for "upstream", by a '{ ... }' block.  The file is read whole and
- * every token keeps its line, so that every error names the line to fix
- * ("PATH:LINE: message", as nginx -t prints) and the master can refuse a
- * bad file at start, or keep the old config on SIGHUP.  A directive name
- * that starts a new line while the previous directive is still open is
- * reported as "missing ';'" on the previous line, which is where the
- * mistake is.
+ * The grammar is nginx's and lives in confparse.c, shared with keys.conf:
+ * this file holds only what sluice.conf's directives mean.  Every error
+ * names the line to fix ("PATH:LINE: message", as nginx -t prints) so
+ * that the master can refuse a bad file at start, or keep the old config
+ * on SIGHUP.
  *
  * Routes may name upstreams defined later in the file: the names are kept
  * aside and resolved once the whole file is read.  Secrets (api keys) are
@@ -16,12 +13,16 @@
  * missing key fails the start rather than the first request; they are
  * wiped before being freed.  Durations, sizes and prices are parsed by hand
  * with overflow checks; prices are integer micro-USD, never floating point.
+ *
+ * keys_file is loaded last, once the main file is known good, so that one
+ * cfg_load() gives the master (and sluiced -t) the whole configuration or
+ * the first error of either file.
  */
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,132 +32,62 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/confparse.h"
 #include "common/glob.h"
+#include "common/keys.h"
 #include "common/log.h"
 
-#define CFG_FILE_MAX	(16 * 1024 * 1024)
-#define TOK_MAX		1100		/* > sizeof(config.database) */
-#define ARGS_MAX	16		/* name included */
 #define KEY_FILE_MAX	8192
 #define WORKERS_MAX	64
-
-#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
-
-enum tok_type {
-	T_EOF = 0,
-	T_WORD,
-	T_SEMI,
-	T_LBRACE,
-	T_RBRACE,
-};
-
-struct tok {
-	enum tok_type	 type;
-	int		 quoted;
-	int		 line;
-	char		 s[TOK_MAX];
-};
-
-struct directive {
-	struct tok	 args[ARGS_MAX + 1];	/* args[0] is the name */
-	int		 nargs;
-	int		 line;
-	enum tok_type	 end;	/* T_SEMI or T_LBRACE; T_EOF/T_RBRACE if nargs 0 */
-};
 
 /* Upstream names of one route, resolved to indexes after the whole file. */
 struct route_names {
 	char		 name[CFG_MAX_ROUTE_UPS][CFG_NAME_MAX];
 };
 
-struct parser {
-	const char	*path;
-	char		*buf;
-	size_t		 len;
-	size_t		 pos;
-	int		 line;
-	int		 eof_line;
+/* What cfg_load keeps aside while parsing (the parser's udata). */
+struct cfg_state {
 	struct config	*cfg;
 	struct route_names *rnames;	/* parallel to cfg->routes */
-	char		 ctx[TOK_MAX + 16];	/* 'upstream "x": ' */
-	char		*err;
-	size_t		 errlen;
 };
 
-enum vtype {
-	V_FN = 0,
-	V_STR,
-	V_DUR,
-	V_SIZE,
-	V_INT,
-};
-
-#define F_MULTI		0x1	/* may repeat */
-#define F_BLOCK		0x2	/* takes a { } block */
-
-struct dirspec {
-	const char	*name;
-	int		 minargs;	/* not counting the name */
-	int		 maxargs;
-	int		 flags;
-	enum vtype	 type;
-	size_t		 off;		/* into struct config or cfg_upstream */
-	size_t		 size;		/* V_STR: size of the field */
-	long long	 min;		/* V_DUR (ms), V_SIZE, V_INT */
-	long long	 max;
-	int		(*fn)(struct parser *, struct directive *, void *);
-};
-
-static int	 perr(struct parser *, int, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
-static int	 read_file(struct parser *);
-static int	 lex(struct parser *, struct tok *);
-static int	 lex_string(struct parser *, struct tok *);
-static int	 find_dir(const struct dirspec *, size_t, const char *);
-static int	 read_directive(struct parser *, const struct dirspec *, size_t,
-		    struct directive *);
-static int	 dispatch(struct parser *, const struct dirspec *, size_t,
-		    uint64_t *, struct directive *, void *);
-static int	 apply(struct parser *, const struct dirspec *,
-		    struct directive *, void *);
-static int	 parse_main(struct parser *);
-static int	 finish(struct parser *);
+static int	 finish(struct cp_parser *);
+static int	 load_keys(struct config *, char *, size_t);
 static void	 set_defaults(struct config *);
 static int	 ncpu(void);
-static int	 parse_ll(const char *, long long *);
 static int	 parse_port(const char *, size_t, char *, size_t);
 static int	 parse_addr(const char *, struct cfg_addr *);
 static const char *parse_url(struct cfg_upstream *, const char *);
-static int	 read_key_file(struct parser *, int, struct cfg_upstream *);
+static int	 read_key_file(struct cp_parser *, int, struct cfg_upstream *);
 
-static int	 d_listen(struct parser *, struct directive *, void *);
-static int	 d_admin_listen(struct parser *, struct directive *, void *);
-static int	 d_workers(struct parser *, struct directive *, void *);
-static int	 d_log(struct parser *, struct directive *, void *);
-static int	 d_ring_slots(struct parser *, struct directive *, void *);
-static int	 d_upstream(struct parser *, struct directive *, void *);
-static int	 d_route(struct parser *, struct directive *, void *);
-static int	 d_price(struct parser *, struct directive *, void *);
-static int	 d_url(struct parser *, struct directive *, void *);
-static int	 d_protocol(struct parser *, struct directive *, void *);
-static int	 d_api_key_env(struct parser *, struct directive *, void *);
-static int	 d_api_key_file(struct parser *, struct directive *, void *);
-static int	 d_ca_file(struct parser *, struct directive *, void *);
+static int	 d_listen(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_admin_listen(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_workers(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_log(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_ring_slots(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_upstream(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_route(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_price(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_url(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_protocol(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_api_key_env(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_api_key_file(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_ca_file(struct cp_parser *, struct cp_directive *, void *);
 
-#define C_STR(n, f)	{ n, 1, 1, 0, V_STR, offsetof(struct config, f), \
+#define C_STR(n, f)	{ n, 1, 1, 0, CP_STR, offsetof(struct config, f), \
 			    sizeof(((struct config *)0)->f), 0, 0, NULL }
-#define C_DUR(n, f, lo)	{ n, 1, 1, 0, V_DUR, offsetof(struct config, f), \
+#define C_DUR(n, f, lo)	{ n, 1, 1, 0, CP_DUR, offsetof(struct config, f), \
 			    0, lo, INT_MAX, NULL }
-#define C_SIZE(n, f)	{ n, 1, 1, 0, V_SIZE, offsetof(struct config, f), \
+#define C_SIZE(n, f)	{ n, 1, 1, 0, CP_SIZE, offsetof(struct config, f), \
 			    0, 1, LLONG_MAX, NULL }
-#define C_INT(n, f, lo, hi) { n, 1, 1, 0, V_INT, offsetof(struct config, f), \
+#define C_INT(n, f, lo, hi) { n, 1, 1, 0, CP_INT, offsetof(struct config, f), \
 			    0, lo, hi, NULL }
-#define U_DUR(n, f)	{ n, 1, 1, 0, V_DUR, offsetof(struct cfg_upstream, f), \
+#define U_DUR(n, f)	{ n, 1, 1, 0, CP_DUR, offsetof(struct cfg_upstream, f), \
 			    0, 1, INT_MAX, NULL }
-#define FN(n, lo, hi, fl, fn) { n, lo, hi, fl, V_FN, 0, 0, 0, 0, fn }
+#define FN(n, lo, hi, fl, fn) { n, lo, hi, fl, CP_FN, 0, 0, 0, 0, fn }
 
-static const struct dirspec main_dirs[] = {
-	FN("listen", 1, 1, F_MULTI, d_listen),
+static const struct cp_dirspec main_dirs[] = {
+	FN("listen", 1, 1, CP_MULTI, d_listen),
 	FN("admin_listen", 1, 1, 0, d_admin_listen),
 	FN("workers", 1, 1, 0, d_workers),
 	C_STR("user", user),
@@ -176,368 +107,25 @@ static const struct dirspec main_dirs[] = {
 	FN("ring_slots", 1, 1, 0, d_ring_slots),
 	C_INT("batch_rows", batch_rows, 1, 1000000),
 	C_DUR("batch_ms", batch_ms, 1),
-	FN("upstream", 1, 1, F_MULTI | F_BLOCK, d_upstream),
-	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, F_MULTI, d_route),
-	FN("price", 5, 7, F_MULTI, d_price),
+	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
+	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
+	FN("price", 5, 7, CP_MULTI, d_price),
 };
 
-static const struct dirspec upstream_dirs[] = {
+static const struct cp_dirspec upstream_dirs[] = {
 	FN("url", 1, 1, 0, d_url),
 	FN("protocol", 1, 1, 0, d_protocol),
 	FN("api_key_env", 1, 1, 0, d_api_key_env),
 	FN("api_key_file", 1, 1, 0, d_api_key_file),
 	FN("ca_file", 1, 1, 0, d_ca_file),
-	{ "max_idle", 1, 1, 0, V_INT, offsetof(struct cfg_upstream, max_idle),
+	{ "max_idle", 1, 1, 0, CP_INT, offsetof(struct cfg_upstream, max_idle),
 	    0, 0, 1000000, NULL },
 	U_DUR("connect_timeout", connect_timeout_ms),
 	U_DUR("read_timeout", read_timeout_ms),
 	U_DUR("idle_timeout", idle_timeout_ms),
 };
 
-_Static_assert(nitems(main_dirs) <= 64, "seen mask is 64 bits");
-
-/* Write "PATH:LINE: ctx message" (or "PATH: ..." for LINE 0); return -1. */
-static int
-perr(struct parser *p, int line, const char *fmt, ...)
-{
-	char	 msg[768];
-	va_list	 ap;
-
-	if (p->err == NULL || p->errlen == 0)
-		return -1;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (line > 0)
-		snprintf(p->err, p->errlen, "%s:%d: %s%s", p->path, line,
-		    p->ctx, msg);
-	else
-		snprintf(p->err, p->errlen, "%s: %s%s", p->path, p->ctx, msg);
-	return -1;
-}
-
-static int
-read_file(struct parser *p)
-{
-	struct stat	 st;
-	ssize_t		 n;
-	size_t		 off = 0;
-	int		 fd;
-
-	if ((fd = open(p->path, O_RDONLY | O_CLOEXEC)) == -1)
-		return perr(p, 0, "%s", strerror(errno));
-	if (fstat(fd, &st) == -1) {
-		perr(p, 0, "%s", strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		perr(p, 0, "not a regular file");
-		goto fail;
-	}
-	if (st.st_size > CFG_FILE_MAX) {
-		perr(p, 0, "file too large");
-		goto fail;
-	}
-	if ((p->buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		perr(p, 0, "out of memory");
-		goto fail;
-	}
-	while (off < (size_t)st.st_size) {
-		n = read(fd, p->buf + off, (size_t)st.st_size - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			perr(p, 0, "%s", strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;		/* shrank under us: parse what we have */
-		off += (size_t)n;
-	}
-	close(fd);
-	p->buf[off] = '\0';
-	p->len = off;
-	p->line = 1;
-	/* the last line of the file, for "unexpected end of file" */
-	p->eof_line = 1;
-	for (off = 0; off < p->len; off++)
-		if (p->buf[off] == '\n' && off + 1 < p->len)
-			p->eof_line++;
-	return 0;
- fail:
-	close(fd);
-	return -1;
-}
-
-static int
-is_blank(int c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' ||
-	    c == '\v';
-}
-
-/* Copy SRC, whose length the caller has checked, into DST of SIZE. */
-static void
-set_str(char *dst, size_t size, const char *src)
-{
-	size_t	 len = strlen(src);
-
-	if (len >= size)
-		len = size - 1;
-	memcpy(dst, src, len);
-	dst[len] = '\0';
-}
-
-static int
-lex_string(struct parser *p, struct tok *t)
-{
-	size_t	 n = 0;
-	int	 c, start = p->line;
-
-	t->type = T_WORD;
-	t->quoted = 1;
-	p->pos++;			/* opening quote */
-	for (;;) {
-		if (p->pos >= p->len)
-			return perr(p, start, "unterminated string");
-		c = (unsigned char)p->buf[p->pos++];
-		if (c == '"')
-			break;
-		if (c == '\0')
-			return perr(p, p->line, "unexpected NUL byte");
-		if (c == '\\' && p->pos < p->len &&
-		    (p->buf[p->pos] == '"' || p->buf[p->pos] == '\\'))
-			c = (unsigned char)p->buf[p->pos++];
-		else if (c == '\n')
-			p->line++;
-		if (n == TOK_MAX - 1)
-			return perr(p, start, "string too long");
-		t->s[n++] = (char)c;
-	}
-	t->s[n] = '\0';
-	if (p->pos < p->len) {
-		c = (unsigned char)p->buf[p->pos];
-		if (!is_blank(c) && c != ';' && c != '{' && c != '}' &&
-		    c != '#')
-			return perr(p, p->line,
-			    "unexpected character after quoted string");
-	}
-	return 0;
-}
-
-static int
-lex(struct parser *p, struct tok *t)
-{
-	size_t	 n = 0;
-	int	 c;
-
-	t->quoted = 0;
-	t->s[0] = '\0';
-	for (;;) {
-		if (p->pos >= p->len) {
-			t->type = T_EOF;
-			t->line = p->eof_line;
-			return 0;
-		}
-		c = (unsigned char)p->buf[p->pos];
-		if (c == '\n') {
-			p->line++;
-			p->pos++;
-		} else if (is_blank(c))
-			p->pos++;
-		else if (c == '#') {
-			while (p->pos < p->len && p->buf[p->pos] != '\n')
-				p->pos++;
-		} else
-			break;
-	}
-	t->line = p->line;
-	switch (c) {
-	case ';':
-		t->type = T_SEMI;
-		p->pos++;
-		return 0;
-	case '{':
-		t->type = T_LBRACE;
-		p->pos++;
-		return 0;
-	case '}':
-		t->type = T_RBRACE;
-		p->pos++;
-		return 0;
-	case '"':
-		return lex_string(p, t);
-	}
-	t->type = T_WORD;
-	while (p->pos < p->len) {
-		c = (unsigned char)p->buf[p->pos];
-		if (is_blank(c) || c == ';' || c == '{' || c == '}' ||
-		    c == '"')
-			break;
-		if (c == '\0')
-			return perr(p, p->line, "unexpected NUL byte");
-		if (n == TOK_MAX - 1)
-			return perr(p, t->line, "token too long");
-		t->s[n++] = (char)c;
-		p->pos++;
-	}
-	t->s[n] = '\0';
-	return 0;
-}
-
-static int
-find_dir(const struct dirspec *tab, size_t ntab, const char *name)
-{
-	size_t	 i;
-
-	for (i = 0; i < ntab; i++)
-		if (strcmp(tab[i].name, name) == 0)
-			return (int)i;
-	return -1;
-}
-
-/*
- * Read one directive: its name and arguments up to ';' or '{'.  At the end
- * of the file or of a block, nargs is 0 and end says which.
- */
-static int
-read_directive(struct parser *p, const struct dirspec *tab, size_t ntab,
-    struct directive *d)
-{
-	struct tok	*t;
-	int		 last;
-
-	d->nargs = 0;
-	t = &d->args[0];
-	if (lex(p, t) == -1)
-		return -1;
-	d->line = t->line;
-	d->end = t->type;
-	switch (t->type) {
-	case T_EOF:
-	case T_RBRACE:
-		return 0;
-	case T_SEMI:
-		return perr(p, t->line, "unexpected ';'");
-	case T_LBRACE:
-		return perr(p, t->line, "unexpected '{'");
-	case T_WORD:
-		break;
-	}
-	d->nargs = 1;
-	last = t->line;
-	for (;;) {
-		t = &d->args[d->nargs];
-		if (lex(p, t) == -1)
-			return -1;
-		switch (t->type) {
-		case T_SEMI:
-		case T_LBRACE:
-			d->end = t->type;
-			return 0;
-		case T_RBRACE:
-		case T_EOF:
-			return perr(p, last, "missing ';'");
-		case T_WORD:
-			if (!t->quoted && t->line > last &&
-			    find_dir(tab, ntab, t->s) != -1)
-				return perr(p, last, "missing ';'");
-			if (d->nargs == ARGS_MAX)
-				return perr(p, d->line, "invalid number of "
-				    "arguments in \"%s\" directive",
-				    d->args[0].s);
-			last = t->line;
-			d->nargs++;
-			break;
-		}
-	}
-}
-
-static int
-dispatch(struct parser *p, const struct dirspec *tab, size_t ntab,
-    uint64_t *seen, struct directive *d, void *obj)
-{
-	const struct dirspec	*ds;
-	const char		*name = d->args[0].s;
-	int			 i;
-
-	if ((i = find_dir(tab, ntab, name)) == -1)
-		return perr(p, d->line, "unknown directive \"%s\"", name);
-	ds = &tab[i];
-	if (!(ds->flags & F_MULTI)) {
-		if (*seen & (1ULL << i))
-			return perr(p, d->line, "\"%s\" directive is duplicate",
-			    name);
-		*seen |= 1ULL << i;
-	}
-	if (d->nargs - 1 < ds->minargs || d->nargs - 1 > ds->maxargs)
-		return perr(p, d->line,
-		    "invalid number of arguments in \"%s\" directive", name);
-	if (d->end == T_LBRACE && !(ds->flags & F_BLOCK))
-		return perr(p, d->line, "\"%s\" directive takes no block",
-		    name);
-	if (d->end != T_LBRACE && (ds->flags & F_BLOCK))
-		return perr(p, d->line, "\"%s\" directive has no opening '{'",
-		    name);
-	if (ds->type == V_FN)
-		return ds->fn(p, d, obj);
-	return apply(p, ds, d, obj);
-}
-
-/* The value of a plain one-argument directive into its field. */
-static int
-apply(struct parser *p, const struct dirspec *ds, struct directive *d,
-    void *obj)
-{
-	const char	*v = d->args[1].s;
-	char		*field = (char *)obj + ds->off;
-	long long	 ll;
-	size_t		 sz, len;
-	int		 ms;
-
-	switch (ds->type) {
-	case V_STR:
-		len = strlen(v);
-		if (len == 0)
-			return perr(p, d->line, "empty value in \"%s\" directive",
-			    ds->name);
-		if (len >= ds->size)
-			return perr(p, d->line, "value too long in \"%s\" "
-			    "directive", ds->name);
-		memcpy(field, v, len + 1);
-		return 0;
-	case V_DUR:
-		if (cfg_parse_duration_ms(v, &ms) == -1)
-			break;
-		if (ms < ds->min || ms > ds->max)
-			goto range;
-		memcpy(field, &ms, sizeof(ms));
-		return 0;
-	case V_SIZE:
-		if (cfg_parse_size(v, &sz) == -1)
-			break;
-		if ((unsigned long long)sz < (unsigned long long)ds->min ||
-		    (unsigned long long)sz > (unsigned long long)ds->max)
-			goto range;
-		memcpy(field, &sz, sizeof(sz));
-		return 0;
-	case V_INT:
-		if (parse_ll(v, &ll) == -1)
-			break;
-		if (ll < ds->min || ll > ds->max)
-			goto range;
-		ms = (int)ll;
-		memcpy(field, &ms, sizeof(ms));
-		return 0;
-	case V_FN:
-		break;
-	}
-	return perr(p, d->line, "invalid value \"%s\" in \"%s\" directive", v,
-	    ds->name);
- range:
-	return perr(p, d->line, "value \"%s\" out of range in \"%s\" directive",
-	    v, ds->name);
-}
+_Static_assert(cp_nitems(main_dirs) <= 64, "seen mask is 64 bits");
 
 static int
 ncpu(void)
@@ -571,27 +159,6 @@ set_defaults(struct config *cfg)
 	cfg->ring_slots = 16384;
 	cfg->batch_rows = 1000;
 	cfg->batch_ms = 200;
-}
-
-/* Decimal digits only, no sign, no blanks; -1 on garbage or overflow. */
-static int
-parse_ll(const char *s, long long *out)
-{
-	long long	 v = 0;
-	int		 d;
-
-	if (s == NULL || *s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		d = *s - '0';
-		if (v > (LLONG_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
 }
 
 int
@@ -795,7 +362,7 @@ parse_url(struct cfg_upstream *u, const char *url)
 		if (parse_port(port, plen, u->port, sizeof(u->port)) == -1)
 			return "invalid port";
 	} else
-		set_str(u->port, sizeof(u->port), defport);
+		cp_set_str(u->port, sizeof(u->port), defport);
 	memcpy(u->host, host, hlen);
 	u->host[hlen] = '\0';
 	if (strpbrk(auth_end, "?#") != NULL)
@@ -811,23 +378,23 @@ parse_url(struct cfg_upstream *u, const char *url)
 }
 
 static int
-d_listen(struct parser *p, struct directive *d, void *obj)
+d_listen(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config	*cfg = obj;
 	struct cfg_addr	 a;
 	int		 i;
 
 	if (cfg->nlisten == CFG_MAX_LISTEN)
-		return perr(p, d->line, "too many \"listen\" directives "
+		return cp_err(p, d->line, "too many \"listen\" directives "
 		    "(max %d)", CFG_MAX_LISTEN);
 	memset(&a, 0, sizeof(a));
 	if (parse_addr(d->args[1].s, &a) == -1)
-		return perr(p, d->line, "invalid address \"%s\" in \"listen\" "
+		return cp_err(p, d->line, "invalid address \"%s\" in \"listen\" "
 		    "directive", d->args[1].s);
 	for (i = 0; i < cfg->nlisten; i++)
 		if (strcmp(cfg->listen[i].host, a.host) == 0 &&
 		    strcmp(cfg->listen[i].port, a.port) == 0)
-			return perr(p, d->line, "duplicate listen \"%s\"",
+			return cp_err(p, d->line, "duplicate listen \"%s\"",
 			    d->args[1].s);
 	a.line = d->line;
 	cfg->listen[cfg->nlisten++] = a;
@@ -835,12 +402,12 @@ d_listen(struct parser *p, struct directive *d, void *obj)
 }
 
 static int
-d_admin_listen(struct parser *p, struct directive *d, void *obj)
+d_admin_listen(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config	*cfg = obj;
 
 	if (parse_addr(d->args[1].s, &cfg->admin_listen) == -1)
-		return perr(p, d->line, "invalid address \"%s\" in "
+		return cp_err(p, d->line, "invalid address \"%s\" in "
 		    "\"admin_listen\" directive", d->args[1].s);
 	cfg->admin_listen.line = d->line;
 	cfg->has_admin_listen = 1;
@@ -848,7 +415,7 @@ d_admin_listen(struct parser *p, struct directive *d, void *obj)
 }
 
 static int
-d_workers(struct parser *p, struct directive *d, void *obj)
+d_workers(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config	*cfg = obj;
 	const char	*v = d->args[1].s;
@@ -858,26 +425,26 @@ d_workers(struct parser *p, struct directive *d, void *obj)
 		cfg->workers = ncpu();
 		return 0;
 	}
-	if (parse_ll(v, &n) == -1)
-		return perr(p, d->line, "invalid value \"%s\" in \"workers\" "
+	if (cp_parse_ll(v, &n) == -1)
+		return cp_err(p, d->line, "invalid value \"%s\" in \"workers\" "
 		    "directive", v);
 	if (n < 1 || n > WORKERS_MAX)
-		return perr(p, d->line, "value \"%s\" out of range in "
+		return cp_err(p, d->line, "value \"%s\" out of range in "
 		    "\"workers\" directive", v);
 	cfg->workers = (int)n;
 	return 0;
 }
 
 static int
-d_log(struct parser *p, struct directive *d, void *obj)
+d_log(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config	*cfg = obj;
 	const char	*dest = d->args[1].s, *lvl;
 
 	if (*dest == '\0')
-		return perr(p, d->line, "empty value in \"log\" directive");
+		return cp_err(p, d->line, "empty value in \"log\" directive");
 	if (strlen(dest) >= sizeof(cfg->log))
-		return perr(p, d->line, "value too long in \"log\" directive");
+		return cp_err(p, d->line, "value too long in \"log\" directive");
 	if (d->nargs == 3) {
 		lvl = d->args[2].s;
 		if (strcmp(lvl, "warn") == 0)
@@ -887,55 +454,53 @@ d_log(struct parser *p, struct directive *d, void *obj)
 		else if (strcmp(lvl, "debug") == 0)
 			cfg->log_level = LOGL_DEBUG;
 		else
-			return perr(p, d->line, "invalid log level \"%s\"", lvl);
+			return cp_err(p, d->line, "invalid log level \"%s\"", lvl);
 	}
-	set_str(cfg->log, sizeof(cfg->log), dest);
+	cp_set_str(cfg->log, sizeof(cfg->log), dest);
 	return 0;
 }
 
 static int
-d_ring_slots(struct parser *p, struct directive *d, void *obj)
+d_ring_slots(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config	*cfg = obj;
 	const char	*v = d->args[1].s;
 	long long	 n;
 
-	if (parse_ll(v, &n) == -1)
-		return perr(p, d->line, "invalid value \"%s\" in \"ring_slots\" "
+	if (cp_parse_ll(v, &n) == -1)
+		return cp_err(p, d->line, "invalid value \"%s\" in \"ring_slots\" "
 		    "directive", v);
 	if (n < 1024 || n > 1048576)
-		return perr(p, d->line, "value \"%s\" out of range in "
+		return cp_err(p, d->line, "value \"%s\" out of range in "
 		    "\"ring_slots\" directive", v);
 	if ((n & (n - 1)) != 0)
-		return perr(p, d->line, "\"ring_slots\" must be a power of two");
+		return cp_err(p, d->line, "\"ring_slots\" must be a power of two");
 	cfg->ring_slots = (int)n;
 	return 0;
 }
 
 static int
-d_upstream(struct parser *p, struct directive *d, void *obj)
+d_upstream(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config		*cfg = obj;
 	struct cfg_upstream	*u;
-	struct directive	 sub;
 	const char		*name = d->args[1].s;
-	uint64_t		 seen = 0;
 	int			 i;
 
 	if (*name == '\0' || strlen(name) >= CFG_NAME_MAX)
-		return perr(p, d->line, "invalid upstream name \"%s\"", name);
+		return cp_err(p, d->line, "invalid upstream name \"%s\"", name);
 	for (i = 0; i < cfg->nupstreams; i++)
 		if (strcmp(cfg->upstreams[i].name, name) == 0)
-			return perr(p, d->line, "duplicate upstream \"%s\"",
+			return cp_err(p, d->line, "duplicate upstream \"%s\"",
 			    name);
 	u = reallocarray(cfg->upstreams, (size_t)cfg->nupstreams + 1,
 	    sizeof(*u));
 	if (u == NULL)
-		return perr(p, d->line, "out of memory");
+		return cp_err(p, d->line, "out of memory");
 	cfg->upstreams = u;
 	u = &cfg->upstreams[cfg->nupstreams++];
 	memset(u, 0, sizeof(*u));
-	set_str(u->name, sizeof(u->name), name);
+	cp_set_str(u->name, sizeof(u->name), name);
 	u->protocol = PROTO_OPENAI;
 	u->max_idle = 64;
 	u->connect_timeout_ms = 5 * 1000;
@@ -944,43 +509,30 @@ d_upstream(struct parser *p, struct directive *d, void *obj)
 	u->line = d->line;
 
 	snprintf(p->ctx, sizeof(p->ctx), "upstream \"%s\": ", name);
-	for (;;) {
-		if (read_directive(p, upstream_dirs, nitems(upstream_dirs),
-		    &sub) == -1)
-			return -1;
-		if (sub.nargs == 0 && sub.end == T_RBRACE)
-			break;
-		if (sub.nargs == 0) {
-			p->ctx[0] = '\0';
-			return perr(p, sub.line,
-			    "unexpected end of file, expecting '}'");
-		}
-		if (dispatch(p, upstream_dirs, nitems(upstream_dirs), &seen,
-		    &sub, u) == -1)
-			return -1;
-	}
+	if (cp_parse_block(p, upstream_dirs, cp_nitems(upstream_dirs), u) == -1)
+		return -1;
 	if (u->url[0] == '\0')
-		return perr(p, d->line, "missing \"url\"");
+		return cp_err(p, d->line, "missing \"url\"");
 	p->ctx[0] = '\0';
 	return 0;
 }
 
 static int
-d_url(struct parser *p, struct directive *d, void *obj)
+d_url(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct cfg_upstream	*u = obj;
 	const char		*v = d->args[1].s, *why;
 
 	if (strlen(v) >= sizeof(u->url))
-		return perr(p, d->line, "url too long");
+		return cp_err(p, d->line, "url too long");
 	if ((why = parse_url(u, v)) != NULL)
-		return perr(p, d->line, "invalid url \"%s\": %s", v, why);
-	set_str(u->url, sizeof(u->url), v);
+		return cp_err(p, d->line, "invalid url \"%s\": %s", v, why);
+	cp_set_str(u->url, sizeof(u->url), v);
 	return 0;
 }
 
 static int
-d_protocol(struct parser *p, struct directive *d, void *obj)
+d_protocol(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct cfg_upstream	*u = obj;
 	const char		*v = d->args[1].s;
@@ -992,38 +544,38 @@ d_protocol(struct parser *p, struct directive *d, void *obj)
 	else if (strcmp(v, "azure") == 0)
 		u->protocol = PROTO_AZURE;
 	else
-		return perr(p, d->line, "invalid protocol \"%s\" (expected "
+		return cp_err(p, d->line, "invalid protocol \"%s\" (expected "
 		    "openai, anthropic or azure)", v);
 	return 0;
 }
 
 static int
-d_api_key_env(struct parser *p, struct directive *d, void *obj)
+d_api_key_env(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct cfg_upstream	*u = obj;
 	const char		*var = d->args[1].s, *val;
 
 	if (u->api_key != NULL)
-		return perr(p, d->line,
+		return cp_err(p, d->line,
 		    "api_key_env and api_key_file are mutually exclusive");
 	if (*var == '\0' || strlen(var) >= sizeof(u->api_key_env))
-		return perr(p, d->line, "invalid value \"%s\" in "
+		return cp_err(p, d->line, "invalid value \"%s\" in "
 		    "\"api_key_env\" directive", var);
 	if ((val = getenv(var)) == NULL)
-		return perr(p, d->line, "environment variable \"%s\" is not "
+		return cp_err(p, d->line, "environment variable \"%s\" is not "
 		    "set", var);
 	if (*val == '\0')
-		return perr(p, d->line, "environment variable \"%s\" is empty",
+		return cp_err(p, d->line, "environment variable \"%s\" is empty",
 		    var);
 	if ((u->api_key = strdup(val)) == NULL)
-		return perr(p, d->line, "out of memory");
-	set_str(u->api_key_env, sizeof(u->api_key_env), var);
+		return cp_err(p, d->line, "out of memory");
+	cp_set_str(u->api_key_env, sizeof(u->api_key_env), var);
 	return 0;
 }
 
 /* The first line of u->api_key_file, trailing blanks stripped. */
 static int
-read_key_file(struct parser *p, int line, struct cfg_upstream *u)
+read_key_file(struct cp_parser *p, int line, struct cfg_upstream *u)
 {
 	char		 buf[KEY_FILE_MAX];
 	struct stat	 st;
@@ -1032,10 +584,10 @@ read_key_file(struct parser *p, int line, struct cfg_upstream *u)
 	int		 fd, rv = -1;
 
 	if ((fd = open(u->api_key_file, O_RDONLY | O_CLOEXEC)) == -1)
-		return perr(p, line, "cannot read api_key_file \"%s\": %s",
+		return cp_err(p, line, "cannot read api_key_file \"%s\": %s",
 		    u->api_key_file, strerror(errno));
 	if (fstat(fd, &st) == -1) {
-		perr(p, line, "cannot read api_key_file \"%s\": %s",
+		cp_err(p, line, "cannot read api_key_file \"%s\": %s",
 		    u->api_key_file, strerror(errno));
 		goto done;
 	}
@@ -1048,7 +600,7 @@ read_key_file(struct parser *p, int line, struct cfg_upstream *u)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			perr(p, line, "cannot read api_key_file \"%s\": %s",
+			cp_err(p, line, "cannot read api_key_file \"%s\": %s",
 			    u->api_key_file, strerror(errno));
 			goto done;
 		}
@@ -1061,19 +613,19 @@ read_key_file(struct parser *p, int line, struct cfg_upstream *u)
 	buf[off] = '\0';
 	len = strcspn(buf, "\n");
 	if (len == off && off == sizeof(buf) - 1) {
-		perr(p, line, "api_key_file \"%s\": key too long",
+		cp_err(p, line, "api_key_file \"%s\": key too long",
 		    u->api_key_file);
 		goto done;
 	}
-	while (len > 0 && is_blank((unsigned char)buf[len - 1]))
+	while (len > 0 && cp_is_blank((unsigned char)buf[len - 1]))
 		len--;
 	buf[len] = '\0';
 	if (len == 0 || memchr(buf, '\0', len) != NULL) {
-		perr(p, line, "api_key_file \"%s\" is empty", u->api_key_file);
+		cp_err(p, line, "api_key_file \"%s\" is empty", u->api_key_file);
 		goto done;
 	}
 	if ((u->api_key = strdup(buf)) == NULL) {
-		perr(p, line, "out of memory");
+		cp_err(p, line, "out of memory");
 		goto done;
 	}
 	rv = 0;
@@ -1084,85 +636,86 @@ read_key_file(struct parser *p, int line, struct cfg_upstream *u)
 }
 
 static int
-d_api_key_file(struct parser *p, struct directive *d, void *obj)
+d_api_key_file(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct cfg_upstream	*u = obj;
 	const char		*v = d->args[1].s;
 
 	if (u->api_key != NULL)
-		return perr(p, d->line,
+		return cp_err(p, d->line,
 		    "api_key_env and api_key_file are mutually exclusive");
 	if (*v == '\0' || strlen(v) >= sizeof(u->api_key_file))
-		return perr(p, d->line, "invalid value \"%s\" in "
+		return cp_err(p, d->line, "invalid value \"%s\" in "
 		    "\"api_key_file\" directive", v);
-	set_str(u->api_key_file, sizeof(u->api_key_file), v);
+	cp_set_str(u->api_key_file, sizeof(u->api_key_file), v);
 	return read_key_file(p, d->line, u);
 }
 
 static int
-d_ca_file(struct parser *p, struct directive *d, void *obj)
+d_ca_file(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct cfg_upstream	*u = obj;
 	const char		*v = d->args[1].s;
 
 	if (*v == '\0' || strlen(v) >= sizeof(u->ca_file))
-		return perr(p, d->line, "invalid value \"%s\" in \"ca_file\" "
+		return cp_err(p, d->line, "invalid value \"%s\" in \"ca_file\" "
 		    "directive", v);
 	if (access(v, R_OK) == -1)
-		return perr(p, d->line, "cannot read ca_file \"%s\": %s", v,
+		return cp_err(p, d->line, "cannot read ca_file \"%s\": %s", v,
 		    strerror(errno));
-	set_str(u->ca_file, sizeof(u->ca_file), v);
+	cp_set_str(u->ca_file, sizeof(u->ca_file), v);
 	return 0;
 }
 
 static int
-d_route(struct parser *p, struct directive *d, void *obj)
+d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config		*cfg = obj;
+	struct cfg_state	*st = p->udata;
 	struct cfg_route	*r;
 	struct route_names	*rn;
 	const char		*pat = d->args[1].s;
 	int			 i;
 
 	if (*pat == '\0')
-		return perr(p, d->line, "empty pattern in \"route\" directive");
+		return cp_err(p, d->line, "empty pattern in \"route\" directive");
 	if (strlen(pat) >= CFG_PATTERN_MAX)
-		return perr(p, d->line, "pattern too long in \"route\" "
+		return cp_err(p, d->line, "pattern too long in \"route\" "
 		    "directive");
 	for (i = 0; i < cfg->nroutes; i++)
 		if (strcmp(cfg->routes[i].pattern, pat) == 0)
-			return perr(p, d->line, "duplicate route \"%s\"", pat);
+			return cp_err(p, d->line, "duplicate route \"%s\"", pat);
 	for (i = 2; i < d->nargs; i++)
 		if (d->args[i].s[0] == '\0' ||
 		    strlen(d->args[i].s) >= CFG_NAME_MAX)
-			return perr(p, d->line, "route \"%s\": invalid upstream "
+			return cp_err(p, d->line, "route \"%s\": invalid upstream "
 			    "name \"%s\"", pat, d->args[i].s);
 
 	r = reallocarray(cfg->routes, (size_t)cfg->nroutes + 1, sizeof(*r));
 	if (r == NULL)
-		return perr(p, d->line, "out of memory");
+		return cp_err(p, d->line, "out of memory");
 	cfg->routes = r;
-	rn = reallocarray(p->rnames, (size_t)cfg->nroutes + 1, sizeof(*rn));
+	rn = reallocarray(st->rnames, (size_t)cfg->nroutes + 1, sizeof(*rn));
 	if (rn == NULL)
-		return perr(p, d->line, "out of memory");
-	p->rnames = rn;
+		return cp_err(p, d->line, "out of memory");
+	st->rnames = rn;
 	r = &cfg->routes[cfg->nroutes];
-	rn = &p->rnames[cfg->nroutes];
+	rn = &st->rnames[cfg->nroutes];
 	cfg->nroutes++;
 	memset(r, 0, sizeof(*r));
 	memset(rn, 0, sizeof(*rn));
-	set_str(r->pattern, sizeof(r->pattern), pat);
+	cp_set_str(r->pattern, sizeof(r->pattern), pat);
 	r->line = d->line;
 	r->nupstreams = d->nargs - 2;
 	for (i = 0; i < r->nupstreams; i++) {
-		set_str(rn->name[i], sizeof(rn->name[i]), d->args[i + 2].s);
+		cp_set_str(rn->name[i], sizeof(rn->name[i]), d->args[i + 2].s);
 		r->upstream[i] = -1;
 	}
 	return 0;
 }
 
 static int
-d_price(struct parser *p, struct directive *d, void *obj)
+d_price(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct config	*cfg = obj;
 	struct cfg_price *pr;
@@ -1172,15 +725,15 @@ d_price(struct parser *p, struct directive *d, void *obj)
 	int		 i, k;
 
 	if (*model == '\0')
-		return perr(p, d->line, "empty model in \"price\" directive");
+		return cp_err(p, d->line, "empty model in \"price\" directive");
 	if (strlen(model) >= CFG_PATTERN_MAX)
-		return perr(p, d->line, "model too long in \"price\" directive");
+		return cp_err(p, d->line, "model too long in \"price\" directive");
 	if ((d->nargs - 2) % 2 != 0)
-		return perr(p, d->line,
+		return cp_err(p, d->line,
 		    "invalid number of arguments in \"price\" directive");
 	for (i = 0; i < cfg->nprices; i++)
 		if (strcmp(cfg->prices[i].model, model) == 0)
-			return perr(p, d->line, "duplicate price \"%s\"", model);
+			return cp_err(p, d->line, "duplicate price \"%s\"", model);
 	for (i = 2; i < d->nargs; i += 2) {
 		key = d->args[i].s;
 		val = d->args[i + 1].s;
@@ -1188,27 +741,27 @@ d_price(struct parser *p, struct directive *d, void *obj)
 			if (strcmp(key, keys[k]) == 0)
 				break;
 		if (k == 3)
-			return perr(p, d->line, "price \"%s\": unknown field "
+			return cp_err(p, d->line, "price \"%s\": unknown field "
 			    "\"%s\"", model, key);
 		if (v[k] != -1)
-			return perr(p, d->line, "price \"%s\": duplicate field "
+			return cp_err(p, d->line, "price \"%s\": duplicate field "
 			    "\"%s\"", model, key);
 		if (cfg_parse_usd_micro(val, &v[k]) == -1)
-			return perr(p, d->line, "price \"%s\": invalid amount "
+			return cp_err(p, d->line, "price \"%s\": invalid amount "
 			    "\"%s\"", model, val);
 	}
 	for (k = 0; k < 2; k++)
 		if (v[k] == -1)
-			return perr(p, d->line, "price \"%s\": missing \"%s\"",
+			return cp_err(p, d->line, "price \"%s\": missing \"%s\"",
 			    model, keys[k]);
 
 	pr = reallocarray(cfg->prices, (size_t)cfg->nprices + 1, sizeof(*pr));
 	if (pr == NULL)
-		return perr(p, d->line, "out of memory");
+		return cp_err(p, d->line, "out of memory");
 	cfg->prices = pr;
 	pr = &cfg->prices[cfg->nprices++];
 	memset(pr, 0, sizeof(*pr));
-	set_str(pr->model, sizeof(pr->model), model);
+	cp_set_str(pr->model, sizeof(pr->model), model);
 	pr->input = v[0];
 	pr->output = v[1];
 	pr->cached = v[2];
@@ -1216,31 +769,12 @@ d_price(struct parser *p, struct directive *d, void *obj)
 	return 0;
 }
 
-static int
-parse_main(struct parser *p)
-{
-	struct directive	 d;
-	uint64_t		 seen = 0;
-
-	for (;;) {
-		if (read_directive(p, main_dirs, nitems(main_dirs), &d) == -1)
-			return -1;
-		if (d.nargs == 0) {
-			if (d.end == T_EOF)
-				return 0;
-			return perr(p, d.line, "unexpected '}'");
-		}
-		if (dispatch(p, main_dirs, nitems(main_dirs), &seen, &d,
-		    p->cfg) == -1)
-			return -1;
-	}
-}
-
 /* Whole-file checks once every directive is read. */
 static int
-finish(struct parser *p)
+finish(struct cp_parser *p)
 {
-	struct config		*cfg = p->cfg;
+	struct cfg_state	*st = p->udata;
+	struct config		*cfg = st->cfg;
 	struct cfg_route	*r;
 	const char		*name;
 	int			 i, j, k, priced;
@@ -1256,18 +790,18 @@ finish(struct parser *p)
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
 		for (j = 0; j < r->nupstreams; j++) {
-			name = p->rnames[i].name[j];
+			name = st->rnames[i].name[j];
 			for (k = 0; k < cfg->nupstreams; k++)
 				if (strcmp(cfg->upstreams[k].name, name) == 0)
 					break;
 			if (k == cfg->nupstreams)
-				return perr(p, r->line, "route \"%s\": unknown "
+				return cp_err(p, r->line, "route \"%s\": unknown "
 				    "upstream \"%s\"", r->pattern, name);
 			r->upstream[j] = k;
 		}
 	}
 	if (cfg->nroutes == 0)
-		return perr(p, 0, "no route defined");
+		return cp_err(p, 0, "no route defined");
 
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
@@ -1287,41 +821,67 @@ finish(struct parser *p)
 int
 cfg_load(const char *path, struct config **out, char *err, size_t errlen)
 {
-	struct parser	 p;
-	struct config	*cfg;
-	int		 rv = -1;
+	struct cp_parser	 p;
+	struct cfg_state	 st;
+	struct config		*cfg;
+	int			 rv = -1;
 
-	memset(&p, 0, sizeof(p));
-	p.path = path != NULL ? path : "(null)";
-	p.err = err;
-	p.errlen = errlen;
-	if (err != NULL && errlen > 0)
-		err[0] = '\0';
+	cp_init(&p, path, err, errlen);
 	if (path == NULL || out == NULL)
-		return perr(&p, 0, "no configuration file");
+		return cp_err(&p, 0, "no configuration file");
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
-		return perr(&p, 0, "out of memory");
-	p.cfg = cfg;
+		return cp_err(&p, 0, "out of memory");
+	memset(&st, 0, sizeof(st));
+	st.cfg = cfg;
+	p.udata = &st;
 	set_defaults(cfg);
 	if (strlen(path) >= sizeof(cfg->path)) {
-		perr(&p, 0, "path too long");
+		cp_err(&p, 0, "path too long");
 		goto done;
 	}
-	set_str(cfg->path, sizeof(cfg->path), path);
-	if (read_file(&p) == -1 || parse_main(&p) == -1 || finish(&p) == -1)
+	cp_set_str(cfg->path, sizeof(cfg->path), path);
+	if (cp_open(&p) == -1 ||
+	    cp_parse_file(&p, main_dirs, cp_nitems(main_dirs), cfg) == -1 ||
+	    finish(&p) == -1)
+		goto done;
+	/* the file may hold a database password: wipe it before going on */
+	cp_close(&p);
+	if (cfg->keys_file[0] != '\0' && load_keys(cfg, err, errlen) == -1)
 		goto done;
 	*out = cfg;
 	cfg = NULL;
 	rv = 0;
  done:
-	if (p.buf != NULL) {
-		/* the file may hold a database password */
-		explicit_bzero(p.buf, p.len);
-		free(p.buf);
-	}
-	free(p.rnames);
+	cp_close(&p);
+	free(st.rnames);
 	cfg_free(cfg);
 	return rv;
+}
+
+/*
+ * keys_file, relative to the directory of the config file unless absolute;
+ * errors are the keys file's own "KEYSPATH:LINE: message".
+ */
+static int
+load_keys(struct config *cfg, char *err, size_t errlen)
+{
+	char		 path[PATH_MAX];
+	const char	*slash;
+	int		 n;
+
+	if (cfg->keys_file[0] == '/' ||
+	    (slash = strrchr(cfg->path, '/')) == NULL)
+		n = snprintf(path, sizeof(path), "%s", cfg->keys_file);
+	else
+		n = snprintf(path, sizeof(path), "%.*s/%s",
+		    (int)(slash - cfg->path), cfg->path, cfg->keys_file);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s: keys_file path too long",
+			    cfg->path);
+		return -1;
+	}
+	return keys_load(path, &cfg->keys, err, errlen);
 }
 
 void
@@ -1341,6 +901,7 @@ cfg_free(struct config *cfg)
 	free(cfg->upstreams);
 	free(cfg->routes);
 	free(cfg->prices);
+	keys_free(cfg->keys);
 	explicit_bzero(cfg->database, sizeof(cfg->database));
 	free(cfg);
 }

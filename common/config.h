@@ -18,6 +18,8 @@
 #define CFG_NAME_MAX        64
 #define CFG_PATTERN_MAX     128
 
+struct keyring;
+
 enum cfg_protocol {
 	PROTO_OPENAI = 0,	/* OpenAI and every OpenAI-compatible server */
 	PROTO_ANTHROPIC,
@@ -84,7 +86,7 @@ struct config {
 	enum cfg_log_level log_level;		/* log FILE [warn|info|debug] */
 	char		 database[1024];	/* libpq conninfo, "" = none */
 	char		 spool_dir[PATH_MAX];
-	char		 keys_file[PATH_MAX];
+	char		 keys_file[PATH_MAX];	/* as written; relative to path's dir */
 	int		 shutdown_timeout_ms;	/* 30s */
 
 	/* client side limits */
@@ -107,6 +109,8 @@ struct config {
 	int		 nroutes;
 	struct cfg_price *prices;
 	int		 nprices;
+
+	struct keyring	*keys;		/* keys_file parsed; NULL without one */
 };
 
 /*
@@ -115,6 +119,8 @@ struct config {
  * bad values, routes naming unknown upstreams, an unreadable api_key_file
  * and an unset api_key_env are errors.  Warnings (a route with no price)
  * are not errors; they are written through log_warn().
+ * With keys_file set, the keys file is loaded too (keys_load()), and its
+ * errors are reported as "KEYSPATH:LINE: message".
  */
 int	 cfg_load(const char *path, struct config **out, char *err, size_t errlen);
 void	 cfg_free(struct config *);

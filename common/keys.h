@@ -17,6 +17,8 @@
 #define KEY_MAX_MODELS	32
 #define KEY_PATTERN_MAX	128
 #define KEY_SECRET_PREFIX "sk-sluice-"
+#define KEY_RPM_MAX	1000000000LL		/* rpm 1..KEY_RPM_MAX */
+#define KEY_TPM_MAX	1000000000000LL		/* tpm 1..KEY_TPM_MAX */
 
 enum key_period {
 	PERIOD_NONE = 0,
@@ -71,5 +73,9 @@ void	 keys_hash_secret(const char *secret, size_t len, uint8_t out[32]);
 /* 1 if the key may use MODEL (LEN bytes). */
 int	 keys_model_allowed(const struct key_entry *, const char *model,
 	    size_t len);
+/* 1 if NAME is a valid key name: [A-Za-z0-9_.-]{1,63}. */
+int	 keys_valid_name(const char *name);
+/* "YYYY-MM-DD" (a real date, 1970 on) -> unix time of 00:00 UTC; 0/-1. */
+int	 keys_parse_date(const char *s, int64_t *out);
 
 #endif

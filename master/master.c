@@ -133,15 +133,6 @@ child_setup(void)
 }
 
 static void
-unblock_signals(void)
-{
-	sigset_t none;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-static void
 spawn_worker(int slot)
 {
 	struct child	*ch = &m.slots[slot];
@@ -193,7 +184,7 @@ spawn_collector(void)
 		master_drop_privileges(m.cfg);
 		for (int i = 0; i < m.nfds; i++)
 			close(m.fds[i]);
-		unblock_signals();
+		/* collector_main unblocks once its handlers are in place */
 		collector_main(m.cfg, m.shm);
 	default:
 		m.collector.pid = pid;

@@ -198,9 +198,36 @@ void
 ks_spend_sync(struct keystate *ks, int64_t period, int64_t db_micro,
     int64_t live_seen)
 {
-	(void)ks_spend(ks, period);
-	if (atomic_load(&ks->period) != period)
+	int64_t p = atomic_load(&ks->period);
+
+	if (p > period)
+		return;		/* the state moved on meanwhile */
+	if (p < period) {
+		/* nothing of LIVE_SEEN belongs to this period */
+		(void)ks_spend(ks, period);
+		atomic_store(&ks->spend_base, db_micro);
 		return;
+	}
 	atomic_store(&ks->spend_base, db_micro);
 	atomic_fetch_sub(&ks->spend_live, live_seen);
+}
+
+int64_t
+ks_period(int kind, time_t now, time_t *start, time_t *end)
+{
+	struct tm tm;
+
+	if (kind == 1) {
+		*start = now - now % 86400;
+		*end = *start + 86400;
+		return (int64_t)(now / 86400);
+	}
+	gmtime_r(&now, &tm);
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	*start = timegm(&tm);
+	tm.tm_mon++;
+	*end = timegm(&tm);	/* timegm normalises month 12 */
+	gmtime_r(&now, &tm);
+	return (int64_t)(tm.tm_year + 1900) * 12 + tm.tm_mon;
 }

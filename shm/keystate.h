@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define KEYSTATE_SLOTS		16384
 #define KEYSTATE_NAME_MAX	64
@@ -58,7 +59,12 @@ int64_t	 ks_tpm_check(struct keystate *, int64_t tpm, int64_t now_ns);
  * the requests already in flight). */
 void	 ks_tpm_add(struct keystate *, int64_t tpm, int64_t tokens,
 	    int64_t now_ns);
-/* Spend in PERIOD (an id: UTC day or month number); resets on a new one. */
+/*
+ * The budget period containing NOW: KIND 1 = UTC day, 2 = UTC month
+ * (enum key_period).  Returns its id; *START and *END bound it.
+ */
+int64_t	 ks_period(int kind, time_t now, time_t *start, time_t *end);
+/* Spend in PERIOD (an id from ks_period); resets on a new one. */
 int64_t	 ks_spend(struct keystate *, int64_t period);
 void	 ks_spend_add(struct keystate *, int64_t period, int64_t micro_usd);
 /*

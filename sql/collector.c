@@ -43,7 +43,9 @@
 #include "common/log.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
+#include "sql/budget.h"
 #include "sql/collector.h"
+#include "shm/keystate.h"
 #include "sql/schema.h"
 #include "sql/spool.h"
 
@@ -57,6 +59,7 @@
 #define COLL_ROW_MAX		1024	/* bytes one encoded row may take */
 #define COLL_REPLAY_CHUNK	1024	/* events read from a spool file */
 #define COLL_NFIELDS		22
+#define COLL_BUDGET_MS		30000	/* reload key spend from PG */
 
 /* Microseconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_US		INT64_C(946684800000000)
@@ -129,6 +132,10 @@ static struct {
 	size_t			 buflen;
 	size_t			 bufcap;
 	struct usage_event	*rbuf;
+
+	/* key spend, loaded from PostgreSQL into shared memory */
+	struct keystate_table	*kst;
+	int64_t			 next_budget;
 } coll;
 
 static struct collector_stats	 coll_st;
@@ -143,6 +150,7 @@ static void	 coll_setup(const struct config *, struct shm_segment *);
 static void	 coll_sleep(int);
 static void	 coll_gather(int64_t);
 static int	 coll_pressure(void);
+static uint64_t	 coll_backlog(void);
 static int	 coll_flush(int64_t);
 static void	 coll_release(void);
 static enum coll_tx coll_load_batch(uint64_t *);
@@ -151,6 +159,7 @@ static int	 coll_spool_ready(void);
 static void	 coll_spool_episode_end(void);
 static void	 coll_replay_one(int64_t);
 static void	 coll_drain(void);
+static void	 coll_budget(int64_t);
 
 static void	 coll_pg_step(int64_t);
 static void	 coll_pg_start(int64_t);
@@ -195,6 +204,9 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		}
 		now = coll_now_ms();
 		coll_pg_step(now);
+		if (coll.pg == PG_UP && now >= coll.next_budget &&
+		    (coll.spool == NULL || spool_pending(coll.spool) == 0))
+			coll_budget(now);
 
 		/* The spool first, unless a lane fills up meanwhile. */
 		if (coll.pg == PG_UP && coll.spool != NULL &&
@@ -290,6 +302,7 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	memset(&coll, 0, sizeof(coll));
 	coll.cfg = cfg;
 	coll.shm = shm;
+	coll.kst = shm_region(shm, "keys", NULL);
 	coll.ppid = getppid();
 #ifdef __linux__
 	/* If the master dies without telling us, drain and go. */
@@ -383,6 +396,18 @@ coll_gather(int64_t now)
 		coll.count += take;
 	}
 	coll.rr = (coll.rr + 1) % coll.nlanes;
+}
+
+/* Events still in the lanes. */
+static uint64_t
+coll_backlog(void)
+{
+	uint64_t	 head, n = 0;
+	uint32_t	 i;
+
+	for (i = 0; i < coll.nlanes; i++)
+		n += ring_readable(coll.lanes[i], &head);
+	return n;
 }
 
 /* Is any lane more than half full? */
@@ -534,8 +559,10 @@ coll_spool_episode_end(void)
 	if (!coll.spooling)
 		return;
 	if (coll.ep_rows > 0)
-		log_info("spooled %" PRIu64 " rows in %" PRIu64 " files while "
-		    "PostgreSQL was unreachable", coll.ep_rows, coll.ep_files);
+		log_info("spooled %" PRIu64 " rows in %" PRIu64 " files %s",
+		    coll.ep_rows, coll.ep_files, coll.pg == PG_NONE ?
+		    "(no database configured)" :
+		    "while PostgreSQL was unreachable");
 	coll.spooling = 0;
 	coll.ep_rows = coll.ep_files = 0;
 }
@@ -650,11 +677,13 @@ coll_drain(void)
 			continue;
 		drained -= coll.count;
 		if (now >= deadline) {
-			log_warnx("giving up: %zu or more usage events could "
+			log_warnx("giving up: %" PRIu64 " usage events could "
 			    "not be written to PostgreSQL nor spooled",
-			    coll.count);
+			    coll_backlog());
 			break;
 		}
+		/* The spool failed too: PostgreSQL may be back by now. */
+		coll_pg_step(now);
 		coll_sleep(100);
 	}
 	/*
@@ -765,6 +794,7 @@ coll_pg_ready(int64_t now)
 	char	 err[512];
 	int	 version;
 
+	coll.next_budget = 0;	/* load key spend first thing */
 	PQsetNoticeProcessor(coll.conn, coll_notice, NULL);
 	if (PQsetClientEncoding(coll.conn, "UTF8") != 0) {
 		coll_set_error(PQerrorMessage(coll.conn));
@@ -1181,4 +1211,55 @@ coll_put_i64(char *p, int64_t v, int neg_null)
 	for (i = 7; i >= 0; i--, u >>= 8)
 		p[i] = (char)(u & 0xff);
 	return p + 8;
+}
+
+/*
+ * Every COLL_BUDGET_MS (and first thing once connected): make every event
+ * pushed so far durable, then load each key's spend from PostgreSQL into
+ * shared memory (budget.c says why this order makes it exact).
+ */
+static void
+coll_budget(int64_t now)
+{
+	const struct config	*cfg = coll.cfg;
+	int64_t			*live = NULL;
+	uint64_t		*target = NULL, head;
+	int			 n = budget_nkeys(cfg), ok = 0, tries, done = 0;
+	uint32_t		 i;
+
+	coll.next_budget = now + COLL_BUDGET_MS;
+	if (coll.kst == NULL || n == 0)
+		return;
+	live = calloc((size_t)n, sizeof(*live));
+	target = calloc(coll.nlanes, sizeof(*target));
+	if (live == NULL || target == NULL)
+		goto out;
+	budget_snapshot(cfg, coll.kst, live);
+	for (i = 0; i < coll.nlanes; i++) {
+		uint64_t n2 = ring_readable(coll.lanes[i], &head);
+
+		target[i] = head + n2;
+	}
+	for (tries = 0; tries < 10000; tries++) {
+		done = 1;
+		for (i = 0; i < coll.nlanes; i++) {
+			(void)ring_readable(coll.lanes[i], &head);
+			if (head < target[i])
+				done = 0;
+		}
+		if (done)
+			break;
+		coll_gather(now);
+		if (coll.count == 0 || coll_flush(now) != 0 ||
+		    coll.pg != PG_UP)
+			break;
+	}
+	if (done && coll.pg == PG_UP &&
+	    (coll.spool == NULL || spool_pending(coll.spool) == 0))
+		ok = budget_load(coll.conn, cfg, coll.kst, live) == 0;
+out:
+	if (!ok)
+		coll.next_budget = now + 1000;
+	free(live);
+	free(target);
 }

@@ -31,26 +31,15 @@ ns_now(void)
 	return now_us() * 1000;
 }
 
-/* The budget period NOW falls in, and the seconds until it ends. */
+/* The budget period now falls in, and the seconds until it ends. */
 static int64_t
 period_of(enum key_period p, int64_t *left_s)
 {
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-	int64_t		 next;
+	time_t	 now = time(NULL), start, end;
+	int64_t	 id = ks_period((int)p, now, &start, &end);
 
-	if (p == PERIOD_DAY) {
-		*left_s = 86400 - (int64_t)now % 86400;
-		return (int64_t)now / 86400;
-	}
-	gmtime_r(&now, &tm);
-	tm.tm_mday = 1;
-	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-	tm.tm_mon++;
-	next = (int64_t)timegm(&tm);
-	*left_s = next - (int64_t)now;
-	gmtime_r(&now, &tm);
-	return (int64_t)(tm.tm_year + 1900) * 12 + tm.tm_mon;
+	*left_s = (int64_t)(end - now);
+	return id;
 }
 
 /* The presented secret: "Authorization: Bearer S", "x-api-key: S" or

@@ -15,7 +15,6 @@ Fixtures:
     tmp_path        pytest's own, used for configs, logs, pid files, certs
 """
 
-import errno
 import http.client
 import json
 import os

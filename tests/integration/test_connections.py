@@ -77,3 +77,29 @@ def test_client_disconnect_mid_stream_cancels_upstream(mock, sluice):
     assert time.monotonic() - closed_at < 2.5
     st, _, body = post(s.port, "/v1/chat/completions", CHAT)
     assert st == 200, body
+
+
+def test_upstream_connection_closed_by_upstream_is_not_reused(mock_factory,
+                                                              sluice):
+    """The mock answers "Connection: close" on every 3rd request of a
+    connection and closes it; sluice must open a new one, never send a
+    request into the closed one."""
+    m = mock_factory("--close-after", "3")
+    s = sluice(upstreams={"mock": m.url}, workers=1)
+    body = json.dumps(CHAT).encode()
+    conn = http.client.HTTPConnection(HOST, s.port, timeout=10)
+    bad = []
+    try:
+        for i in range(30):
+            conn.request("POST", "/v1/chat/completions", body=body,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                bad.append((i, resp.status, data[:200]))
+    finally:
+        conn.close()
+    assert bad == []
+    st = m.stats()
+    assert st["requests"] == 30
+    assert st["connections"] - 1 >= 10    # at most 3 requests each

@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 
-from conftest import closed_port, post, request
+from conftest import closed_port, post
 
 CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}

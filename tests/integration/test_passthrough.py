@@ -141,3 +141,34 @@ def test_stream_events_arrive_incrementally(mock, sluice, path, body):
     assert end - first >= 0.3, (
         "first piece arrived only %.0f ms before the end; %d pieces" %
         ((end - first) * 1000, len(pieces)))
+
+
+def test_hop_by_hop_headers_dropped_end_to_end_headers_kept(mock, sluice):
+    """RFC 9110 7.6.1: the Connection header and the fields it names, and
+    Keep-Alive, Proxy-Connection, TE, Upgrade, are for this hop only; the
+    API's own headers (anthropic-version, anthropic-beta, openai-beta,
+    user-agent, ...) must reach the upstream unchanged."""
+    s = sluice(**two_upstreams(mock))
+    st, _, body = post(s.port, "/v1/messages", CASES[4][1], headers={
+        "Connection": "keep-alive, X-Hop-Secret",
+        "X-Hop-Secret": "do-not-forward",
+        "Keep-Alive": "timeout=5",
+        "Proxy-Connection": "keep-alive",
+        "TE": "trailers",
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "prompt-caching-2024-07-31",
+        "openai-beta": "assistants=v2",
+        "User-Agent": "sluice-test/1.0",
+        "X-Custom": "kept",
+    })
+    assert st == 200, body
+    got = mock.last()["headers"]
+    for name in ("x-hop-secret", "keep-alive", "proxy-connection", "te"):
+        assert name not in got, (name, got)
+    assert "x-hop-secret" not in got.get("connection", "").lower(), got
+    for name, value in (("anthropic-version", "2023-06-01"),
+                        ("anthropic-beta", "prompt-caching-2024-07-31"),
+                        ("openai-beta", "assistants=v2"),
+                        ("user-agent", "sluice-test/1.0"),
+                        ("x-custom", "kept")):
+        assert got.get(name) == value, (name, got)

@@ -1,0 +1,437 @@
+/*
+ * keys.c - parse keys.conf into a keyring, and find a key by its secret.
+ *
+ * keys.conf uses sluice.conf's grammar (confparse.c), so an operator gets
+ * the same "PATH:LINE: message" for a mistake in either file.  Only the
+ * SHA-256 of each secret is stored; a hash that is not "sha256:" and 64
+ * hex digits is refused without echoing it, since the likeliest mistake is
+ * a secret pasted where its hash belongs, and errors end up in logs.
+ *
+ * Workers look a key up on every request: the keyring carries an
+ * open-addressing table indexed by the first 4 bytes of the hash (already
+ * uniformly distributed, so no further hashing), sized to a power of two
+ * at least twice the number of keys, so a lookup is O(1) and touches a
+ * couple of cache lines.  The table is built once at load, where duplicate
+ * names and duplicate hashes are found too (with a second table on the
+ * names), so loading stays linear in the number of keys.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/sha.h>
+
+#include "common/config.h"
+#include "common/confparse.h"
+#include "common/glob.h"
+#include "common/keys.h"
+
+#define KEYS_MAX	(1 << 20)
+
+/* What keys_load keeps aside while parsing (the parser's udata). */
+struct keys_state {
+	struct keyring	*kr;
+	size_t		 cap;
+	int		*hash_line;	/* parallel to kr->keys */
+};
+
+static int	 d_key(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_hash(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_models(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_budget(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_expires(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_disabled(struct cp_parser *, struct cp_directive *, void *);
+static int	 build_index(struct cp_parser *, struct keys_state *);
+static int	 check_names(struct cp_parser *, struct keyring *);
+
+#define K_FN(n, lo, hi, fn) { n, lo, hi, 0, CP_FN, 0, 0, 0, 0, fn }
+
+static const struct cp_dirspec file_dirs[] = {
+	{ "key", 1, 1, CP_MULTI | CP_BLOCK, CP_FN, 0, 0, 0, 0, d_key },
+};
+
+static const struct cp_dirspec key_dirs[] = {
+	K_FN("hash", 1, 1, d_hash),
+	K_FN("models", 1, KEY_MAX_MODELS, d_models),
+	{ "rpm", 1, 1, 0, CP_I64, offsetof(struct key_entry, rpm), 0,
+	    1, KEY_RPM_MAX, NULL },
+	{ "tpm", 1, 1, 0, CP_I64, offsetof(struct key_entry, tpm), 0,
+	    1, KEY_TPM_MAX, NULL },
+	K_FN("budget", 3, 3, d_budget),
+	K_FN("expires", 1, 1, d_expires),
+	K_FN("disabled", 0, 0, d_disabled),
+};
+
+_Static_assert(cp_nitems(key_dirs) <= 64, "seen mask is 64 bits");
+_Static_assert(1 + KEY_MAX_MODELS <= CP_ARGS_MAX, "models fit a directive");
+
+/* A name usable as is in logs and usage rows. */
+int
+keys_valid_name(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len >= KEY_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    s[i] == '_' || s[i] == '.' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+static int
+d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct keys_state	*st = p->udata;
+	struct keyring		*kr = st->kr;
+	struct key_entry	*k;
+	const char		*name = d->args[1].s;
+	size_t			 ncap;
+	int			*lines;
+
+	(void)obj;
+	if (!keys_valid_name(name))
+		return cp_err(p, d->line, "invalid key name \"%s\" (1 to %d "
+		    "of A-Z a-z 0-9 _ . -)", name, KEY_NAME_MAX - 1);
+	if (kr->nkeys == KEYS_MAX)
+		return cp_err(p, d->line, "too many keys (max %d)", KEYS_MAX);
+	if ((size_t)kr->nkeys == st->cap) {
+		ncap = st->cap == 0 ? 16 : st->cap * 2;
+		k = reallocarray(kr->keys, ncap, sizeof(*k));
+		if (k == NULL)
+			return cp_err(p, d->line, "out of memory");
+		kr->keys = k;
+		lines = reallocarray(st->hash_line, ncap, sizeof(*lines));
+		if (lines == NULL)
+			return cp_err(p, d->line, "out of memory");
+		st->hash_line = lines;
+		st->cap = ncap;
+	}
+	k = &kr->keys[kr->nkeys];
+	memset(k, 0, sizeof(*k));
+	cp_set_str(k->name, sizeof(k->name), name);
+	k->budget_period = PERIOD_NONE;
+	k->slot = -1;
+	k->line = d->line;
+	st->hash_line[kr->nkeys] = 0;
+	kr->nkeys++;
+
+	snprintf(p->ctx, sizeof(p->ctx), "key \"%s\": ", name);
+	if (cp_parse_block(p, key_dirs, cp_nitems(key_dirs), k) == -1)
+		return -1;
+	if (st->hash_line[kr->nkeys - 1] == 0)
+		return cp_err(p, d->line, "missing \"hash\"");
+	p->ctx[0] = '\0';
+	return 0;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+d_hash(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct keys_state	*st = p->udata;
+	struct key_entry	*k = obj;
+	const char		*v = d->args[1].s;
+	size_t			 i;
+	int			 hi, lo;
+
+	/* never echo the value: it may be a secret pasted by mistake */
+	if (strncmp(v, "sha256:", 7) != 0)
+		return cp_err(p, d->line, "invalid hash (expected \"sha256:\" "
+		    "and 64 hex digits)");
+	v += 7;
+	if (strlen(v) != 64)
+		return cp_err(p, d->line, "invalid hash: %zu hex digits, "
+		    "expected 64", strlen(v));
+	for (i = 0; i < 32; i++) {
+		hi = hexval((unsigned char)v[2 * i]);
+		lo = hexval((unsigned char)v[2 * i + 1]);
+		if (hi == -1 || lo == -1)
+			return cp_err(p, d->line, "invalid hash: not a hex "
+			    "digit at position %zu", (hi == -1 ? 2 * i :
+			    2 * i + 1) + 1);
+		k->hash[i] = (uint8_t)(hi << 4 | lo);
+	}
+	st->hash_line[k - st->kr->keys] = d->line;
+	return 0;
+}
+
+static int
+d_models(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*v;
+	int			 i;
+
+	for (i = 1; i < d->nargs; i++) {
+		v = d->args[i].s;
+		if (*v == '\0')
+			return cp_err(p, d->line, "empty pattern in "
+			    "\"models\" directive");
+		if (strlen(v) >= KEY_PATTERN_MAX)
+			return cp_err(p, d->line, "pattern too long in "
+			    "\"models\" directive");
+		cp_set_str(k->models[i - 1], KEY_PATTERN_MAX, v);
+	}
+	k->nmodels = d->nargs - 1;
+	return 0;
+}
+
+/* budget USD per day|month */
+static int
+d_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*amount = d->args[1].s, *per = d->args[2].s;
+	const char		*period = d->args[3].s;
+	int64_t			 micro;
+
+	if (cfg_parse_usd_micro(amount, &micro) == -1)
+		return cp_err(p, d->line, "invalid budget \"%s\" (expected "
+		    "USD, e.g. 25.00)", amount);
+	if (micro == 0)
+		return cp_err(p, d->line, "budget must be more than 0 (use "
+		    "\"disabled;\" to refuse every request)");
+	if (strcmp(per, "per") != 0 ||
+	    (strcmp(period, "day") != 0 && strcmp(period, "month") != 0))
+		return cp_err(p, d->line, "invalid budget period \"%s %s\" "
+		    "(expected \"per day\" or \"per month\")", per, period);
+	k->budget_micro_usd = micro;
+	k->budget_period = period[0] == 'd' ? PERIOD_DAY : PERIOD_MONTH;
+	return 0;
+}
+
+int
+keys_parse_date(const char *s, int64_t *out)
+{
+	struct tm	 tm, chk;
+	time_t		 t;
+	int		 i, y, m, d;
+
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return -1;
+	for (i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
+	    (s[3] - '0');
+	m = (s[5] - '0') * 10 + (s[6] - '0');
+	d = (s[8] - '0') * 10 + (s[9] - '0');
+	if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = m - 1;
+	tm.tm_mday = d;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	/* timegm normalises Feb 30 into March: refuse what moved */
+	if (gmtime_r(&t, &chk) == NULL || chk.tm_year != y - 1900 ||
+	    chk.tm_mon != m - 1 || chk.tm_mday != d)
+		return -1;
+	*out = (int64_t)t;
+	return 0;
+}
+
+static int
+d_expires(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*v = d->args[1].s;
+
+	if (keys_parse_date(v, &k->expires) == -1)
+		return cp_err(p, d->line, "invalid date \"%s\" in \"expires\" "
+		    "directive (expected YYYY-MM-DD)", v);
+	return 0;
+}
+
+static int
+d_disabled(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+
+	(void)p;
+	(void)d;
+	k->disabled = 1;
+	return 0;
+}
+
+static uint32_t
+hash_slot(const uint8_t hash[32])
+{
+	uint32_t	 h;
+
+	memcpy(&h, hash, sizeof(h));
+	return h;
+}
+
+/* Index sized to a power of two >= 2 * nkeys; duplicate hashes refused. */
+static int
+build_index(struct cp_parser *p, struct keys_state *st)
+{
+	struct keyring	*kr = st->kr;
+	uint32_t	 size = 8, i;
+	int		 n, j;
+
+	while (size < 2 * (uint32_t)kr->nkeys)
+		size <<= 1;
+	if ((kr->index = malloc(size * sizeof(*kr->index))) == NULL)
+		return cp_err(p, 0, "out of memory");
+	kr->index_mask = size - 1;
+	memset(kr->index, 0xff, size * sizeof(*kr->index));	/* -1 */
+	for (n = 0; n < kr->nkeys; n++) {
+		i = hash_slot(kr->keys[n].hash) & kr->index_mask;
+		while ((j = kr->index[i]) != -1) {
+			if (memcmp(kr->keys[j].hash, kr->keys[n].hash, 32) == 0)
+				return cp_err(p, st->hash_line[n], "key \"%s\": "
+				    "same hash as key \"%s\" (line %d)",
+				    kr->keys[n].name, kr->keys[j].name,
+				    kr->keys[j].line);
+			i = (i + 1) & kr->index_mask;
+		}
+		kr->index[i] = n;
+	}
+	return 0;
+}
+
+/* FNV-1a, for the duplicate-name check only. */
+static uint32_t
+name_hash(const char *s)
+{
+	uint32_t	 h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static int
+check_names(struct cp_parser *p, struct keyring *kr)
+{
+	int32_t		*tab;
+	uint32_t	 size = 8, mask, i;
+	int		 n, j, rv = 0;
+
+	while (size < 2 * (uint32_t)kr->nkeys)
+		size <<= 1;
+	if ((tab = malloc(size * sizeof(*tab))) == NULL)
+		return cp_err(p, 0, "out of memory");
+	memset(tab, 0xff, size * sizeof(*tab));
+	mask = size - 1;
+	for (n = 0; n < kr->nkeys && rv == 0; n++) {
+		i = name_hash(kr->keys[n].name) & mask;
+		while ((j = tab[i]) != -1) {
+			if (strcmp(kr->keys[j].name, kr->keys[n].name) == 0) {
+				rv = cp_err(p, kr->keys[n].line, "duplicate "
+				    "key \"%s\" (first at line %d)",
+				    kr->keys[n].name, kr->keys[j].line);
+				break;
+			}
+			i = (i + 1) & mask;
+		}
+		tab[i] = n;
+	}
+	free(tab);
+	return rv;
+}
+
+int
+keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
+{
+	struct cp_parser	 p;
+	struct keys_state	 st;
+	struct keyring		*kr;
+	int			 rv = -1;
+
+	cp_init(&p, path, err, errlen);
+	if (path == NULL || out == NULL)
+		return cp_err(&p, 0, "no keys file");
+	if (strlen(path) >= sizeof(kr->path))
+		return cp_err(&p, 0, "path too long");
+	if ((kr = calloc(1, sizeof(*kr))) == NULL)
+		return cp_err(&p, 0, "out of memory");
+	cp_set_str(kr->path, sizeof(kr->path), path);
+	memset(&st, 0, sizeof(st));
+	st.kr = kr;
+	p.udata = &st;
+	p.args_max = 1 + KEY_MAX_MODELS;
+	if (cp_open(&p) == -1 ||
+	    cp_parse_file(&p, file_dirs, cp_nitems(file_dirs), kr) == -1 ||
+	    check_names(&p, kr) == -1 || build_index(&p, &st) == -1)
+		goto done;
+	*out = kr;
+	kr = NULL;
+	rv = 0;
+ done:
+	cp_close(&p);
+	free(st.hash_line);
+	keys_free(kr);
+	return rv;
+}
+
+void
+keys_free(struct keyring *kr)
+{
+	if (kr == NULL)
+		return;
+	if (kr->keys != NULL) {
+		explicit_bzero(kr->keys, (size_t)kr->nkeys * sizeof(*kr->keys));
+		free(kr->keys);
+	}
+	free(kr->index);
+	free(kr);
+}
+
+const struct key_entry *
+keys_find(const struct keyring *kr, const uint8_t hash[32])
+{
+	uint32_t	 i;
+	int32_t		 j;
+
+	if (kr == NULL || kr->index == NULL)
+		return NULL;
+	i = hash_slot(hash) & kr->index_mask;
+	while ((j = kr->index[i]) != -1) {
+		if (memcmp(kr->keys[j].hash, hash, 32) == 0)
+			return &kr->keys[j];
+		i = (i + 1) & kr->index_mask;
+	}
+	return NULL;
+}
+
+void
+keys_hash_secret(const char *secret, size_t len, uint8_t out[32])
+{
+	SHA256((const unsigned char *)secret, len, out);
+}
+
+int
+keys_model_allowed(const struct key_entry *k, const char *model, size_t len)
+{
+	int	 i;
+
+	if (k->nmodels == 0)
+		return 1;
+	for (i = 0; i < k->nmodels; i++)
+		if (glob_match(k->models[i], model, len))
+			return 1;
+	return 0;
+}
