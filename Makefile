@@ -22,7 +22,7 @@ PYTHON	 = /usr/bin/python3
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
-	   openssl curl mandoc
+	   openssl curl mandoc clang libclang-rt-14-dev
 
 MAINS	 = master/sluiced.c master/sluicectl.c
 LIB_SRCS = $(filter-out $(MAINS),$(wildcard common/*.c shm/*.c worker/*.c sql/*.c master/*.c))
@@ -30,7 +30,8 @@ LIB_OBJS = $(LIB_SRCS:%.c=$(B)/obj/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps check unit integration run bench clean install uninstall
+.PHONY: all deps check unit integration run bench clean install uninstall \
+	fuzz fuzz-build
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -68,7 +69,9 @@ deps:
 
 check: deps
 	$(MAKE) all $(UNIT_BINS)
-	$(MAKE) unit integration
+	$(MAKE) unit
+	$(MAKE) fuzz FUZZ_SECONDS=3
+	$(MAKE) integration
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
@@ -98,3 +101,36 @@ bench: all $(B)/streamload
 
 clean:
 	rm -rf build run
+
+# libFuzzer targets (tests/fuzz): `make fuzz FUZZ_SECONDS=1800` runs each
+# for that long; `make check` runs each for a few seconds so they keep
+# building and the seed corpus keeps passing.
+FUZZ_CC		 = clang
+FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
+		   -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
+		   -I. -I/usr/include/postgresql
+FUZZ_SECONDS	?= 10
+FUZZ_TARGETS	 = http usage config
+FUZZ_SRC_http	 = worker/http.c
+FUZZ_SRC_usage	 = worker/usage.c common/json.c common/log.c
+FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
+		   common/glob.c common/log.c
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard */*.h) $(wildcard */*.c)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(LDLIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus-$$t || exit 1; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS)s"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+		    -print_final_stats=1 -close_fd_mask=3 \
+		    -artifact_prefix=build/fuzz/ \
+		    build/fuzz/corpus-$$t tests/fuzz/corpus/$$t \
+		    2>build/fuzz/fuzz_$$t.log || \
+		    { tail -n 40 build/fuzz/fuzz_$$t.log; exit 1; }; \
+		grep -E '^stat::number_of_executed_units' build/fuzz/fuzz_$$t.log; \
+	done

@@ -42,6 +42,7 @@ bench/results/<date>-<sha>.json; bench/compare checks two such files.
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -67,10 +68,12 @@ PACED_DELAY_MS = 1
 HOLD_STREAMS = 1000
 HOLD_DELAY_MS = 300             # 20 chunks: each held stream lasts ~6 s
 
-# Headers every request carries.  When sluice has API keys, put the
-# bench key here (e.g. "Authorization: Bearer sk-bench-...") and create it
-# in start_sluice(); the direct and nginx targets ignore it.
-AUTH_HEADERS = []
+# The API key every request presents (sluice hashes and looks it up, and
+# takes the key's rate-limit state; direct and nginx pass it to mockllm,
+# which ignores it).  start_sluice() writes the matching keys.conf.
+# --no-key clears AUTH_HEADERS and runs sluice without keys_file.
+BENCH_SECRET = "sk-sluice-bench-0123456789abcdef"
+AUTH_HEADERS = ["Authorization: Bearer " + BENCH_SECRET]
 
 SIZES = [("100B", 100), ("1KB", 1024), ("10KB", 10 * 1024),
          ("100KB", 100 * 1024)]
@@ -273,6 +276,13 @@ class Bench:
         ]
         if database:
             lines.append('database "%s";' % database)
+        if AUTH_HEADERS:
+            keys = os.path.join(d, "keys.conf")
+            with open(keys, "w") as f:
+                f.write("key bench {\n\thash sha256:%s;\n}\n" %
+                        hashlib.sha256(BENCH_SECRET.encode()).hexdigest())
+            os.chmod(keys, 0o600)
+            lines.append("keys_file %s;" % keys)
         lines += [
             "upstream mock {",
             "\turl http://%s:%d;" % (HOST, self.mock_port),
@@ -472,6 +482,21 @@ http {
         best["ttfe_p99_us"] = r["ttfe_us"]["p99"]
         return best
 
+    def auth_probe(self):
+        """True when sluice answers 401 to a request without the key."""
+        if not AUTH_HEADERS:
+            return False
+        import http.client
+        c = http.client.HTTPConnection(HOST, self.targets["sluice"]["port"],
+                                       timeout=5)
+        try:
+            c.request("POST", "/v1/chat/completions",
+                      body=b'{"model":"gpt-4o-mini","messages":[]}',
+                      headers={"Content-Type": "application/json"})
+            return c.getresponse().status == 401
+        finally:
+            c.close()
+
     def mock_active(self):
         try:
             with socket.create_connection((HOST, self.mock_port), 2) as s:
@@ -601,6 +626,9 @@ def main():
     ap.add_argument("--out", default=None, help="JSON result path")
     ap.add_argument("--no-hold", action="store_true",
                     help="skip the 1,000-stream RSS measurement")
+    ap.add_argument("--no-key", action="store_true",
+                    help="run sluice without keys_file and send no "
+                    "Authorization header")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp directory (logs, configs)")
     args = ap.parse_args()
@@ -611,6 +639,8 @@ def main():
         args.no_hold = True
     if args.quick:
         args.no_hold = True
+    if args.no_key:
+        AUTH_HEADERS.clear()
 
     os.sched_setaffinity(0, {int(LOAD_CPU)})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -649,7 +679,8 @@ def main():
                   "stream_chunks": STREAM_CHUNKS,
                   "ttfb_chunks": PACED_CHUNKS,
                   "ttfb_chunk_delay_ms": PACED_DELAY_MS,
-                  "nofile_limit": soft},
+                  "nofile_limit": soft,
+                  "api_key": bool(AUTH_HEADERS)},
               "cells": []}
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -666,6 +697,7 @@ def main():
         for t in ("direct", "sluice", "sluice_nodb", "nginx"):
             if not args.smoke:
                 b.run_wrk(b.targets[t]["port"], 10, warm_body, 1)
+        result["auth_enforced"] = b.auth_probe()
         cells = b.cells()
         for i, (mode, sname, size, conc) in enumerate(cells):
             log("[%d/%d] %s %s c=%d" % (i + 1, len(cells), mode, sname,

@@ -6,20 +6,35 @@
  * Commands live in one table, each a list of words and a function, so a
  * new one (key new, status, reload, stop) is one entry and one function.
  * Every command reads the same configuration as sluiced, reports errors
- * on stderr and exits 0 or 1; nothing here runs inside the daemon.
+ * on stderr and exits 0 or 1; nothing here runs inside the daemon.  A
+ * command's function gets its arguments as main() would, argv[0] being
+ * its last word, so that it can use getopt itself.
+ *
+ * `key new` makes the secret from OpenSSL's RAND_bytes and prints it once
+ * with the block to append to keys.conf; only the block's hash is kept
+ * anywhere, so the secret is wiped from memory as soon as it is printed.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
 #include "common/config.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "sql/schema.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
 #define CMD_WORDS_MAX	3
+#define SECRET_BYTES	32
+#define SECRET_IN_MAX	4096	/* key hash: longest secret read */
 
 struct ctl_cmd {
 	const char	*words[CMD_WORDS_MAX];	/* NULL-terminated if short */
@@ -30,11 +45,23 @@ struct ctl_cmd {
 };
 
 static int	 ctl_db_init(const struct config *, int, char **);
+static int	 ctl_key_new(const struct config *, int, char **);
+static int	 ctl_key_hash(const struct config *, int, char **);
+static int	 ctl_key_check(const struct config *, int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ { "db", "init" }, "", "create or upgrade the database schema",
 	    1, ctl_db_init },
+	{ { "key", "new" }, "NAME [options]",
+	    "print a new secret and its keys.conf block", 0, ctl_key_new },
+	{ { "key", "hash" }, "", "hash a secret read from stdin",
+	    0, ctl_key_hash },
+	{ { "key", "check" }, "[-c file]",
+	    "load the config and keys_file, count the keys", 0, ctl_key_check },
 };
+
+/* -c FILE, for the commands that load the configuration themselves. */
+static const char	*ctl_conffile = DEFAULT_CONFIG;
 
 #define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
@@ -55,9 +82,14 @@ usage(int status)
 			    ctl_cmds[i].words[w]);
 		if (*ctl_cmds[i].args)
 			n += fprintf(f, " %s", ctl_cmds[i].args);
-		fprintf(f, "%*s%s\n", n < 24 ? 24 - n : 1, "",
-		    ctl_cmds[i].help);
+		if (n >= 26) {
+			fputc('\n', f);
+			n = 0;
+		}
+		fprintf(f, "%*s%s\n", 26 - n, "", ctl_cmds[i].help);
 	}
+	fprintf(f, "key new options: --models GLOB[,GLOB...] --rpm N --tpm N\n"
+	    "                 --budget USD/day|USD/month --expires YYYY-MM-DD\n");
 	exit(status);
 }
 
@@ -85,7 +117,6 @@ main(int argc, char *argv[])
 {
 	const struct ctl_cmd	*cmd;
 	struct config		*cfg = NULL;
-	const char		*conffile = DEFAULT_CONFIG;
 	char			 err[1024];
 	int			 ch, nwords, rc;
 
@@ -98,7 +129,7 @@ main(int argc, char *argv[])
 	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
 		switch (ch) {
 		case 'c':
-			conffile = optarg;
+			ctl_conffile = optarg;
 			break;
 		case 'h':
 			usage(0);
@@ -116,11 +147,12 @@ main(int argc, char *argv[])
 	}
 
 	if (cmd->need_config &&
-	    cfg_load(conffile, &cfg, err, sizeof(err)) == -1) {
+	    cfg_load(ctl_conffile, &cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "sluicectl: %s\n", err);
 		return 1;
 	}
-	rc = cmd->run(cfg, argc - nwords, argv + nwords);
+	/* the command's argv[0] is its last word, as main's is the program */
+	rc = cmd->run(cfg, argc - nwords + 1, argv + nwords - 1);
 	if (cfg != NULL)
 		cfg_free(cfg);
 	return rc == 0 ? 0 : 1;
@@ -134,7 +166,7 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 	char	 err[1024];
 	int	 version;
 
-	if (argc != 0) {
+	if (argc != 1) {
 		fprintf(stderr, "sluicectl: db init takes no arguments\n");
 		return -1;
 	}
@@ -164,5 +196,316 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 	if (version > SCHEMA_VERSION)
 		fprintf(stderr, "sluicectl: note: the database is newer than "
 		    "this sluicectl (version %d)\n", SCHEMA_VERSION);
+	return 0;
+}
+
+static void
+hex_encode(const uint8_t *in, size_t len, char *out)
+{
+	static const char	 digits[] = "0123456789abcdef";
+	size_t			 i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+/* Decimal digits only, LO..HI; 0 ok, -1 bad. */
+static int
+parse_count(const char *s, long long lo, long long hi, long long *out)
+{
+	char	*end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || *out < lo || *out > hi)
+		return -1;
+	return 0;
+}
+
+/* A glob keys.conf can hold unquoted: no blanks, ';', braces, '"' or '#'. */
+static int
+valid_glob(const char *s, size_t len)
+{
+	size_t	 i;
+
+	if (len == 0 || len >= KEY_PATTERN_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f ||
+		    strchr(";{}\"#\\", s[i]) != NULL)
+			return 0;
+	return 1;
+}
+
+/* "25.00" as micro-USD -> "25.00"; more decimals only when needed. */
+static void
+format_usd(int64_t micro, char *out, size_t outlen)
+{
+	int64_t	 frac = micro % 1000000;
+	int	 digits = 6;
+
+	while (digits > 2 && frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	snprintf(out, outlen, "%lld.%0*lld", (long long)(micro / 1000000),
+	    digits, (long long)frac);
+}
+
+/*
+ * sluicectl key new NAME [options]: a fresh secret on stdout, once, and the
+ * block that goes into keys_file.
+ */
+static int
+ctl_key_new(const struct config *unused, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "models",	required_argument, NULL, 'm' },
+		{ "rpm",	required_argument, NULL, 'r' },
+		{ "tpm",	required_argument, NULL, 't' },
+		{ "budget",	required_argument, NULL, 'b' },
+		{ "expires",	required_argument, NULL, 'e' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char		 models[KEY_MAX_MODELS * KEY_PATTERN_MAX] = "";
+	char		 budget[64] = "", expires[16] = "", usd[32];
+	char		 secret[sizeof(KEY_SECRET_PREFIX) + 4 * SECRET_BYTES];
+	char		 hex[2 * 32 + 1];
+	unsigned char	 raw[SECRET_BYTES], b64[4 * SECRET_BYTES];
+	uint8_t		 hash[32];
+	const char	*name, *slash, *g, *end;
+	long long	 rpm = 0, tpm = 0;
+	int64_t		 micro, when;
+	size_t		 glen, mlen = 0;
+	int		 ch, nmodels = 0, n, i, j;
+
+	(void)unused;
+	/* GNU getopt: start over (main used it), NAME anywhere */
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'm':
+			for (g = optarg; ; g = end + 1) {
+				end = strchr(g, ',');
+				glen = end != NULL ? (size_t)(end - g) :
+				    strlen(g);
+				if (!valid_glob(g, glen)) {
+					fprintf(stderr, "sluicectl: key new: "
+					    "invalid model pattern \"%.*s\"\n",
+					    (int)glen, g);
+					return -1;
+				}
+				if (nmodels == KEY_MAX_MODELS) {
+					fprintf(stderr, "sluicectl: key new: "
+					    "too many models (max %d)\n",
+					    KEY_MAX_MODELS);
+					return -1;
+				}
+				mlen += (size_t)snprintf(models + mlen,
+				    sizeof(models) - mlen, "%s%.*s",
+				    nmodels ? " " : "", (int)glen, g);
+				nmodels++;
+				if (end == NULL)
+					break;
+			}
+			break;
+		case 'r':
+			if (parse_count(optarg, 1, KEY_RPM_MAX, &rpm) == -1) {
+				fprintf(stderr, "sluicectl: key new: invalid "
+				    "--rpm \"%s\" (1 to %lld)\n", optarg,
+				    KEY_RPM_MAX);
+				return -1;
+			}
+			break;
+		case 't':
+			if (parse_count(optarg, 1, KEY_TPM_MAX, &tpm) == -1) {
+				fprintf(stderr, "sluicectl: key new: invalid "
+				    "--tpm \"%s\" (1 to %lld)\n", optarg,
+				    KEY_TPM_MAX);
+				return -1;
+			}
+			break;
+		case 'b':
+			slash = strchr(optarg, '/');
+			if (slash == NULL || slash - optarg >= 32 ||
+			    (strcmp(slash, "/day") != 0 &&
+			    strcmp(slash, "/month") != 0))
+				goto badbudget;
+			snprintf(usd, sizeof(usd), "%.*s",
+			    (int)(slash - optarg), optarg);
+			if (cfg_parse_usd_micro(usd, &micro) == -1 ||
+			    micro == 0)
+				goto badbudget;
+			format_usd(micro, usd, sizeof(usd));
+			snprintf(budget, sizeof(budget), "%s per %s", usd,
+			    slash + 1);
+			break;
+ badbudget:
+			fprintf(stderr, "sluicectl: key new: invalid --budget "
+			    "\"%s\" (expected USD/day or USD/month, e.g. "
+			    "25.00/day)\n", optarg);
+			return -1;
+		case 'e':
+			if (keys_parse_date(optarg, &when) == -1) {
+				fprintf(stderr, "sluicectl: key new: invalid "
+				    "--expires \"%s\" (expected YYYY-MM-DD)\n",
+				    optarg);
+				return -1;
+			}
+			if (when <= (int64_t)time(NULL))
+				fprintf(stderr, "sluicectl: warning: --expires "
+				    "%s is in the past: the key will be "
+				    "refused\n", optarg);
+			snprintf(expires, sizeof(expires), "%s", optarg);
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: sluicectl key new NAME [--models "
+		    "GLOB,...] [--rpm N] [--tpm N]\n"
+		    "           [--budget USD/day|USD/month] "
+		    "[--expires YYYY-MM-DD]\n");
+		return -1;
+	}
+	name = argv[optind];
+	if (!keys_valid_name(name)) {
+		fprintf(stderr, "sluicectl: key new: invalid key name \"%s\" "
+		    "(1 to %d of A-Z a-z 0-9 _ . -)\n", name, KEY_NAME_MAX - 1);
+		return -1;
+	}
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+		fprintf(stderr, "sluicectl: key new: RAND_bytes failed\n");
+		return -1;
+	}
+	n = EVP_EncodeBlock(b64, raw, sizeof(raw));
+	explicit_bzero(raw, sizeof(raw));
+	/* base64url without padding: no character a shell or URL minds */
+	for (i = j = 0; i < n; i++) {
+		if (b64[i] == '=')
+			break;
+		b64[j++] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+	}
+	snprintf(secret, sizeof(secret), "%s%.*s", KEY_SECRET_PREFIX, j,
+	    (const char *)b64);
+	explicit_bzero(b64, sizeof(b64));
+	keys_hash_secret(secret, strlen(secret), hash);
+	hex_encode(hash, sizeof(hash), hex);
+
+	printf("secret: %s\n\n", secret);
+	explicit_bzero(secret, sizeof(secret));
+	printf("key %s {\n", name);
+	printf("    %-8s sha256:%s;\n", "hash", hex);
+	if (nmodels > 0)
+		printf("    %-8s %s;\n", "models", models);
+	if (rpm > 0)
+		printf("    %-8s %lld;\n", "rpm", rpm);
+	if (tpm > 0)
+		printf("    %-8s %lld;\n", "tpm", tpm);
+	if (budget[0] != '\0')
+		printf("    %-8s %s;\n", "budget", budget);
+	if (expires[0] != '\0')
+		printf("    %-8s %s;\n", "expires", expires);
+	printf("}\n");
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "sluicectl: key new: writing the key: %s\n",
+		    strerror(errno));
+		return -1;
+	}
+	fprintf(stderr, "sluicectl: the secret is shown once and stored "
+	    "nowhere: hand it to the key's user now.\n"
+	    "sluicectl: append the key block to keys_file, then reload "
+	    "sluiced: sluicectl reload, or kill -HUP the master.\n");
+	return 0;
+}
+
+/* sluicectl key hash: "sha256:<hex>" of the secret on stdin. */
+static int
+ctl_key_hash(const struct config *unused, int argc, char **argv)
+{
+	char		 buf[SECRET_IN_MAX + 2], hex[2 * 32 + 1];
+	uint8_t		 hash[32];
+	size_t		 len;
+	int		 rv = -1;
+
+	(void)unused;
+	(void)argv;
+	if (argc != 1) {
+		fprintf(stderr, "sluicectl: key hash takes no arguments "
+		    "(the secret is read from stdin)\n");
+		return -1;
+	}
+	len = fread(buf, 1, sizeof(buf), stdin);
+	if (ferror(stdin)) {
+		fprintf(stderr, "sluicectl: key hash: reading stdin: %s\n",
+		    strerror(errno));
+		goto done;
+	}
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > SECRET_IN_MAX) {
+		fprintf(stderr, "sluicectl: key hash: secret too long (max %d "
+		    "bytes)\n", SECRET_IN_MAX);
+		goto done;
+	}
+	if (len == 0) {
+		fprintf(stderr, "sluicectl: key hash: empty secret\n");
+		goto done;
+	}
+	keys_hash_secret(buf, len, hash);
+	hex_encode(hash, sizeof(hash), hex);
+	printf("sha256:%s\n", hex);
+	rv = 0;
+ done:
+	explicit_bzero(buf, sizeof(buf));
+	return rv;
+}
+
+/* sluicectl key check [-c FILE]: what sluiced -t would say about the keys. */
+static int
+ctl_key_check(const struct config *unused, int argc, char **argv)
+{
+	struct config	*cfg;
+	const char	*conffile = ctl_conffile;
+	char		 err[1024];
+	int		 ch, n;
+
+	(void)unused;
+	optind = 0;
+	while ((ch = getopt(argc, argv, "+c:")) != -1) {
+		switch (ch) {
+		case 'c':
+			conffile = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: sluicectl key check "
+			    "[-c file]\n");
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: sluicectl key check [-c file]\n");
+		return -1;
+	}
+	if (cfg_load(conffile, &cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "sluicectl: %s\n", err);
+		return -1;
+	}
+	if (cfg->keys == NULL) {
+		fprintf(stderr, "sluicectl: %s: no keys_file configured\n",
+		    cfg->path);
+		cfg_free(cfg);
+		return -1;
+	}
+	n = cfg->keys->nkeys;
+	printf("%s: %d key%s\n", cfg->keys->path, n, n == 1 ? "" : "s");
+	cfg_free(cfg);
 	return 0;
 }

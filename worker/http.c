@@ -166,6 +166,7 @@ http_parse_request(const char *buf, size_t len, size_t max_line,
 	int		 rc;
 
 	memset(hh, 0, offsetof(struct http_head, h));
+	hh->nh = 0;
 	if (len < 4 || memcmp(end - 4, "\r\n\r\n", 4) != 0)
 		return 400;
 	eol = memchr(buf, '\r', len);
@@ -191,7 +192,8 @@ http_parse_request(const char *buf, size_t len, size_t max_line,
 	p = memchr(hh->target, '?', hh->target_len);
 	hh->path_len = p ? (size_t)(p - hh->target) : hh->target_len;
 	if (parse_version(sp2 + 1, eol, &hh->minor) == -1)
-		return memcmp(sp2 + 1, "HTTP/", 5) == 0 ? 505 : 400;
+		return eol - (sp2 + 1) >= 5 &&
+		    memcmp(sp2 + 1, "HTTP/", 5) == 0 ? 505 : 400;
 	if ((rc = parse_headers(eol + 2, end, hh)) != 0)
 		return rc;
 	if (hh->chunked && hh->content_length >= 0)
@@ -208,6 +210,7 @@ http_parse_response(const char *buf, size_t len, struct http_head *hh)
 	int		 st;
 
 	memset(hh, 0, offsetof(struct http_head, h));
+	hh->nh = 0;
 	if (len < 4 || memcmp(end - 4, "\r\n\r\n", 4) != 0)
 		return -1;
 	eol = memchr(buf, '\r', len);

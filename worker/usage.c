@@ -108,6 +108,8 @@ usage_tap_free(struct usage_tap *t)
 static int
 tap_append(struct usage_tap *t, const char *p, size_t n, size_t max)
 {
+	if (n == 0)
+		return 0;
 	if (t->len + n > t->cap) {
 		size_t	 ncap = t->cap ? t->cap : 4096;
 		char	*nb;

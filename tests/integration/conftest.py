@@ -440,3 +440,23 @@ def pytest_runtest_makereport(item, call):
     if rep.failed:
         for s in getattr(item, "_sluices", []):
             rep.sections.append(("sluiced log tail (%s)" % s.dir, s.log_tail()))
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL (metering tests)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory):
+    """One private PostgreSQL 15 cluster for the session (pgcluster.py),
+    on 127.0.0.1 and a free port; destroyed at the end.  Tests that need
+    a clean table create their own database in it."""
+    from pgcluster import PgCluster
+    cluster = PgCluster(str(tmp_path_factory.mktemp("pg")))
+    try:
+        cluster.start()
+    except (RuntimeError, OSError) as e:
+        cluster.destroy()
+        pytest.fail("cannot start PostgreSQL: %s" % e)
+    yield cluster
+    cluster.destroy()

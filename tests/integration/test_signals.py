@@ -20,7 +20,7 @@ class RequestLoop:
     """N threads, each sending requests on a new connection per request
     until stopped (bounded by a request count and a deadline)."""
 
-    def __init__(self, port, threads=3, max_seconds=20.0, max_requests=5000):
+    def __init__(self, port, threads=3, max_seconds=20.0, max_requests=100000):
         self.port = port
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
