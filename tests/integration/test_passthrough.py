@@ -72,7 +72,8 @@ STREAM_CASES = [
     ("/v1/chat/completions",
      dict(CHAT, stream=True, stream_options={"include_usage": True})),
     ("/v1/completions", {"model": "gpt-test", "prompt": "hi",
-                         "stream": True}),
+                         "stream": True,
+                         "stream_options": {"include_usage": True}}),
     ("/v1/responses", {"model": "gpt-test", "input": "hi", "stream": True}),
     ("/v1/messages", {"model": "claude-test", "max_tokens": 64,
                       "stream": True,
@@ -95,10 +96,13 @@ def test_stream_without_include_usage_gets_no_usage_chunk(mock, sluice):
     OpenAI would send it: no extra chunk with "choices":[] (clients that
     read choices[0] of every chunk break on it), no "usage" members."""
     s = sluice(**two_upstreams(mock))
-    body = dict(CHAT, stream=True)
-    sbody, dbody = stream_both(mock, s, "/v1/chat/completions", body)
-    assert b'"choices":[]' not in sbody, sbody.decode()
-    assert normalize(sbody).decode() == normalize(dbody).decode()
+    cases = [("/v1/chat/completions", dict(CHAT, stream=True)),
+             ("/v1/completions", {"model": "gpt-test", "prompt": "hi",
+                                  "stream": True})]
+    for path, body in cases:
+        sbody, dbody = stream_both(mock, s, path, body)
+        assert b'"choices":[]' not in sbody, (path, sbody.decode())
+        assert normalize(sbody).decode() == normalize(dbody).decode(), path
 
 
 def stream_both(mock, s, path, body):

@@ -112,12 +112,13 @@ slurp(const char *path)
 static void
 test_full_config(void **state)
 {
-	char		 keyfile[64], text[4096], logf[64];
+	char		 keyfile[64], keysconf[64], text[4096], logf[64];
 	struct config	*cfg;
 	const struct cfg_upstream *u;
 
 	(void)state;
 	write_file(keyfile, "sk-ant-secret \t\r\nsecond line\n", 0600);
+	write_file(keysconf, "# no keys yet\n", 0600);
 	setenv(ENV_KEY, "sk-openai-123", 1);
 	snprintf(text, sizeof(text),
 	    "# sluice.conf\n"
@@ -132,7 +133,7 @@ test_full_config(void **state)
 	    "log /var/log/sluice.log debug;\n"			/* 10 */
 	    "database \"host=/run/pg dbname=\\\"sl uice\\\" x=\\\\y\";\n"
 	    "spool_dir /tmp/spool;\n"
-	    "keys_file /etc/sluice/keys.conf;\n"
+	    "keys_file %s;\n"
 	    "shutdown_timeout 45s;\n"
 	    "client_max_header_size 32k;\n"
 	    "client_max_body_size 8m;\n"
@@ -172,7 +173,7 @@ test_full_config(void **state)
 	    "}\n"						/* 50 */
 	    "price gpt-4o-mini input 0.15 output 0.60 cached 0.075;\n"
 	    "price claude-* input 3 output 15;\n"
-	    "price * input 0 output 0;\n", keyfile, keyfile);
+	    "price * input 0 output 0;\n", keysconf, keyfile, keyfile);
 	log_to_file(logf);
 	cfg = load_ok(text);
 	log_init("stderr", LOGL_INFO);
@@ -180,6 +181,7 @@ test_full_config(void **state)
 	assert_null(strstr(slurp(logf), "no price"));
 	unlink(logf);
 	unlink(keyfile);
+	unlink(keysconf);
 
 	assert_int_equal(cfg->nlisten, 4);
 	assert_string_equal(cfg->listen[0].host, "127.0.0.1");
@@ -203,7 +205,8 @@ test_full_config(void **state)
 	assert_string_equal(cfg->database,
 	    "host=/run/pg dbname=\"sl uice\" x=\\y");
 	assert_string_equal(cfg->spool_dir, "/tmp/spool");
-	assert_string_equal(cfg->keys_file, "/etc/sluice/keys.conf");
+	assert_string_equal(cfg->keys_file, keysconf);
+	assert_non_null(cfg->keys);
 	assert_int_equal(cfg->shutdown_timeout_ms, 45000);
 	assert_int_equal(cfg->client_max_header_size, 32 * 1024);
 	assert_int_equal(cfg->client_max_body_size, 8 * 1024 * 1024);
