@@ -20,6 +20,7 @@
  */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,6 +74,8 @@ static int	 d_protocol(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_api_key_env(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_api_key_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_ca_file(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_alias(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_deployment(struct cp_parser *, struct cp_directive *, void *);
 
 #define C_STR(n, f)	{ n, 1, 1, 0, CP_STR, offsetof(struct config, f), \
 			    sizeof(((struct config *)0)->f), 0, 0, NULL }
@@ -110,6 +113,8 @@ static const struct cp_dirspec main_dirs[] = {
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
 	FN("price", 5, 7, CP_MULTI, d_price),
+	FN("alias", 2, 2, CP_MULTI, d_alias),
+	C_INT("max_attempts", max_attempts, 1, 16),
 };
 
 static const struct cp_dirspec upstream_dirs[] = {
@@ -123,6 +128,13 @@ static const struct cp_dirspec upstream_dirs[] = {
 	U_DUR("connect_timeout", connect_timeout_ms),
 	U_DUR("read_timeout", read_timeout_ms),
 	U_DUR("idle_timeout", idle_timeout_ms),
+	{ "max_fails", 1, 1, 0, CP_INT, offsetof(struct cfg_upstream, max_fails),
+	    0, 0, 1000000, NULL },
+	U_DUR("fail_timeout", fail_timeout_ms),
+	{ "api_version", 1, 1, 0, CP_STR,
+	    offsetof(struct cfg_upstream, api_version),
+	    sizeof(((struct cfg_upstream *)0)->api_version), 0, 0, NULL },
+	FN("deployment", 2, 2, CP_MULTI, d_deployment),
 };
 
 _Static_assert(cp_nitems(main_dirs) <= 64, "seen mask is 64 bits");
@@ -506,6 +518,9 @@ d_upstream(struct cp_parser *p, struct cp_directive *d, void *obj)
 	u->connect_timeout_ms = 5 * 1000;
 	u->read_timeout_ms = 300 * 1000;
 	u->idle_timeout_ms = 60 * 1000;
+	u->max_fails = 3;
+	u->fail_timeout_ms = 10 * 1000;
+	cp_set_str(u->api_version, sizeof(u->api_version), "2024-10-21");
 	u->line = d->line;
 
 	snprintf(p->ctx, sizeof(p->ctx), "upstream \"%s\": ", name);
@@ -675,7 +690,7 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	struct cfg_route	*r;
 	struct route_names	*rn;
 	const char		*pat = d->args[1].s;
-	int			 i;
+	int			 i, first, balance = 0;
 
 	if (*pat == '\0')
 		return cp_err(p, d->line, "empty pattern in \"route\" directive");
@@ -685,7 +700,16 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	for (i = 0; i < cfg->nroutes; i++)
 		if (strcmp(cfg->routes[i].pattern, pat) == 0)
 			return cp_err(p, d->line, "duplicate route \"%s\"", pat);
-	for (i = 2; i < d->nargs; i++)
+	first = 2;
+	if (strcmp(d->args[2].s, "balance") == 0 ||
+	    strcmp(d->args[2].s, "failover") == 0) {
+		balance = strcmp(d->args[2].s, "balance") == 0;
+		first = 3;
+		if (d->nargs < 4)
+			return cp_err(p, d->line, "route \"%s\": no upstream "
+			    "after \"%s\"", pat, d->args[2].s);
+	}
+	for (i = first; i < d->nargs; i++)
 		if (d->args[i].s[0] == '\0' ||
 		    strlen(d->args[i].s) >= CFG_NAME_MAX)
 			return cp_err(p, d->line, "route \"%s\": invalid upstream "
@@ -706,9 +730,11 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	memset(rn, 0, sizeof(*rn));
 	cp_set_str(r->pattern, sizeof(r->pattern), pat);
 	r->line = d->line;
-	r->nupstreams = d->nargs - 2;
+	r->nupstreams = d->nargs - first;
+	r->balance = balance;
 	for (i = 0; i < r->nupstreams; i++) {
-		cp_set_str(rn->name[i], sizeof(rn->name[i]), d->args[i + 2].s);
+		cp_set_str(rn->name[i], sizeof(rn->name[i]),
+		    d->args[i + first].s);
 		r->upstream[i] = -1;
 	}
 	return 0;
@@ -802,6 +828,22 @@ finish(struct cp_parser *p)
 	}
 	if (cfg->nroutes == 0)
 		return cp_err(p, 0, "no route defined");
+	/* no format translation: one route, one wire format */
+	for (i = 0; i < cfg->nroutes; i++) {
+		r = &cfg->routes[i];
+		for (j = 1; j < r->nupstreams; j++) {
+			const struct cfg_upstream *a, *b;
+
+			a = &cfg->upstreams[r->upstream[0]];
+			b = &cfg->upstreams[r->upstream[j]];
+			if ((a->protocol == PROTO_ANTHROPIC) !=
+			    (b->protocol == PROTO_ANTHROPIC))
+				return cp_err(p, r->line, "route \"%s\": "
+				    "upstreams \"%s\" and \"%s\" speak "
+				    "different protocols", r->pattern, a->name,
+				    b->name);
+		}
+	}
 
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
@@ -901,6 +943,7 @@ cfg_free(struct config *cfg)
 	free(cfg->upstreams);
 	free(cfg->routes);
 	free(cfg->prices);
+	free(cfg->aliases);
 	keys_free(cfg->keys);
 	explicit_bzero(cfg->database, sizeof(cfg->database));
 	free(cfg);
@@ -930,4 +973,85 @@ cfg_price_for(const struct config *cfg, const char *model, size_t len)
 		if (glob_match(cfg->prices[i].model, model, len))
 			return &cfg->prices[i];
 	return NULL;
+}
+
+/* alias NAME MODEL: clients ask for NAME, upstreams are asked for MODEL. */
+static int
+d_alias(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config		*cfg = obj;
+	struct cfg_alias	*a;
+	const char		*name = d->args[1].s, *model = d->args[2].s;
+	int			 i;
+
+	if (*name == '\0' || *model == '\0' ||
+	    strlen(name) >= CFG_PATTERN_MAX || strlen(model) >= CFG_PATTERN_MAX)
+		return cp_err(p, d->line, "invalid \"alias\" directive");
+	if (strpbrk(name, "*?") != NULL || strpbrk(model, "*?") != NULL)
+		return cp_err(p, d->line, "alias \"%s\": no wildcards in an "
+		    "alias or its model", name);
+	if (strpbrk(model, "\"\\") != NULL)
+		return cp_err(p, d->line, "alias \"%s\": invalid model", name);
+	for (i = 0; i < cfg->naliases; i++)
+		if (strcmp(cfg->aliases[i].name, name) == 0)
+			return cp_err(p, d->line, "duplicate alias \"%s\"",
+			    name);
+	a = reallocarray(cfg->aliases, (size_t)cfg->naliases + 1, sizeof(*a));
+	if (a == NULL)
+		return cp_err(p, d->line, "out of memory");
+	cfg->aliases = a;
+	a = &cfg->aliases[cfg->naliases++];
+	memset(a, 0, sizeof(*a));
+	cp_set_str(a->name, sizeof(a->name), name);
+	cp_set_str(a->model, sizeof(a->model), model);
+	a->line = d->line;
+	return 0;
+}
+
+/* deployment MODEL NAME (azure): which deployment serves MODEL. */
+static int
+d_deployment(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream	*u = obj;
+	struct cfg_deployment	*dp;
+	const char		*c;
+
+	if (u->ndeployments == CFG_MAX_DEPLOYMENTS)
+		return cp_err(p, d->line, "too many \"deployment\" lines "
+		    "(at most %d)", CFG_MAX_DEPLOYMENTS);
+	if (strlen(d->args[1].s) >= CFG_PATTERN_MAX ||
+	    strlen(d->args[2].s) >= CFG_NAME_MAX || d->args[2].s[0] == '\0')
+		return cp_err(p, d->line, "invalid \"deployment\" directive");
+	for (c = d->args[2].s; *c != '\0'; c++)
+		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' &&
+		    *c != '.')
+			return cp_err(p, d->line, "deployment \"%s\": invalid "
+			    "name", d->args[2].s);
+	dp = &u->deployments[u->ndeployments++];
+	cp_set_str(dp->model, sizeof(dp->model), d->args[1].s);
+	cp_set_str(dp->name, sizeof(dp->name), d->args[2].s);
+	return 0;
+}
+
+const struct cfg_alias *
+cfg_alias_for(const struct config *cfg, const char *model, size_t len)
+{
+	int i;
+
+	for (i = 0; i < cfg->naliases; i++)
+		if (strlen(cfg->aliases[i].name) == len &&
+		    memcmp(cfg->aliases[i].name, model, len) == 0)
+			return &cfg->aliases[i];
+	return NULL;
+}
+
+const char *
+cfg_deployment_for(const struct cfg_upstream *u, const char *model)
+{
+	int i;
+
+	for (i = 0; i < u->ndeployments; i++)
+		if (glob_match(u->deployments[i].model, model, strlen(model)))
+			return u->deployments[i].name;
+	return model;
 }

@@ -17,6 +17,7 @@
 #define CFG_MAX_ROUTE_UPS   8
 #define CFG_NAME_MAX        64
 #define CFG_PATTERN_MAX     128
+#define CFG_MAX_DEPLOYMENTS 32
 
 struct keyring;
 
@@ -54,6 +55,14 @@ struct cfg_upstream {
 	int		 connect_timeout_ms;	/* 5s */
 	int		 read_timeout_ms;	/* 300s, between reads */
 	int		 idle_timeout_ms;	/* 60s, idle pooled conn lifetime */
+	int		 max_fails;		/* failures in a row before down, 3 */
+	int		 fail_timeout_ms;	/* how long it stays down, 10s */
+	char		 api_version[32];	/* azure: ?api-version= */
+	struct cfg_deployment {
+		char	 model[CFG_PATTERN_MAX];
+		char	 name[CFG_NAME_MAX];
+	}		 deployments[CFG_MAX_DEPLOYMENTS]; /* azure: model -> deployment */
+	int		 ndeployments;
 	int		 line;
 };
 
@@ -61,6 +70,13 @@ struct cfg_route {
 	char		 pattern[CFG_PATTERN_MAX];	/* glob on the model */
 	int		 nupstreams;
 	int		 upstream[CFG_MAX_ROUTE_UPS];	/* index into upstreams[] */
+	int		 balance;	/* 0 failover in order, 1 least busy */
+	int		 line;
+};
+
+struct cfg_alias {
+	char		 name[CFG_PATTERN_MAX];		/* what clients ask for */
+	char		 model[CFG_PATTERN_MAX];	/* what upstreams get */
 	int		 line;
 };
 
@@ -109,6 +125,10 @@ struct config {
 	int		 nroutes;
 	struct cfg_price *prices;
 	int		 nprices;
+	struct cfg_alias *aliases;
+	int		 naliases;
+	int		 max_attempts;		/* upstream tries per request; 0 =
+						   each upstream of the route once */
 
 	struct keyring	*keys;		/* keys_file parsed; NULL without one */
 };
@@ -133,6 +153,11 @@ int	 cfg_parse_usd_micro(const char *s, int64_t *micro); /* "0.15" -> 150000 */
 /* The first route whose pattern matches MODEL, or NULL. */
 const struct cfg_route *cfg_route_for(const struct config *, const char *model,
 	    size_t len);
+/* The model an alias stands for, or NULL when MODEL is no alias. */
+const struct cfg_alias *cfg_alias_for(const struct config *, const char *model,
+	    size_t len);
+/* Azure: the deployment serving MODEL on U (its model name by default). */
+const char *cfg_deployment_for(const struct cfg_upstream *, const char *model);
 /* The first price whose model glob matches MODEL, or NULL. */
 const struct cfg_price *cfg_price_for(const struct config *, const char *model,
 	    size_t len);

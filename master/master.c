@@ -397,9 +397,15 @@ reload(void)
 static void
 begin_stop(enum stop_mode mode)
 {
+	int i;
+
 	if (m.stop == STOP_FAST || m.stop == mode)
 		return;
 	m.stop = mode;
+	/* new connections are refused at once, not left in the backlog */
+	for (i = 0; i < m.nfds; i++)
+		close(m.fds[i]);
+	m.nfds = 0;
 	if (mode == STOP_GRACEFUL) {
 		log_info("graceful stop: finishing in-flight requests "
 		    "(at most %d ms)", m.cfg->shutdown_timeout_ms);

@@ -278,7 +278,8 @@ client_request_done(struct client *c)
 	c->px.state = PX_NONE;
 	c->px.tap_on = 0;
 	c->px.complete = 0;
-	c->inj_str = NULL;
+	c->nedits = 0;
+	c->model_resolved = NULL;
 	c->key = NULL;
 	c->retry_after_s = 0;
 	memset(&c->usage, 0, sizeof(c->usage));
@@ -525,24 +526,74 @@ client_ask_stream_usage(struct client *c, const struct cfg_route *route)
 		return;
 	so = json_get(d, 0, "stream_options");
 	if (so < 0) {
-		c->inj_str = "\"stream_options\":{\"include_usage\":true},";
-		c->inj_off = (size_t)d->tok[0].start + 1;
-		c->inj_skip = 0;
+		client_add_edit(c, (size_t)d->tok[0].start + 1, 0,
+		    "\"stream_options\":{\"include_usage\":true},");
 		return;
 	}
 	if (!json_is_obj(d, so))
 		return;
 	iu = json_get(d, so, "include_usage");
-	if (iu < 0) {
-		c->inj_str = d->tok[so].size > 0 ? "\"include_usage\":true," :
-		    "\"include_usage\":true";
-		c->inj_off = (size_t)d->tok[so].start + 1;
-		c->inj_skip = 0;
-	} else if (json_bool(d, iu) == 0) {
-		c->inj_str = "true";
-		c->inj_off = (size_t)d->tok[iu].start;
-		c->inj_skip = 5;
+	if (iu < 0)
+		client_add_edit(c, (size_t)d->tok[so].start + 1, 0,
+		    d->tok[so].size > 0 ? "\"include_usage\":true," :
+		    "\"include_usage\":true");
+	else if (json_bool(d, iu) == 0)
+		client_add_edit(c, (size_t)d->tok[iu].start, 5, "true");
+}
+
+/* Keep the edits in offset order; there are at most two. */
+void
+client_add_edit(struct client *c, size_t off, size_t skip, const char *str)
+{
+	struct body_edit *e;
+
+	if (c->nedits == (int)(sizeof(c->edits) / sizeof(c->edits[0])))
+		return;
+	e = &c->edits[c->nedits++];
+	e->off = off;
+	e->skip = skip;
+	e->str = str;
+	if (c->nedits == 2 && c->edits[0].off > c->edits[1].off) {
+		struct body_edit t = c->edits[0];
+
+		c->edits[0] = c->edits[1];
+		c->edits[1] = t;
 	}
+}
+
+/*
+ * No format translation: an Anthropic-format request goes to an Anthropic
+ * upstream, an OpenAI-format one to an OpenAI or Azure upstream, and Azure
+ * serves only what has a deployment path.
+ */
+static int
+client_check_family(struct client *c, const struct cfg_route *route)
+{
+	const struct cfg_upstream *u;
+
+	u = &c->w->cfg->upstreams[route->upstream[0]];
+	if (c->anthropic && u->protocol != PROTO_ANTHROPIC) {
+		client_send_error(c, 400, "invalid_request_error",
+		    "protocol_mismatch", "The model `%s` is served by an "
+		    "OpenAI-format upstream; send it to /v1/chat/completions.",
+		    c->ev.model);
+		return -1;
+	}
+	if (!c->anthropic && u->protocol == PROTO_ANTHROPIC) {
+		client_send_error(c, 400, "invalid_request_error",
+		    "protocol_mismatch", "The model `%s` is served by an "
+		    "Anthropic upstream; send it to /v1/messages.",
+		    c->ev.model);
+		return -1;
+	}
+	if (u->protocol == PROTO_AZURE && proxy_azure_path(c->rq.target,
+	    c->rq.path_len) == NULL) {
+		client_send_error(c, 400, "invalid_request_error",
+		    "unsupported_endpoint", "%.*s is not served by an Azure "
+		    "OpenAI upstream.", (int)c->rq.path_len, c->rq.target);
+		return -1;
+	}
+	return 0;
 }
 
 /* The whole request is here: read what routing needs from the JSON. */
@@ -552,6 +603,7 @@ client_dispatch(struct client *c)
 	struct worker		*w = c->w;
 	struct json_doc		*d = &w->json;
 	const struct cfg_route	*route;
+	const struct cfg_alias	*alias;
 	const char		*body;
 	size_t			 len = evbuffer_get_length(c->body);
 	int			 m;
@@ -579,13 +631,23 @@ client_dispatch(struct client *c)
 	if (auth_request_body(c) == -1)
 		return;
 
-	route = cfg_route_for(w->cfg, c->model, c->model_len);
+	if ((alias = cfg_alias_for(w->cfg, c->model, c->model_len)) != NULL) {
+		/* the upstream is asked for the model the alias stands for */
+		c->model_resolved = alias->model;
+		client_add_edit(c, (size_t)d->tok[m].start, c->model_len,
+		    alias->model);
+		route = cfg_route_for(w->cfg, alias->model,
+		    strlen(alias->model));
+	} else
+		route = cfg_route_for(w->cfg, c->model, c->model_len);
 	if (route == NULL) {
 		client_send_error(c, 404, "invalid_request_error",
 		    "model_not_found", "The model `%s` does not exist or you "
 		    "do not have access to it.", c->ev.model);
 		return;
 	}
+	if (client_check_family(c, route) == -1)
+		return;
 	if (c->stream)
 		client_ask_stream_usage(c, route);
 	c->state = CL_PROXYING;

@@ -18,6 +18,7 @@ meter_finish(struct client *c)
 {
 	struct usage_event	*ev = &c->ev;
 	int64_t			 now, upstream_us = 0;
+	const char		*model;
 
 	if (c->metered || c->t_start_us == 0)
 		return;
@@ -36,8 +37,10 @@ meter_finish(struct client *c)
 	ev->bytes_out = c->out_bytes;
 	ev->worker_pid = (int32_t)getpid();
 	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
-	usage_to_event(&c->usage, cfg_price_for(c->w->cfg, ev->model,
-	    strlen(ev->model)), ev);
+	/* an alias is billed as the model it stands for */
+	model = c->model_resolved != NULL ? c->model_resolved : ev->model;
+	usage_to_event(&c->usage, cfg_price_for(c->w->cfg, model,
+	    strlen(model)), ev);
 	/* numbers from a response cut short are not the whole bill */
 	if (ev->usage_source == USAGE_UPSTREAM && !c->px.complete)
 		ev->usage_source = USAGE_ESTIMATED;

@@ -40,6 +40,8 @@ static void	 px_read_cb(struct bufferevent *, void *);
 static void	 px_write_cb(struct bufferevent *, void *);
 static void	 px_event_cb(struct bufferevent *, short, void *);
 static void	 px_attempt(struct client *);
+static void	 px_try_next(struct client *);
+static void	 px_uncount(struct client *);
 static void	 px_fail_early(struct client *, int, const char *);
 
 static void
@@ -60,8 +62,149 @@ proxy_start(struct client *c, const struct cfg_route *route)
 	px->route = route;
 	px->route_idx = 0;
 	px->attempts = 0;
-	px->up = &c->w->ups[route->upstream[0]];
+	px->tried = 0;
+	px_try_next(c);
+}
+
+/* Azure's path after the deployment for an OpenAI endpoint, or NULL. */
+const char *
+proxy_azure_path(const char *path, size_t len)
+{
+	if (len == 20 && memcmp(path, "/v1/chat/completions", 20) == 0)
+		return "/chat/completions";
+	if (len == 15 && memcmp(path, "/v1/completions", 15) == 0)
+		return "/completions";
+	if (len == 14 && memcmp(path, "/v1/embeddings", 14) == 0)
+		return "/embeddings";
+	return NULL;
+}
+
+static int
+up_is_down(const struct upstream *up, int64_t now)
+{
+	return up->down_until_us > now;
+}
+
+/* Passive health: max_fails failures in a row mark it down a while. */
+static void
+up_failed(struct upstream *up)
+{
+	int64_t now = now_us();
+
+	up->fails++;
+	if (up->cfg->max_fails > 0 && up->fails >= up->cfg->max_fails &&
+	    !up_is_down(up, now)) {
+		up->down_until_us = now + (int64_t)up->cfg->fail_timeout_ms *
+		    1000;
+		log_warnx("upstream %s: %d failures in a row, down for %d ms",
+		    up->cfg->name, up->fails, up->cfg->fail_timeout_ms);
+	}
+}
+
+static void
+up_answered(struct upstream *up)
+{
+	if (up->down_until_us != 0) {
+		log_info("upstream %s answers again", up->cfg->name);
+		up->down_until_us = 0;
+	}
+	up->fails = 0;
+}
+
+static int
+px_max_attempts(const struct client *c)
+{
+	const struct config *cfg = c->w->cfg;
+
+	return cfg->max_attempts > 0 ? cfg->max_attempts :
+	    c->px.route->nupstreams;
+}
+
+/*
+ * The route's next upstream.  Failover: the first not yet tried, in
+ * order.  Balance: of those not yet tried, the one with the fewest
+ * requests in flight in this worker, ties broken round-robin.  Upstreams
+ * marked down are skipped unless all are down (then they are tried, as
+ * nginx does).  After every upstream was tried, a new round starts.
+ */
+static void
+px_pick(struct client *c)
+{
+	struct proxy		*px = &c->px;
+	struct worker		*w = c->w;
+	const struct cfg_route	*r = px->route;
+	int64_t			 now = now_us();
+	uint32_t		 all, bit;
+	unsigned		 rr = 0;
+	int			 n = r->nupstreams, i, k, pass, best = -1;
+	int			 ri = (int)(r - w->cfg->routes);
+
+	all = n >= 32 ? ~0u : (1u << n) - 1;
+	if ((px->tried & all) == all)
+		px->tried = 0;
+	if (w->route_rr != NULL)
+		rr = w->route_rr[ri];
+	for (pass = 0; pass < 2 && best == -1; pass++) {
+		for (k = 0; k < n; k++) {
+			struct upstream *up;
+
+			i = r->balance ? (int)((rr + (unsigned)k) % (unsigned)n) :
+			    k;
+			bit = 1u << (i & 31);
+			up = &w->ups[r->upstream[i]];
+			if ((px->tried & bit) || (pass == 0 &&
+			    up_is_down(up, now)))
+				continue;
+			if (!r->balance) {
+				best = i;
+				break;
+			}
+			if (best == -1 || up->outstanding <
+			    w->ups[r->upstream[best]].outstanding)
+				best = i;
+		}
+	}
+	if (best == -1)
+		best = 0;
+	if (r->balance && w->route_rr != NULL)
+		w->route_rr[ri] = (unsigned)best + 1;
+	px->route_idx = best;
+	px->tried |= 1u << (best & 31);
+	px->up = &w->ups[r->upstream[best]];
+}
+
+static void
+px_try_next(struct client *c)
+{
+	px_pick(c);
 	px_attempt(c);
+}
+
+/* Another attempt is allowed and nothing reached the client yet. */
+static int
+px_can_retry(const struct client *c)
+{
+	return !c->px.head_sent && c->px.attempts < px_max_attempts(c);
+}
+
+/* The request target upstream: path prefix, then the client's target or
+ * Azure's deployment path. */
+static void
+px_write_target(struct client *c, struct evbuffer *out)
+{
+	const struct cfg_upstream	*u = c->px.up->cfg;
+	const struct http_head		*rq = &c->rq;
+	const char			*model, *tail;
+
+	evbuffer_add(out, u->path_prefix, strlen(u->path_prefix));
+	if (u->protocol != PROTO_AZURE ||
+	    (tail = proxy_azure_path(rq->target, rq->path_len)) == NULL) {
+		evbuffer_add(out, rq->target, rq->target_len);
+		return;
+	}
+	model = c->model_resolved != NULL ? c->model_resolved : c->ev.model;
+	evbuffer_add_printf(out, "/openai/deployments/%s%s?api-version=%s",
+	    cfg_deployment_for(u, model), tail, u->api_version);
 }
 
 /* Write the request to the upstream connection's output. */
@@ -73,13 +216,12 @@ px_write_request(struct client *c)
 	struct evbuffer		*out = bufferevent_get_output(px->uc->bev);
 	const struct http_head	*rq = &c->rq;
 	const char		*body;
-	size_t			 blen = evbuffer_get_length(c->body);
+	size_t			 blen = evbuffer_get_length(c->body), len, pos;
 	int			 i;
 
 	evbuffer_add(out, rq->method, rq->method_len);
 	evbuffer_add(out, " ", 1);
-	evbuffer_add(out, up->cfg->path_prefix, strlen(up->cfg->path_prefix));
-	evbuffer_add(out, rq->target, rq->target_len);
+	px_write_target(c, out);
 	evbuffer_add(out, " HTTP/1.1\r\n", 11);
 	evbuffer_add(out, up->host_hdr, strlen(up->host_hdr));
 	for (i = 0; i < rq->nh; i++) {
@@ -108,22 +250,24 @@ px_write_request(struct client *c)
 	if (up->cfg->protocol == PROTO_ANTHROPIC &&
 	    http_find(rq, "anthropic-version") == NULL)
 		evbuffer_add(out, "anthropic-version: 2023-06-01\r\n", 31);
-	if (c->inj_str != NULL)
-		blen = blen - c->inj_skip + strlen(c->inj_str);
+	len = blen;
+	for (i = 0; i < c->nedits; i++)
+		len = len - c->edits[i].skip + strlen(c->edits[i].str);
 	evbuffer_add_printf(out, "x-request-id: %s\r\nContent-Length: %zu"
-	    "\r\n\r\n", c->reqid, blen);
-	blen = evbuffer_get_length(c->body);
+	    "\r\n\r\n", c->reqid, len);
 	/* the body stays in c->body until the response is complete */
 	body = (const char *)evbuffer_pullup(c->body, -1);
-	if (c->inj_str == NULL) {
-		if (blen > 0)
-			evbuffer_add_reference(out, body, blen, NULL, NULL);
-		return;
+	for (i = 0, pos = 0; i < c->nedits; i++) {
+		const struct body_edit *e = &c->edits[i];
+
+		if (e->off > pos)
+			evbuffer_add_reference(out, body + pos, e->off - pos,
+			    NULL, NULL);
+		evbuffer_add(out, e->str, strlen(e->str));
+		pos = e->off + e->skip;
 	}
-	evbuffer_add_reference(out, body, c->inj_off, NULL, NULL);
-	evbuffer_add(out, c->inj_str, strlen(c->inj_str));
-	evbuffer_add_reference(out, body + c->inj_off + c->inj_skip,
-	    blen - c->inj_off - c->inj_skip, NULL, NULL);
+	if (blen > pos)
+		evbuffer_add_reference(out, body + pos, blen - pos, NULL, NULL);
 }
 
 static void
@@ -134,6 +278,10 @@ px_attempt(struct client *c)
 	px->attempts++;
 	px->head_scanned = 0;
 	px->t_first_byte_us = 0;
+	if (!px->counted) {
+		px->up->outstanding++;
+		px->counted = 1;
+	}
 	px->uc = pool_get(px->up, &px->reused);
 	if (px->uc == NULL) {
 		px->state = PX_CONNECTING;
@@ -155,10 +303,21 @@ px_attempt(struct client *c)
 	bufferevent_enable(px->uc->bev, EV_READ | EV_WRITE);
 }
 
+/* This attempt no longer counts as in flight on its upstream. */
+static void
+px_uncount(struct client *c)
+{
+	if (c->px.counted) {
+		c->px.up->outstanding--;
+		c->px.counted = 0;
+	}
+}
+
 /* Give up on this connection: it is closed, never pooled. */
 static void
 px_drop_conn(struct client *c)
 {
+	px_uncount(c);
 	if (c->px.uc != NULL) {
 		upconn_free(c->px.uc);
 		c->px.uc = NULL;
@@ -190,6 +349,7 @@ px_finish(struct client *c)
 	struct proxy *px = &c->px;
 
 	px_note_upstream(c);
+	px_uncount(c);
 	px->complete = 1;
 	if (px->tap_on)
 		usage_tap_end(&c->tap, &c->usage, &c->w->json);
@@ -222,11 +382,15 @@ px_fail_early(struct client *c, int timeout, const char *why)
 	}
 	log_warnx("upstream %s: %s (request %s)", px->up->cfg->name, why,
 	    c->reqid);
-	if (px->state == PX_CONNECTING &&
-	    px->route_idx + 1 < px->route->nupstreams) {
-		px->route_idx++;
-		px->up = &c->w->ups[px->route->upstream[px->route_idx]];
-		px_attempt(c);
+	up_failed(px->up);
+	/*
+	 * Connecting (DNS, TCP, TLS) failed, or no byte of an answer came
+	 * in time: the next upstream may do better.  A connection closed
+	 * before any answer is not retried: the request may have been run.
+	 */
+	if ((px->state == PX_CONNECTING || (timeout &&
+	    px->t_first_byte_us == 0)) && px_can_retry(c)) {
+		px_try_next(c);
 		return;
 	}
 	px_note_upstream(c);
@@ -417,6 +581,14 @@ px_relay(struct client *c, struct evbuffer *in)
 	return 1;
 }
 
+/* Statuses that say "this upstream, not this request": try another. */
+static int
+px_retryable_status(int status)
+{
+	return status == 429 || status == 500 || status == 502 ||
+	    status == 503 || status == 504 || status == 529;
+}
+
 static void
 px_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -438,6 +610,20 @@ px_read_cb(struct bufferevent *bev, void *arg)
 			px_fail_early(c, 0, "malformed response head");
 			return;
 		}
+		if (px_retryable_status(px->rh.status) && px_can_retry(c)) {
+			log_warnx("upstream %s answered %d, trying the next "
+			    "(request %s)", px->up->cfg->name, px->rh.status,
+			    c->reqid);
+			up_failed(px->up);
+			px->reused = 0;
+			px_drop_conn(c);
+			px_try_next(c);
+			return;
+		}
+		if (px_retryable_status(px->rh.status))
+			up_failed(px->up);
+		else
+			up_answered(px->up);
 		px->state = PX_BODY;
 		px_send_head(c);
 	}

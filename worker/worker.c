@@ -104,7 +104,11 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("graceful stop: %d connection(s) open", w->nclients);
 	for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		if (client_is_idle(c))
+		/*
+		 * An idle keep-alive connection is closed now, as nginx does;
+		 * one accepted but not yet read gets its first request.
+		 */
+		if (client_is_idle(c) && c->nrequests > 0)
 			client_free(c);
 		else
 			c->keepalive = 0;
@@ -168,6 +172,9 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	reqid_init(w);
 	if (pool_init(w) == -1)
 		fatalx("cannot set up upstream pools (TLS context)");
+	w->route_rr = calloc((size_t)cfg->nroutes + 1, sizeof(*w->route_rr));
+	if (w->route_rr == NULL)
+		fatal("calloc");
 
 	for (i = 0; i < nfds; i++) {
 		w->listeners[i] = evconnlistener_new(w->base, accept_cb, w,

@@ -54,6 +54,9 @@ struct upstream {
 	char		*auth_hdr;	/* credential header line, or NULL */
 	uint64_t	 opened;	/* connections opened */
 	uint64_t	 reused;	/* requests sent on a pooled connection */
+	int		 outstanding;	/* requests in flight, for balance */
+	int		 fails;		/* failures in a row */
+	int64_t		 down_until_us;	/* passive health: skip until then */
 };
 
 enum client_state {
@@ -84,6 +87,8 @@ struct proxy {
 	struct upconn	*uc;
 	const struct cfg_route *route;
 	int		 route_idx;	/* which of route->upstream[] */
+	uint32_t	 tried;		/* route indexes tried, a bit each */
+	int		 counted;	/* up->outstanding holds this attempt */
 	int		 attempts;
 	int		 reused;	/* uc came from the pool */
 	char		*head;		/* response head, copied out */
@@ -130,10 +135,18 @@ struct client {
 	size_t		 model_len;
 	int		 stream;
 	int		 metered;	/* this request's event is pushed */
-	/* stream_options.include_usage added for metering, at inj_off */
-	const char	*inj_str;
-	size_t		 inj_off;
-	size_t		 inj_skip;	/* original bytes replaced */
+	/*
+	 * Edits to the body on its way upstream, in offset order: an alias
+	 * replaced by its model, stream_options.include_usage added.  The
+	 * body itself is never copied; the request is written around them.
+	 */
+	struct body_edit {
+		size_t		 off;
+		size_t		 skip;	/* original bytes replaced */
+		const char	*str;
+	}		 edits[2];
+	int		 nedits;
+	const char	*model_resolved; /* an alias's model, else NULL */
 	struct usage_acc usage;
 	struct usage_tap tap;
 	const struct key_entry *key;	/* the caller's key, NULL = none */
@@ -156,6 +169,7 @@ struct worker {
 	int		 nclients;
 	int		 stopping;	/* graceful stop: no new requests */
 	struct json_doc	 json;		/* token array reused by every request */
+	unsigned	*route_rr;	/* per route: balance tie-breaker */
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
 	uint64_t	 rid_state[2];	/* request id generator */
 };
@@ -168,6 +182,8 @@ void	 worker_client_gone(struct worker *);
 void	 client_accept(struct worker *, int fd, struct sockaddr *, int);
 void	 client_free(struct client *);
 void	 client_request_done(struct client *);
+void	 client_add_edit(struct client *, size_t off, size_t skip,
+	    const char *str);
 void	 client_send_error(struct client *, int status, const char *type,
 	    const char *code, const char *fmt, ...)
 	    __attribute__((format(printf, 5, 6)));
@@ -177,6 +193,7 @@ int	 client_is_idle(const struct client *);
 void	 proxy_start(struct client *, const struct cfg_route *);
 void	 proxy_abort(struct client *);
 void	 proxy_client_drained(struct client *);
+const char *proxy_azure_path(const char *path, size_t len);
 
 /* upstream_pool.c */
 int	 pool_init(struct worker *);

@@ -90,18 +90,22 @@ def test_stream_is_identical_to_direct(mock, sluice, path, body):
     assert normalize(sbody).decode() == normalize(dbody).decode()
 
 
-def test_stream_without_include_usage_gets_no_usage_chunk(mock, sluice):
-    """sluice may ask the upstream for usage to meter the stream, but a
-    client that did not set stream_options.include_usage must get what
-    OpenAI would send it: no extra chunk with "choices":[] (clients that
-    read choices[0] of every chunk break on it), no "usage" members."""
+def test_stream_without_include_usage_is_metered_with_one_more_chunk(
+        mock, sluice):
+    """To meter a stream whose client did not ask for usage, sluice asks
+    the upstream for it (stream_options.include_usage).  The client then
+    gets what OpenAI sends with that option set: the same content chunks,
+    one more chunk with "choices":[] and the usage, then [DONE]."""
     s = sluice(**two_upstreams(mock))
     cases = [("/v1/chat/completions", dict(CHAT, stream=True)),
              ("/v1/completions", {"model": "gpt-test", "prompt": "hi",
                                   "stream": True})]
     for path, body in cases:
-        sbody, dbody = stream_both(mock, s, path, body)
-        assert b'"choices":[]' not in sbody, (path, sbody.decode())
+        sbody, _ = stream_both(mock, s, path, body)
+        assert '"include_usage":true' in mock.last()["body"], path
+        asked = dict(body, stream_options={"include_usage": True})
+        _, dbody = stream_both(mock, s, path, asked)
+        assert b'"choices":[]' in sbody, (path, sbody.decode())
         assert normalize(sbody).decode() == normalize(dbody).decode(), path
 
 

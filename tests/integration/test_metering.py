@@ -1,0 +1,608 @@
+"""Metering: every request becomes exactly one row in usage_events.
+
+Each test gets a fresh database in the session's PostgreSQL cluster (the
+`pg` fixture) and a sluiced whose `database` points at it; the collector
+creates the schema on connect.  mockllm reports the token numbers each
+request forces with x-mock-prompt-tokens / -completion-tokens /
+-cached-tokens, so every row can be checked exactly: the count, the
+request_id against the x-request-id the client received, the tokens
+against what the mock reported and the cost against the price lines.
+
+Rows are waited for by bounded polling; the only sleep that is not a
+poll is the database outage itself.
+"""
+
+import http.client
+import itertools
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from decimal import ROUND_HALF_UP, Decimal
+
+import psycopg
+import pytest
+
+from conftest import (HOST, pid_alive, pids_children, post, proc_title,
+                      request, wait_for)
+
+# USD per 1M tokens (= micro-USD per token): input, output, cached input.
+PRICES = {
+    "gpt-4o-mini": ("0.15", "0.60", "0.075"),
+    "claude-sonnet-4-*": ("3.00", "15.00", "0.30"),
+    "text-embedding-3-small": ("0.02", "0", None),
+}
+CHAT_MODEL = "gpt-4o-mini"
+CLAUDE_MODEL = "claude-sonnet-4-5"
+EMBED_MODEL = "text-embedding-3-small"
+
+# The numbers the mock reports for the protocol-shape tests.
+P, C, K = 1234, 56, 78
+TOKENS = {"x-mock-prompt-tokens": str(P),
+          "x-mock-completion-tokens": str(C),
+          "x-mock-cached-tokens": str(K)}
+
+ROW_COLUMNS = ("request_id", "status", "error_class", "key_name", "model",
+               "upstream", "endpoint", "stream", "prompt_tokens",
+               "completion_tokens", "cached_tokens", "cost_micro_usd",
+               "usage_source", "worker_pid")
+
+
+def cost(price_model, prompt, completion, cached):
+    """round((prompt - cached) * input + cached * cached_price
+    + completion * output), the prices in USD per 1M tokens, in
+    micro-USD.  The test numbers never land on a tie."""
+    inp, out, cch = (Decimal(x) if x is not None else None
+                     for x in PRICES[price_model])
+    if cch is None:
+        cch = inp
+    exact = (prompt - cached) * inp + cached * cch + completion * out
+    assert exact % 1 != Decimal("0.5"), "pick numbers that do not tie"
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+# ---------------------------------------------------------------------------
+# A fresh database per test, and a sluiced that meters into it.
+# ---------------------------------------------------------------------------
+
+_db_seq = itertools.count()
+
+
+class Db:
+    def __init__(self, pg, name):
+        self.pg = pg
+        self.name = name
+
+    def conninfo(self):
+        return self.pg.conninfo(self.name)
+
+    def query(self, sql, params=()):
+        with psycopg.connect(self.conninfo(), autocommit=True,
+                             connect_timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def count(self):
+        """(rows, distinct request_ids); (0, 0) before the collector
+        has created the table."""
+        try:
+            return tuple(self.query(
+                "SELECT count(*), count(DISTINCT request_id) "
+                "FROM usage_events")[0])
+        except psycopg.errors.UndefinedTable:
+            return (0, 0)
+
+    def rows(self):
+        """{request_id: {column: value}} for every row."""
+        got = self.query("SELECT request_id::text, %s FROM usage_events" %
+                         ", ".join(ROW_COLUMNS[1:]))
+        return {r[0]: dict(zip(ROW_COLUMNS, r)) for r in got}
+
+    def wait_rows(self, n, timeout=15.0):
+        """Wait until there are n rows; then the count must be exact and
+        request_id unique."""
+        wait_for(lambda: self.count()[0] >= n, timeout,
+                 interval=0.05, what="%d usage rows" % n)
+        total, distinct = self.count()
+        assert (total, distinct) == (n, n), \
+            "rows, distinct request_ids: expected %d, got %d, %d" % (
+                n, total, distinct)
+        return self.rows()
+
+
+@pytest.fixture
+def db(pg):
+    name = "metering_%d_%d" % (os.getpid(), next(_db_seq))
+    pg.psql('CREATE DATABASE "%s"' % name, dbname="postgres")
+    yield Db(pg, name)
+    try:
+        pg.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name,
+                dbname="postgres")
+    except RuntimeError:
+        pass
+
+
+def price_lines():
+    out = []
+    for model, (inp, outp, cch) in PRICES.items():
+        out.append("price %s input %s output %s%s;" % (
+            model, inp, outp, " cached %s" % cch if cch else ""))
+    return "\n".join(out)
+
+
+@pytest.fixture
+def metered(sluice, mock, db):
+    """metered(**sluice_kw) -> a sluiced metering into db; claude-* goes
+    to the mock as an Anthropic upstream, everything else as OpenAI."""
+    def make(extra="", routes=None, **kw):
+        conf = 'database "%s";\n%s\n%s' % (db.conninfo(), price_lines(),
+                                          extra)
+        return sluice(upstreams={"oai": mock.url,
+                                 "anth": {"url": mock.url,
+                                          "protocol": "anthropic"}},
+                      routes=routes or [("claude-*", "anth"), ("*", "oai")],
+                      extra=conf, **kw)
+    return make
+
+
+def sse_data(body):
+    """The data: payloads of an SSE body, in order (JSON decoded, except
+    the literal [DONE])."""
+    out = []
+    for line in body.decode().splitlines():
+        if line.startswith("data: "):
+            d = line[6:]
+            out.append(d if d == "[DONE]" else json.loads(d))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Protocol shapes: the row carries what the mock reported, priced.
+# ---------------------------------------------------------------------------
+
+MSGS = [{"role": "user", "content": "hello"}]
+
+# id: (path, body, prompt, completion, cached, price model) as the row
+# must have them.  OpenAI-style prompt counts include cached tokens;
+# Anthropic's input_tokens do not, so the row adds cache reads back.
+SHAPES = {
+    "chat": ("/v1/chat/completions",
+             {"model": CHAT_MODEL, "messages": MSGS},
+             P, C, K, "gpt-4o-mini"),
+    "chat_stream_include_usage": (
+        "/v1/chat/completions",
+        {"model": CHAT_MODEL, "messages": MSGS, "stream": True,
+         "stream_options": {"include_usage": True}},
+        P, C, K, "gpt-4o-mini"),
+    # completions usage has no cached detail: none cached.
+    "completions": ("/v1/completions",
+                    {"model": CHAT_MODEL, "prompt": "hello"},
+                    P, C, 0, "gpt-4o-mini"),
+    "completions_stream": ("/v1/completions",
+                           {"model": CHAT_MODEL, "prompt": "hello",
+                            "stream": True},
+                           P, C, 0, "gpt-4o-mini"),
+    # embeddings: input tokens only.
+    "embeddings": ("/v1/embeddings",
+                   {"model": EMBED_MODEL, "input": "hello"},
+                   P, 0, 0, "text-embedding-3-small"),
+    "responses": ("/v1/responses", {"model": CHAT_MODEL, "input": "hello"},
+                  P, C, K, "gpt-4o-mini"),
+    "responses_stream": ("/v1/responses",
+                         {"model": CHAT_MODEL, "input": "hello",
+                          "stream": True},
+                         P, C, K, "gpt-4o-mini"),
+    "anthropic_messages": ("/v1/messages",
+                           {"model": CLAUDE_MODEL, "max_tokens": 64,
+                            "messages": MSGS},
+                           P + K, C, K, "claude-sonnet-4-*"),
+    "anthropic_messages_stream": ("/v1/messages",
+                                  {"model": CLAUDE_MODEL, "max_tokens": 64,
+                                   "messages": MSGS, "stream": True},
+                                  P + K, C, K, "claude-sonnet-4-*"),
+}
+
+
+def assert_usage_row(row, rid, path, body, prompt, completion, cached,
+                     price_model):
+    want = {"request_id": rid, "status": 200, "error_class": None,
+            "model": body["model"], "endpoint": path,
+            "stream": bool(body.get("stream")),
+            "prompt_tokens": prompt, "completion_tokens": completion,
+            "cached_tokens": cached,
+            "cost_micro_usd": cost(price_model, prompt, completion, cached),
+            "usage_source": "upstream"}
+    got = {k: row[k] for k in want}
+    assert got == want
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_row_has_the_tokens_the_upstream_reported_and_their_cost(
+        metered, db, shape):
+    path, body, prompt, completion, cached, price_model = SHAPES[shape]
+    s = metered()
+    st, hdrs, data = post(s.port, path, body, headers=TOKENS)
+    assert st == 200, data
+    if body.get("stream"):
+        assert b"event: error" not in data
+    rid = hdrs["x-request-id"]
+    rows = db.wait_rows(1)
+    assert_usage_row(rows[rid], rid, path, body, prompt, completion,
+                     cached, price_model)
+
+
+def test_chat_stream_without_include_usage_is_metered_and_client_gets_usage_chunk(
+        metered, db):
+    body = {"model": CHAT_MODEL, "messages": MSGS, "stream": True}
+    s = metered()
+    st, hdrs, data = post(s.port, "/v1/chat/completions", body,
+                          headers=dict(TOKENS, **{"x-mock-chunks": "3"}))
+    assert st == 200, data
+    events = sse_data(data)
+    assert events[-1] == "[DONE]", events[-3:]
+    chunks = events[:-1]
+    content = [e for e in chunks if e["choices"]]
+    usage = [e for e in chunks if e.get("usage")]
+    assert len(content) == 3, chunks
+    # one extra final chunk: empty choices, the usage object
+    assert len(usage) == 1 and usage[0] is chunks[-1], chunks
+    assert usage[0]["choices"] == []
+    assert usage[0]["usage"]["prompt_tokens"] == P
+    assert usage[0]["usage"]["completion_tokens"] == C
+    rid = hdrs["x-request-id"]
+    rows = db.wait_rows(1)
+    assert_usage_row(rows[rid], rid, "/v1/chat/completions", body, P, C, K,
+                     "gpt-4o-mini")
+
+
+def test_chat_stream_with_include_usage_gets_exactly_one_usage_chunk(
+        metered, db):
+    body = {"model": CHAT_MODEL, "messages": MSGS, "stream": True,
+            "stream_options": {"include_usage": True}}
+    s = metered()
+    st, hdrs, data = post(s.port, "/v1/chat/completions", body,
+                          headers=dict(TOKENS, **{"x-mock-chunks": "3"}))
+    assert st == 200, data
+    events = sse_data(data)
+    assert events[-1] == "[DONE]"
+    usage = [e for e in events[:-1] if e.get("usage")]
+    assert len(usage) == 1, events
+    db.wait_rows(1)
+
+
+def test_model_without_price_is_metered_with_null_cost(metered, db):
+    body = {"model": "gpt-unpriced", "messages": MSGS}
+    s = metered()
+    st, hdrs, data = post(s.port, "/v1/chat/completions", body,
+                          headers=TOKENS)
+    assert st == 200, data
+    row = db.wait_rows(1)[hdrs["x-request-id"]]
+    assert (row["prompt_tokens"], row["completion_tokens"],
+            row["cached_tokens"], row["cost_micro_usd"],
+            row["usage_source"]) == (P, C, K, None, "upstream")
+
+
+def test_upstream_error_row_has_status_and_no_usage(metered, db):
+    s = metered()
+    st, hdrs, data = post(s.port, "/v1/chat/completions",
+                          {"model": CHAT_MODEL, "messages": MSGS},
+                          headers=dict(TOKENS, **{"x-mock-status": "500"}))
+    assert st == 500, data
+    row = db.wait_rows(1)[hdrs["x-request-id"]]
+    assert (row["status"], row["prompt_tokens"], row["completion_tokens"],
+            row["cached_tokens"], row["cost_micro_usd"],
+            row["usage_source"]) == (500, None, None, None, None, "none")
+
+
+def test_client_disconnect_mid_stream_row_says_no_usage(metered, db):
+    s = metered()
+    conn = http.client.HTTPConnection(HOST, s.port, timeout=10)
+    conn.request("POST", "/v1/chat/completions",
+                 body=json.dumps({"model": CHAT_MODEL, "messages": MSGS,
+                                  "stream": True}),
+                 headers=dict(TOKENS, **{"Content-Type": "application/json",
+                                         "x-mock-chunks": "50",
+                                         "x-mock-chunk-delay-ms": "100"}))
+    resp = conn.getresponse()
+    assert resp.status == 200
+    rid = resp.getheader("x-request-id")
+    assert resp.read1(65536)             # the stream has started
+    conn.sock.shutdown(2)
+    conn.close()
+    row = db.wait_rows(1)[rid]
+    assert (row["status"], row["error_class"], row["prompt_tokens"],
+            row["completion_tokens"], row["cost_micro_usd"],
+            row["usage_source"]) == (499, "client_closed", None, None, None,
+                                     "none")
+
+
+# ---------------------------------------------------------------------------
+# Rejections by sluice itself: one row each, with status and error class.
+# ---------------------------------------------------------------------------
+
+SECRET = "sk-sluice-metering-test-alice"
+AUTH = {"Authorization": "Bearer " + SECRET}
+
+# id: (path, body (bytes or dict), headers, status, error_class, key_name,
+#      model)
+REJECTIONS = {
+    "401_missing_key": ("/v1/chat/completions",
+                        {"model": CHAT_MODEL, "messages": MSGS}, {},
+                        401, "missing_api_key", None, None),
+    "401_invalid_key": ("/v1/chat/completions",
+                        {"model": CHAT_MODEL, "messages": MSGS},
+                        {"Authorization": "Bearer sk-sluice-nobody"},
+                        401, "invalid_api_key", None, None),
+    "404_unknown_url": ("/v1/no/such/thing",
+                        {"model": CHAT_MODEL, "messages": MSGS}, AUTH,
+                        404, "unknown_url", None, None),
+    "404_unknown_model": ("/v1/chat/completions",
+                          {"model": "llama-unrouted", "messages": MSGS},
+                          AUTH, 404, "model_not_found", "alice",
+                          "llama-unrouted"),
+    "400_invalid_json": ("/v1/chat/completions", b'{"model": "gpt-4o-mini"',
+                         AUTH, 400, "invalid_json", "alice", None),
+    "400_missing_model": ("/v1/chat/completions", {"messages": MSGS}, AUTH,
+                          400, "missing_model", "alice", None),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTIONS))
+def test_rejection_is_one_row_with_status_and_error_class(
+        metered, db, tmp_path, case):
+    path, body, headers, status, error_class, key_name, model = \
+        REJECTIONS[case]
+    import hashlib
+    keys = tmp_path / "keys.conf"
+    keys.write_text("key alice {\n\thash sha256:%s;\n}\n" %
+                    hashlib.sha256(SECRET.encode()).hexdigest())
+    s = metered(extra="keys_file %s;" % keys,
+                routes=[("gpt-*", "oai"), ("claude-*", "anth")])
+    st, hdrs, data = post(s.port, path, body, headers=headers)
+    assert st == status, data
+    assert json.loads(data)["error"]["code"] == error_class
+    rid = hdrs["x-request-id"]
+    row = db.wait_rows(1)[rid]
+    want = {"status": status, "error_class": error_class,
+            "key_name": key_name, "endpoint": path,
+            "prompt_tokens": None, "completion_tokens": None,
+            "cached_tokens": None, "cost_micro_usd": None,
+            "usage_source": "none"}
+    if model is not None:
+        want["model"] = model
+    assert {k: row[k] for k in want} == want
+
+
+# ---------------------------------------------------------------------------
+# Under load, and when something dies.
+# ---------------------------------------------------------------------------
+
+LOAD_BODY = json.dumps({"model": CHAT_MODEL, "messages": MSGS}).encode()
+
+
+class Load:
+    """`clients` threads, each sending `per_client` chat requests on one
+    keep-alive http.client connection (replaced when it breaks; a thread
+    gives up after `max_errors` failures in a row).  Every request forces
+    its own prompt-token count, so each row can be matched to its answer.
+
+    answered: [{"rid", "sent_rid", "status", "prompt", "completion"}]
+    sent_rids: the x-request-id of every request sent (send_ids only)."""
+
+    def __init__(self, port, clients=20, per_client=100, latency_ms=0,
+                 pace_s=0.0, send_ids=False, max_errors=3,
+                 max_seconds=60.0):
+        self.port = port
+        self.per_client = per_client
+        self.latency_ms = latency_ms
+        self.pace_s = pace_s
+        self.send_ids = send_ids
+        self.max_errors = max_errors
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        self.answered = []
+        self.sent_rids = []
+        self.errors = []
+        self.threads = [threading.Thread(target=self.run, args=(n,),
+                                         daemon=True)
+                        for n in range(clients)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def join(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = sum(t.is_alive() for t in self.threads)
+        assert alive == 0, "%d load clients still running" % alive
+
+    def done(self):
+        with self.lock:
+            return len(self.answered)
+
+    def run(self, n):
+        conn = None
+        errors_in_row = 0
+        for i in range(self.per_client):
+            if time.monotonic() > self.deadline:
+                break
+            prompt = 1 + n * 10000 + i
+            completion = 1 + i % 7
+            hdrs = {"Content-Type": "application/json",
+                    "x-mock-prompt-tokens": str(prompt),
+                    "x-mock-completion-tokens": str(completion)}
+            if self.latency_ms:
+                hdrs["x-mock-latency-ms"] = str(self.latency_ms)
+            sent_rid = None
+            if self.send_ids:
+                sent_rid = str(uuid.uuid4())
+                hdrs["x-request-id"] = sent_rid
+                with self.lock:
+                    self.sent_rids.append(sent_rid)
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port,
+                                                      timeout=15)
+                conn.request("POST", "/v1/chat/completions", body=LOAD_BODY,
+                             headers=hdrs)
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.errors.append("client %d request %d: %r" %
+                                       (n, i, e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                errors_in_row += 1
+                if errors_in_row >= self.max_errors:
+                    break
+                time.sleep(0.02)
+                continue
+            errors_in_row = 0
+            with self.lock:
+                self.answered.append({
+                    "rid": resp.getheader("x-request-id"),
+                    "sent_rid": sent_rid, "status": resp.status,
+                    "prompt": prompt, "completion": completion})
+            if resp.will_close:
+                conn.close()
+                conn = None
+            if self.pace_s:
+                time.sleep(self.pace_s)
+        if conn is not None:
+            conn.close()
+
+
+def assert_rows_match_answers(rows, answered):
+    """Every answer has its row: same request_id, status and tokens."""
+    missing = [a["rid"] for a in answered if a["rid"] not in rows]
+    assert not missing, "%d answered requests have no row, e.g. %s" % (
+        len(missing), missing[:5])
+    wrong = []
+    for a in answered:
+        r = rows[a["rid"]]
+        want = (a["status"], a["prompt"], a["completion"], 0,
+                cost("gpt-4o-mini", a["prompt"], a["completion"], 0),
+                "upstream")
+        got = (r["status"], r["prompt_tokens"], r["completion_tokens"],
+               r["cached_tokens"], r["cost_micro_usd"], r["usage_source"])
+        if got != want:
+            wrong.append((a["rid"], want, got))
+    assert not wrong, "%d rows differ from their answers, e.g. %s" % (
+        len(wrong), wrong[:3])
+
+
+def collector_pid(s):
+    pids = [p for p in pids_children(s.pid)
+            if proc_title(p).startswith("sluice: collector")]
+    return pids[0] if len(pids) == 1 and pid_alive(pids[0]) else None
+
+
+def test_2000_concurrent_requests_make_2000_rows_with_their_request_ids(
+        metered, db):
+    s = metered()
+    load = Load(s.port, clients=20, per_client=100).start()
+    load.join(timeout=60)
+    assert not load.errors, load.errors[:5]
+    assert len(load.answered) == 2000
+    assert all(a["status"] == 200 for a in load.answered)
+    received = {a["rid"] for a in load.answered}
+    assert len(received) == 2000, "x-request-id repeated across responses"
+    rows = db.wait_rows(2000, timeout=30)
+    assert set(rows) == received
+    assert_rows_match_answers(rows, load.answered)
+
+
+def test_sigterm_under_load_every_received_response_has_its_row(
+        metered, db):
+    s = metered()
+    load = Load(s.port, clients=20, per_client=100, latency_ms=10,
+                send_ids=True).start()
+    wait_for(lambda: load.done() >= 300, 30, what="300 answers")
+    s.signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=20) == 0
+    load.join(timeout=30)
+    # the master has exited: the rows must be there now, no waiting
+    total, distinct = db.count()
+    rows = db.rows()
+    assert total == distinct == len(rows)
+    assert 300 <= len(load.answered) < 2000, "SIGTERM was not mid-load"
+    assert all(a["rid"] == a["sent_rid"] for a in load.answered)
+    assert_rows_match_answers(rows, load.answered)
+    # and no row for a request nobody sent
+    assert set(rows) <= set(load.sent_rids)
+
+
+def test_database_down_10s_under_load_spools_and_replays_every_row(
+        metered, db, pg):
+    s = metered()
+    # 2,000 requests spread over ~13 s
+    load = Load(s.port, clients=20, per_client=100, pace_s=0.12).start()
+    try:
+        wait_for(lambda: db.count()[0] > 0, 15,
+                 what="the collector to load its first rows")
+        pg.stop()
+        before = load.done()
+        time.sleep(10)                  # the outage under test
+        during = load.done() - before
+    finally:
+        pg.start()
+    load.join(timeout=60)
+    assert during > 500, "sluice stopped answering while the db was down"
+    assert not load.errors, load.errors[:5]
+    assert len(load.answered) == 2000
+    rows = db.wait_rows(2000, timeout=30)
+    assert set(rows) == {a["rid"] for a in load.answered}
+    assert_rows_match_answers(rows, load.answered)
+
+
+def test_collector_killed_under_load_is_respawned_and_loses_no_row(
+        metered, db):
+    s = metered()
+    load = Load(s.port, clients=20, per_client=100, pace_s=0.02).start()
+    wait_for(lambda: db.count()[0] > 0, 15,
+             what="the collector to load its first rows")
+    old = wait_for(lambda: collector_pid(s), 5, what="the collector")
+    wait_for(lambda: load.done() >= 500, 30, what="500 answers")
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: (collector_pid(s) or old) != old and
+                   collector_pid(s), 10, what="a new collector")
+    assert new != old
+    done_at_kill = load.done()
+    load.join(timeout=60)
+    assert done_at_kill < 2000, "the collector was not killed mid-load"
+    assert not load.errors, load.errors[:5]
+    assert len(load.answered) == 2000
+    rows = db.wait_rows(2000, timeout=30)
+    assert set(rows) == {a["rid"] for a in load.answered}
+    assert_rows_match_answers(rows, load.answered)
+
+
+def test_worker_killed_under_load_every_answer_it_gave_has_its_row(
+        metered, db):
+    s = metered(workers=2)
+    load = Load(s.port, clients=20, per_client=100, latency_ms=20,
+                send_ids=True, max_errors=5).start()
+    wait_for(lambda: load.done() >= 400, 30, what="400 answers")
+    victim = s.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    load.join(timeout=60)
+    assert all(a["rid"] == a["sent_rid"] for a in load.answered)
+    received = {a["rid"] for a in load.answered}
+    wait_for(lambda: received <= set(db.rows()), 15,
+             what="a row for every answered request")
+    rows = db.rows()
+    total, distinct = db.count()
+    assert total == distinct == len(rows)
+    assert_rows_match_answers(rows, load.answered)
+    # the victim had answered some of them before it died
+    by_victim = [rid for rid in received if rows[rid]["worker_pid"] == victim]
+    assert by_victim, "the killed worker had answered nothing"
+    assert len(load.answered) < len(load.sent_rids), \
+        "no request was cut by the kill"
+    assert set(rows) <= set(load.sent_rids)
