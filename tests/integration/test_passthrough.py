@@ -111,7 +111,7 @@ def test_stream_without_include_usage_is_metered_with_one_more_chunk(
 
 def stream_both(mock, s, path, body):
     """The same stream request direct and through sluice: both bodies."""
-    hdrs = {"x-mock-chunks": "5"}
+    hdrs = {"x-mock-chunks": "5", "x-mock-prompt-tokens": "7"}
     results = []
     for port in (mock.port, s.port):
         conn, resp = stream_request(port, path, body, hdrs)
