@@ -31,6 +31,9 @@
 #include "common/log.h"
 #include "worker/worker.h"
 
+/* How long a looked-up upstream address is used before looking again. */
+#define RESOLVE_TTL_US	(30LL * 1000000)
+
 static void	 idle_read_cb(struct bufferevent *, void *);
 static void	 idle_event_cb(struct bufferevent *, short, void *);
 
@@ -83,6 +86,7 @@ pool_init(struct worker *w)
 
 		up->cfg = u;
 		up->w = w;
+		up->literal = is_ip_literal(u->host);
 		TAILQ_INIT(&up->idle);
 		dflt = strcmp(u->port, u->tls ? "443" : "80") == 0;
 		snprintf(up->host_hdr, sizeof(up->host_hdr), "Host: %s%s%s%s%s"
@@ -147,6 +151,44 @@ upconn_free(struct upconn *uc)
 	free(uc);
 }
 
+static void
+resolved_cb(int err, struct evutil_addrinfo *res, void *arg)
+{
+	struct upstream *up = arg;
+
+	up->resolving = 0;
+	if (err != 0 || res == NULL) {
+		log_warnx("upstream %s: resolving %s: %s", up->cfg->name,
+		    up->cfg->host, evutil_gai_strerror(err));
+		up->addrlen = 0;
+		return;
+	}
+	if (res->ai_addrlen <= sizeof(up->addr)) {
+		memcpy(&up->addr, res->ai_addr, res->ai_addrlen);
+		up->addrlen = (socklen_t)res->ai_addrlen;
+		up->addr_expires_us = now_us() + RESOLVE_TTL_US;
+	}
+	evutil_freeaddrinfo(res);
+}
+
+/* Look the host name up again in the background. */
+static void
+resolve_refresh(struct upstream *up)
+{
+	struct evutil_addrinfo hints;
+
+	if (up->resolving)
+		return;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	up->resolving = 1;
+	/* the callback may run at once (a cached or /etc/hosts answer) */
+	evdns_getaddrinfo(up->w->dns, up->cfg->host, up->cfg->port, &hints,
+	    resolved_cb, up);
+}
+
 static struct upconn *
 upconn_new(struct upstream *up)
 {
@@ -182,10 +224,22 @@ upconn_new(struct upstream *up)
 		if (uc->bev == NULL)
 			goto fail;
 	}
-	/* evdns when HOST is a name; an IP literal connects at once */
-	if (bufferevent_socket_connect_hostname(uc->bev, w->dns, AF_UNSPEC,
-	    host, port) == -1)
-		goto fail;
+	/*
+	 * An IP literal connects at once; a name uses the address cached
+	 * from the last lookup while it is fresh, else resolves with evdns
+	 * (asynchronously: a worker never blocks on DNS).
+	 */
+	if (!up->literal && up->addrlen > 0 && up->addr_expires_us > now_us()) {
+		if (bufferevent_socket_connect(uc->bev,
+		    (struct sockaddr *)&up->addr, (int)up->addrlen) == -1)
+			goto fail;
+	} else {
+		if (!up->literal)
+			resolve_refresh(up);
+		if (bufferevent_socket_connect_hostname(uc->bev, w->dns,
+		    AF_UNSPEC, host, port) == -1)
+			goto fail;
+	}
 	if (bufferevent_getfd(uc->bev) != -1) {
 		int one = 1;
 

@@ -54,6 +54,11 @@ struct upstream {
 	char		*auth_hdr;	/* credential header line, or NULL */
 	uint64_t	 opened;	/* connections opened */
 	uint64_t	 reused;	/* requests sent on a pooled connection */
+	int		 literal;	/* host is an IP address */
+	struct sockaddr_storage addr;	/* host resolved, while fresh */
+	socklen_t	 addrlen;	/* 0 = not resolved */
+	int64_t		 addr_expires_us;
+	int		 resolving;	/* an evdns lookup is under way */
 	int		 outstanding;	/* requests in flight, for balance */
 	int		 fails;		/* failures in a row */
 	int64_t		 down_until_us;	/* passive health: skip until then */
