@@ -224,6 +224,8 @@ class Bench:
         if self.pg is not None:
             try:
                 self.pg.stop()
+                if not self.args.keep:
+                    self.pg.destroy()   # its private dir under /tmp too
             except Exception as e:  # noqa: BLE001 - best effort at exit
                 log("stopping PostgreSQL: %s" % e)
         if not self.args.keep:
@@ -563,6 +565,11 @@ def machine():
             socket.gethostname()}
 
 
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
 def git_sha():
     try:
         sha = subprocess.run(["git", "-C", TOP, "rev-parse", "--short=12",
@@ -667,6 +674,8 @@ def main():
     result = {"started": started.isoformat(timespec="seconds"),
               "git": sha, "dirty": dirty, "machine": machine(),
               "command": " ".join(sys.argv),
+              "sluiced_sha256": file_sha256(os.path.join(
+                  TOP, args.build, "sluiced")),
               "method": {
                   "cpus": "proxy (sluiced, nginx, PostgreSQL) on CPU %s; "
                           "load generator, mockllm, driver on CPU %s" %

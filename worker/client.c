@@ -360,6 +360,22 @@ client_read_head(struct client *c)
 		c->t_start_us = now_us();
 		c->ev.ts_start_us = wall_us();
 		set_read_timeout(c, cfg->client_header_timeout_ms);
+	} else {
+		/*
+		 * client_header_timeout bounds the whole head, as in nginx,
+		 * so a client trickling a byte at a time (slowloris) is cut
+		 * at the deadline, not kept alive by every byte.
+		 */
+		int64_t left = (int64_t)cfg->client_header_timeout_ms -
+		    (now_us() - c->t_start_us) / 1000;
+
+		if (left <= 0) {
+			c->keepalive = 0;
+			client_send_error(c, 408, "invalid_request_error",
+			    "request_timeout", "timed out reading the request");
+			return;
+		}
+		set_read_timeout(c, (int)left);
 	}
 	from = c->head_scanned > 3 ? c->head_scanned - 3 : 0;
 	evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET);

@@ -431,6 +431,15 @@ def sluice(request, tmp_path):
     if stuck:
         pytest.fail("sluiced did not exit within 15s of SIGTERM (killed):\n"
                     + "\n".join(s.log_tail() for s in stuck))
+    # A sanitizer build (make check SAN=1) reports into the log or stderr
+    # of whichever process hit the bug; any report fails the test.
+    for s in instances:
+        text = s.log_text()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:"):
+            if marker in text:
+                pytest.fail("sanitizer report in sluiced's output:\n" +
+                            text[text.index(marker) - 200:][:3000])
 
 
 @pytest.hookimpl(hookwrapper=True)
