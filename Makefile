@@ -31,7 +31,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check unit integration run bench clean install uninstall \
-	fuzz fuzz-build
+	fuzz fuzz-build soak
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -70,6 +70,7 @@ deps:
 check: deps
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) unit
+	$(MAKE) man-lint
 	$(MAKE) fuzz FUZZ_SECONDS=3
 	$(MAKE) integration
 
@@ -90,6 +91,11 @@ BENCH_PKGS = wrk nginx-light
 $(B)/streamload: bench/streamload.c
 	$(CC) $(CFLAGS) -o $@ bench/streamload.c
 
+# 200,000 mixed requests; private RSS of every worker must stay flat.
+soak: deps
+	$(MAKE) all
+	SLUICE_BUILD=$(CURDIR)/$(B) $(PYTHON) bench/soak.py $(SOAK_ARGS)
+
 bench: all $(B)/streamload
 	@for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 && continue; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -101,6 +107,59 @@ bench: all $(B)/streamload
 
 clean:
 	rm -rf build run
+
+# make install: the binaries, the man pages, and the sample configuration
+# in SYSCONFDIR/sluice, where a file already there is never overwritten.
+# The init script, systemd unit and logrotate snippet go to SHAREDIR with
+# this install's paths, for the operator to copy into place.  uninstall
+# removes all of it but configuration files that were changed.
+SYSCONFDIR ?= $(PREFIX)/etc
+SBINDIR	?= $(PREFIX)/sbin
+BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+SHAREDIR ?= $(PREFIX)/share/sluice
+MAN8	 = man/sluiced.8 man/sluicectl.8
+MAN5	 = man/sluice.conf.5
+# installed-name:source:mode
+SAMPLES	 = sluice.conf:etc/sluice.conf.example:644 \
+	   keys.conf:etc/keys.conf.example:640
+OPSFILES = sluiced.init:etc/init.d/sluiced:755 \
+	   sluiced.service:etc/sluiced.service:644 \
+	   sluice.logrotate:etc/logrotate.d/sluice:644
+OPS_SED	 = -e 's|/usr/local/sbin|$(SBINDIR)|g' \
+	   -e 's|/usr/local/etc|$(SYSCONFDIR)|g'
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(SHAREDIR)
+	install -m 755 $(B)/sluiced $(DESTDIR)$(SBINDIR)/sluiced
+	install -m 755 $(B)/sluicectl $(DESTDIR)$(BINDIR)/sluicectl
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	@for s in $(OPSFILES); do IFS=:; set -- $$s; unset IFS; \
+		sed $(OPS_SED) $$2 > $(DESTDIR)$(SHAREDIR)/$$1 && \
+		chmod $$3 $(DESTDIR)$(SHAREDIR)/$$1 || exit 1; done
+	@for s in $(SAMPLES); do IFS=:; set -- $$s; unset IFS; \
+		d=$(DESTDIR)$(SYSCONFDIR)/sluice/$$1; \
+		if [ -e $$d ]; then echo "keeping $$d"; \
+		else install -m $$3 $$2 $$d || exit 1; fi; done
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/sluiced $(DESTDIR)$(BINDIR)/sluicectl \
+	    $(MAN8:man/%=$(DESTDIR)$(MANDIR)/man8/%) \
+	    $(MAN5:man/%=$(DESTDIR)$(MANDIR)/man5/%)
+	@for s in $(OPSFILES); do rm -f $(DESTDIR)$(SHAREDIR)/$${s%%:*}; done
+	@for s in $(SAMPLES); do IFS=:; set -- $$s; unset IFS; \
+		d=$(DESTDIR)$(SYSCONFDIR)/sluice/$$1; [ -e $$d ] || continue; \
+		if cmp -s $$2 $$d; then rm -f $$d; \
+		else echo "keeping $$d: it was changed"; fi; done
+	-@rmdir $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(SYSCONFDIR)/sluice 2>/dev/null
+
+# The man pages must be clean under Debian's mandoc, warnings included.
+.PHONY: man-lint
+man-lint:
+	mandoc -Tlint -W warning $(MAN8) $(MAN5)
 
 # libFuzzer targets (tests/fuzz): `make fuzz FUZZ_SECONDS=1800` runs each
 # for that long; `make check` runs each for a few seconds so they keep

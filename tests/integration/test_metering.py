@@ -33,6 +33,7 @@ PRICES = {
     "gpt-4o-mini": ("0.15", "0.60", "0.075"),
     "claude-sonnet-4-*": ("3.00", "15.00", "0.30"),
     "text-embedding-3-small": ("0.02", "0", None),
+    "gpt-4.1": ("2.00", "8.00", "0.50"),
 }
 CHAT_MODEL = "gpt-4o-mini"
 CLAUDE_MODEL = "claude-sonnet-4-5"
@@ -378,7 +379,9 @@ def test_rejection_is_one_row_with_status_and_error_class(
 # Under load, and when something dies.
 # ---------------------------------------------------------------------------
 
-LOAD_BODY = json.dumps({"model": CHAT_MODEL, "messages": MSGS}).encode()
+# Whole micro-USD per token, so that no load row lands on a rounding tie.
+LOAD_MODEL = "gpt-4.1"
+LOAD_BODY = json.dumps({"model": LOAD_MODEL, "messages": MSGS}).encode()
 
 
 class Load:
@@ -487,7 +490,7 @@ def assert_rows_match_answers(rows, answered):
     for a in answered:
         r = rows[a["rid"]]
         want = (a["status"], a["prompt"], a["completion"], 0,
-                cost("gpt-4o-mini", a["prompt"], a["completion"], 0),
+                cost(LOAD_MODEL, a["prompt"], a["completion"], 0),
                 "upstream")
         got = (r["status"], r["prompt_tokens"], r["completion_tokens"],
                r["cached_tokens"], r["cost_micro_usd"], r["usage_source"])
