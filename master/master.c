@@ -319,6 +319,12 @@ reload(void)
 		    "%s", err);
 		return;
 	}
+	if (ncfg->user[0] != '\0' && getpwnam(ncfg->user) == NULL) {
+		log_warnx("reload failed: user \"%s\" does not exist",
+		    ncfg->user);
+		cfg_free(ncfg);
+		return;
+	}
 	if (ncfg->workers > m.nslots / 2) {
 		log_warnx("reload failed: workers %d exceeds the %d this "
 		    "process started with (a restart can raise it)",
@@ -376,6 +382,12 @@ reload(void)
 		}
 		if (m.cfg->pid_file[0] != '\0')
 			unlink(m.cfg->pid_file);
+	}
+	if (strcmp(m.cfg->log, ncfg->log) != 0 ||
+	    m.cfg->log_level != ncfg->log_level) {
+		/* the new generation inherits the new destination */
+		if (log_init(ncfg->log, ncfg->log_level) == -1)
+			log_warn("log %s", ncfg->log);
 	}
 	cfg_free(m.cfg);
 	m.cfg = ncfg;

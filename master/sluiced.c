@@ -120,6 +120,14 @@ main(int argc, char **argv)
 			    "failed\n", path);
 		return 1;
 	}
+	if (cfg->user[0] != '\0' && getpwnam(cfg->user) == NULL) {
+		fprintf(stderr, "sluiced: %s: user \"%s\" does not exist\n",
+		    path, cfg->user);
+		if (test)
+			fprintf(stderr, "sluiced: configuration file %s test "
+			    "failed\n", path);
+		return 1;
+	}
 	if (test) {
 		fprintf(stderr, "sluiced: configuration file %s test is "
 		    "successful\n", path);

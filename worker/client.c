@@ -417,7 +417,9 @@ client_read_head(struct client *c)
 		    "bad_request", "malformed HTTP request");
 		return;
 	}
-	c->keepalive = c->rq.minor == 1 && !c->rq.conn_close;
+	/* keepalive_timeout 0 turns keep-alive off, as in nginx */
+	c->keepalive = c->rq.minor == 1 && !c->rq.conn_close &&
+	    cfg->keepalive_timeout_ms > 0;
 	c->nrequests++;
 	snprintf(c->ev.endpoint, sizeof(c->ev.endpoint), "%.*s",
 	    (int)c->rq.path_len, c->rq.target);

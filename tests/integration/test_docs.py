@@ -120,7 +120,7 @@ def test_sluicectl_page_documents_every_command():
 
 def test_sluiced_page_has_the_daemon_sections():
     page = read(os.path.join(MAN, "sluiced.8"))
-    for sec in ("OPTIONS" if False else "SYNOPSIS", "SIGNALS", "FILES",
+    for sec in ("SYNOPSIS", "OPTIONS", "SIGNALS", "FILES",
                 "EXIT STATUS", "EXAMPLES"):
         assert re.search(r"^\.Sh %s$" % sec, page, re.M), sec
     for sig in ("SIGHUP", "SIGTERM", "SIGQUIT", "SIGUSR1"):
@@ -219,7 +219,8 @@ def test_make_install_follows_prefix(tmp_path):
     assert os.path.exists(os.path.join(dest, "opt/sluice/sbin/sluiced"))
     init = read(os.path.join(dest, "opt/sluice/share/sluice/sluiced.init"))
     assert "/opt/sluice/sbin/sluiced" in init
-    assert "/usr/local" not in init
+    assert "/usr/local/sbin/sluiced" not in init
+    assert "/usr/local/etc" not in init
     make("uninstall", "DESTDIR=" + dest, "PREFIX=/opt/sluice")
     assert files_under(dest) == []
 
@@ -364,7 +365,7 @@ def test_init_script_start_reload_stop_drains_every_row(initd):
     initd.write_conf(workers=1, extra="no_such_directive on;\n")
     r = initd.run("reload")
     assert r.returncode != 0
-    assert "%s:12: unknown directive" % initd.conf in r.stdout
+    assert "%s:11: unknown directive" % initd.conf in r.stdout
     assert initd.run("configtest").returncode == 1
     assert "generation 3" not in initd.log.read_text()
     assert initd.run("status").returncode == 0

@@ -291,12 +291,26 @@ test_request_400_bare_lf(void **state)
 	struct http_head hh = { 0 };
 
 	(void)state;
-	assert_int_equal(req("GET / HTTP/1.1\nHost: a\r\n\r\n", &hh), 400);
 	assert_int_equal(req("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", &hh),
 	    400);
 	assert_int_equal(req("GET / HTTP/1.1\r\nHost: a\r\n\n\r\n\r\n", &hh),
 	    400);
 	assert_int_equal(req("GET / HTTP/1.1\r\nHo\nst: a\r\n\r\n", &hh), 400);
+}
+
+/*
+ * A bare LF ending the request line leaves the version field as
+ * "HTTP/1.1\nHost: a", which starts with "HTTP/" and so is answered 505,
+ * as if the client spoke another HTTP version.  It is malformed: 400.
+ */
+static void
+test_request_400_bare_lf_in_request_line(void **state)
+{
+	struct http_head hh;
+
+	(void)state;
+	assert_int_equal(req("GET / HTTP/1.1\nHost: a\r\n\r\n", &hh), 400);
+	assert_int_equal(req("GET / HTTP/1.1\n\r\n\r\n", &hh), 400);
 }
 
 static void
@@ -660,7 +674,6 @@ test_response_malformed(void **state)
 		"HTTP/2.0 200 OK\r\n\r\n",
 		"HTTP/1.2 200 OK\r\n\r\n",
 		"http/1.1 200 OK\r\n\r\n",
-		"HTTP/1.1 200 OK\nX: y\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX : y\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX: y\r\n z\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
@@ -677,6 +690,35 @@ test_response_malformed(void **state)
 			fail_msg("case %zu (%s): got %d, want -1", i, bad[i],
 			    rc);
 	}
+}
+
+/*
+ * The reason phrase is relayed to the client verbatim (worker/proxy.c,
+ * px_send_head), so a bare LF or a control byte in it would let an
+ * upstream inject a header line past the hop-by-hop filter.  RFC 9112 4:
+ * reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
+ */
+static void
+test_response_reason_rejects_controls(void **state)
+{
+	static const char *const bad[] = {
+		"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\nSet-Cookie: a=b\r\nX: y\r\n\r\n",
+		"HTTP/1.1 200 O\x01K\r\n\r\n",
+		"HTTP/1.1 200 O\x7fK\r\n\r\n",
+	};
+	struct http_head hh;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = resp(bad[i], &hh);
+
+		if (rc != -1)
+			fail_msg("case %zu: got %d, want -1", i, rc);
+	}
+	/* tabs and obs-text are allowed */
+	assert_int_equal(resp("HTTP/1.1 200 O\tK \xc3\xa9\r\n\r\n", &hh), 0);
 }
 
 static void
@@ -1006,6 +1048,7 @@ main(void)
 		cmocka_unit_test(test_request_content_length),
 		cmocka_unit_test(test_request_400_malformed),
 		cmocka_unit_test(test_request_400_bare_lf),
+		cmocka_unit_test(test_request_400_bare_lf_in_request_line),
 		cmocka_unit_test(test_request_400_space_before_colon),
 		cmocka_unit_test(test_request_400_obs_fold),
 		cmocka_unit_test(test_request_400_bad_method_char),
@@ -1022,6 +1065,7 @@ main(void)
 		cmocka_unit_test(test_response_reason),
 		cmocka_unit_test(test_response_chunked_and_length),
 		cmocka_unit_test(test_response_malformed),
+		cmocka_unit_test(test_response_reason_rejects_controls),
 		cmocka_unit_test(test_response_reused_head_forgets_flags),
 		cmocka_unit_test(test_find_case_insensitive),
 		cmocka_unit_test(test_hop_by_hop),
