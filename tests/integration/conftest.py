@@ -455,17 +455,44 @@ def pytest_runtest_makereport(item, call):
 # PostgreSQL (metering tests)
 # ---------------------------------------------------------------------------
 
+def pg_port():
+    """A free port below the kernel's ephemeral range, so that no
+    outgoing connection can take it while PostgreSQL is down (initdb, or
+    a test that stops and restarts the server)."""
+    import random
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    return None
+
+
 @pytest.fixture(scope="session")
 def pg(tmp_path_factory):
     """One private PostgreSQL 15 cluster for the session (pgcluster.py),
     on 127.0.0.1 and a free port; destroyed at the end.  Tests that need
     a clean table create their own database in it."""
     from pgcluster import PgCluster
-    cluster = PgCluster(str(tmp_path_factory.mktemp("pg")))
-    try:
-        cluster.start()
-    except (RuntimeError, OSError) as e:
-        cluster.destroy()
-        pytest.fail("cannot start PostgreSQL: %s" % e)
+    err = None
+    for attempt in range(3):        # a port taken since we chose it
+        cluster = PgCluster(str(tmp_path_factory.mktemp("pg")),
+                            port=pg_port())
+        try:
+            cluster.start()
+            break
+        except (RuntimeError, OSError) as e:
+            cluster.destroy()
+            err = e
+    else:
+        pytest.fail("cannot start PostgreSQL: %s" % err)
     yield cluster
     cluster.destroy()
