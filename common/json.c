@@ -30,10 +30,14 @@ json_parse(struct json_doc *d, const char *js, size_t len)
 	d->len = len;
 	d->ntok = 0;
 	if (d->tok == NULL) {
-		d->tok = malloc(JSON_INITIAL_TOKENS * sizeof(*d->tok));
+		int n0 = JSON_INITIAL_TOKENS;
+
+		if (d->max_tokens > 0 && d->max_tokens < n0)
+			n0 = d->max_tokens;
+		d->tok = malloc((size_t)n0 * sizeof(*d->tok));
 		if (d->tok == NULL)
 			return -1;
-		d->cap = JSON_INITIAL_TOKENS;
+		d->cap = n0;
 	}
 	for (;;) {
 		jsmn_init(&p);
@@ -58,8 +62,36 @@ json_parse(struct json_doc *d, const char *js, size_t len)
 		if (d->tok[0].end < 0)
 			return -1;
 	}
+	/* one value, then only white space: "{...}{...}" is not JSON */
+	for (size_t i = (size_t)d->tok[0].end +
+	    (d->tok[0].type == JSMN_STRING); i < len; i++)
+		if (js[i] != ' ' && js[i] != '\t' && js[i] != '\n' &&
+		    js[i] != '\r')
+			return -1;
 	d->ntok = n;
 	return 0;
+}
+
+int
+json_count_key(const struct json_doc *d, int obj, const char *key)
+{
+	int	 i, end, n = 0;
+	size_t	 klen = strlen(key);
+
+	if (obj < 0 || obj >= d->ntok || d->tok[obj].type != JSMN_OBJECT)
+		return 0;
+	end = d->tok[obj].end;
+	for (i = obj + 1; i < d->ntok && d->tok[i].start < end; i++) {
+		const jsmntok_t *k = &d->tok[i];
+
+		if (k->parent != obj || k->type != JSMN_STRING)
+			continue;
+		if ((size_t)(k->end - k->start) == klen &&
+		    memcmp(d->js + k->start, key, klen) == 0)
+			n++;
+		i = json_skip(d, i + 1) - 1;
+	}
+	return n;
 }
 
 void

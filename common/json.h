@@ -4,7 +4,10 @@
  * A json_doc owns a growable token array that is reused from one parse to
  * the next, so a worker allocates it once and the request path does not.
  * Tokens point into the caller's buffer; nothing is copied or unescaped
- * unless asked.  Parsing is strict (JSMN_STRICT): non-JSON is an error.
+ * unless asked.  Parsing uses jsmn's strict mode and insists on exactly one
+ * top-level value; jsmn still lets some malformed syntax through (a
+ * trailing comma, a missing value), which the upstream then rejects: what
+ * matters here is that the fields sluice reads are read unambiguously.
  */
 #ifndef SLUICE_JSON_H
 #define SLUICE_JSON_H
@@ -30,6 +33,8 @@ struct json_doc {
 int	 json_parse(struct json_doc *, const char *js, size_t len);
 void	 json_doc_free(struct json_doc *);
 
+/* How many times KEY appears directly inside object OBJ. */
+int	 json_count_key(const struct json_doc *, int obj, const char *key);
 /* Index of the value of KEY directly inside object token OBJ, or -1. */
 int	 json_get(const struct json_doc *, int obj, const char *key);
 /* Same, following a path of keys: json_path(d, 0, "usage", "prompt_tokens", NULL). */

@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "shm/counters.h"
 #include "worker/worker.h"
 
 /* Queue more than this to a client and the upstream stops being read. */
@@ -89,6 +90,7 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa, int salen)
 	(void)salen;
 	TAILQ_INSERT_TAIL(&w->clients, c, entry);
 	w->nclients++;
+	cnt_gauge(&w->cw->conns, 1);
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
@@ -106,6 +108,7 @@ client_free(struct client *c)
 	if (c->bev != NULL) {
 		TAILQ_REMOVE(&w->clients, c, entry);
 		w->nclients--;
+		cnt_gauge(&w->cw->conns, -1);
 		bufferevent_free(c->bev);
 	}
 	if (c->body != NULL)
@@ -635,6 +638,13 @@ client_dispatch(struct client *c)
 		return;
 	}
 	m = json_get(d, 0, "model");
+	if (json_count_key(d, 0, "model") > 1) {
+		/* parsers disagree on which one counts: refuse, do not pick */
+		client_send_error(c, 400, "invalid_request_error",
+		    "duplicate_model", "the request body has more than one "
+		    "\"model\"");
+		return;
+	}
 	if (!json_is_str(d, m)) {
 		client_send_error(c, 400, "invalid_request_error",
 		    "missing_model", "you must provide a model parameter");

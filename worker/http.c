@@ -191,9 +191,18 @@ http_parse_request(const char *buf, size_t len, size_t max_line,
 	hh->target_len = (size_t)(sp2 - sp1 - 1);
 	p = memchr(hh->target, '?', hh->target_len);
 	hh->path_len = p ? (size_t)(p - hh->target) : hh->target_len;
-	if (parse_version(sp2 + 1, eol, &hh->minor) == -1)
-		return eol - (sp2 + 1) >= 5 &&
-		    memcmp(sp2 + 1, "HTTP/", 5) == 0 ? 505 : 400;
+	if (parse_version(sp2 + 1, eol, &hh->minor) == -1) {
+		const char *v = sp2 + 1, *c;
+
+		/* "HTTP/" and printable text: another version, 505; else 400 */
+		if (eol - v < 5 || memcmp(v, "HTTP/", 5) != 0)
+			return 400;
+		for (c = v; c < eol; c++)
+			if ((unsigned char)*c <= 0x20 ||
+			    (unsigned char)*c >= 0x7f)
+				return 400;
+		return 505;
+	}
 	if ((rc = parse_headers(eol + 2, end, hh)) != 0)
 		return rc;
 	if (hh->chunked && hh->content_length >= 0)
@@ -227,6 +236,13 @@ http_parse_response(const char *buf, size_t len, struct http_head *hh)
 	hh->status = st;
 	hh->target = eol - buf > 13 ? buf + 13 : eol;	/* reason phrase */
 	hh->target_len = (size_t)(eol - hh->target);
+	/* RFC 9112 4: HTAB, SP, VCHAR, obs-text; it is sent on verbatim */
+	for (const char *c = hh->target; c < eol; c++) {
+		unsigned char ch = (unsigned char)*c;
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return -1;
+	}
 	if (parse_headers(eol + 2, end, hh) != 0)
 		return -1;
 	if (hh->chunked && hh->content_length >= 0)

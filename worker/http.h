@@ -34,13 +34,14 @@ struct http_head {
 	size_t		 path_len;	/* target up to '?' */
 	int		 status;
 	int		 minor;		/* HTTP/1.minor */
-	struct http_header h[HTTP_MAX_HEADERS];
 	int		 nh;
 	int64_t		 content_length;	/* -1 = absent */
 	unsigned	 chunked:1;		/* Transfer-Encoding: chunked */
 	unsigned	 conn_close:1;		/* Connection: close */
 	unsigned	 conn_keepalive:1;	/* Connection: keep-alive */
 	unsigned	 expect_continue:1;	/* Expect: 100-continue */
+	/* last: a parse clears everything before it, not the 100 slots */
+	struct http_header h[HTTP_MAX_HEADERS];
 };
 
 /*

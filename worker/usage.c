@@ -54,15 +54,17 @@ merge_usage(struct usage_acc *a, const struct json_doc *d, int u)
 	take(d, u, "output_tokens", &a->output, &found);
 	if ((det = json_get(d, u, "prompt_tokens_details")) >= 0 ||
 	    (det = json_get(d, u, "input_tokens_details")) >= 0) {
-		if (json_int(d, json_get(d, det, "cached_tokens"), &v) == 0)
+		if (json_int(d, json_get(d, det, "cached_tokens"), &v) == 0 &&
+		    v >= 0)
 			a->cache_read = v;
 	}
-	if (json_int(d, json_get(d, u, "cache_read_input_tokens"), &v) == 0) {
+	if (json_int(d, json_get(d, u, "cache_read_input_tokens"), &v) == 0 &&
+	    v >= 0) {
 		a->cache_read = v;
 		a->anthropic = 1;
 	}
 	if (json_int(d, json_get(d, u, "cache_creation_input_tokens"),
-	    &v) == 0) {
+	    &v) == 0 && v >= 0) {
 		a->cache_create = v;
 		a->anthropic = 1;
 	}
@@ -145,36 +147,53 @@ sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
 	usage_from_json(a, d, p, n);
 }
 
+/*
+ * Past USAGE_BODY_MAX: keep only the last USAGE_TAIL bytes of the body,
+ * where every provider puts its usage object.
+ */
+static void
+tap_keep_tail(struct usage_tap *t, const char *p, size_t n)
+{
+	if (t->cap < USAGE_TAIL) {
+		char *nb = realloc(t->buf, USAGE_TAIL);
+
+		if (nb == NULL) {
+			t->len = 0;
+			return;
+		}
+		t->buf = nb;
+		t->cap = USAGE_TAIL;
+	}
+	if (!t->truncated) {
+		t->truncated = 1;
+		if (t->len > USAGE_TAIL) {
+			memmove(t->buf, t->buf + t->len - USAGE_TAIL, USAGE_TAIL);
+			t->len = USAGE_TAIL;
+		}
+	}
+	if (n >= USAGE_TAIL) {
+		memcpy(t->buf, p + n - USAGE_TAIL, USAGE_TAIL);
+		t->len = USAGE_TAIL;
+		return;
+	}
+	if (t->len + n > USAGE_TAIL) {
+		size_t drop = t->len + n - USAGE_TAIL;
+
+		memmove(t->buf, t->buf + drop, t->len - drop);
+		t->len -= drop;
+	}
+	memcpy(t->buf + t->len, p, n);
+	t->len += n;
+}
+
 void
 usage_tap_feed_mem(struct usage_tap *t, struct usage_acc *a,
     struct json_doc *d, const char *p, size_t n)
 {
 	if (!t->sse) {
-		if (t->truncated || tap_append(t, p, n, USAGE_BODY_MAX) == -1) {
-			/* keep only the tail, where usage is */
-			if (!t->truncated) {
-				t->truncated = 1;
-				if (t->len > USAGE_TAIL) {
-					memmove(t->buf, t->buf + t->len -
-					    USAGE_TAIL, USAGE_TAIL);
-					t->len = USAGE_TAIL;
-				}
-			}
-			if (n >= USAGE_TAIL) {
-				memcpy(t->buf, p + n - USAGE_TAIL, USAGE_TAIL);
-				t->len = USAGE_TAIL;
-			} else {
-				if (t->len + n > USAGE_TAIL) {
-					size_t drop = t->len + n - USAGE_TAIL;
-
-					memmove(t->buf, t->buf + drop,
-					    t->len - drop);
-					t->len -= drop;
-				}
-				memcpy(t->buf + t->len, p, n);
-				t->len += n;
-			}
-		}
+		if (!t->truncated && tap_append(t, p, n, USAGE_BODY_MAX) == 0)
+			return;
+		tap_keep_tail(t, p, n);
 		return;
 	}
 	while (n > 0) {
@@ -221,45 +240,45 @@ usage_tap_feed(struct usage_tap *t, struct usage_acc *a, struct json_doc *d,
 	}
 }
 
-/* In a body tail, the object that follows the last "usage" key. */
+/* In a body tail, the last "usage" key whose value is an object. */
 static void
 usage_from_tail(struct usage_acc *a, struct json_doc *d, const char *p,
     size_t n)
 {
-	const char	*u = NULL, *s;
+	const char	*u, *s, *end = p + n;
 	size_t		 i;
-	int		 depth = 0, instr = 0, esc = 0;
+	int		 depth, instr, esc;
 
-	for (s = p; (s = memmem(s, (size_t)(p + n - s), "\"usage\"", 7)) !=
-	    NULL; s += 7)
-		u = s;
-	if (u == NULL)
-		return;
-	for (s = u + 7; s < p + n && (*s == ' ' || *s == ':' || *s == '\t' ||
-	    *s == '\n' || *s == '\r'); s++)
-		;
-	if (s >= p + n || *s != '{')
-		return;
-	for (i = 0; s + i < p + n; i++) {
-		char ch = s[i];
-
-		if (instr) {
-			if (esc)
-				esc = 0;
-			else if (ch == '\\')
-				esc = 1;
-			else if (ch == '"')
-				instr = 0;
+	for (u = end; u > p; u--) {
+		if ((size_t)(end - u) < 7 || memcmp(u, "\"usage\"", 7) != 0)
 			continue;
-		}
-		if (ch == '"')
-			instr = 1;
-		else if (ch == '{')
-			depth++;
-		else if (ch == '}' && --depth == 0) {
-			if (json_parse(d, s, i + 1) == 0)
-				merge_usage(a, d, 0);
-			return;
+		for (s = u + 7; s < end && (*s == ' ' || *s == ':' ||
+		    *s == '\t' || *s == '\n' || *s == '\r'); s++)
+			;
+		if (s >= end || *s != '{')
+			continue;
+		depth = instr = esc = 0;
+		for (i = 0; s + i < end; i++) {
+			char ch = s[i];
+
+			if (instr) {
+				if (esc)
+					esc = 0;
+				else if (ch == '\\')
+					esc = 1;
+				else if (ch == '"')
+					instr = 0;
+				continue;
+			}
+			if (ch == '"')
+				instr = 1;
+			else if (ch == '{')
+				depth++;
+			else if (ch == '}' && --depth == 0) {
+				if (json_parse(d, s, i + 1) == 0)
+					merge_usage(a, d, 0);
+				return;
+			}
 		}
 	}
 }
@@ -278,26 +297,19 @@ usage_tap_end(struct usage_tap *t, struct usage_acc *a, struct json_doc *d)
 	t->len = 0;
 }
 
-static int64_t
-mul_div_round(int64_t tokens, int64_t price_micro_per_m)
-{
-	/* micro-USD = tokens * (micro-USD per 1M tokens) / 1M, rounded */
-	__int128 x = (__int128)tokens * price_micro_per_m;
-
-	return (int64_t)((x + 500000) / 1000000);
-}
-
 int64_t
 usage_cost(const struct cfg_price *p, int64_t input, int64_t cached,
     int64_t output)
 {
-	int64_t cached_price = p->cached >= 0 ? p->cached : p->input;
+	int64_t	 cached_price = p->cached >= 0 ? p->cached : p->input;
+	__int128 x;
 
 	if (cached > input)
 		cached = input;
-	return mul_div_round(input - cached, p->input) +
-	    mul_div_round(cached, cached_price) +
-	    mul_div_round(output, p->output);
+	/* prices are micro-USD per 1M tokens: sum first, round once */
+	x = (__int128)(input - cached) * p->input +
+	    (__int128)cached * cached_price + (__int128)output * p->output;
+	return (int64_t)((x + 500000) / 1000000);
 }
 
 void
