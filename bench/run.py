@@ -161,6 +161,23 @@ def cpu_ticks(pids):
     return t
 
 
+def cpu_stat():
+    """{cpuN: (busy ticks, total ticks)} from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + v[4]
+                out[line.split()[0]] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def mem_of(pids):
     """Sum over pids of VmRSS, VmHWM (peak) and Pss, in KB."""
     rss = hwm = pss = 0
@@ -385,8 +402,15 @@ http {
         pids = self.targets[target]["pids"]()
         pg = tree(self.pg_pid) if target == "sluice" and self.pg else []
         c0, g0, t0 = cpu_ticks(pids), cpu_ticks(pg), time.time()
+        s0 = cpu_stat()
         res = fn()
         c1, g1 = cpu_ticks(pids), cpu_ticks(pg)
+        s1 = cpu_stat()
+        # How busy each CPU was, everything included: CPU 0 during a
+        # "direct" run shows what else the machine was doing.
+        res["cpu_busy"] = {c: round((s1[c][0] - s0[c][0]) /
+                                    max(1, s1[c][1] - s0[c][1]), 2)
+                           for c in s1 if c in s0}
         hz = os.sysconf("SC_CLK_TCK")
         n = max(1, res.get("requests", 0))
         res["proxy_cpu_s"] = round((c1 - c0) / hz, 3)
@@ -440,7 +464,8 @@ http {
             if res[t].get("errors") or res[t].get("non2xx"):
                 log("  %s: %d errors, %d non-2xx" % (
                     t, res[t].get("errors", 0), res[t].get("non2xx", 0)))
-        cell = {"mode": mode, "size": sname, "body_bytes":
+        cell = {"loadavg_1m": loadavg(),
+                "mode": mode, "size": sname, "body_bytes":
                 os.path.getsize(body), "concurrency": conc, "order": order,
                 "targets": res, "derived": derive(mode, res)}
         return cell
@@ -638,7 +663,13 @@ def main():
                     "Authorization header")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp directory (logs, configs)")
+    ap.add_argument("--table", metavar="JSON",
+                    help="print the summary of a saved result and exit")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            report(json.load(f))
+        return
     if args.secs is None:
         args.secs = 0.3 if args.smoke else 2 if args.quick else 4
     if args.smoke:
@@ -730,9 +761,34 @@ def main():
             result["usage_rows"] = "unknown (%s)" % str(e).splitlines()[0]
     finally:
         b.stop_all()
+    busy = [c["targets"]["direct"]["cpu_busy"].get("cpu" + PROXY_CPU, 0)
+            for c in result["cells"]]
+    result["contention"] = {
+        "loadavg_1m_max": max([c["loadavg_1m"] for c in result["cells"]],
+                              default=0),
+        "proxy_cpu_busy_during_direct_max": max(busy, default=0),
+        "note": "CPU %s should be idle while 'direct' runs; what it shows "
+                "is other work on this machine" % PROXY_CPU}
     result["finished"] = datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds")
 
+    report(result)
+
+    out = args.out
+    if out is None and not args.smoke:
+        stamp = started.strftime("%Y%m%dT%H%M%SZ")
+        out = os.path.join(TOP, "bench", "results", "%s-%s%s.json" % (
+            stamp, sha, "-dirty" if dirty else ""))
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+        print("wrote " + os.path.relpath(out, os.getcwd()))
+
+
+def report(result):
+    """The human summary of one result (also: run.py --table FILE)."""
     fmt_table(result["cells"], sys.stdout)
     print("(latency in us: nonstream = whole response, stream = whole "
           "20-event stream, ttfb = first SSE event; +p50 s/n = added by sluice/nginx over direct; "
@@ -748,20 +804,14 @@ def main():
               "MB over %d processes%s" % (
                   k, m["rss_kb"] / 1024, m["peak_rss_kb"] / 1024,
                   m["pss_kb"] / 1024, m["processes"], extra))
+    if "contention" in result:
+        print("contention: max 1-min load average %.1f; CPU %s busy %.0f%% "
+              "(max) while only 'direct' ran, which leaves it idle" % (
+                  result["contention"]["loadavg_1m_max"], PROXY_CPU,
+                  100 * result["contention"][
+                      "proxy_cpu_busy_during_direct_max"]))
     print("usage rows written by the metered sluice: %s" %
           result.get("usage_rows"))
-
-    out = args.out
-    if out is None and not args.smoke:
-        stamp = started.strftime("%Y%m%dT%H%M%SZ")
-        out = os.path.join(TOP, "bench", "results", "%s-%s%s.json" % (
-            stamp, sha, "-dirty" if dirty else ""))
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        print("wrote " + os.path.relpath(out, os.getcwd()))
 
 
 if __name__ == "__main__":

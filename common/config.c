@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -92,6 +93,7 @@ static int	 d_deployment(struct cp_parser *, struct cp_directive *, void *);
 static const struct cp_dirspec main_dirs[] = {
 	FN("listen", 1, 1, CP_MULTI, d_listen),
 	FN("admin_listen", 1, 1, 0, d_admin_listen),
+	C_STR("admin_allow", admin_allow),
 	FN("workers", 1, 1, 0, d_workers),
 	C_STR("user", user),
 	C_STR("pid_file", pid_file),
@@ -795,6 +797,34 @@ d_price(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return 0;
 }
 
+/*
+ * /metrics and /status are for the operator: admin_listen must be a
+ * loopback address unless "admin_allow" names its host (or host:port).
+ */
+static int
+admin_refused(const struct config *cfg)
+{
+	const char	*h = cfg->admin_listen.host, *a = cfg->admin_allow;
+	unsigned char	 b[16];
+	char		 hp[300];
+
+	if (!cfg->has_admin_listen || strcmp(h, "localhost") == 0 ||
+	    (inet_pton(AF_INET, h, b) == 1 && b[0] == 127) ||
+	    (inet_pton(AF_INET6, h, b) == 1 && memcmp(b,
+	    "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0))
+		return 0;
+	if (a[0] == '\0')
+		return 1;
+	if (strcmp(a, h) == 0)
+		return 0;
+	snprintf(hp, sizeof(hp), strchr(h, ':') ? "[%s]" : "%s", h);
+	if (strcmp(a, hp) == 0)
+		return 0;
+	snprintf(hp, sizeof(hp), strchr(h, ':') ? "[%s]:%s" : "%s:%s", h,
+	    cfg->admin_listen.port);
+	return strcmp(a, hp) != 0;
+}
+
 /* Whole-file checks once every directive is read. */
 static int
 finish(struct cp_parser *p)
@@ -813,6 +843,11 @@ finish(struct cp_parser *p)
 		cfg->listen[0].line = 0;
 		cfg->nlisten = 1;
 	}
+	if (admin_refused(cfg))
+		return cp_err(p, cfg->admin_listen.line, "admin_listen %s is "
+		    "not a loopback address; add \"admin_allow %s;\" to serve "
+		    "/metrics and /status there", cfg->admin_listen.host,
+		    cfg->admin_listen.host);
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
 		for (j = 0; j < r->nupstreams; j++) {

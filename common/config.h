@@ -95,6 +95,7 @@ struct config {
 	int		 nlisten;
 	struct cfg_addr	 admin_listen;
 	int		 has_admin_listen;
+	char		 admin_allow[280];	/* admin_listen allowed off loopback */
 	int		 workers;		/* default: number of CPUs */
 	char		 user[64];		/* "" = do not drop privileges */
 	char		 pid_file[PATH_MAX];	/* "" = none */

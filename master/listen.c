@@ -79,3 +79,32 @@ listen_same(const struct config *a, const struct config *b)
 			return 0;
 	return 1;
 }
+
+/*
+ * The admin socket (admin_listen): bound like the others, but accepted on
+ * by the workers' admin listener only.  *FD = -1 when it is not set.
+ */
+int
+admin_open(const struct config *cfg, int *fd, char *err, size_t errlen)
+{
+	*fd = -1;
+	if (!cfg->has_admin_listen)
+		return 0;
+	if ((*fd = listen_one(&cfg->admin_listen, err, errlen)) == -1) {
+		size_t n = strlen(err);
+
+		snprintf(err + n, errlen - n, " (admin_listen)");
+		return -1;
+	}
+	return 0;
+}
+
+int
+admin_same(const struct config *a, const struct config *b)
+{
+	if (a->has_admin_listen != b->has_admin_listen)
+		return 0;
+	return !a->has_admin_listen ||
+	    (strcmp(a->admin_listen.host, b->admin_listen.host) == 0 &&
+	    strcmp(a->admin_listen.port, b->admin_listen.port) == 0);
+}

@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "common/log.h"
 #include "master/master.h"
+#include "shm/counters.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
 #include "sql/collector.h"
@@ -60,6 +62,8 @@ static struct {
 	struct shm_segment	*shm;
 	int			 fds[CFG_MAX_LISTEN];
 	int			 nfds;
+	int			 admin_fd;	/* -1 = no admin_listen */
+	struct cnt_region	*cnt;		/* telemetry, in the segment */
 	struct child		*slots;
 	int			 nslots;
 	struct child		 collector;
@@ -102,6 +106,58 @@ mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+wall_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* What /status shows of a slot: who runs in it, from which generation. */
+static void
+slot_publish(int slot, pid_t pid, unsigned gen)
+{
+	struct cnt_slot *cs;
+
+	if (m.cnt == NULL || slot >= CNT_SLOTS_MAX)
+		return;
+	cs = &m.cnt->master.slots[slot];
+	atomic_store_explicit(&cs->gen, gen, memory_order_relaxed);
+	atomic_store_explicit(&cs->started_wall_us, pid ? wall_now_us() : 0,
+	    memory_order_relaxed);
+	atomic_store_explicit(&cs->pid, (int32_t)pid, memory_order_release);
+}
+
+/* Upstream names get a counter index once, kept across reloads. */
+static void
+upstreams_publish(const struct config *cfg)
+{
+	int i;
+
+	for (i = 0; i < cfg->nupstreams; i++)
+		if (cnt_upstream_register(m.cnt, cfg->upstreams[i].name) == -1)
+			log_warnx("upstream %s: more than %d upstream names "
+			    "since start, not counted in /metrics",
+			    cfg->upstreams[i].name, CNT_UPSTREAMS_MAX);
+}
+
+/* The outcome of a reload, where sluicectl reload reads it. */
+static void
+reload_record(int ok, const char *fmt, ...)
+{
+	char	 msg[256];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!ok)
+		log_warnx("%s", msg);
+	cnt_master_reload(m.cnt, ok, msg, wall_now_us());
 }
 
 void
@@ -155,12 +211,13 @@ spawn_worker(int slot)
 		}
 		master_drop_privileges(m.cfg);
 		/* signals stay blocked until worker_main has its handlers */
-		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds);
+		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds, m.admin_fd);
 	default:
 		ch->pid = pid;
 		ch->gen = m.gen;
 		ch->stopping = 0;
 		ch->started_ms = mono_ms();
+		slot_publish(slot, pid, m.gen);
 		log_debug("worker slot %d started, pid %d", slot, (int)pid);
 	}
 }
@@ -184,6 +241,8 @@ spawn_collector(void)
 		master_drop_privileges(m.cfg);
 		for (int i = 0; i < m.nfds; i++)
 			close(m.fds[i]);
+		if (m.admin_fd != -1)
+			close(m.admin_fd);
 		/* collector_main unblocks once its handlers are in place */
 		collector_main(m.cfg, m.shm);
 	default:
@@ -246,6 +305,7 @@ reap(void)
 			}
 			log_warnx("collector (pid %d) %s; respawning",
 			    (int)pid, how);
+			cnt_bump(&m.cnt->master.collector_restarts);
 			m.collector.respawn_at_ms = mono_ms() +
 			    backoff_ms(&m.collector);
 			continue;
@@ -256,6 +316,7 @@ reap(void)
 			if (ch->pid != pid)
 				continue;
 			ch->pid = 0;
+			slot_publish(i, 0, ch->gen);
 			if (ch->stopping || m.stop != RUNNING) {
 				log_info("worker slot %d (pid %d, generation "
 				    "%u) %s", i, (int)pid, ch->gen, how);
@@ -263,6 +324,7 @@ reap(void)
 			}
 			log_warnx("worker slot %d (pid %d) %s; respawning", i,
 			    (int)pid, how);
+			cnt_bump(&m.cnt->master.worker_restarts);
 			ch->respawn_at_ms = mono_ms() + backoff_ms(ch);
 			break;
 		}
@@ -311,12 +373,12 @@ reload(void)
 	struct config	*ncfg;
 	char		 err[1024];
 	int		 nfds[CFG_MAX_LISTEN], nn = 0, i, free_slots = 0;
-	int		 rebind;
+	int		 rebind, admin_rebind;
 
 	log_info("SIGHUP: reloading %s", m.cfg_path);
 	if (cfg_load(m.cfg_path, &ncfg, err, sizeof(err)) == -1) {
-		log_warnx("reload failed, keeping the running configuration: "
-		    "%s", err);
+		reload_record(0, "reload failed, keeping the running "
+		    "configuration: %s", err);
 		return;
 	}
 	if (ncfg->user[0] != '\0' && getpwnam(ncfg->user) == NULL) {
@@ -326,7 +388,7 @@ reload(void)
 		return;
 	}
 	if (ncfg->workers > m.nslots / 2) {
-		log_warnx("reload failed: workers %d exceeds the %d this "
+		reload_record(0, "reload failed: workers %d exceeds the %d this "
 		    "process started with (a restart can raise it)",
 		    ncfg->workers, m.nslots / 2);
 		cfg_free(ncfg);
@@ -340,15 +402,31 @@ reload(void)
 		else if (m.slots[i].pid == 0 && m.slots[i].gen == m.gen)
 			free_slots++;	/* a crashed current worker's slot */
 	if (free_slots < ncfg->workers) {
-		log_warnx("reload failed: the previous generation is still "
+		reload_record(0, "reload failed: the previous generation is still "
 		    "finishing its requests; try again shortly");
 		cfg_free(ncfg);
 		return;
 	}
 	if (keystate_assign(shm_region(m.shm, "keys", NULL), ncfg->keys) == -1) {
-		log_warnx("reload failed: more than %d keys", KEYSTATE_SLOTS);
+		reload_record(0, "reload failed: more than %d keys",
+		    KEYSTATE_SLOTS);
 		cfg_free(ncfg);
 		return;
+	}
+	admin_rebind = !admin_same(m.cfg, ncfg);
+	if (admin_rebind) {
+		/* release the old admin address first: it may be reused */
+		if (m.admin_fd != -1)
+			close(m.admin_fd);
+		if (admin_open(ncfg, &m.admin_fd, err, sizeof(err)) == -1) {
+			reload_record(0, "reload failed: %s", err);
+			if (admin_open(m.cfg, &m.admin_fd, err, sizeof(err)) ==
+			    -1)
+				log_warnx("cannot re-bind the old admin "
+				    "address: %s", err);
+			cfg_free(ncfg);
+			return;
+		}
 	}
 	rebind = !listen_same(m.cfg, ncfg);
 	if (rebind) {
@@ -356,18 +434,28 @@ reload(void)
 		for (i = 0; i < m.nfds; i++)
 			close(m.fds[i]);
 		if ((nn = listen_open(ncfg, nfds, err, sizeof(err))) == -1) {
-			log_warnx("reload failed: %s; re-binding the old "
-			    "addresses", err);
+			reload_record(0, "reload failed: %s; re-binding the "
+			    "old addresses", err);
 			if (listen_open(m.cfg, m.fds, err, sizeof(err)) == -1)
 				log_warnx("cannot re-bind the old addresses: "
 				    "%s (old workers keep serving)", err);
+			if (admin_rebind) {
+				if (m.admin_fd != -1)
+					close(m.admin_fd);
+				if (admin_open(m.cfg, &m.admin_fd, err,
+				    sizeof(err)) == -1)
+					log_warnx("cannot re-bind the old "
+					    "admin address: %s", err);
+			}
 			cfg_free(ncfg);
 			return;
 		}
 		memcpy(m.fds, nfds, sizeof(nfds));
 		m.nfds = nn;
 	}
-	if (collector_settings_changed(m.cfg, ncfg) && m.collector.pid != 0) {
+	/* the collector loads key spend: it must know the new keys too */
+	if ((collector_settings_changed(m.cfg, ncfg) || ncfg->keys != NULL) &&
+	    m.collector.pid != 0) {
 		m.collector_restart = 1;
 		m.collector.stopping = 1;
 		kill(m.collector.pid, SIGTERM);
@@ -392,6 +480,7 @@ reload(void)
 	cfg_free(m.cfg);
 	m.cfg = ncfg;
 	m.gen++;
+	upstreams_publish(m.cfg);
 	for (i = 0; i < m.nslots; i++)
 		if (m.slots[i].pid == 0)
 			m.slots[i].respawn_at_ms = 0;
@@ -402,6 +491,10 @@ reload(void)
 		nn++;
 	}
 	signal_workers(SIGTERM, 1);
+	atomic_store_explicit(&m.cnt->master.generation, m.gen,
+	    memory_order_relaxed);
+	reload_record(1, "reloaded: generation %u, %d workers", m.gen,
+	    m.cfg->workers);
 	log_info("reloaded: generation %u, %d workers; the previous "
 	    "generation finishes its requests", m.gen, m.cfg->workers);
 }
@@ -513,7 +606,7 @@ stop_progress(void)
 
 int
 master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
-    int *fds, int nfds, int ready_fd)
+    int *fds, int nfds, int admin_fd, int ready_fd)
 {
 	struct sigaction sa;
 	sigset_t	 block;
@@ -527,8 +620,18 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	m.shm = shm;
 	memcpy(m.fds, fds, sizeof(int) * (size_t)nfds);
 	m.nfds = nfds;
+	m.admin_fd = admin_fd;
 	m.nslots = (int)shm_nlanes(shm);
 	m.gen = 1;
+	if ((m.cnt = shm_region(shm, "counters", NULL)) == NULL)
+		fatalx("no counters region in the shared segment");
+	atomic_store_explicit(&m.cnt->master.pid, (int32_t)getpid(),
+	    memory_order_relaxed);
+	atomic_store_explicit(&m.cnt->master.started_wall_us, wall_now_us(),
+	    memory_order_relaxed);
+	atomic_store_explicit(&m.cnt->master.generation, m.gen,
+	    memory_order_relaxed);
+	upstreams_publish(cfg);
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatal("calloc");
 

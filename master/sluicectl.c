@@ -29,6 +29,7 @@
 #include "common/config.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "master/master.h"
 #include "sql/schema.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
@@ -48,6 +49,9 @@ static int	 ctl_db_init(const struct config *, int, char **);
 static int	 ctl_key_new(const struct config *, int, char **);
 static int	 ctl_key_hash(const struct config *, int, char **);
 static int	 ctl_key_check(const struct config *, int, char **);
+static int	 ctl_status_cmd(const struct config *, int, char **);
+static int	 ctl_reload_cmd(const struct config *, int, char **);
+static int	 ctl_stop_cmd(const struct config *, int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ { "db", "init" }, "", "create or upgrade the database schema",
@@ -58,10 +62,36 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    0, ctl_key_hash },
 	{ { "key", "check" }, "[-c file]",
 	    "load the config and keys_file, count the keys", 0, ctl_key_check },
+	{ { "status" }, "[-w secs] [-n count]",
+	    "live numbers from admin_listen (-w: refresh)", 0, ctl_status_cmd },
+	{ { "reload" }, "[-t secs]",
+	    "SIGHUP the master, say if the reload was applied", 0,
+	    ctl_reload_cmd },
+	{ { "stop" }, "[-t secs]", "SIGTERM the master, wait until it exits",
+	    0, ctl_stop_cmd },
 };
 
 /* -c FILE, for the commands that load the configuration themselves. */
 static const char	*ctl_conffile = DEFAULT_CONFIG;
+
+/* status, reload, stop talk to the daemon: master/ctl_daemon.c */
+static int
+ctl_status_cmd(const struct config *unused, int argc, char **argv)
+{
+	return ctl_status(ctl_conffile, argc, argv);
+}
+
+static int
+ctl_reload_cmd(const struct config *unused, int argc, char **argv)
+{
+	return ctl_reload(ctl_conffile, argc, argv);
+}
+
+static int
+ctl_stop_cmd(const struct config *unused, int argc, char **argv)
+{
+	return ctl_stop(ctl_conffile, argc, argv);
+}
 
 #define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 

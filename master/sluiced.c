@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "master/master.h"
+#include "shm/counters.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
 
@@ -86,11 +87,11 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
-	struct shm_region_req	 regions[1];
+	struct shm_region_req	 regions[2];
 	struct keystate_table	*kst;
 	const char		*path = DEFAULT_CONFIG;
 	char			 err[1024], abspath[PATH_MAX];
-	int			 ch, foreground = 0, test = 0, nfds;
+	int			 ch, foreground = 0, test = 0, nfds, admin_fd;
 	int			 fds[CFG_MAX_LISTEN], ready[2] = { -1, -1 };
 
 	proctitle_init(argc, argv);
@@ -140,12 +141,18 @@ main(int argc, char **argv)
 
 	if ((nfds = listen_open(cfg, fds, err, sizeof(err))) == -1)
 		fatalx("%s", err);
+	if (admin_open(cfg, &admin_fd, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	regions[0].name = "keys";
 	regions[0].size = keystate_size(KEYSTATE_SLOTS);
+	regions[1].name = "counters";
+	regions[1].size = cnt_region_size((uint32_t)cfg->workers * 2);
 	shm = shm_create_regions((uint32_t)cfg->workers * 2,
-	    (uint32_t)cfg->ring_slots, regions, 1);
+	    (uint32_t)cfg->ring_slots, regions, 2);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
+	cnt_region_init(shm_region(shm, "counters", NULL),
+	    (uint32_t)cfg->workers * 2);
 	kst = shm_region(shm, "keys", NULL);
 	keystate_init(kst, KEYSTATE_SLOTS);
 	if (keystate_assign(kst, cfg->keys) == -1)
@@ -188,5 +195,5 @@ main(int argc, char **argv)
 	pidfile_write(cfg->pid_file);
 
 	/* master_run owns cfg from here, and removes the pid file */
-	return master_run(cfg, abspath, shm, fds, nfds, ready[1]);
+	return master_run(cfg, abspath, shm, fds, nfds, admin_fd, ready[1]);
 }

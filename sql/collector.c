@@ -48,6 +48,7 @@
 #include "shm/keystate.h"
 #include "sql/schema.h"
 #include "sql/spool.h"
+#include "shm/counters.h"
 
 #define COLL_BACKOFF_MIN_MS	100
 #define COLL_BACKOFF_MAX_MS	5000
@@ -175,6 +176,12 @@ static void	 coll_tx_rollback(void);
 static int	 coll_exec(const char *, ExecStatusType, PGresult **);
 static void	 coll_res_error(PGresult *);
 static void	 coll_set_error(const char *);
+static void	 coll_publish_begin(struct shm_segment *);
+static void	 coll_publish(int64_t);
+
+/* Our block of the counters region (/metrics), and its totals at start. */
+static struct cnt_collector	*coll_cnt;
+static struct collector_stats	 coll_base;
 
 static void	 coll_encode(const struct usage_event *);
 static char	*coll_put_text(char *, const char *, size_t, int);
@@ -188,6 +195,7 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 
 	log_setrole("collector");
 	coll_signals();
+	coll_publish_begin(shm);
 	coll_setup(cfg, shm);
 
 	for (;;) {
@@ -203,6 +211,7 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 			break;
 		}
 		now = coll_now_ms();
+		coll_publish(now);
 		coll_pg_step(now);
 		if (coll.pg == PG_UP && now >= coll.next_budget &&
 		    (coll.spool == NULL || spool_pending(coll.spool) == 0))
@@ -227,6 +236,7 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		coll_sleep(coll.count > 0 ? 1 : COLL_IDLE_MS);
 	}
 	coll_drain();
+	coll_publish(coll_now_ms());
 	if (coll.conn != NULL)
 		PQfinish(coll.conn);
 	spool_close(coll.spool);
@@ -665,6 +675,14 @@ coll_drain(void)
 	if (limit < COLL_DRAIN_MIN_MS)
 		limit = COLL_DRAIN_MIN_MS;
 	deadline = now + limit;
+	/* a connection under way gets its chance before anything is spooled */
+	while (coll.pg == PG_CONNECTING && now - coll.connect_started <
+	    COLL_CONNECT_MS && now < deadline) {
+		coll_pg_step(now);
+		if (coll.pg == PG_CONNECTING)
+			coll_sleep(5);
+		now = coll_now_ms();
+	}
 	if (coll.pg == PG_CONNECTING)
 		coll_pg_down(now, 0);
 	for (;;) {
@@ -1033,6 +1051,66 @@ coll_set_error(const char *msg)
 	coll.err[j] = '\0';
 	snprintf(coll_st.last_error, sizeof(coll_st.last_error), "%s",
 	    coll.err);
+	if (coll_cnt != NULL) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		cnt_text_set(&coll_cnt->last_error, coll.err);
+		atomic_store_explicit(&coll_cnt->error_wall_us,
+		    (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
+		    memory_order_relaxed);
+	}
+}
+
+/*
+ * The counters of a previous collector are the base of ours, so that the
+ * totals in /metrics keep growing across our restarts.
+ */
+static void
+coll_publish_begin(struct shm_segment *shm)
+{
+	struct cnt_region *r;
+
+	if ((r = shm_region(shm, "counters", NULL)) == NULL)
+		return;
+	coll_cnt = &r->collector;
+	coll_base.rows_written = cnt_get(&coll_cnt->rows_written);
+	coll_base.rows_duplicate = cnt_get(&coll_cnt->rows_duplicate);
+	coll_base.rows_spooled = cnt_get(&coll_cnt->rows_spooled);
+	coll_base.rows_replayed = cnt_get(&coll_cnt->rows_replayed);
+	coll_base.batches = cnt_get(&coll_cnt->batches);
+	coll_base.spool_bytes = cnt_get(&coll_cnt->spool_bytes);
+	atomic_store_explicit(&coll_cnt->pid, (int32_t)getpid(),
+	    memory_order_relaxed);
+}
+
+/* Every loop: a dozen relaxed stores, and the heartbeat /healthz reads. */
+static void
+coll_publish(int64_t now)
+{
+	struct cnt_collector *cc = coll_cnt;
+
+	if (cc == NULL)
+		return;
+	cnt_put(&cc->rows_written, coll_base.rows_written +
+	    coll_st.rows_written);
+	cnt_put(&cc->rows_duplicate, coll_base.rows_duplicate +
+	    coll_st.rows_duplicate);
+	cnt_put(&cc->rows_spooled, coll_base.rows_spooled +
+	    coll_st.rows_spooled);
+	cnt_put(&cc->rows_replayed, coll_base.rows_replayed +
+	    coll_st.rows_replayed);
+	cnt_put(&cc->batches, coll_base.batches + coll_st.batches);
+	cnt_put(&cc->spool_bytes, coll_base.spool_bytes + coll_st.spool_bytes);
+	cnt_put(&cc->spool_files, coll.spool != NULL ?
+	    spool_pending(coll.spool) : 0);
+	atomic_store_explicit(&cc->connected, coll.pg == PG_UP,
+	    memory_order_relaxed);
+	atomic_store_explicit(&cc->spool_ok, coll.spool != NULL &&
+	    !coll.spool_failed, memory_order_relaxed);
+	atomic_store_explicit(&cc->has_database, coll.pg != PG_NONE,
+	    memory_order_relaxed);
+	atomic_store_explicit(&cc->heartbeat_ms, now, memory_order_relaxed);
 }
 
 /*

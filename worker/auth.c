@@ -25,6 +25,13 @@
 #include "shm/keystate.h"
 #include "worker/worker.h"
 
+/*
+ * How long after a worker starts a budgeted key waits for the collector to
+ * load spend from PostgreSQL; past it (PostgreSQL down at the first start)
+ * requests are admitted on the spend this process has seen.
+ */
+#define BUDGET_LOAD_WAIT_US	(10LL * 1000000)
+
 static int64_t
 ns_now(void)
 {
@@ -149,6 +156,21 @@ auth_request_body(struct client *c)
 		return -1;
 	}
 	if (k->budget_micro_usd > 0 && k->budget_period != PERIOD_NONE) {
+		if (c->w->keystate != NULL &&
+		    !atomic_load_explicit(&c->w->keystate->spend_loaded,
+		    memory_order_relaxed) && now_us() - c->w->started_us <
+		    BUDGET_LOAD_WAIT_US) {
+			/*
+			 * Right after the first start, the spend of earlier
+			 * runs is not loaded yet: admitting now could spend a
+			 * budget twice.  Wait for the collector, briefly.
+			 */
+			c->retry_after_s = 1;
+			client_send_error(c, 503, "server_error",
+			    "budget_loading", "Budgets are being loaded; "
+			    "retry in a second.");
+			return -1;
+		}
 		period = period_of(k->budget_period, &left);
 		spend = ks_spend(ks, period);
 		if (spend >= k->budget_micro_usd) {

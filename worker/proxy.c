@@ -459,6 +459,7 @@ px_send_head(struct client *c)
 	c->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
 	c->ev.status = (uint16_t)rh->status;
 	px->head_sent = 1;
+	meter_stream_begin(c);
 	/* only a success carries usage */
 	px->tap_on = rh->status >= 200 && rh->status < 300;
 	if (px->tap_on) {

@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/log.h"
+#include "shm/counters.h"
 #include "worker/worker.h"
 
 /* How long a looked-up upstream address is used before looking again. */
@@ -247,6 +248,8 @@ upconn_new(struct upstream *up)
 		    TCP_NODELAY, &one, sizeof(one));
 	}
 	up->opened++;
+	if (up->cnt_idx >= 0)
+		cnt_add(&up->w->cw->up[up->cnt_idx].opened, 1);
 	return uc;
 fail:
 	if (ssl != NULL)
@@ -267,6 +270,8 @@ pool_get(struct upstream *up, int *reused)
 		TAILQ_REMOVE(&up->idle, uc, entry);
 		up->nidle--;
 		up->reused++;
+		if (up->cnt_idx >= 0)
+			cnt_add(&up->w->cw->up[up->cnt_idx].reused, 1);
 		uc->requests++;
 		*reused = 1;
 		return uc;

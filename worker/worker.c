@@ -21,6 +21,7 @@
 #include <event2/listener.h>
 
 #include "common/log.h"
+#include "shm/counters.h"
 #include "shm/shm.h"
 #include "worker/worker.h"
 
@@ -56,6 +57,7 @@ stop_listening(struct worker *w)
 		w->listeners[i] = NULL;
 	}
 	w->nlisteners = 0;
+	admin_stop(w);
 }
 
 /* Meter every request still in flight as cut, then leave. */
@@ -139,19 +141,26 @@ sigusr1_cb(evutil_socket_t sig, short what, void *arg)
 
 void
 worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
-    const int *listen_fds, int nfds)
+    const int *listen_fds, int nfds, int admin_fd)
 {
+	static struct cnt_worker scratch;	/* counters without a segment */
 	struct worker	 wk, *w = &wk;
 	int		 i;
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
 	w->slot = slot;
+	w->started_us = now_us();
 	TAILQ_INIT(&w->clients);
 	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
 		w->lane = shm_lane(shm, (uint32_t)slot);
 	if (shm != NULL)
 		w->keystate = shm_region(shm, "keys", NULL);
+	if (shm != NULL)
+		w->cnt = shm_region(shm, "counters", NULL);
+	if ((w->cw = cnt_worker(w->cnt, (uint32_t)slot)) == NULL)
+		w->cw = &scratch;
+	cnt_worker_begin(w->cw);	/* our gauges; the totals go on */
 	w->json.max_tokens = 1 << 20;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);	/* the master turns ^C into SIGTERM */
@@ -172,6 +181,9 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	reqid_init(w);
 	if (pool_init(w) == -1)
 		fatalx("cannot set up upstream pools (TLS context)");
+	for (i = 0; i < cfg->nupstreams; i++)
+		w->ups[i].cnt_idx = w->cnt == NULL ? -1 :
+		    cnt_upstream_find(w->cnt, cfg->upstreams[i].name);
 	w->route_rr = calloc((size_t)cfg->nroutes + 1, sizeof(*w->route_rr));
 	if (w->route_rr == NULL)
 		fatal("calloc");
@@ -185,6 +197,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
 		w->nlisteners++;
 	}
+	if (admin_fd != -1 && admin_init(w, shm, admin_fd) == -1)
+		log_warnx("cannot serve admin_listen in this worker");
 	w->ev_term = evsignal_new(w->base, SIGTERM, sigterm_cb, w);
 	w->ev_quit = evsignal_new(w->base, SIGQUIT, sigquit_cb, w);
 	w->ev_usr1 = evsignal_new(w->base, SIGUSR1, sigusr1_cb, w);

@@ -29,6 +29,8 @@ struct evconnlistener;
 struct shm_segment;
 struct ring_lane;
 struct keystate_table;
+struct cnt_region;
+struct cnt_worker;
 struct key_entry;
 
 struct worker;
@@ -54,6 +56,7 @@ struct upstream {
 	char		*auth_hdr;	/* credential header line, or NULL */
 	uint64_t	 opened;	/* connections opened */
 	uint64_t	 reused;	/* requests sent on a pooled connection */
+	int		 cnt_idx;	/* its counters in shm, -1 = none */
 	int		 literal;	/* host is an IP address */
 	struct sockaddr_storage addr;	/* host resolved, while fresh */
 	socklen_t	 addrlen;	/* 0 = not resolved */
@@ -166,6 +169,9 @@ struct worker {
 	const struct config *cfg;
 	struct ring_lane *lane;
 	struct keystate_table *keystate;
+	struct cnt_region *cnt;		/* the counters region, or NULL */
+	struct cnt_worker *cw;		/* this slot's counters (never NULL) */
+	struct evconnlistener *admin;	/* admin_listen, or NULL */
 	int		 slot;
 	struct evconnlistener *listeners[CFG_MAX_LISTEN];
 	int		 nlisteners;
@@ -177,10 +183,12 @@ struct worker {
 	unsigned	*route_rr;	/* per route: balance tie-breaker */
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
 	uint64_t	 rid_state[2];	/* request id generator */
+	int64_t		 started_us;	/* monotonic */
 };
 
 void	 worker_main(const struct config *, struct shm_segment *, int slot,
-	    const int *listen_fds, int nfds) __attribute__((noreturn));
+	    const int *listen_fds, int nfds, int admin_fd)
+	    __attribute__((noreturn));
 void	 worker_client_gone(struct worker *);
 
 /* client.c */
@@ -220,6 +228,15 @@ void	 auth_list_models(struct client *);
 
 /* meter.c: the seam where a finished request becomes its usage event */
 void	 meter_finish(struct client *);
+/* A streamed response's head went out: it counts as active until metered. */
+void	 meter_stream_begin(struct client *);
+/* Labels of the counters' endpoint and rejection indexes. */
+const char *meter_endpoint_name(int);
+const char *meter_reject_code(int);
+
+/* admin.c: GET /metrics, /healthz, /status on admin_listen */
+int	 admin_init(struct worker *, struct shm_segment *, int fd);
+void	 admin_stop(struct worker *);
 
 /* time */
 int64_t	 now_us(void);		/* monotonic */

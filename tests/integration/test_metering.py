@@ -12,11 +12,13 @@ Rows are waited for by bounded polling; the only sleep that is not a
 poll is the database outage itself.
 """
 
+import hashlib
 import http.client
 import itertools
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -26,7 +28,7 @@ import psycopg
 import pytest
 
 from conftest import (HOST, pid_alive, pids_children, post, proc_title,
-                      request, wait_for)
+                      wait_for)
 
 # USD per 1M tokens (= micro-USD per token): input, output, cached input.
 PRICES = {
@@ -133,9 +135,10 @@ def price_lines():
 
 
 @pytest.fixture
-def metered(sluice, mock, db):
+def metered(db, mock, sluice):
     """metered(**sluice_kw) -> a sluiced metering into db; claude-* goes
-    to the mock as an Anthropic upstream, everything else as OpenAI."""
+    to the mock as an Anthropic upstream, everything else as OpenAI.
+    db comes first so that it is dropped after sluiced has stopped."""
     def make(extra="", routes=None, **kw):
         conf = 'database "%s";\n%s\n%s' % (db.conninfo(), price_lines(),
                                           extra)
@@ -309,7 +312,8 @@ def test_client_disconnect_mid_stream_row_says_no_usage(metered, db):
     assert resp.status == 200
     rid = resp.getheader("x-request-id")
     assert resp.read1(65536)             # the stream has started
-    conn.sock.shutdown(2)
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    resp.close()
     conn.close()
     row = db.wait_rows(1)[rid]
     assert (row["status"], row["error_class"], row["prompt_tokens"],
@@ -354,7 +358,6 @@ def test_rejection_is_one_row_with_status_and_error_class(
         metered, db, tmp_path, case):
     path, body, headers, status, error_class, key_name, model = \
         REJECTIONS[case]
-    import hashlib
     keys = tmp_path / "keys.conf"
     keys.write_text("key alice {\n\thash sha256:%s;\n}\n" %
                     hashlib.sha256(SECRET.encode()).hexdigest())
@@ -572,11 +575,11 @@ def test_collector_killed_under_load_is_respawned_and_loses_no_row(
              what="the collector to load its first rows")
     old = wait_for(lambda: collector_pid(s), 5, what="the collector")
     wait_for(lambda: load.done() >= 500, 30, what="500 answers")
+    done_at_kill = load.done()
     os.kill(old, signal.SIGKILL)
-    new = wait_for(lambda: (collector_pid(s) or old) != old and
+    new = wait_for(lambda: collector_pid(s) not in (None, old) and
                    collector_pid(s), 10, what="a new collector")
     assert new != old
-    done_at_kill = load.done()
     load.join(timeout=60)
     assert done_at_kill < 2000, "the collector was not killed mid-load"
     assert not load.errors, load.errors[:5]
@@ -592,7 +595,16 @@ def test_worker_killed_under_load_every_answer_it_gave_has_its_row(
     load = Load(s.port, clients=20, per_client=100, latency_ms=20,
                 send_ids=True, max_errors=5).start()
     wait_for(lambda: load.done() >= 400, 30, what="400 answers")
-    victim = s.worker_pids()[0]
+
+    def busiest_worker():
+        # the live worker with the most rows so far: it holds connections
+        live = s.worker_pids()
+        pids = [r[0] for r in db.query(
+            "SELECT worker_pid FROM usage_events GROUP BY 1 "
+            "ORDER BY count(*) DESC")]
+        return next((p for p in pids if p in live), None)
+
+    victim = wait_for(busiest_worker, 15, what="rows from a live worker")
     os.kill(victim, signal.SIGKILL)
     load.join(timeout=60)
     assert all(a["rid"] == a["sent_rid"] for a in load.answered)
