@@ -31,7 +31,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check unit integration run bench clean install uninstall \
-	fuzz fuzz-build soak
+	fuzz fuzz-build soak bench-ring
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -90,6 +90,20 @@ BENCH_PKGS = wrk nginx-light
 
 $(B)/streamload: bench/streamload.c
 	$(CC) $(CFLAGS) -o $@ bench/streamload.c
+
+$(B)/ringbench: $(B)/obj/bench/ringbench.o $(B)/libsluice.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The metering path alone: push cost, and ring -> PostgreSQL rows/s.
+bench-ring: deps
+	$(MAKE) all $(B)/ringbench
+	@d=$$(mktemp -d /tmp/sluice-ringbench-XXXXXX); chmod 755 $$d; \
+	ci=$$(etc/pg.sh start $$d/pg 2>/dev/null) || exit 1; \
+	./$(B)/sluicectl -h >/dev/null 2>&1; \
+	$(B)/ringbench -n 200000 -p 2 -b 1000 "$$ci"; r1=$$?; \
+	$(B)/ringbench -n 200000 -p 2 -b 5000 "$$ci"; r2=$$?; \
+	etc/pg.sh stop $$d/pg >/dev/null 2>&1; rm -rf $$d; \
+	[ $$r1 = 0 ] && [ $$r2 = 0 ]
 
 # 200,000 mixed requests; private RSS of every worker must stay flat.
 soak: deps
