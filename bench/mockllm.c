@@ -37,6 +37,9 @@
  * x-mock-hang 1 never answers; the connection is watched so that a
  * client giving up is still seen and counted as closed.
  *
+ * Azure OpenAI paths (/openai/deployments/NAME/chat/completions,
+ * /completions, /embeddings) answer as the OpenAI endpoint they map to.
+ *
  * Connections: /stats "connections" counts accepts (evhttp bevcb);
  * "active_connections" counts open connections that have sent at least
  * one request (the close callback can only be set from a request);
@@ -1243,7 +1246,16 @@ route(const char *path, size_t len, enum api *api)
 		{ "/v1/responses",		API_RESPONSES },
 		{ "/v1/messages",		API_MESSAGES },
 	};
-	size_t	i;
+	static const struct {
+		const char	*tail;
+		enum api	 api;
+	} azure[] = {
+		{ "/chat/completions",	API_CHAT },
+		{ "/completions",	API_COMPLETIONS },
+		{ "/embeddings",	API_EMBEDDINGS },
+	};
+	size_t	i, tl;
+	const char *slash;
 
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (strlen(routes[i].path) == len &&
@@ -1251,6 +1263,17 @@ route(const char *path, size_t len, enum api *api)
 			*api = routes[i].api;
 			return (0);
 		}
+	/* Azure OpenAI: /openai/deployments/NAME/<endpoint> */
+	if (len > 20 && memcmp(path, "/openai/deployments/", 20) == 0 &&
+	    (slash = memchr(path + 20, '/', len - 20)) != NULL) {
+		tl = len - (size_t)(slash - path);
+		for (i = 0; i < sizeof(azure) / sizeof(azure[0]); i++)
+			if (strlen(azure[i].tail) == tl &&
+			    memcmp(azure[i].tail, slash, tl) == 0) {
+				*api = azure[i].api;
+				return (0);
+			}
+	}
 	return (-1);
 }
 
