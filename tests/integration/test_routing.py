@@ -403,11 +403,31 @@ def test_unaliased_model_without_route_is_404(mock, sluice):
 # ---------------------------------------------------------------------------
 
 def reached_mock(st, data):
-    """mockllm does not serve Azure's /openai/deployments/... paths: it
-    records the request (/last) and answers 404 "unknown path", which
-    sluice passes on.  Either that or a real answer shows the request
-    reached the mock."""
-    return st == 200 or (st == 404 and b"unknown path" in data)
+    """mockllm answers Azure's /openai/deployments/NAME/... paths as the
+    OpenAI endpoint they stand for."""
+    return st == 200
+
+
+def test_azure_stream_is_metered(mock, sluice, db, monkeypatch):
+    """An Azure stream gets include_usage added like an OpenAI one, and
+    its row carries the upstream's tokens and the price."""
+    monkeypatch.setenv("SLUICE_TEST_AZURE_KEY", "az-secret-3")
+    s = sluice(upstreams={"az": {"url": mock.url, "protocol": "azure",
+                                 "api_key_env": "SLUICE_TEST_AZURE_KEY"}},
+               routes=[("*", "az")],
+               extra="price gpt-4o-mini input 1.00 output 2.00;\n" +
+                     database_line(db))
+    st, hdrs, data = chat(s, body=dict(CHAT, stream=True),
+                          headers={"x-mock-prompt-tokens": "40",
+                                   "x-mock-completion-tokens": "9"})
+    assert st == 200, data
+    assert data.rstrip().endswith(b"data: [DONE]"), data
+    assert json.loads(mock.last()["body"])["stream_options"] == {
+        "include_usage": True}
+    row = db.row(hdrs["x-request-id"])
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (40, 9), row
+    assert row["cost_micro_usd"] == 40 * 1 + 9 * 2, row
+    assert row["upstream"] == "az", row
 
 
 def test_azure_path_api_version_key_and_deployment(mock, sluice,
