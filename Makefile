@@ -31,7 +31,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check unit integration run bench clean install uninstall \
-	fuzz fuzz-build soak bench-ring
+	fuzz fuzz-build soak bench-ring bench-counters
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -95,6 +95,11 @@ $(B)/ringbench: $(B)/obj/bench/ringbench.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The metering path alone: push cost, and ring -> PostgreSQL rows/s.
+# The live counters' cost: sluiced with them and with them compiled out.
+bench-counters: all
+	$(MAKE) B=build/nocnt OPT="$(OPT) -DSLUICE_NO_COUNTERS" build/nocnt/sluiced
+	$(PYTHON) bench/counters_ab.py --build $(B) --nocnt build/nocnt
+
 bench-ring: deps
 	$(MAKE) all $(B)/ringbench
 	@d=$$(mktemp -d /tmp/sluice-ringbench-XXXXXX); chmod 755 $$d; \
@@ -183,9 +188,10 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
-FUZZ_TARGETS	 = http usage config
+FUZZ_TARGETS	 = http usage config json
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/log.c
+FUZZ_SRC_json	 = common/json_scan.c common/json.c
 FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
 		   common/glob.c common/log.c
 

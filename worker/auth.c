@@ -156,7 +156,7 @@ auth_request_body(struct client *c)
 		return -1;
 	}
 	if (k->budget_micro_usd > 0 && k->budget_period != PERIOD_NONE) {
-		if (c->w->keystate != NULL &&
+		if (c->w->keystate != NULL && c->w->cfg->database[0] != '\0' &&
 		    !atomic_load_explicit(&c->w->keystate->spend_loaded,
 		    memory_order_relaxed) && now_us() - c->w->started_us <
 		    BUDGET_LOAD_WAIT_US) {

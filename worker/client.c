@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "shm/counters.h"
+#include "common/json_scan.h"
 #include "worker/worker.h"
 
 /* Queue more than this to a client and the upstream stops being read. */
@@ -531,11 +532,13 @@ client_read_body(struct client *c)
  * is not copied: the upstream request is written around the insertion.
  */
 static void
-client_ask_stream_usage(struct client *c, const struct cfg_route *route)
+client_ask_stream_usage(struct client *c, const struct cfg_route *route,
+    const char *body, size_t len, const struct json_field *so)
 {
-	const struct json_doc		*d = &c->w->json;
+	struct json_doc			*d = &c->w->json;
 	const struct cfg_upstream	*u;
-	int				 so, iu;
+	size_t				 open;
+	int				 iu;
 
 	u = &c->w->cfg->upstreams[route->upstream[0]];
 	if (u->protocol == PROTO_ANTHROPIC || c->anthropic)
@@ -545,21 +548,24 @@ client_ask_stream_usage(struct client *c, const struct cfg_route *route)
 	    !(c->rq.path_len == 15 &&
 	    memcmp(c->rq.target, "/v1/completions", 15) == 0))
 		return;
-	so = json_get(d, 0, "stream_options");
-	if (so < 0) {
-		client_add_edit(c, (size_t)d->tok[0].start + 1, 0,
+	if (so->type == JV_NONE) {
+		/* json_scan_top saw the object open before anything else */
+		open = (size_t)((const char *)memchr(body, '{', len) - body);
+		client_add_edit(c, open + 1, 0,
 		    "\"stream_options\":{\"include_usage\":true},");
 		return;
 	}
-	if (!json_is_obj(d, so))
+	/* a small object: jsmn on its span alone */
+	if (so->type != JV_OBJECT ||
+	    json_parse(d, body + so->start, so->end - so->start) == -1)
 		return;
-	iu = json_get(d, so, "include_usage");
+	iu = json_get(d, 0, "include_usage");
 	if (iu < 0)
-		client_add_edit(c, (size_t)d->tok[so].start + 1, 0,
-		    d->tok[so].size > 0 ? "\"include_usage\":true," :
-		    "\"include_usage\":true");
+		client_add_edit(c, so->start + 1, 0, d->tok[0].size > 0 ?
+		    "\"include_usage\":true," : "\"include_usage\":true");
 	else if (json_bool(d, iu) == 0)
-		client_add_edit(c, (size_t)d->tok[iu].start, 5, "true");
+		client_add_edit(c, so->start + (size_t)d->tok[iu].start, 5,
+		    "true");
 }
 
 /* Keep the edits in offset order; there are at most two. */
@@ -622,38 +628,39 @@ static void
 client_dispatch(struct client *c)
 {
 	struct worker		*w = c->w;
-	struct json_doc		*d = &w->json;
 	const struct cfg_route	*route;
 	const struct cfg_alias	*alias;
 	const char		*body;
 	size_t			 len = evbuffer_get_length(c->body);
-	int			 m;
+	struct json_field	 f[3] = {
+		{ .key = "model" }, { .key = "stream" },
+		{ .key = "stream_options" },
+	};
 
 	body = (const char *)evbuffer_pullup(c->body, -1);
-	if (body == NULL || json_parse(d, body, len) == -1 ||
-	    !json_is_obj(d, 0)) {
+	if (body == NULL || json_scan_top(body, len, f, 3) == -1) {
 		client_send_error(c, 400, "invalid_request_error",
 		    "invalid_json", "We could not parse the JSON body of "
 		    "your request.");
 		return;
 	}
-	m = json_get(d, 0, "model");
-	if (json_count_key(d, 0, "model") > 1) {
+	if (f[0].count > 1) {
 		/* parsers disagree on which one counts: refuse, do not pick */
 		client_send_error(c, 400, "invalid_request_error",
 		    "duplicate_model", "the request body has more than one "
 		    "\"model\"");
 		return;
 	}
-	if (!json_is_str(d, m)) {
+	if (f[0].type != JV_STRING) {
 		client_send_error(c, 400, "invalid_request_error",
 		    "missing_model", "you must provide a model parameter");
 		return;
 	}
-	c->model = json_raw(d, m, &c->model_len);
+	c->model = body + f[0].start;
+	c->model_len = f[0].end - f[0].start;
 	snprintf(c->ev.model, sizeof(c->ev.model), "%.*s",
 	    (int)c->model_len, c->model);
-	c->stream = json_bool(d, json_get(d, 0, "stream")) == 1;
+	c->stream = f[1].type == JV_TRUE;
 	c->ev.stream = (uint8_t)c->stream;
 
 	if (auth_request_body(c) == -1)
@@ -662,8 +669,7 @@ client_dispatch(struct client *c)
 	if ((alias = cfg_alias_for(w->cfg, c->model, c->model_len)) != NULL) {
 		/* the upstream is asked for the model the alias stands for */
 		c->model_resolved = alias->model;
-		client_add_edit(c, (size_t)d->tok[m].start, c->model_len,
-		    alias->model);
+		client_add_edit(c, f[0].start, c->model_len, alias->model);
 		route = cfg_route_for(w->cfg, alias->model,
 		    strlen(alias->model));
 	} else
@@ -677,7 +683,7 @@ client_dispatch(struct client *c)
 	if (client_check_family(c, route) == -1)
 		return;
 	if (c->stream)
-		client_ask_stream_usage(c, route);
+		client_ask_stream_usage(c, route, body, len, &f[2]);
 	c->state = CL_PROXYING;
 	/* a client may wait minutes for a model: only the upstream times out */
 	set_read_timeout(c, 0);
