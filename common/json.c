@@ -72,28 +72,6 @@ json_parse(struct json_doc *d, const char *js, size_t len)
 	return 0;
 }
 
-int
-json_count_key(const struct json_doc *d, int obj, const char *key)
-{
-	int	 i, end, n = 0;
-	size_t	 klen = strlen(key);
-
-	if (obj < 0 || obj >= d->ntok || d->tok[obj].type != JSMN_OBJECT)
-		return 0;
-	end = d->tok[obj].end;
-	for (i = obj + 1; i < d->ntok && d->tok[i].start < end; i++) {
-		const jsmntok_t *k = &d->tok[i];
-
-		if (k->parent != obj || k->type != JSMN_STRING)
-			continue;
-		if ((size_t)(k->end - k->start) == klen &&
-		    memcmp(d->js + k->start, key, klen) == 0)
-			n++;
-		i = json_skip(d, i + 1) - 1;
-	}
-	return n;
-}
-
 void
 json_doc_free(struct json_doc *d)
 {

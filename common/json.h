@@ -33,8 +33,6 @@ struct json_doc {
 int	 json_parse(struct json_doc *, const char *js, size_t len);
 void	 json_doc_free(struct json_doc *);
 
-/* How many times KEY appears directly inside object OBJ. */
-int	 json_count_key(const struct json_doc *, int obj, const char *key);
 /* Index of the value of KEY directly inside object token OBJ, or -1. */
 int	 json_get(const struct json_doc *, int obj, const char *key);
 /* Same, following a path of keys: json_path(d, 0, "usage", "prompt_tokens", NULL). */

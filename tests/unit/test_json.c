@@ -166,23 +166,6 @@ test_parse_rejects_second_top_level_value(void **state)
 		    msg);
 }
 
-/* json_count_key: a key given twice is seen twice, nested ones are not. */
-static void
-test_count_key(void **state)
-{
-	struct json_doc d = { 0 };
-
-	(void)state;
-	assert_int_equal(parse(&d, "{\"model\":\"a\",\"x\":{\"model\":1},"
-	    "\"model\":\"b\"}"), 0);
-	assert_int_equal(json_count_key(&d, 0, "model"), 2);
-	assert_int_equal(json_count_key(&d, 0, "x"), 1);
-	assert_int_equal(json_count_key(&d, 0, "none"), 0);
-	assert_int_equal(parse(&d, "{\"model\":\"a\"}"), 0);
-	assert_int_equal(json_count_key(&d, 0, "model"), 1);
-	json_doc_free(&d);
-}
-
 static void
 test_parse_nul_in_string(void **state)
 {
@@ -561,7 +544,6 @@ main(void)
 		    teardown),
 		cmocka_unit_test_teardown(
 		    test_parse_rejects_second_top_level_value, teardown),
-		cmocka_unit_test_teardown(test_count_key, teardown),
 		cmocka_unit_test_teardown(test_parse_nul_in_string, teardown),
 		cmocka_unit_test_teardown(test_get_only_at_its_level, teardown),
 		cmocka_unit_test_teardown(test_get_deeper_key_before_top_one,
