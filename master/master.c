@@ -382,7 +382,7 @@ reload(void)
 		return;
 	}
 	if (ncfg->user[0] != '\0' && getpwnam(ncfg->user) == NULL) {
-		log_warnx("reload failed: user \"%s\" does not exist",
+		reload_record(0, "reload failed: user \"%s\" does not exist",
 		    ncfg->user);
 		cfg_free(ncfg);
 		return;
@@ -511,6 +511,9 @@ begin_stop(enum stop_mode mode)
 	for (i = 0; i < m.nfds; i++)
 		close(m.fds[i]);
 	m.nfds = 0;
+	if (m.admin_fd != -1)
+		close(m.admin_fd);
+	m.admin_fd = -1;
 	if (mode == STOP_GRACEFUL) {
 		log_info("graceful stop: finishing in-flight requests "
 		    "(at most %d ms)", m.cfg->shutdown_timeout_ms);
