@@ -18,6 +18,49 @@
 #include "common/json.h"
 
 #define JSON_INITIAL_TOKENS	256
+#define JSON_MAX_DEPTH		128
+
+/*
+ * jsmn with parent links walks up from the newest token at every closing
+ * bracket: quadratic in the nesting depth.  Refuse deep documents first,
+ * in one pass (nothing sluice reads is nested more than a few levels).
+ */
+static int
+too_deep(const char *js, size_t len)
+{
+	const char	*p = js, *end = js + len, *q;
+	int		 depth = 0;
+
+	while (p < end) {
+		switch (*p) {
+		case '"':
+			/* skip the string: find a quote not escaped */
+			for (q = p + 1;; q++) {
+				q = memchr(q, '"', (size_t)(end - q));
+				if (q == NULL)
+					return 0;	/* jsmn rejects it */
+				size_t bs = 0;
+				while (q - bs - 1 > p && q[-1 - (long)bs] == '\\')
+					bs++;
+				if (bs % 2 == 0)
+					break;
+			}
+			p = q + 1;
+			continue;
+		case '{':
+		case '[':
+			if (++depth > JSON_MAX_DEPTH)
+				return 1;
+			break;
+		case '}':
+		case ']':
+			depth--;
+			break;
+		}
+		p++;
+	}
+	return 0;
+}
 
 int
 json_parse(struct json_doc *d, const char *js, size_t len)
@@ -29,6 +72,8 @@ json_parse(struct json_doc *d, const char *js, size_t len)
 	d->js = js;
 	d->len = len;
 	d->ntok = 0;
+	if (too_deep(js, len))
+		return -1;
 	if (d->tok == NULL) {
 		int n0 = JSON_INITIAL_TOKENS;
 

@@ -338,6 +338,21 @@ client_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/*
+ * Before (or without) a parsed head: does the request line name an
+ * Anthropic endpoint?  Then errors go out in Anthropic's shape.
+ */
+static int
+looks_anthropic(const char *p, size_t n)
+{
+	const char *sp = memchr(p, ' ', n < 16 ? n : 16);
+
+	if (sp == NULL)
+		return 0;
+	sp++;
+	return (size_t)(p + n - sp) >= 12 && memcmp(sp, "/v1/messages", 12) == 0;
+}
+
 static void
 client_read_head(struct client *c)
 {
@@ -387,6 +402,10 @@ client_read_head(struct client *c)
 	if (found.pos == -1) {
 		c->head_scanned = len;
 		if (len > cfg->client_max_header_size) {
+			char	 peek[64];
+			size_t	 n = evbuffer_copyout(in, peek, sizeof(peek));
+
+			c->anthropic = looks_anthropic(peek, n);
 			c->keepalive = 0;
 			client_send_error(c, 431, "invalid_request_error",
 			    "header_too_large", "request header too large");
@@ -395,6 +414,10 @@ client_read_head(struct client *c)
 	}
 	c->head_len = (size_t)found.pos + 4;
 	if (c->head_len > cfg->client_max_header_size) {
+		char	 peek[64];
+		size_t	 n = evbuffer_copyout(in, peek, sizeof(peek));
+
+		c->anthropic = looks_anthropic(peek, n);
 		c->keepalive = 0;
 		client_send_error(c, 431, "invalid_request_error",
 		    "header_too_large", "request header too large");
@@ -416,6 +439,7 @@ client_read_head(struct client *c)
 
 	rc = http_parse_request(c->head, c->head_len, CLIENT_MAX_LINE, &c->rq);
 	if (rc != 0) {
+		c->anthropic = looks_anthropic(c->head, c->head_len);
 		c->keepalive = 0;
 		client_send_error(c, rc, "invalid_request_error",
 		    "bad_request", "malformed HTTP request");

@@ -534,10 +534,47 @@ test_max_tokens_below_initial_array(void **state)
 	assert_int_equal(rc50, -1);
 }
 
+/* Deep nesting is refused before jsmn, whose cost grows with depth. */
+static void
+test_deep_nesting_refused_fast(void **state)
+{
+	struct json_doc	 d = { 0 };
+	size_t		 n = 100000, i, len = 0;
+	char		*b = malloc(2 * n + 16);
+
+	(void)state;
+	assert_non_null(b);
+	b[len++] = '{';
+	memcpy(b + len, "\"a\":", 4);
+	len += 4;
+	for (i = 0; i < n; i++)
+		b[len++] = '[';
+	for (i = 0; i < n; i++)
+		b[len++] = ']';
+	b[len++] = '}';
+	assert_int_equal(json_parse(&d, b, len), -1);
+	/* 100 levels, with brackets inside strings that must not count */
+	len = 0;
+	b[len++] = '{';
+	memcpy(b + len, "\"a\":", 4);
+	len += 4;
+	for (i = 0; i < 100; i++)
+		b[len++] = '[';
+	memcpy(b + len, "\"[[[\\\"[\"", 8);
+	len += 8;
+	for (i = 0; i < 100; i++)
+		b[len++] = ']';
+	b[len++] = '}';
+	assert_int_equal(json_parse(&d, b, len), 0);
+	json_doc_free(&d);
+	free(b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_deep_nesting_refused_fast),
 		cmocka_unit_test_teardown(test_parse_valid, teardown),
 		cmocka_unit_test_teardown(test_parse_rejects_non_json, teardown),
 		cmocka_unit_test_teardown(test_parse_rejects_truncated,
