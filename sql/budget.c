@@ -121,6 +121,7 @@ budget_load(PGconn *conn, const struct config *cfg, struct keystate_table *t,
 	}
 	free(dsum);
 	free(msum);
-	atomic_store(&t->spend_loaded, 1);
+	if (!atomic_exchange(&t->spend_loaded, 1))
+		log_info("key spend loaded from PostgreSQL: budgets enforced");
 	return 0;
 }

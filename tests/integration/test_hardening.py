@@ -532,14 +532,18 @@ def test_header_that_never_ends_is_431_at_the_limit_not_the_timeout(front):
 
 
 def test_deeply_nested_json_is_answered_quickly_and_worker_survives(front):
+    """Request bodies are read by a one-pass scanner that refuses nesting
+    deeper than 512 levels: 400 at once, whether the brackets close or
+    not; 500 levels are passed on to the upstream."""
     s = front()
-    depth = 100000
     head = b'{"model": "gpt-test", "messages": [], "x": '
     cases = [
-        # valid: 100,000 arrays deep, padded to 1 MiB
-        (head + b"[" * depth + b"]" * depth + b"}", 200),
+        # 100,000 arrays deep, closed, padded to 1 MiB
+        (head + b"[" * 100000 + b"]" * 100000 + b"}", 400),
         # never closed: 100,000 '[' in 1 MiB
-        (head + b"[" * depth, 400),
+        (head + b"[" * 100000, 400),
+        # 500 deep: within the limit, so the upstream answers
+        (head + b"[" * 500 + b"]" * 500 + b"}", 200),
     ]
     for body, want in cases:
         body = body + b" " * (1024 * 1024 - len(body))
@@ -547,9 +551,7 @@ def test_deeply_nested_json_is_answered_quickly_and_worker_survives(front):
         try:
             st, h, data = post(s.port, CHAT_PATH, body, timeout=8)
         except socket.timeout:
-            pytest.fail("no answer in 8 s to a body nested %d deep "
-                        "(%s)" % (depth, "closed" if want == 200 else
-                                  "never closed"))
+            pytest.fail("no answer in 8 s to a deeply nested body")
         took = time.monotonic() - t0
         assert st == want, data[:300]
         if want == 400:
@@ -558,20 +560,19 @@ def test_deeply_nested_json_is_answered_quickly_and_worker_survives(front):
     assert_serves(s, s.pids0)
 
 
-def test_json_with_half_a_million_tokens_is_answered_quickly(front):
+def test_json_with_a_million_values_is_answered_quickly(front):
+    """The scanner makes no token per value: a body of 500,000 or
+    1,500,000 numbers is skipped in one pass and passed on."""
     s = front()
-    for ntok, want in ((500000, 200), (1500000, 400)):
-        # the object, its keys and values, the array and its numbers
+    for ntok in (500000, 1500000):
         nums = ntok - 8
         body = (b'{"model": "gpt-test", "messages": [], "x": [' +
                 b",".join([b"0"] * nums) + b"]}")
         t0 = time.monotonic()
         st, h, data = post(s.port, CHAT_PATH, body, timeout=15)
         took = time.monotonic() - t0
-        assert st == want, (ntok, data[:300])
-        if want == 400:                 # over the token cap: refused
-            assert_error(st, h, data, 400, code="invalid_json")
-        assert took < 5, "%d tokens took %.1f s" % (ntok, took)
+        assert st == 200, (ntok, data[:300])
+        assert took < 5, "%d values took %.1f s" % (ntok, took)
     assert_serves(s, s.pids0)
 
 

@@ -26,7 +26,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BUILD, post, request, wait_for
+from conftest import BUILD, closed_port, post, request, wait_for
 
 SLUICECTL = os.path.join(BUILD, "sluicectl")
 UPSTREAM_ENV = "SLUICE_TEST_UPSTREAM_KEY"
@@ -157,7 +157,7 @@ def gateway(sluice, mock, tmp_path, monkeypatch):
         extra = "keys_file %s;\n%s" % (keys.path, PRICES)
         if db is not None:
             extra += 'database "%s";\n' % db.conninfo()
-        return sluice(
+        s = sluice(
             start=start, workers=workers, extra=extra,
             upstreams={
                 "oai": {"url": mock.url, "api_key_env": UPSTREAM_ENV},
@@ -165,6 +165,12 @@ def gateway(sluice, mock, tmp_path, monkeypatch):
                          "api_key_env": UPSTREAM_ENV},
             },
             routes=[("claude-*", "anth"), ("*", "oai")])
+        # budgeted keys get 503 until the collector has loaded their
+        # spend from PostgreSQL (the log says when): wait for that
+        if start and db is not None and "budget" in open(keys.path).read():
+            wait_for(lambda: "key spend loaded" in s.log_text(), 15,
+                     what="the collector to load key spend")
+        return s
 
     return make
 
@@ -656,3 +662,28 @@ def test_sluicectl_key_new_secret_authenticates(gateway, mock, tmp_path):
     anthropic_error(st, body, 403, "permission_error")
     st, _, body = chat(s.port, secret[:-1])
     openai_error(st, body, 401, "invalid_request_error", "invalid_api_key")
+
+
+def test_budgeted_key_waits_while_spend_is_not_loaded(sluice, mock,
+                                                      tmp_path, monkeypatch):
+    """PostgreSQL unreachable at the first start: the spend of earlier
+    runs cannot be loaded, so a budgeted key is refused with 503 and
+    Retry-After rather than allowed to spend its budget twice, while a
+    key without a budget is served."""
+    monkeypatch.setenv(UPSTREAM_ENV, UPSTREAM_KEY)
+    keys = Keys(tmp_path / "keys.conf")
+    rich = keys.add("rich")
+    poor = keys.add("poor", budget="5 per day")
+    keys.write()
+    s = sluice(workers=1, extra="keys_file %s;\n%sdatabase \"host=127.0.0.1 "
+               "port=%d dbname=none connect_timeout=1\";\n"
+               % (keys.path, PRICES, closed_port()),
+               upstreams={"oai": {"url": mock.url,
+                                  "api_key_env": UPSTREAM_ENV}},
+               routes=[("*", "oai")])
+    st, hdrs, body = chat(s.port, poor)
+    assert st == 503, body
+    assert json.loads(body)["error"]["code"] == "budget_loading"
+    assert hdrs.get("retry-after") == "1"
+    st, _, body = chat(s.port, rich)
+    assert st == 200, body
