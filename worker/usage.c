@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 
 #include "common/log.h"
+#include "common/json_scan.h"
 #include "worker/usage.h"
 
 #define USAGE_BODY_MAX	(1024 * 1024)
@@ -72,22 +73,45 @@ merge_usage(struct usage_acc *a, const struct json_doc *d, int u)
 		a->seen = 1;
 }
 
+/* Merge the usage object at JS (LEN bytes, one object): jsmn on it alone. */
+static void
+merge_span(struct usage_acc *a, struct json_doc *d, const char *js, size_t len)
+{
+	if (json_parse(d, js, len) == 0)
+		merge_usage(a, d, 0);
+}
+
+/*
+ * The top level is scanned, not tokenized: an answer is mostly content
+ * sluice does not read, and only the small usage object goes to jsmn.
+ */
 void
 usage_from_json(struct usage_acc *a, struct json_doc *d, const char *js,
     size_t len)
 {
-	int o;
+	struct json_field	 f[4] = {
+		{ .key = "usage" }, { .key = "message" }, { .key = "response" },
+		{ .key = "type" },
+	};
+	int			 i;
 
-	if (json_parse(d, js, len) == -1 || !json_is_obj(d, 0))
+	if (json_scan_top(js, len, f, 4) == -1)
 		return;
-	merge_usage(a, d, json_get(d, 0, "usage"));
+	if (f[0].type == JV_OBJECT)
+		merge_span(a, d, js + f[0].start, f[0].end - f[0].start);
 	/* Anthropic message_start, Responses API response.* events */
-	if ((o = json_get(d, 0, "message")) >= 0)
-		merge_usage(a, d, json_get(d, o, "usage"));
-	if ((o = json_get(d, 0, "response")) >= 0)
-		merge_usage(a, d, json_get(d, o, "usage"));
-	if (json_str_eq(d, json_get(d, 0, "type"), "message_start") ||
-	    json_str_eq(d, json_get(d, 0, "type"), "message_delta"))
+	for (i = 1; i <= 2; i++) {
+		struct json_field u[1] = { { .key = "usage" } };
+
+		if (f[i].type != JV_OBJECT || json_scan_top(js + f[i].start,
+		    f[i].end - f[i].start, u, 1) == -1 || u[0].type != JV_OBJECT)
+			continue;
+		merge_span(a, d, js + f[i].start + u[0].start,
+		    u[0].end - u[0].start);
+	}
+	if (f[3].type == JV_STRING && f[3].end - f[3].start == 13 &&
+	    (memcmp(js + f[3].start, "message_start", 13) == 0 ||
+	    memcmp(js + f[3].start, "message_delta", 13) == 0))
 		a->anthropic = 1;
 }
 
