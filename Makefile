@@ -22,7 +22,7 @@ PYTHON	 = /usr/bin/python3
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
-	   openssl curl mandoc clang libclang-rt-14-dev
+	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light
 
 MAINS	 = master/sluiced.c master/sluicectl.c
 LIB_SRCS = $(filter-out $(MAINS),$(wildcard common/*.c shm/*.c worker/*.c sql/*.c master/*.c))

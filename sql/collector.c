@@ -53,7 +53,10 @@
 #define COLL_BACKOFF_MIN_MS	100
 #define COLL_BACKOFF_MAX_MS	5000
 #define COLL_CONNECT_MS		5000	/* give up on one connect attempt */
-#define COLL_IDLE_MS		2	/* sleep when all lanes are empty */
+#define COLL_IDLE_MS		20	/* sleep when all lanes are empty: a
+					   lane holds seconds of traffic, and
+					   waking 500 times a second cost the
+					   workers' core 1% */
 #define COLL_SPOOL_RETRY_MS	1000	/* after the spool failed too */
 #define COLL_DRAIN_MIN_MS	10000	/* keep trying to drain at least */
 #define COLL_COPY_CHUNK		(256 * 1024)	/* bytes per PQputCopyData */

@@ -118,7 +118,7 @@ meter_finish(struct client *c)
 	if (ev->overhead_us < 0)
 		ev->overhead_us = 0;
 	ev->bytes_out = c->out_bytes;
-	ev->worker_pid = (int32_t)getpid();
+	ev->worker_pid = c->w->pid;
 	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
 	/* an alias is billed as the model it stands for */
 	model = c->model_resolved != NULL ? c->model_resolved : ev->model;

@@ -34,6 +34,7 @@
 
 /* How long a looked-up upstream address is used before looking again. */
 #define RESOLVE_TTL_US	(30LL * 1000000)
+#define UPSTREAM_IO_MAX	(256 * 1024)	/* bytes per read or write */
 
 static void	 idle_read_cb(struct bufferevent *, void *);
 static void	 idle_event_cb(struct bufferevent *, short, void *);
@@ -241,6 +242,9 @@ upconn_new(struct upstream *up)
 		    AF_UNSPEC, host, port) == -1)
 			goto fail;
 	}
+	/* one syscall for a whole request body, as nginx's writev does */
+	bufferevent_set_max_single_write(uc->bev, UPSTREAM_IO_MAX);
+	bufferevent_set_max_single_read(uc->bev, UPSTREAM_IO_MAX);
 	if (bufferevent_getfd(uc->bev) != -1) {
 		int one = 1;
 

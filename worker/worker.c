@@ -10,6 +10,7 @@
  */
 #include <sys/socket.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,14 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	w->cfg = cfg;
 	w->slot = slot;
 	w->started_us = now_us();
+	w->pid = (int32_t)getpid();
+	/*
+	 * Request bodies of 100 KB come and go as evbuffer chains; glibc
+	 * would give the heap top back to the kernel after each (brk three
+	 * times a request).  Keep a few MB instead.
+	 */
+	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_TOP_PAD, 1024 * 1024);
 	TAILQ_INIT(&w->clients);
 	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
 		w->lane = shm_lane(shm, (uint32_t)slot);

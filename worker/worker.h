@@ -184,6 +184,7 @@ struct worker {
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
 	uint64_t	 rid_state[2];	/* request id generator */
 	int64_t		 started_us;	/* monotonic */
+	int32_t		 pid;
 };
 
 void	 worker_main(const struct config *, struct shm_segment *, int slot,
