@@ -276,15 +276,14 @@ valid_glob(const char *s, size_t len)
 static void
 format_usd(int64_t micro, char *out, size_t outlen)
 {
-	int64_t	 frac = micro % 1000000;
+	char	 frac[8];
 	int	 digits = 6;
 
-	while (digits > 2 && frac % 10 == 0) {
-		frac /= 10;
-		digits--;
-	}
-	snprintf(out, outlen, "%lld.%0*lld", (long long)(micro / 1000000),
-	    digits, (long long)frac);
+	/* six fraction digits, then drop trailing zeros down to two */
+	snprintf(frac, sizeof(frac), "%06lld", (long long)(micro % 1000000));
+	while (digits > 2 && frac[digits - 1] == '0')
+		frac[--digits] = '\0';
+	snprintf(out, outlen, "%lld.%s", (long long)(micro / 1000000), frac);
 }
 
 /*

@@ -170,6 +170,7 @@ main(int argc, char **argv)
 		if (pid > 0) {
 			/* exit 0 only once the daemon says it is up */
 			close(ready[1]);
+			cfg_free(cfg);
 			if (read(ready[0], &ok, 1) != 1)
 				return 1;
 			return 0;
