@@ -293,6 +293,8 @@ class Bench:
             "spool_dir %s/spool;" % d,
             "shutdown_timeout 5s;",
         ]
+        if os.geteuid() == 0:
+            lines.append("user root;")   # root workers only when asked
         if database:
             lines.append('database "%s";' % database)
         if AUTH_HEADERS:

@@ -162,8 +162,9 @@ def main():
         f.write("listen 127.0.0.1:%d;\nworkers 2;\nlog %s/sluiced.log warn;\n"
                 "pid_file %s/sluiced.pid;\nspool_dir %s/spool;\n"
                 "database \"%s\";\nupstream mock { url http://127.0.0.1:%d; }\n"
-                "route * mock;\nprice * input 0.15 output 0.60;\n"
-                % (port, tmp, tmp, tmp, pg.conninfo(), mport))
+                "route * mock;\nprice * input 0.15 output 0.60;\n%s"
+                % (port, tmp, tmp, tmp, pg.conninfo(), mport,
+                   "user root;\n" if os.geteuid() == 0 else ""))
     sl = subprocess.Popen([os.path.join(BUILD, "sluiced"), "-f", "-c", conf])
     try:
         for _ in range(100):

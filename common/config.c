@@ -608,6 +608,12 @@ read_key_file(struct cp_parser *p, int line, struct cfg_upstream *u)
 		    u->api_key_file, strerror(errno));
 		goto done;
 	}
+	if (st.st_mode & S_IROTH) {
+		cp_err(p, line, "api_key_file \"%s\" is readable by every user "
+		    "(mode %04o); chmod o-r it", u->api_key_file,
+		    (unsigned)(st.st_mode & 07777));
+		goto done;
+	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
 		log_warnx("%s:%d: upstream \"%s\": api_key_file \"%s\" is "
 		    "accessible by group or others (mode %04o)", p->path, line,

@@ -98,6 +98,7 @@ read_file(struct cp_parser *p)
 		cp_err(p, 0, "%s", strerror(errno));
 		goto fail;
 	}
+	p->file_mode = (unsigned)st.st_mode;
 	if (!S_ISREG(st.st_mode)) {
 		cp_err(p, 0, "not a regular file");
 		goto fail;

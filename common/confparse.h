@@ -56,6 +56,7 @@ struct cp_parser {
 	char		*err;
 	size_t		 errlen;
 	void		*udata;		/* the loader's own state */
+	unsigned	 file_mode;	/* st_mode of the file read */
 };
 
 enum cp_vtype {

@@ -15,6 +15,7 @@
  * names and duplicate hashes are found too (with a second table on the
  * names), so loading stays linear in the number of keys.
  */
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,8 +374,16 @@ keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
 	st.kr = kr;
 	p.udata = &st;
 	p.args_max = 1 + KEY_MAX_MODELS;
-	if (cp_open(&p) == -1 ||
-	    cp_parse_file(&p, file_dirs, cp_nitems(file_dirs), kr) == -1 ||
+	if (cp_open(&p) == -1)
+		goto done;
+	if (p.file_mode & S_IROTH) {
+		/* key hashes are not secrets, but their owners' names and
+		 * limits are nobody else's business: refuse, as sshd does */
+		cp_err(&p, 0, "readable by every user (mode %04o); chmod o-r "
+		    "it", p.file_mode & 07777);
+		goto done;
+	}
+	if (cp_parse_file(&p, file_dirs, cp_nitems(file_dirs), kr) == -1 ||
 	    check_names(&p, kr) == -1 || build_index(&p, &st) == -1)
 		goto done;
 	*out = kr;

@@ -34,7 +34,8 @@ fi
 
 # Rewrite the example for this checkout: local paths, and the mock for
 # every upstream without a key.
-awk -v run="$run" -v mock="http://$mock" -v db="$database" '
+root=0; [ "$(id -u)" = 0 ] && root=1
+awk -v run="$run" -v mock="http://$mock" -v db="$database" -v root="$root" '
 function flush(   i, envset) {
 	envset = (keyvar != "" && ENVIRON[keyvar] != "")
 	for (i = 1; i <= n; i++) {
@@ -56,6 +57,7 @@ inblk {
 /^spool_dir[ \t]/ { print "spool_dir\t\t" run "/spool;"; next }
 /^database[ \t]/ { if (db != "") print "database\t\t\"" db "\";"; next }
 /^workers[ \t]/ { print "workers\t\t\t2;"; next }
+/^#user[ \t]/ { if (root) print "user\t\t\troot;\t# make run as root: on purpose"; else print; next }
 { print }
 ' etc/sluice.conf.example > "$run/sluice.conf"
 

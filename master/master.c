@@ -13,6 +13,7 @@
  * shutdown it is stopped only after every worker has exited, so it sees
  * every event they pushed.
  */
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <errno.h>
@@ -186,6 +187,9 @@ child_setup(void)
 	sa.sa_handler = SIG_DFL;
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
+	/* children hold provider keys: no core dumps, no ptrace by peers */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		log_warn("prctl(PR_SET_DUMPABLE)");
 }
 
 static void

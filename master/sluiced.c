@@ -135,6 +135,12 @@ main(int argc, char **argv)
 		cfg_free(cfg);
 		return 0;
 	}
+	if (geteuid() == 0 && cfg->user[0] == '\0') {
+		fprintf(stderr, "sluiced: %s: refusing to run workers as root: "
+		    "set \"user\" to an unprivileged account (or \"user "
+		    "root;\" to run them as root on purpose)\n", path);
+		return 1;
+	}
 	/* a reload re-reads the same file after we chdir("/") */
 	if (realpath(path, abspath) == NULL)
 		fatal("%s", path);

@@ -308,6 +308,9 @@ class Sluice:
             "log %s debug;" % self.log_path,
             "spool_dir %s;" % (self.dir / "spool"),
             "shutdown_timeout %s;" % shutdown_timeout,
+            # sluiced refuses root workers unless asked for them outright
+            "user root;" if os.geteuid() == 0 and "user " not in extra
+            else "",
             extra,
         ] + blocks + ["route %s %s;" % (g, u) for g, u in routes]
         return "\n".join(lines) + "\n"

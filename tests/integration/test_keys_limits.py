@@ -91,6 +91,7 @@ class Keys:
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.write("".join(b for _, b in self.keys.values()))
+        os.chmod(tmp, 0o600)    # sluiced refuses a world-readable one
         os.rename(tmp, self.path)
 
 

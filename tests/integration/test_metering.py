@@ -361,6 +361,7 @@ def test_rejection_is_one_row_with_status_and_error_class(
     keys = tmp_path / "keys.conf"
     keys.write_text("key alice {\n\thash sha256:%s;\n}\n" %
                     hashlib.sha256(SECRET.encode()).hexdigest())
+    keys.chmod(0o600)
     s = metered(extra="keys_file %s;" % keys,
                 routes=[("gpt-*", "oai"), ("claude-*", "anth")])
     st, hdrs, data = post(s.port, path, body, headers=headers)

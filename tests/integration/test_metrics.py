@@ -227,6 +227,7 @@ def keys_file(tmp_path):
     path = tmp_path / "keys.conf"
     path.write_text("key alice {\n\thash sha256:%s;\n}\n" %
                     hashlib.sha256(SECRET.encode()).hexdigest())
+    path.chmod(0o600)
     return str(path)
 
 

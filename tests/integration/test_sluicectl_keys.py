@@ -59,6 +59,7 @@ def test_key_new_block_passes_sluiced_check(tmp_path):
 
     keys = tmp_path / "keys.conf"
     keys.write_text(block + "\n" + block2)
+    keys.chmod(0o600)
     conf = write_conf(tmp_path, "keys.conf")     # relative to the config
     rc, out, err = run([SLUICED, "-t", "-c", str(conf)])
     assert rc == 0, out + err
@@ -96,6 +97,7 @@ def test_broken_keys_file_fails_sluiced_check(tmp_path):
     keys = tmp_path / "keys.conf"
     _, block, _ = key_new("alice")
     keys.write_text(block + "key bob {\n    hash sha256:abc;\n}\n")
+    keys.chmod(0o600)
     conf = write_conf(tmp_path, str(keys))
     bad_line = block.count("\n") + 2
 
