@@ -1,0 +1,74 @@
+"""The official SDKs work with only their base URL pointed at sluice:
+OpenAI's (chat, a metered stream with its extra usage chunk, embeddings,
+models, a wrong key) and Anthropic's (messages, a stream, a wrong key),
+from npm, run by node (tests/sdk/sdk_check.mjs)."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BUILD, ROOT
+
+SDK_SRC = os.path.join(ROOT, "tests", "sdk")
+SDK_DIR = os.path.join(BUILD, "sdk")
+SECRET = "sk-sluice-sdk-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def sdk():
+    """node_modules with the pinned SDK versions, installed once into
+    build/sdk from the npm registry."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail("%s is needed to run the official JS SDKs" % tool)
+    os.makedirs(SDK_DIR, exist_ok=True)
+    for f in ("package.json", "sdk_check.mjs"):
+        shutil.copy(os.path.join(SDK_SRC, f), SDK_DIR)
+    if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "openai")):
+        r = subprocess.run(["npm", "install", "--no-package-lock",
+                            "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=SDK_DIR, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+    return SDK_DIR
+
+
+def test_official_sdks_through_sluice(sdk, sluice, mock, tmp_path):
+    keys = tmp_path / "keys.conf"
+    keys.write_text("key sdk {\n\thash sha256:%s;\n}\n" %
+                    hashlib.sha256(SECRET.encode()).hexdigest())
+    keys.chmod(0o600)
+    s = sluice(upstreams={"oai": mock.url,
+                          "anth": {"url": mock.url,
+                                   "protocol": "anthropic"}},
+               routes=[("claude-*", "anth"), ("*", "oai")],
+               extra="keys_file %s;\n" % keys)
+    r = subprocess.run(["node", "sdk_check.mjs"], cwd=sdk,
+                       env=dict(os.environ,
+                                SLUICE_URL="http://127.0.0.1:%d" % s.port,
+                                SLUICE_KEY=SECRET),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+
+    assert out["chat"]["content"].startswith("Hello")
+    assert out["chat"]["usage"]["completion_tokens"] == 10
+    # the stream: 20 content chunks, then the usage chunk sluice asked for
+    cs = out["chat_stream"]
+    assert cs["chunks"] == 21 and cs["text"].startswith("Hello ")
+    assert cs["usage"]["completion_tokens"] == 20
+    assert out["embeddings"]["dims"] == 8
+    assert out["embeddings"]["usage"]["prompt_tokens"] >= 1
+    assert out["bad_key"] == {"status": 401, "name": "AuthenticationError"}
+    assert out["models"] == []      # only globs routed: nothing concrete
+
+    m = out["messages"]
+    assert m["text"].startswith("Hello") and m["usage"]["output_tokens"] == 10
+    ms = out["messages_stream"]
+    assert ms["text"].startswith("Hello ") and ms["output_tokens"] == 20
+    assert out["bad_key_anthropic"] == {"status": 401,
+                                        "name": "AuthenticationError"}
