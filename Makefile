@@ -67,8 +67,17 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# promtool, from Debian's prometheus package, unpacked and not installed:
+# installing it would start a Prometheus server on :9090.
+PROMTOOL = build/tools/usr/bin/promtool
+$(PROMTOOL):
+	@mkdir -p build/tools
+	cd build/tools && rm -f prometheus_*.deb && apt-get download prometheus \
+	    && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
+	@test -x $@
+
 check: deps
-	$(MAKE) all $(UNIT_BINS)
+	$(MAKE) all $(UNIT_BINS) $(PROMTOOL)
 	$(MAKE) unit
 	$(MAKE) man-lint
 	$(MAKE) fuzz FUZZ_SECONDS=3

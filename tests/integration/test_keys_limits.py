@@ -685,3 +685,47 @@ def test_budgeted_key_waits_while_spend_is_not_loaded(sluice, mock,
     assert hdrs.get("retry-after") == "1"
     st, _, body = chat(s.port, rich)
     assert st == 200, body
+
+
+def test_burst_of_300_from_30_clients_admits_rpm_not_workers_times_rpm(
+        gateway, mock, tmp_path):
+    """rpm 60 with 4 workers: 300 requests from 30 concurrent clients are
+    admitted between 60 and 60 + workers times, never 4 x 60."""
+    keys = Keys(tmp_path / "keys.conf")
+    k = keys.add("bursty", rpm=60)
+    s = gateway(keys, workers=4)
+    statuses = []
+    lock = threading.Lock()
+
+    def client():
+        for _ in range(10):
+            st, _, _ = chat(s.port, k)
+            with lock:
+                statuses.append(st)
+
+    threads = [threading.Thread(target=client) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(statuses) == 300
+    admitted = statuses.count(200)
+    assert set(statuses) <= {200, 429}, set(statuses)
+    assert 60 <= admitted <= 64, admitted
+
+
+def test_broken_keys_file_on_sighup_keeps_the_old_keys(gateway, mock,
+                                                       tmp_path):
+    keys = Keys(tmp_path / "keys.conf")
+    k = keys.add("keeper")
+    s = gateway(keys)
+    assert chat(s.port, k)[0] == 200
+    with open(keys.path, "a") as f:
+        f.write("key broken {\n\thash nope;\n}\n")
+    line = open(keys.path).read().splitlines().index("\thash nope;") + 1
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "reload failed" in s.log_text(), 5,
+             what="the refused reload in the log")
+    assert "%s:%d:" % (keys.path, line) in s.log_text()
+    for _ in range(5):
+        assert chat(s.port, k)[0] == 200

@@ -596,3 +596,18 @@ def test_localhost_upstream_name_resolves(mock, sluice):
         assert st == 200, (i, data)
     assert requests_of(mock) == 3
     assert mock.last()["headers"]["host"] == "localhost:%d" % mock.port
+
+
+def test_balance_spreads_1000_requests_evenly_over_three(mock_factory,
+                                                         sluice):
+    mocks = [mock_factory() for _ in range(3)]
+    s = sluice(upstreams={"a": mocks[0].url, "b": mocks[1].url,
+                          "c": mocks[2].url},
+               routes=[("*", "balance a b c")], workers=1)
+    for _ in range(1000):
+        st, _, data = chat(s)
+        assert st == 200, data
+    counts = [requests_of(m) for m in mocks]
+    assert sum(counts) == 1000, counts
+    for n in counts:
+        assert abs(n - 1000 / 3) <= 1000 / 3 * 0.10, counts

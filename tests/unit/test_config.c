@@ -508,9 +508,15 @@ test_api_key_file_mode_warns(void **state)
 	struct config	*cfg;
 
 	(void)state;
+	/* readable by every user: refused, without showing the secret */
 	write_file(keyfile, "sk-open\n", 0644);
 	snprintf(text, sizeof(text), "upstream a {\n url http://x;\n"
 	    " api_key_file %s;\n}\nroute * a;\n", keyfile);
+	snprintf(msg, sizeof(msg), "upstream \"a\": api_key_file \"%s\" is "
+	    "readable by every user (mode 0644); chmod o-r it", keyfile);
+	expect_err(text, 3, msg);
+	/* readable by its group: a warning */
+	assert_int_equal(chmod(keyfile, 0640), 0);
 	log_to_file(logf);
 	cfg = load_ok(text);
 	log_init("stderr", LOGL_INFO);

@@ -6,6 +6,7 @@
  * (or cfg_load() for keys_file), so the tests see what sluiced -t sees:
  * the parsed keys, or the exact "PATH:LINE: message" with the line to fix.
  */
+#include <sys/stat.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -417,6 +418,7 @@ test_config_keys_file(void **state)
 	fclose(f);
 
 	assert_non_null(f = fopen(keys, "w"));
+	assert_int_equal(fchmod(fileno(f), 0600), 0);
 	fprintf(f, "key alice {\n    hash " H1 ";\n}\n");
 	fclose(f);
 	if (cfg_load(conf, &cfg, err, sizeof(err)) != 0)
@@ -430,6 +432,7 @@ test_config_keys_file(void **state)
 
 	/* an error in the keys file names the keys file and its line */
 	assert_non_null(f = fopen(keys, "w"));
+	assert_int_equal(fchmod(fileno(f), 0600), 0);
 	fprintf(f, "key alice {\n    hash " H1 ";\n    rpm lots;\n}\n");
 	fclose(f);
 	assert_int_equal(cfg_load(conf, &cfg, err, sizeof(err)), -1);
