@@ -72,8 +72,10 @@ deps:
 PROMTOOL = build/tools/usr/bin/promtool
 $(PROMTOOL):
 	@mkdir -p build/tools
-	cd build/tools && rm -f prometheus_*.deb && apt-get download prometheus \
-	    && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
+	cd build/tools && rm -f prometheus_*.deb && \
+	    { apt-get download prometheus 2>/dev/null || \
+	      { apt-get update -qq && apt-get download prometheus; }; } && \
+	    dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
 	@test -x $@
 
 check: deps
