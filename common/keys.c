@@ -28,6 +28,7 @@
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/glob.h"
+#include "common/hex.h"
 #include "common/keys.h"
 
 #define KEYS_MAX	(1 << 20)
@@ -133,18 +134,6 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 }
 
 static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 d_hash(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
 	struct keys_state	*st = p->udata;
@@ -162,8 +151,8 @@ d_hash(struct cp_parser *p, struct cp_directive *d, void *obj)
 		return cp_err(p, d->line, "invalid hash: %zu hex digits, "
 		    "expected 64", strlen(v));
 	for (i = 0; i < 32; i++) {
-		hi = hexval((unsigned char)v[2 * i]);
-		lo = hexval((unsigned char)v[2 * i + 1]);
+		hi = hex_digit((unsigned char)v[2 * i]);
+		lo = hex_digit((unsigned char)v[2 * i + 1]);
 		if (hi == -1 || lo == -1)
 			return cp_err(p, d->line, "invalid hash: not a hex "
 			    "digit at position %zu", (hi == -1 ? 2 * i :

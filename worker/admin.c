@@ -175,16 +175,7 @@ static void
 json_str(struct evbuffer *b, const char *s)
 {
 	evbuffer_add(b, "\"", 1);
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			evbuffer_add_printf(b, "\\%c", ch);
-		else if (ch < 0x20)
-			evbuffer_add_printf(b, "\\u%04x", ch);
-		else
-			evbuffer_add(b, s, 1);
-	}
+	json_escape(b, s);
 	evbuffer_add(b, "\"", 1);
 }
 

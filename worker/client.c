@@ -135,8 +135,8 @@ client_is_idle(const struct client *c)
 	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
 }
 
-/* Append S, JSON-escaped, to B. */
-static void
+/* Append S, JSON-escaped, to B (also the admin endpoints' strings). */
+void
 json_escape(struct evbuffer *b, const char *s)
 {
 	for (; *s != '\0'; s++) {

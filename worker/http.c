@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 
+#include "common/hex.h"
 #include "worker/http.h"
 
 /* RFC 9110 5.6.2 tchar */
@@ -320,18 +321,6 @@ http_reason(int status)
 	}
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Longest chunk-size line we accept, extensions included. */
 #define CHUNK_LINE_MAX	1024
 
@@ -371,7 +360,7 @@ chunked_decode(struct chunked *ck, struct evbuffer *in, struct evbuffer *out)
 			}
 			size = 0;
 			digits = 0;
-			for (i = 0; i < n && (v = hexval(line[i])) >= 0; i++) {
+			for (i = 0; i < n && (v = hex_digit((unsigned char)line[i])) >= 0; i++) {
 				if (++digits > 15)
 					return -1;
 				size = size * 16 + (uint64_t)v;

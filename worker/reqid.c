@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/hex.h"
 #include "worker/worker.h"
 
 static uint64_t	 rs[4];
@@ -69,18 +70,6 @@ reqid_new(struct worker *w, uint8_t id[16], char str[37])
 	str[j] = '\0';
 }
 
-static int
-hexnib(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A client-sent x-request-id is kept only if it is a UUID. */
 int
 reqid_parse(const char *s, size_t len, uint8_t id[16])
@@ -97,7 +86,8 @@ reqid_parse(const char *s, size_t len, uint8_t id[16])
 			i++;
 			continue;
 		}
-		if ((hi = hexnib(s[i])) < 0 || (lo = hexnib(s[i + 1])) < 0)
+		if ((hi = hex_digit((unsigned char)s[i])) < 0 ||
+		    (lo = hex_digit((unsigned char)s[i + 1])) < 0)
 			return -1;
 		id[n++] = (uint8_t)(hi << 4 | lo);
 		i += 2;

@@ -196,6 +196,7 @@ void	 worker_client_gone(struct worker *);
 void	 client_accept(struct worker *, int fd, struct sockaddr *, int);
 void	 client_free(struct client *);
 void	 client_request_done(struct client *);
+void	 json_escape(struct evbuffer *, const char *);
 void	 client_add_edit(struct client *, size_t off, size_t skip,
 	    const char *str);
 void	 client_send_error(struct client *, int status, const char *type,
