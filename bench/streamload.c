@@ -539,5 +539,16 @@ main(int argc, char *argv[])
 	print_dist("ttfb_us", ttfb, nsamp, 0);
 	print_dist("ttfe_us", ttfe, nsamp, 1);
 	printf("}\n");
+	for (i = 0; i < (size_t)nc; i++)
+		if (cs[i].fd != -1)
+			close(cs[i].fd);
+	close(epfd);
+	free(lat);
+	free(ttfb);
+	free(ttfe);
+	free(cs);
+	free(evs);
+	free((char *)req);
+	free(b);
 	return (0);
 }
