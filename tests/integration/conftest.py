@@ -16,6 +16,7 @@ Fixtures:
 """
 
 import http.client
+import itertools
 import json
 import os
 import select
@@ -499,3 +500,49 @@ def pg(tmp_path_factory):
         pytest.fail("cannot start PostgreSQL: %s" % err)
     yield cluster
     cluster.destroy()
+
+
+# ---------------------------------------------------------------------------
+# A fresh database per test, for the tests that read usage rows.
+# ---------------------------------------------------------------------------
+
+class UsageDb:
+    """One database in the session's cluster; test modules subclass it
+    with the queries they need."""
+
+    def __init__(self, pg, name):
+        self.pg = pg
+        self.name = name
+
+    def conninfo(self):
+        return self.pg.conninfo(self.name)
+
+    def query(self, sql, params=()):
+        import psycopg
+        with psycopg.connect(self.conninfo(), autocommit=True,
+                             connect_timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+_usage_db_seq = itertools.count()
+
+
+@pytest.fixture
+def make_db(pg):
+    """make_db(cls=UsageDb) -> a new, empty database; dropped at
+    teardown."""
+    made = []
+
+    def make(cls=UsageDb):
+        name = "t_%d_%d" % (os.getpid(), next(_usage_db_seq))
+        pg.psql('CREATE DATABASE "%s"' % name, dbname="postgres")
+        made.append(name)
+        return cls(pg, name)
+
+    yield make
+    for name in made:
+        try:
+            pg.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name,
+                    dbname="postgres")
+        except RuntimeError:
+            pass

@@ -13,7 +13,6 @@ prompt tokens to report (x-mock-prompt-tokens).
 """
 
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import BUILD, closed_port, post, request, wait_for
+from conftest import UsageDb, BUILD, closed_port, post, request, wait_for
 
 SLUICECTL = os.path.join(BUILD, "sluicectl")
 UPSTREAM_ENV = "SLUICE_TEST_UPSTREAM_KEY"
@@ -95,21 +94,7 @@ class Keys:
         os.rename(tmp, self.path)
 
 
-_db_seq = itertools.count()
-
-
-class Db:
-    def __init__(self, pg, name):
-        self.pg = pg
-        self.name = name
-
-    def conninfo(self):
-        return self.pg.conninfo(self.name)
-
-    def query(self, sql, params=()):
-        with psycopg.connect(self.conninfo(), autocommit=True,
-                             connect_timeout=5) as conn:
-            return conn.execute(sql, params).fetchall()
+class Db(UsageDb):
 
     def count(self):
         try:
@@ -135,15 +120,8 @@ class Db:
 
 
 @pytest.fixture
-def db(pg):
-    name = "keys_%d_%d" % (os.getpid(), next(_db_seq))
-    pg.psql('CREATE DATABASE "%s"' % name, dbname="postgres")
-    yield Db(pg, name)
-    try:
-        pg.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name,
-                dbname="postgres")
-    except Exception:
-        pass
+def db(make_db):
+    return make_db(Db)
 
 
 @pytest.fixture

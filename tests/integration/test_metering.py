@@ -14,7 +14,6 @@ poll is the database outage itself.
 
 import hashlib
 import http.client
-import itertools
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import psycopg
 import pytest
 
-from conftest import (HOST, pid_alive, pids_children, post, proc_title,
+from conftest import (UsageDb, HOST, pid_alive, pids_children, post, proc_title,
                       wait_for)
 
 # USD per 1M tokens (= micro-USD per token): input, output, cached input.
@@ -70,21 +69,7 @@ def cost(price_model, prompt, completion, cached):
 # A fresh database per test, and a sluiced that meters into it.
 # ---------------------------------------------------------------------------
 
-_db_seq = itertools.count()
-
-
-class Db:
-    def __init__(self, pg, name):
-        self.pg = pg
-        self.name = name
-
-    def conninfo(self):
-        return self.pg.conninfo(self.name)
-
-    def query(self, sql, params=()):
-        with psycopg.connect(self.conninfo(), autocommit=True,
-                             connect_timeout=5) as conn:
-            return conn.execute(sql, params).fetchall()
+class Db(UsageDb):
 
     def count(self):
         """(rows, distinct request_ids); (0, 0) before the collector
@@ -115,15 +100,8 @@ class Db:
 
 
 @pytest.fixture
-def db(pg):
-    name = "metering_%d_%d" % (os.getpid(), next(_db_seq))
-    pg.psql('CREATE DATABASE "%s"' % name, dbname="postgres")
-    yield Db(pg, name)
-    try:
-        pg.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name,
-                dbname="postgres")
-    except RuntimeError:
-        pass
+def db(make_db):
+    return make_db(Db)
 
 
 def price_lines():

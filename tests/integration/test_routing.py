@@ -14,16 +14,14 @@ worker so that every request meets the same health state.
 """
 
 import http.client
-import itertools
 import json
-import os
 import subprocess
 import time
 
 import psycopg
 import pytest
 
-from conftest import HOST, SLUICED, closed_port, post, wait_for
+from conftest import UsageDb, HOST, SLUICED, closed_port, post, wait_for
 
 MSGS = [{"role": "user", "content": "hello"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}
@@ -34,21 +32,7 @@ CLAUDE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": MSGS}
 # Usage rows: a fresh database per test that needs one.
 # ---------------------------------------------------------------------------
 
-_db_seq = itertools.count()
-
-
-class Db:
-    def __init__(self, pg, name):
-        self.pg = pg
-        self.name = name
-
-    def conninfo(self):
-        return self.pg.conninfo(self.name)
-
-    def query(self, sql, params=()):
-        with psycopg.connect(self.conninfo(), autocommit=True,
-                             connect_timeout=5) as conn:
-            return conn.execute(sql, params).fetchall()
+class Db(UsageDb):
 
     def count(self):
         try:
@@ -75,15 +59,8 @@ class Db:
 
 
 @pytest.fixture
-def db(pg):
-    name = "routing_%d_%d" % (os.getpid(), next(_db_seq))
-    pg.psql('CREATE DATABASE "%s"' % name, dbname="postgres")
-    yield Db(pg, name)
-    try:
-        pg.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name,
-                dbname="postgres")
-    except RuntimeError:
-        pass
+def db(make_db):
+    return make_db(Db)
 
 
 def database_line(db):
