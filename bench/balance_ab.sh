@@ -16,6 +16,7 @@ pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
 trap cleanup EXIT INT TERM
 
+# not in $(...): a subshell would lose the pid, and the mock would outlive us
 mock() {
 	"$top/$B/mockllm" -l 127.0.0.1:0 --quiet > "$d/mock$1.out" &
 	pids="$pids $!"
@@ -23,9 +24,11 @@ mock() {
 	while ! grep -q listening "$d/mock$1.out" 2>/dev/null; do
 		i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.05
 	done
-	sed -n 's/^listening on //p' "$d/mock$1.out"
 }
-m1=$(mock 1); m2=$(mock 2); m3=$(mock 3)
+mock 1; mock 2; mock 3
+m1=$(sed -n 's/^listening on //p' "$d/mock1.out")
+m2=$(sed -n 's/^listening on //p' "$d/mock2.out")
+m3=$(sed -n 's/^listening on //p' "$d/mock3.out")
 python3 -c "import json; print(json.dumps({'model':'gpt-4o-mini','messages':[{'role':'user','content':'x'*900}]}))" > "$d/body.json"
 
 start() {	# name route-line port
