@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/json.h"
@@ -81,14 +82,6 @@ struct ctl_sample {
 	int		 nw;
 };
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void
 sleep_ms(int ms)
@@ -432,7 +425,7 @@ status_sample(const struct ctl_target *t, struct ctl_sample *s)
 		free(body);
 		return -1;
 	}
-	s->mono_us = mono_us();
+	s->mono_us = now_us();
 	memset(&d, 0, sizeof(d));
 	if (json_parse(&d, body, blen) == -1 || !json_is_obj(&d, 0)) {
 		json_doc_free(&d);
@@ -747,7 +740,7 @@ ctl_reload(const char *conffile, int argc, char **argv)
 		free(s);
 		return 1;
 	}
-	deadline = mono_us() + secs * 1000000;
+	deadline = now_us() + secs * 1000000;
 	for (;;) {
 		sleep_ms(100);
 		if (status_sample(&t, s) == 0 &&
@@ -759,7 +752,7 @@ ctl_reload(const char *conffile, int argc, char **argv)
 				printf("reload refused: %s\n", s->last_msg);
 			break;
 		}
-		if (mono_us() >= deadline) {
+		if (now_us() >= deadline) {
 			fprintf(stderr, "sluicectl: sluiced (pid %d) did not "
 			    "report a reload within %ld s\n", (int)pid, secs);
 			break;
@@ -792,9 +785,9 @@ ctl_stop(const char *conffile, int argc, char **argv)
 	printf("stopping sluiced (pid %d): finishing in-flight requests\n",
 	    (int)pid);
 	fflush(stdout);
-	deadline = mono_us() + secs * 1000000;
+	deadline = now_us() + secs * 1000000;
 	while (!pid_gone(pid)) {
-		if (mono_us() >= deadline) {
+		if (now_us() >= deadline) {
 			fprintf(stderr, "sluicectl: sluiced (pid %d) still "
 			    "running after %ld s\n", (int)pid, secs);
 			return 1;

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "master/master.h"
 #include "shm/counters.h"
@@ -100,23 +101,7 @@ on_signal(int sig)
 	}
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-wall_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* What /status shows of a slot: who runs in it, from which generation. */
 static void
@@ -128,7 +113,7 @@ slot_publish(int slot, pid_t pid, unsigned gen)
 		return;
 	cs = &m.cnt->master.slots[slot];
 	atomic_store_explicit(&cs->gen, gen, memory_order_relaxed);
-	atomic_store_explicit(&cs->started_wall_us, pid ? wall_now_us() : 0,
+	atomic_store_explicit(&cs->started_wall_us, pid ? wall_us() : 0,
 	    memory_order_relaxed);
 	atomic_store_explicit(&cs->pid, (int32_t)pid, memory_order_release);
 }
@@ -158,7 +143,7 @@ reload_record(int ok, const char *fmt, ...)
 	va_end(ap);
 	if (!ok)
 		log_warnx("%s", msg);
-	cnt_master_reload(m.cnt, ok, msg, wall_now_us());
+	cnt_master_reload(m.cnt, ok, msg, wall_us());
 }
 
 void
@@ -202,7 +187,7 @@ spawn_worker(int slot)
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker slot %d", slot);
-		ch->respawn_at_ms = mono_ms() + 1000;
+		ch->respawn_at_ms = (now_us() / 1000) + 1000;
 		return;
 	case 0:
 		child_setup();
@@ -220,7 +205,7 @@ spawn_worker(int slot)
 		ch->pid = pid;
 		ch->gen = m.gen;
 		ch->stopping = 0;
-		ch->started_ms = mono_ms();
+		ch->started_ms = (now_us() / 1000);
 		slot_publish(slot, pid, m.gen);
 		log_debug("worker slot %d started, pid %d", slot, (int)pid);
 	}
@@ -236,7 +221,7 @@ spawn_collector(void)
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork collector");
-		m.collector.respawn_at_ms = mono_ms() + 1000;
+		m.collector.respawn_at_ms = (now_us() / 1000) + 1000;
 		return;
 	case 0:
 		child_setup();
@@ -251,7 +236,7 @@ spawn_collector(void)
 		collector_main(m.cfg, m.shm);
 	default:
 		m.collector.pid = pid;
-		m.collector.started_ms = mono_ms();
+		m.collector.started_ms = (now_us() / 1000);
 		m.collector.stopping = 0;
 	}
 }
@@ -276,7 +261,7 @@ backoff_ms(struct child *ch)
 {
 	int64_t d;
 
-	if (mono_ms() - ch->started_ms > 10000)
+	if ((now_us() / 1000) - ch->started_ms > 10000)
 		ch->crashes = 0;
 	if (ch->crashes++ == 0)
 		return 0;
@@ -310,7 +295,7 @@ reap(void)
 			log_warnx("collector (pid %d) %s; respawning",
 			    (int)pid, how);
 			cnt_bump(&m.cnt->master.collector_restarts);
-			m.collector.respawn_at_ms = mono_ms() +
+			m.collector.respawn_at_ms = (now_us() / 1000) +
 			    backoff_ms(&m.collector);
 			continue;
 		}
@@ -329,7 +314,7 @@ reap(void)
 			log_warnx("worker slot %d (pid %d) %s; respawning", i,
 			    (int)pid, how);
 			cnt_bump(&m.cnt->master.worker_restarts);
-			ch->respawn_at_ms = mono_ms() + backoff_ms(ch);
+			ch->respawn_at_ms = (now_us() / 1000) + backoff_ms(ch);
 			break;
 		}
 	}
@@ -522,12 +507,12 @@ begin_stop(enum stop_mode mode)
 		log_info("graceful stop: finishing in-flight requests "
 		    "(at most %d ms)", m.cfg->shutdown_timeout_ms);
 		signal_workers(SIGTERM, 0);
-		m.kill_at_ms = mono_ms() + m.cfg->shutdown_timeout_ms +
+		m.kill_at_ms = (now_us() / 1000) + m.cfg->shutdown_timeout_ms +
 		    FAST_KILL_GRACE_MS;
 	} else {
 		log_info("fast stop");
 		signal_workers(SIGQUIT, 0);
-		m.kill_at_ms = mono_ms() + FAST_KILL_GRACE_MS;
+		m.kill_at_ms = (now_us() / 1000) + FAST_KILL_GRACE_MS;
 	}
 }
 
@@ -549,7 +534,7 @@ forward_usr1(void)
 static void
 run_timers(int64_t *next)
 {
-	int64_t	 now = mono_ms();
+	int64_t	 now = (now_us() / 1000);
 	int	 i;
 
 	*next = -1;
@@ -634,7 +619,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 		fatalx("no counters region in the shared segment");
 	atomic_store_explicit(&m.cnt->master.pid, (int32_t)getpid(),
 	    memory_order_relaxed);
-	atomic_store_explicit(&m.cnt->master.started_wall_us, wall_now_us(),
+	atomic_store_explicit(&m.cnt->master.started_wall_us, wall_us(),
 	    memory_order_relaxed);
 	atomic_store_explicit(&m.cnt->master.generation, m.gen,
 	    memory_order_relaxed);
@@ -701,7 +686,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 		if (stop_progress())
 			break;
 		if (next != -1) {
-			int64_t d = next - mono_ms();
+			int64_t d = next - (now_us() / 1000);
 
 			if (d < 0)
 				d = 0;

@@ -38,6 +38,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "common/log.h"
@@ -149,7 +150,6 @@ static volatile sig_atomic_t	 coll_reopen;
 
 static void	 coll_signals(void);
 static void	 coll_onsig(int);
-static int64_t	 coll_now_ms(void);
 static void	 coll_setup(const struct config *, struct shm_segment *);
 static void	 coll_sleep(int);
 static void	 coll_gather(int64_t);
@@ -213,7 +213,7 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 			log_warnx("master process went away, draining");
 			break;
 		}
-		now = coll_now_ms();
+		now = (now_us() / 1000);
 		coll_publish(now);
 		coll_pg_step(now);
 		if (coll.pg == PG_UP && now >= coll.next_budget &&
@@ -239,7 +239,7 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		coll_sleep(coll.count > 0 ? 1 : COLL_IDLE_MS);
 	}
 	coll_drain();
-	coll_publish(coll_now_ms());
+	coll_publish((now_us() / 1000));
 	if (coll.conn != NULL)
 		PQfinish(coll.conn);
 	spool_close(coll.spool);
@@ -295,15 +295,6 @@ coll_onsig(int sig)
 		coll_quit = 1;
 }
 
-static int64_t
-coll_now_ms(void)
-{
-	struct timespec	 ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return 0;
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 coll_setup(const struct config *cfg, struct shm_segment *shm)
@@ -673,7 +664,7 @@ coll_drain(void)
 	uint64_t	 drained = 0;
 	int		 limit;
 
-	now = coll_now_ms();
+	now = (now_us() / 1000);
 	limit = coll.cfg->shutdown_timeout_ms;
 	if (limit < COLL_DRAIN_MIN_MS)
 		limit = COLL_DRAIN_MIN_MS;
@@ -684,12 +675,12 @@ coll_drain(void)
 		coll_pg_step(now);
 		if (coll.pg == PG_CONNECTING)
 			coll_sleep(5);
-		now = coll_now_ms();
+		now = (now_us() / 1000);
 	}
 	if (coll.pg == PG_CONNECTING)
 		coll_pg_down(now, 0);
 	for (;;) {
-		now = coll_now_ms();
+		now = (now_us() / 1000);
 		coll_gather(now);
 		if (coll.count == 0)
 			break;
@@ -713,7 +704,7 @@ coll_drain(void)
 	 */
 	while (coll.pg == PG_UP && coll.spool != NULL &&
 	    spool_pending(coll.spool) > 0) {
-		now = coll_now_ms();
+		now = (now_us() / 1000);
 		if (now >= deadline) {
 			log_warnx("shutdown timeout: leaving the spool for "
 			    "the next start");
@@ -892,7 +883,7 @@ coll_notice(void *arg, const char *msg)
 static enum coll_tx
 coll_pg_classify(void)
 {
-	int64_t	 now = coll_now_ms();
+	int64_t	 now = (now_us() / 1000);
 
 	if (PQstatus(coll.conn) == CONNECTION_OK &&
 	    (strncmp(coll.sqlstate, "22", 2) == 0 ||

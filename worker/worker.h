@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "common/json.h"
@@ -240,8 +241,5 @@ const char *meter_reject_code(int);
 int	 admin_init(struct worker *, struct shm_segment *, int fd);
 void	 admin_stop(struct worker *);
 
-/* time */
-int64_t	 now_us(void);		/* monotonic */
-int64_t	 wall_us(void);		/* CLOCK_REALTIME */
 
 #endif
