@@ -28,11 +28,16 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
-#include "worker/worker.h"
+#include "worker/admin.h"
+#include "worker/endpoint.h"
+#include "worker/http.h"
+#include "worker/meter.h"
+#include "worker/reply.h"
 
 #define ADMIN_HEAD_MAX		8192
 #define ADMIN_TIMEOUT_S		10
@@ -175,7 +180,7 @@ static void
 json_str(struct evbuffer *b, const char *s)
 {
 	evbuffer_add(b, "\"", 1);
-	json_escape(b, s);
+	reply_json_escape(b, s);
 	evbuffer_add(b, "\"", 1);
 }
 
@@ -388,7 +393,7 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 				continue;
 			evbuffer_add_printf(b, "sluice_requests_total{endpoint="
 			    "\"%s\",code=\"%s\"} %" PRIu64 "\n",
-			    meter_endpoint_name(e), class_names[k],
+			    endpoint_label(e), class_names[k],
 			    t->requests[e][k]);
 		}
 	m_u64(b, "sluice_request_bytes_total", "counter",

@@ -6,6 +6,7 @@
  * defences, and no allocation per header.  Every function here is pure
  * over its input and fuzzed by tests/fuzz/fuzz_http.c.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -284,6 +285,46 @@ http_is_hop_by_hop(const struct http_head *hh, const struct http_header *h)
 	memcpy(name, h->name, h->name_len);
 	name[h->name_len] = '\0';
 	return list_has(c->value, c->value_len, name);
+}
+
+int
+http_head_take(struct evbuffer *in, size_t *scanned, size_t max, char **buf,
+    size_t *cap, size_t *len)
+{
+	struct evbuffer_ptr	 start, found;
+	size_t			 avail = evbuffer_get_length(in), from, hlen;
+
+	from = *scanned > 3 ? *scanned - 3 : 0;
+	evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET);
+	found = evbuffer_search(in, "\r\n\r\n", 4, &start);
+	if (found.pos == -1) {
+		*scanned = avail;
+		return avail > max ? -1 : 0;
+	}
+	hlen = (size_t)found.pos + 4;
+	if (hlen > max)
+		return -1;
+	if (*cap < hlen) {
+		char *n = realloc(*buf, hlen);
+
+		if (n == NULL)
+			return -2;
+		*buf = n;
+		*cap = hlen;
+	}
+	evbuffer_remove(in, *buf, hlen);
+	*scanned = 0;
+	*len = hlen;
+	return 1;
+}
+
+void
+http_put_header(struct evbuffer *out, const struct http_header *h)
+{
+	evbuffer_add(out, h->name, h->name_len);
+	evbuffer_add(out, ": ", 2);
+	evbuffer_add(out, h->value, h->value_len);
+	evbuffer_add(out, "\r\n", 2);
 }
 
 const char *

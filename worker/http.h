@@ -61,6 +61,17 @@ const struct http_header *http_find(const struct http_head *, const char *name);
 int	 http_name_is(const char *name, size_t len, const char *s);
 /* 1 if the header is hop-by-hop (RFC 9110 7.6.1) or named in Connection. */
 int	 http_is_hop_by_hop(const struct http_head *, const struct http_header *);
+/*
+ * Take one head out of IN: search for CRLFCRLF from where the last call
+ * stopped (*SCANNED, 0 for a new head) and, when found, move the head into
+ * *BUF (grown as needed, *CAP its size) and set *LEN.  1 taken, 0 need
+ * more, -1 longer than MAX, -2 out of memory.  Leading empty lines are
+ * not skipped here.
+ */
+int	 http_head_take(struct evbuffer *in, size_t *scanned, size_t max,
+	    char **buf, size_t *cap, size_t *len);
+/* Append "Name: value\r\n" for H to OUT. */
+void	 http_put_header(struct evbuffer *out, const struct http_header *h);
 /* Standard reason phrase for a status. */
 const char *http_reason(int status);
 

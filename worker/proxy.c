@@ -18,6 +18,7 @@
  * no longer read until it drains: a slow client costs bounded memory.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,19 +31,23 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "common/clock.h"
 #include "common/log.h"
-#include "worker/worker.h"
+#include "worker/meter.h"
+#include "worker/proxy.h"
+#include "worker/upstream.h"
 
 #define CLIENT_HIGH		(256 * 1024)
 #define UPSTREAM_HEAD_MAX	(64 * 1024)
 
 static void	 px_read_cb(struct bufferevent *, void *);
-static void	 px_write_cb(struct bufferevent *, void *);
 static void	 px_event_cb(struct bufferevent *, short, void *);
-static void	 px_attempt(struct client *);
-static void	 px_try_next(struct client *);
-static void	 px_uncount(struct client *);
-static void	 px_fail_early(struct client *, int, const char *);
+static void	 px_attempt(struct proxy *);
+static void	 px_try_next(struct proxy *);
+static void	 px_uncount(struct proxy *);
+static void	 px_fail_early(struct proxy *, enum up_failure, const char *);
+static void	 px_abort(void *);
+static void	 px_client_drained(void *);
 
 /*
  * Head lines are assembled with these rather than evbuffer_add_printf:
@@ -101,174 +106,101 @@ set_timeouts(struct bufferevent *bev, int ms)
 	bufferevent_set_timeouts(bev, &tv, &tv);
 }
 
+int
+proxy_init(struct proxy *px, struct client *c)
+{
+	memset(px, 0, sizeof(*px));
+	px->c = c;
+	return (px->decoded = evbuffer_new()) == NULL ? -1 : 0;
+}
+
 void
-proxy_start(struct client *c, const struct cfg_route *route)
+proxy_free(struct proxy *px)
 {
-	struct proxy *px = &c->px;
+	px_abort(px);
+	if (px->decoded != NULL)
+		evbuffer_free(px->decoded);
+	free(px->head);
+	usage_tap_free(&px->tap);
+}
 
+void
+proxy_reset(struct proxy *px)
+{
+	memset(&px->state, 0, sizeof(*px) - offsetof(struct proxy, state));
+}
+
+int
+proxy_add_edit(struct proxy *px, size_t off, size_t skip, const char *str)
+{
+	struct body_edit *e;
+
+	if (px->nedits == PX_MAX_EDITS)
+		return -1;
+	e = &px->edits[px->nedits++];
+	e->off = off;
+	e->skip = skip;
+	e->str = str;
+	if (px->nedits == 2 && px->edits[0].off > px->edits[1].off) {
+		struct body_edit t = px->edits[0];
+
+		px->edits[0] = px->edits[1];
+		px->edits[1] = t;
+	}
+	return 0;
+}
+
+void
+proxy_start(struct proxy *px, const struct cfg_route *route,
+    const char *model)
+{
 	px->route = route;
-	px->route_idx = 0;
-	px->attempts = 0;
-	px->tried = 0;
-	px_try_next(c);
-}
-
-/* Azure's path after the deployment for an OpenAI endpoint, or NULL. */
-const char *
-proxy_azure_path(const char *path, size_t len)
-{
-	if (len == 20 && memcmp(path, "/v1/chat/completions", 20) == 0)
-		return "/chat/completions";
-	if (len == 15 && memcmp(path, "/v1/completions", 15) == 0)
-		return "/completions";
-	if (len == 14 && memcmp(path, "/v1/embeddings", 14) == 0)
-		return "/embeddings";
-	return NULL;
-}
-
-static int
-up_is_down(const struct upstream *up, int64_t now)
-{
-	return up->down_until_us > now;
-}
-
-/* Passive health: max_fails failures in a row mark it down a while. */
-static void
-up_failed(struct upstream *up)
-{
-	int64_t now = now_us();
-
-	up->fails++;
-	if (up->cfg->max_fails > 0 && up->fails >= up->cfg->max_fails &&
-	    !up_is_down(up, now)) {
-		up->down_until_us = now + (int64_t)up->cfg->fail_timeout_ms *
-		    1000;
-		log_warnx("upstream %s: %d failures in a row, down for %d ms",
-		    up->cfg->name, up->fails, up->cfg->fail_timeout_ms);
-	}
+	px->model = model;
+	client_set_hooks(px->c, px_client_drained, px_abort, px);
+	client_handle(px->c);
+	px_try_next(px);
 }
 
 static void
-up_answered(struct upstream *up)
+px_try_next(struct proxy *px)
 {
-	if (up->down_until_us != 0) {
-		log_info("upstream %s answers again", up->cfg->name);
-		up->down_until_us = 0;
-	}
-	up->fails = 0;
-}
-
-static int
-px_max_attempts(const struct client *c)
-{
-	const struct config *cfg = c->w->cfg;
-
-	return cfg->max_attempts > 0 ? cfg->max_attempts :
-	    c->px.route->nupstreams;
-}
-
-/*
- * The route's next upstream.  Failover: the first not yet tried, in
- * order.  Balance: of those not yet tried, the one with the fewest
- * requests in flight in this worker, ties broken round-robin.  Upstreams
- * marked down are skipped unless all are down (then they are tried, as
- * nginx does).  After every upstream was tried, a new round starts.
- */
-static void
-px_pick(struct client *c)
-{
-	struct proxy		*px = &c->px;
-	struct worker		*w = c->w;
-	const struct cfg_route	*r = px->route;
-	int64_t			 now = now_us();
-	uint32_t		 all, bit;
-	unsigned		 rr = 0;
-	int			 n = r->nupstreams, i, k, pass, best = -1;
-	int			 ri = (int)(r - w->cfg->routes);
-
-	all = n >= 32 ? ~0u : (1u << n) - 1;
-	if ((px->tried & all) == all)
-		px->tried = 0;
-	if (w->route_rr != NULL)
-		rr = w->route_rr[ri];
-	for (pass = 0; pass < 2 && best == -1; pass++) {
-		for (k = 0; k < n; k++) {
-			struct upstream *up;
-
-			i = r->balance ? (int)((rr + (unsigned)k) % (unsigned)n) :
-			    k;
-			bit = 1u << (i & 31);
-			up = &w->ups[r->upstream[i]];
-			if ((px->tried & bit) || (pass == 0 &&
-			    up_is_down(up, now)))
-				continue;
-			if (!r->balance) {
-				best = i;
-				break;
-			}
-			if (best == -1 || up->outstanding <
-			    w->ups[r->upstream[best]].outstanding)
-				best = i;
-		}
-	}
-	if (best == -1)
-		best = 0;
-	if (r->balance && w->route_rr != NULL)
-		w->route_rr[ri] = (unsigned)best + 1;
-	px->route_idx = best;
-	px->tried |= 1u << (best & 31);
-	px->up = &w->ups[r->upstream[best]];
-}
-
-static void
-px_try_next(struct client *c)
-{
-	px_pick(c);
-	px_attempt(c);
-}
-
-/* Another attempt is allowed and nothing reached the client yet. */
-static int
-px_can_retry(const struct client *c)
-{
-	return !c->px.head_sent && c->px.attempts < px_max_attempts(c);
+	px->up = up_pick(px->c->w, px->route, &px->tried, &px->route_idx);
+	px_attempt(px);
 }
 
 /* The request target upstream: path prefix, then the client's target or
  * Azure's deployment path. */
 static void
-px_write_target(struct client *c, struct evbuffer *out)
+px_write_target(struct proxy *px, struct evbuffer *out)
 {
-	const struct cfg_upstream	*u = c->px.up->cfg;
-	const struct http_head		*rq = &c->rq;
-	const char			*model, *tail;
+	const struct cfg_upstream	*u = px->up->cfg;
+	const struct request		*r = &px->c->r;
+	const char			*tail = r->ep->azure_tail;
 
 	evbuffer_add(out, u->path_prefix, strlen(u->path_prefix));
-	if (u->protocol != PROTO_AZURE ||
-	    (tail = proxy_azure_path(rq->target, rq->path_len)) == NULL) {
-		evbuffer_add(out, rq->target, rq->target_len);
+	if (u->protocol != PROTO_AZURE || tail == NULL) {
+		evbuffer_add(out, r->hd.target, r->hd.target_len);
 		return;
 	}
-	model = c->model_resolved != NULL ? c->model_resolved : c->ev.model;
 	evbuffer_add_printf(out, "/openai/deployments/%s%s?api-version=%s",
-	    cfg_deployment_for(u, model), tail, u->api_version);
+	    cfg_deployment_for(u, px->model), tail, u->api_version);
 }
 
 /* Write the request to the upstream connection's output. */
 static void
-px_write_request(struct client *c)
+px_write_request(struct proxy *px)
 {
-	struct proxy		*px = &c->px;
+	struct client		*c = px->c;
 	struct upstream		*up = px->up;
 	struct evbuffer		*out = bufferevent_get_output(px->uc->bev);
-	const struct http_head	*rq = &c->rq;
+	const struct http_head	*rq = &c->r.hd;
 	const char		*body;
 	size_t			 blen = evbuffer_get_length(c->body), len, pos;
 	int			 i;
 
 	evbuffer_add(out, rq->method, rq->method_len);
 	evbuffer_add(out, " ", 1);
-	px_write_target(c, out);
+	px_write_target(px, out);
 	evbuffer_add(out, " HTTP/1.1\r\n", 11);
 	evbuffer_add(out, up->host_hdr, strlen(up->host_hdr));
 	for (i = 0; i < rq->nh; i++) {
@@ -287,10 +219,7 @@ px_write_request(struct client *c)
 		    http_name_is(h->name, h->name_len, "x-api-key") ||
 		    http_name_is(h->name, h->name_len, "api-key")))
 			continue;
-		evbuffer_add(out, h->name, h->name_len);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, h->value, h->value_len);
-		evbuffer_add(out, "\r\n", 2);
+		http_put_header(out, h);
 	}
 	if (up->auth_hdr != NULL)
 		evbuffer_add(out, up->auth_hdr, strlen(up->auth_hdr));
@@ -298,22 +227,26 @@ px_write_request(struct client *c)
 	    http_find(rq, "anthropic-version") == NULL)
 		evbuffer_add(out, "anthropic-version: 2023-06-01\r\n", 31);
 	len = blen;
-	for (i = 0; i < c->nedits; i++)
-		len = len - c->edits[i].skip + strlen(c->edits[i].str);
+	for (i = 0; i < px->nedits; i++)
+		len = len - px->edits[i].skip + strlen(px->edits[i].str);
 	{
 		char	 line[96], *q = line;
 
 		q = put_str(q, "x-request-id: ", 14);
-		q = put_str(q, c->reqid, 36);
+		q = put_str(q, c->r.reqid, 36);
 		q = put_str(q, "\r\nContent-Length: ", 18);
 		q = put_u64(q, len);
 		q = put_str(q, "\r\n\r\n", 4);
 		evbuffer_add(out, line, (size_t)(q - line));
 	}
-	/* the body stays in c->body until the response is complete */
+	/*
+	 * The body is referenced, not copied: it stays in c->body until the
+	 * request ends, and up_conn_done closes a connection whose output
+	 * still holds any of it before then.
+	 */
 	body = (const char *)evbuffer_pullup(c->body, -1);
-	for (i = 0, pos = 0; i < c->nedits; i++) {
-		const struct body_edit *e = &c->edits[i];
+	for (i = 0, pos = 0; i < px->nedits; i++) {
+		const struct body_edit *e = &px->edits[i];
 
 		if (e->off > pos)
 			evbuffer_add_reference(out, body + pos, e->off - pos,
@@ -326,10 +259,8 @@ px_write_request(struct client *c)
 }
 
 static void
-px_attempt(struct client *c)
+px_attempt(struct proxy *px)
 {
-	struct proxy *px = &c->px;
-
 	px->attempts++;
 	px->head_scanned = 0;
 	px->t_first_byte_us = 0;
@@ -337,15 +268,14 @@ px_attempt(struct client *c)
 		px->up->outstanding++;
 		px->counted = 1;
 	}
-	px->uc = pool_get(px->up, &px->reused);
+	px->uc = up_conn_get(px->up, &px->reused);
 	if (px->uc == NULL) {
 		px->state = PX_CONNECTING;
 		px->reused = 0;
-		px_fail_early(c, 0, "could not start a connection");
+		px_fail_early(px, UPF_CONNECT, "could not start a connection");
 		return;
 	}
-	px->uc->owner = c;
-	bufferevent_setcb(px->uc->bev, px_read_cb, px_write_cb, px_event_cb, c);
+	bufferevent_setcb(px->uc->bev, px_read_cb, NULL, px_event_cb, px);
 	if (px->reused) {
 		px->state = PX_WAIT_HEAD;
 		set_timeouts(px->uc->bev, px->up->cfg->read_timeout_ms);
@@ -353,131 +283,131 @@ px_attempt(struct client *c)
 		px->state = PX_CONNECTING;
 		set_timeouts(px->uc->bev, px->up->cfg->connect_timeout_ms);
 	}
-	px_write_request(c);
+	px_write_request(px);
 	px->t_sent_us = now_us();
 	bufferevent_enable(px->uc->bev, EV_READ | EV_WRITE);
 }
 
 /* This attempt no longer counts as in flight on its upstream. */
 static void
-px_uncount(struct client *c)
+px_uncount(struct proxy *px)
 {
-	if (c->px.counted) {
-		c->px.up->outstanding--;
-		c->px.counted = 0;
+	if (px->counted) {
+		px->up->outstanding--;
+		px->counted = 0;
 	}
 }
 
-/* Give up on this connection: it is closed, never pooled. */
+/* Let go of the connection; ANSWERED: its answer was read to the end. */
 static void
-px_drop_conn(struct client *c)
+px_release(struct proxy *px, int answered)
 {
-	px_uncount(c);
-	if (c->px.uc != NULL) {
-		upconn_free(c->px.uc);
-		c->px.uc = NULL;
+	px_uncount(px);
+	if (px->uc != NULL) {
+		up_conn_done(px->uc, answered && px->keepalive);
+		px->uc = NULL;
 	}
 }
 
-void
-proxy_abort(struct client *c)
+/* The client's connection failed: the abort hook. */
+static void
+px_abort(void *arg)
 {
-	px_drop_conn(c);
-	c->px.state = PX_NONE;
+	struct proxy *px = arg;
+
+	px_release(px, 0);
+	px->state = PX_NONE;
 }
 
 /* Record which upstream answered and how many tries it took. */
 static void
-px_note_upstream(struct client *c)
+px_note_upstream(struct proxy *px)
 {
-	snprintf(c->ev.upstream, sizeof(c->ev.upstream), "%s",
-	    c->px.up->cfg->name);
-	c->ev.attempts = (uint8_t)(c->px.attempts > 255 ? 255 : c->px.attempts);
-	if (c->px.t_first_byte_us != 0)
-		c->ev.ttfb_us = c->px.t_first_byte_us - c->px.t_sent_us;
+	struct usage_event *ev = &px->c->r.ev;
+
+	snprintf(ev->upstream, sizeof(ev->upstream), "%s", px->up->cfg->name);
+	ev->attempts = (uint8_t)(px->attempts > 255 ? 255 : px->attempts);
 }
 
-/* The response is complete and queued to the client. */
+/* The answer is complete and queued to the client. */
 static void
-px_finish(struct client *c)
+px_finish(struct proxy *px)
 {
-	struct proxy *px = &c->px;
-
-	px_note_upstream(c);
-	px_uncount(c);
+	px_note_upstream(px);
 	px->complete = 1;
 	if (px->tap_on)
-		usage_tap_end(&c->tap, &c->usage, &c->w->json);
-	if (px->keepalive &&
-	    evbuffer_get_length(bufferevent_get_input(px->uc->bev)) == 0)
-		pool_put(px->uc);
-	else
-		upconn_free(px->uc);
-	px->uc = NULL;
+		usage_tap_end(&px->tap, &px->usage, &px->c->w->json);
+	px_release(px, 1);
 	px->state = PX_NONE;
-	client_request_done(c);
+	client_answered(px->c);
 }
 
 /*
- * The exchange failed before anything reached the client: retry where it
- * is safe, else answer with 502/504.
+ * The exchange failed before anything reached the client: up_next says
+ * whether another attempt may serve it; else answer 502 or 504.
  */
 static void
-px_fail_early(struct client *c, int timeout, const char *why)
+px_fail_early(struct proxy *px, enum up_failure why, const char *msg)
 {
-	struct proxy *px = &c->px;
-	int stale = px->reused && !timeout && px->t_first_byte_us == 0;
+	struct client		*c = px->c;
+	int			 connecting = px->state == PX_CONNECTING;
+	int			 timeout = why == UPF_NO_ANSWER ||
+				    why == UPF_TIMEOUT ||
+				    why == UPF_CONNECT_TIMEOUT;
 
-	px_drop_conn(c);
-	if (stale && px->attempts < px->up->cfg->max_idle + 2) {
-		/* a pooled connection the upstream had closed: try again */
+	px_release(px, 0);
+	/* "reused": a pooled connection that never answered may be stale */
+	switch (up_next(px->up, why, px->reused && px->t_first_byte_us == 0,
+	    px->attempts,
+	    up_max_attempts(c->w, px->route))) {
+	case UPD_AGAIN:
+		/* a pooled connection the upstream had closed */
 		px->attempts--;
-		px_attempt(c);
+		px_attempt(px);
 		return;
-	}
-	log_warnx("upstream %s: %s (request %s)", px->up->cfg->name, why,
-	    c->reqid);
-	up_failed(px->up);
-	/*
-	 * Connecting (DNS, TCP, TLS) failed, or no byte of an answer came
-	 * in time: the next upstream may do better.  A connection closed
-	 * before any answer is not retried: the request may have been run.
-	 */
-	if ((px->state == PX_CONNECTING || (timeout &&
-	    px->t_first_byte_us == 0)) && px_can_retry(c)) {
-		px_try_next(c);
+	case UPD_NEXT:
+		log_warnx("upstream %s: %s (request %s)", px->up->cfg->name,
+		    msg, c->r.reqid);
+		px_try_next(px);
 		return;
+	case UPD_FAIL:
+		break;
 	}
-	px_note_upstream(c);
+	log_warnx("upstream %s: %s (request %s)", px->up->cfg->name, msg,
+	    c->r.reqid);
+	px_note_upstream(px);
+	px->state = PX_NONE;
 	if (timeout)
-		client_send_error(c, 504, "api_error", "upstream_timeout",
+		client_error(c, 504, "api_error", "upstream_timeout",
 		    "upstream %s timed out", px->up->cfg->name);
 	else
-		client_send_error(c, 502, "api_error", px->state ==
-		    PX_CONNECTING ? "upstream_connect" : "upstream_error",
-		    "upstream %s: %s", px->up->cfg->name, why);
+		client_error(c, 502, "api_error", connecting ?
+		    "upstream_connect" : "upstream_error",
+		    "upstream %s: %s", px->up->cfg->name, msg);
 }
 
-/* Failure after the response started: the client sees a truncated body. */
+/* Failure after the answer started: the client sees a truncated body. */
 static void
-px_fail_late(struct client *c, const char *class)
+px_fail_late(struct proxy *px, const char *class)
 {
-	px_note_upstream(c);
-	snprintf(c->ev.error_class, sizeof(c->ev.error_class), "%s", class);
+	struct client *c = px->c;
+
+	px_note_upstream(px);
+	snprintf(c->r.ev.error_class, sizeof(c->r.ev.error_class), "%s", class);
 	log_warnx("upstream %s: %s mid-response (request %s)",
-	    c->px.up->cfg->name, class, c->reqid);
-	px_drop_conn(c);
-	c->px.state = PX_NONE;
-	c->keepalive = 0;
-	client_request_done(c);
+	    px->up->cfg->name, class, c->r.reqid);
+	px_release(px, 0);
+	px->state = PX_NONE;
+	c->r.keepalive = 0;
+	client_answered(c);
 }
 
-/* Send the client the response head, built from the upstream's. */
+/* Send the client the answer head, built from the upstream's. */
 static void
-px_send_head(struct client *c)
+px_send_head(struct proxy *px)
 {
-	struct proxy		*px = &c->px;
-	struct evbuffer		*out = bufferevent_get_output(c->bev);
+	struct client		*c = px->c;
+	struct evbuffer		*out = client_output(c);
 	const struct http_head	*rh = &px->rh;
 	size_t			 before = evbuffer_get_length(out);
 	int			 i;
@@ -499,78 +429,60 @@ px_send_head(struct client *c)
 		    http_name_is(h->name, h->name_len, "content-length") ||
 		    http_name_is(h->name, h->name_len, "x-request-id"))
 			continue;
-		evbuffer_add(out, h->name, h->name_len);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, h->value, h->value_len);
-		evbuffer_add(out, "\r\n", 2);
+		http_put_header(out, h);
 	}
 	{
 		char	 line[96], *q = line;
 
 		q = put_str(q, "x-request-id: ", 14);
-		q = put_str(q, c->reqid, 36);
+		q = put_str(q, c->r.reqid, 36);
 		q = put_str(q, "\r\n", 2);
 		if (px->mode == BODY_LENGTH) {
 			q = put_str(q, "Content-Length: ", 16);
 			q = put_u64(q, (uint64_t)px->remaining);
 			q = put_str(q, "\r\n", 2);
 		} else if (px->mode != BODY_NONE) {
-			if (c->rq.minor == 1)
+			if (c->r.hd.minor == 1)
 				q = put_str(q, "Transfer-Encoding: chunked\r\n",
 				    28);
 			else
-				c->keepalive = 0; /* HTTP/1.0: ends at close */
+				c->r.keepalive = 0; /* HTTP/1.0: ends at close */
 		}
 		evbuffer_add(out, line, (size_t)(q - line));
 	}
 	if (c->w->stopping)
-		c->keepalive = 0;
-	if (!c->keepalive)
+		c->r.keepalive = 0;
+	if (!c->r.keepalive)
 		evbuffer_add(out, "Connection: close\r\n", 19);
 	evbuffer_add(out, "\r\n", 2);
-	c->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
-	c->ev.status = (uint16_t)rh->status;
+	c->r.out_bytes += (int64_t)(evbuffer_get_length(out) - before);
+	c->r.ev.status = (uint16_t)rh->status;
 	px->head_sent = 1;
-	meter_stream_begin(c);
+	if (c->r.ev.stream)
+		meter_stream_begin(c->w);
 	/* only a success carries usage */
 	px->tap_on = rh->status >= 200 && rh->status < 300;
 	if (px->tap_on) {
 		const struct http_header *ct = http_find(rh, "content-type");
 
-		usage_tap_reset(&c->tap, ct != NULL && ct->value_len >= 17 &&
+		usage_tap_reset(&px->tap, ct != NULL && ct->value_len >= 17 &&
 		    strncasecmp(ct->value, "text/event-stream", 17) == 0);
 	}
 }
 
-/* Parse the response head if it is all here. 1 done, 0 need more, -1 bad. */
+/* Parse the answer head if it is all here. 1 done, 0 need more, -1 bad. */
 static int
-px_read_head(struct client *c, struct evbuffer *in)
+px_read_head(struct proxy *px, struct evbuffer *in)
 {
-	struct proxy		*px = &c->px;
-	struct evbuffer_ptr	 start, found;
-	size_t			 len, from, hlen;
+	const struct http_head	*rq = &px->c->r.hd;
+	size_t			 hlen;
+	int			 rc;
 
 	for (;;) {
-		len = evbuffer_get_length(in);
-		from = px->head_scanned > 3 ? px->head_scanned - 3 : 0;
-		evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET);
-		found = evbuffer_search(in, "\r\n\r\n", 4, &start);
-		if (found.pos == -1) {
-			px->head_scanned = len;
-			return len > UPSTREAM_HEAD_MAX ? -1 : 0;
-		}
-		hlen = (size_t)found.pos + 4;
-		if (hlen > UPSTREAM_HEAD_MAX)
-			return -1;
-		if (px->head_cap < hlen) {
-			char *n = realloc(px->head, hlen);
-			if (n == NULL)
-				return -1;
-			px->head = n;
-			px->head_cap = hlen;
-		}
-		evbuffer_remove(in, px->head, hlen);
-		px->head_scanned = 0;
+		rc = http_head_take(in, &px->head_scanned, UPSTREAM_HEAD_MAX,
+		    &px->head, &px->head_cap, &hlen);
+		if (rc <= 0)
+			return rc == 0 ? 0 : -1;
 		if (http_parse_response(px->head, hlen, &px->rh) == -1)
 			return -1;
 		if (px->rh.status >= 200)
@@ -578,7 +490,7 @@ px_read_head(struct client *c, struct evbuffer *in)
 		/* 1xx: informational, the real head follows */
 	}
 	if (px->rh.status == 204 || px->rh.status == 304 ||
-	    http_name_is(c->rq.method, c->rq.method_len, "HEAD")) {
+	    http_name_is(rq->method, rq->method_len, "HEAD")) {
 		px->mode = BODY_NONE;
 		px->remaining = 0;
 	} else if (px->rh.chunked) {
@@ -596,12 +508,12 @@ px_read_head(struct client *c, struct evbuffer *in)
 
 /* Relay what the upstream sent. 1 complete, 0 more to come, -1 bad body. */
 static int
-px_relay(struct client *c, struct evbuffer *in)
+px_relay(struct proxy *px, struct evbuffer *in)
 {
-	struct proxy	*px = &c->px;
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct client	*c = px->c;
+	struct evbuffer	*out = client_output(c);
 	size_t		 avail = evbuffer_get_length(in), n, before;
-	int		 chunk_out = c->rq.minor == 1;
+	int		 chunk_out = c->r.hd.minor == 1;
 
 	before = evbuffer_get_length(out);
 	switch (px->mode) {
@@ -610,13 +522,13 @@ px_relay(struct client *c, struct evbuffer *in)
 	case BODY_LENGTH:
 		n = avail < (size_t)px->remaining ? avail : (size_t)px->remaining;
 		if (px->tap_on && n > 0)
-			usage_tap_feed(&c->tap, &c->usage, &c->w->json, in,
+			usage_tap_feed(&px->tap, &px->usage, &c->w->json, in,
 			    (long)n);
 		if (n > 0)
 			evbuffer_remove_buffer(in, out, n);
 		px->remaining -= (int64_t)n;
 		if (px->remaining > 0) {
-			c->out_bytes += (int64_t)n;
+			c->r.out_bytes += (int64_t)n;
 			return 0;
 		}
 		if (evbuffer_get_length(in) > 0)
@@ -631,7 +543,7 @@ px_relay(struct client *c, struct evbuffer *in)
 			evbuffer_add_buffer(px->decoded, in);
 		n = evbuffer_get_length(px->decoded);
 		if (px->tap_on && n > 0)
-			usage_tap_feed(&c->tap, &c->usage, &c->w->json,
+			usage_tap_feed(&px->tap, &px->usage, &c->w->json,
 			    px->decoded, -1);
 		if (n > 0) {
 			if (chunk_out) {
@@ -650,26 +562,17 @@ px_relay(struct client *c, struct evbuffer *in)
 				px->keepalive = 0;
 			break;
 		}
-		c->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
+		c->r.out_bytes += (int64_t)(evbuffer_get_length(out) - before);
 		return 0;
 	}
-	c->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
+	c->r.out_bytes += (int64_t)(evbuffer_get_length(out) - before);
 	return 1;
-}
-
-/* Statuses that say "this upstream, not this request": try another. */
-static int
-px_retryable_status(int status)
-{
-	return status == 429 || status == 500 || status == 502 ||
-	    status == 503 || status == 504 || status == 529;
 }
 
 static void
 px_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct client	*c = arg;
-	struct proxy	*px = &c->px;
+	struct proxy	*px = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 	int		 rc;
 
@@ -678,63 +581,58 @@ px_read_cb(struct bufferevent *bev, void *arg)
 	if (px->state == PX_CONNECTING)
 		px->state = PX_WAIT_HEAD;
 	if (px->state == PX_WAIT_HEAD) {
-		rc = px_read_head(c, in);
+		rc = px_read_head(px, in);
 		if (rc == 0)
 			return;
 		if (rc == -1) {
 			px->reused = 0;	/* a bad answer is not a stale conn */
-			px_fail_early(c, 0, "malformed response head");
+			px_fail_early(px, UPF_BAD_ANSWER,
+			    "malformed response head");
 			return;
 		}
-		if (px_retryable_status(px->rh.status) && px_can_retry(c)) {
+		if (up_retryable_status(px->rh.status) &&
+		    up_next(px->up, UPF_STATUS, 0, px->attempts,
+		    up_max_attempts(px->c->w, px->route)) == UPD_NEXT) {
 			log_warnx("upstream %s answered %d, trying the next "
 			    "(request %s)", px->up->cfg->name, px->rh.status,
-			    c->reqid);
-			up_failed(px->up);
+			    px->c->r.reqid);
 			px->reused = 0;
-			px_drop_conn(c);
-			px_try_next(c);
+			px_release(px, 0);
+			px_try_next(px);
 			return;
 		}
-		if (px_retryable_status(px->rh.status))
-			up_failed(px->up);
-		else
+		if (!up_retryable_status(px->rh.status))
 			up_answered(px->up);
 		px->state = PX_BODY;
-		px_send_head(c);
+		px_send_head(px);
 	}
-	rc = px_relay(c, in);
+	rc = px_relay(px, in);
 	if (rc == -1) {
-		px_fail_late(c, "upstream_bad_body");
+		px_fail_late(px, "upstream_bad_body");
 		return;
 	}
 	if (rc == 1) {
-		px_finish(c);
+		px_finish(px);
 		return;
 	}
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > CLIENT_HIGH)
+	if (evbuffer_get_length(client_output(px->c)) > CLIENT_HIGH)
 		bufferevent_disable(bev, EV_READ);
 }
 
-/* The client's output drained below its low watermark. */
-void
-proxy_client_drained(struct client *c)
-{
-	if (c->px.uc != NULL && c->px.state == PX_BODY)
-		bufferevent_enable(c->px.uc->bev, EV_READ);
-}
-
+/* The client's output drained below its low watermark: the drained hook. */
 static void
-px_write_cb(struct bufferevent *bev, void *arg)
+px_client_drained(void *arg)
 {
-	/* the whole request is written; nothing to do until the answer */
+	struct proxy *px = arg;
+
+	if (px->uc != NULL && px->state == PX_BODY)
+		bufferevent_enable(px->uc->bev, EV_READ);
 }
 
 static void
 px_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct client	*c = arg;
-	struct proxy	*px = &c->px;
+	struct proxy	*px = arg;
 	char		 why[256];
 	unsigned long	 e;
 	int		 dns;
@@ -749,22 +647,26 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 		struct evbuffer *in = bufferevent_get_input(bev);
 
 		if (evbuffer_get_length(in) > 0)
-			px_relay(c, in);
-		if (c->rq.minor == 1)
-			evbuffer_add(bufferevent_get_output(c->bev),
-			    "0\r\n\r\n", 5);
+			px_relay(px, in);
+		if (px->c->r.hd.minor == 1)
+			evbuffer_add(client_output(px->c), "0\r\n\r\n", 5);
 		px->keepalive = 0;
-		px_finish(c);
+		px_finish(px);
 		return;
 	}
 	if (px->state == PX_BODY || px->head_sent) {
-		px_fail_late(c, (what & BEV_EVENT_TIMEOUT) ?
+		px_fail_late(px, (what & BEV_EVENT_TIMEOUT) ?
 		    "upstream_timeout" : "upstream_truncated");
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		px_fail_early(c, 1, px->state == PX_CONNECTING ?
-		    "connect timed out" : "timed out waiting for a response");
+		if (px->state == PX_CONNECTING)
+			px_fail_early(px, UPF_CONNECT_TIMEOUT,
+			    "connect timed out");
+		else
+			px_fail_early(px, px->t_first_byte_us == 0 ?
+			    UPF_NO_ANSWER : UPF_TIMEOUT,
+			    "timed out waiting for a response");
 		return;
 	}
 	if ((dns = bufferevent_socket_get_dns_error(bev)) != 0)
@@ -782,5 +684,6 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 	else
 		snprintf(why, sizeof(why), "%s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	px_fail_early(c, 0, why);
+	px_fail_early(px, px->state == PX_CONNECTING ? UPF_CONNECT :
+	    UPF_CLOSED, why);
 }

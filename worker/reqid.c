@@ -12,7 +12,8 @@
 #include <unistd.h>
 
 #include "common/hex.h"
-#include "worker/worker.h"
+#include "common/clock.h"
+#include "worker/reqid.h"
 
 static uint64_t	 rs[4];
 
@@ -37,7 +38,7 @@ next(void)
 }
 
 void
-reqid_init(struct worker *w)
+reqid_init(void)
 {
 	if (getrandom(rs, sizeof(rs), 0) != sizeof(rs)) {
 		/* no entropy source: still unique per process and instant */
@@ -46,17 +47,15 @@ reqid_init(struct worker *w)
 		rs[2] = 0xbf58476d1ce4e5b9ULL;
 		rs[3] = 0x94d049bb133111ebULL;
 	}
-	(void)w;
 }
 
 void
-reqid_new(struct worker *w, uint8_t id[16], char str[37])
+reqid_new(uint8_t id[16], char str[37])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint64_t a = next(), b = next();
 	int	 i, j;
 
-	(void)w;
 	memcpy(id, &a, 8);
 	memcpy(id + 8, &b, 8);
 	id[6] = (id[6] & 0x0f) | 0x40;	/* version 4 */

@@ -21,9 +21,16 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
 #include "shm/shm.h"
+#include "worker/admin.h"
+#include "worker/client.h"
+#include "worker/pipeline.h"
+#include "worker/reqid.h"
+#include "worker/upstream.h"
+#include "worker/wctx.h"
 #include "worker/worker.h"
 
 static void
@@ -36,7 +43,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		close(fd);
 		return;
 	}
-	client_accept(w, fd, sa, salen);
+	client_accept(w, fd, sa, &pipeline_handler);
 }
 
 static void
@@ -67,21 +74,14 @@ cut_and_exit(struct worker *w, const char *why)
 {
 	struct client *c;
 
-	TAILQ_FOREACH(c, &w->clients, entry) {
-		if (client_is_idle(c) || c->t_start_us == 0 || c->metered)
-			continue;
-		if (c->ev.status == 0 || c->state == CL_PROXYING)
-			c->ev.status = 503;
-		snprintf(c->ev.error_class, sizeof(c->ev.error_class), "%s",
-		    why);
-		meter_finish(c);
-	}
+	TAILQ_FOREACH(c, &w->clients, entry)
+		client_cut(c, why);
 	log_info("exiting (%s)", why);
 	exit(0);
 }
 
-void
-worker_client_gone(struct worker *w)
+static void
+client_gone(struct worker *w)
 {
 	if (w->stopping && w->nclients == 0)
 		event_base_loopbreak(w->base);
@@ -107,14 +107,7 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("graceful stop: %d connection(s) open", w->nclients);
 	for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		/*
-		 * An idle keep-alive connection is closed now, as nginx does;
-		 * one accepted but not yet read gets its first request.
-		 */
-		if (client_is_idle(c) && c->nrequests > 0)
-			client_free(c);
-		else
-			c->keepalive = 0;
+		client_stop(c);
 	}
 	if (w->nclients == 0) {
 		event_base_loopbreak(w->base);
@@ -161,6 +154,7 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
 	TAILQ_INIT(&w->clients);
+	w->client_gone = client_gone;
 	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
 		w->lane = shm_lane(shm, (uint32_t)slot);
 	if (shm != NULL)
@@ -187,12 +181,9 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 			fatalx("evdns_base_new failed");
 		evdns_base_load_hosts(w->dns, NULL);
 	}
-	reqid_init(w);
-	if (pool_init(w) == -1)
+	reqid_init();
+	if (up_init(w) == -1)
 		fatalx("cannot set up upstream pools (TLS context)");
-	for (i = 0; i < cfg->nupstreams; i++)
-		w->ups[i].cnt_idx = w->cnt == NULL ? -1 :
-		    cnt_upstream_find(w->cnt, cfg->upstreams[i].name);
 	w->route_rr = calloc((size_t)cfg->nroutes + 1, sizeof(*w->route_rr));
 	if (w->route_rr == NULL)
 		fatal("calloc");
@@ -227,6 +218,6 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	log_info("worker slot %d serving", slot);
 	event_base_dispatch(w->base);
 	log_info("exiting (all connections closed)");
-	pool_free(w);
+	up_free(w);
 	exit(0);
 }

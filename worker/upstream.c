@@ -1,5 +1,5 @@
 /*
- * upstream_pool.c - each worker's keep-alive connections to its upstreams.
+ * upstream.c - each worker's upstreams: keep-alive pools, choice, health.
  *
  * An idle connection waits in its upstream's list with a read callback
  * armed and a read timeout of idle_timeout: if the upstream closes it,
@@ -28,9 +28,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
-#include "worker/worker.h"
+#include "worker/upstream.h"
 
 /* How long a looked-up upstream address is used before looking again. */
 #define RESOLVE_TTL_US	(30LL * 1000000)
@@ -73,7 +74,7 @@ tls_ctx_new(const struct cfg_upstream *u)
 }
 
 int
-pool_init(struct worker *w)
+up_init(struct worker *w)
 {
 	const struct config	*cfg = w->cfg;
 	int			 i;
@@ -89,6 +90,8 @@ pool_init(struct worker *w)
 		up->cfg = u;
 		up->w = w;
 		up->literal = is_ip_literal(u->host);
+		up->cnt_idx = w->cnt == NULL ? -1 :
+		    cnt_upstream_find(w->cnt, u->name);
 		TAILQ_INIT(&up->idle);
 		dflt = strcmp(u->port, u->tls ? "443" : "80") == 0;
 		snprintf(up->host_hdr, sizeof(up->host_hdr), "Host: %s%s%s%s%s"
@@ -121,15 +124,31 @@ pool_init(struct worker *w)
 	return 0;
 }
 
+static void
+upconn_close(struct upconn *uc)
+{
+	struct evbuffer *out = bufferevent_get_output(uc->bev);
+
+	if (!uc->busy) {
+		TAILQ_REMOVE(&uc->up->idle, uc, entry);
+		uc->up->nidle--;
+	}
+	/* drop now what may still point into a request body: libevent
+	 * frees a bufferevent's buffers later, from the loop */
+	evbuffer_drain(out, evbuffer_get_length(out));
+	bufferevent_free(uc->bev);
+	free(uc);
+}
+
 void
-pool_free(struct worker *w)
+up_free(struct worker *w)
 {
 	struct upconn	*uc;
 	int		 i;
 
 	for (i = 0; w->ups != NULL && i < w->cfg->nupstreams; i++) {
 		while ((uc = TAILQ_FIRST(&w->ups[i].idle)) != NULL)
-			upconn_free(uc);
+			upconn_close(uc);
 		if (w->ups[i].ssl_ctx != NULL)
 			SSL_CTX_free(w->ups[i].ssl_ctx);
 		if (w->ups[i].auth_hdr != NULL) {
@@ -140,17 +159,6 @@ pool_free(struct worker *w)
 	}
 	free(w->ups);
 	w->ups = NULL;
-}
-
-void
-upconn_free(struct upconn *uc)
-{
-	if (uc->owner == NULL) {
-		TAILQ_REMOVE(&uc->up->idle, uc, entry);
-		uc->up->nidle--;
-	}
-	bufferevent_free(uc->bev);
-	free(uc);
 }
 
 static void
@@ -251,7 +259,6 @@ upconn_new(struct upstream *up)
 		setsockopt(bufferevent_getfd(uc->bev), IPPROTO_TCP,
 		    TCP_NODELAY, &one, sizeof(one));
 	}
-	up->opened++;
 	if (up->cnt_idx >= 0)
 		cnt_add(&up->w->cw->up[up->cnt_idx].opened, 1);
 	return uc;
@@ -264,42 +271,48 @@ fail:
 	return NULL;
 }
 
-/* A pooled connection when one is idle (*reused = 1), else a new one. */
 struct upconn *
-pool_get(struct upstream *up, int *reused)
+up_conn_get(struct upstream *up, int *reused)
 {
 	struct upconn *uc;
 
 	if ((uc = TAILQ_FIRST(&up->idle)) != NULL) {
 		TAILQ_REMOVE(&up->idle, uc, entry);
 		up->nidle--;
-		up->reused++;
 		if (up->cnt_idx >= 0)
 			cnt_add(&up->w->cw->up[up->cnt_idx].reused, 1);
-		uc->requests++;
+		uc->busy = 1;
 		*reused = 1;
 		return uc;
 	}
 	*reused = 0;
 	if ((uc = upconn_new(up)) == NULL)
 		return NULL;
-	uc->requests = 1;
-	/* the caller sets owner and callbacks before the loop runs again */
+	/* the caller sets its callbacks before the loop runs again */
+	uc->busy = 1;
 	return uc;
 }
 
 void
-pool_put(struct upconn *uc)
+up_conn_done(struct upconn *uc, int answer_complete)
 {
 	struct upstream	*up = uc->up;
 	struct timeval	 tv;
 
-	uc->owner = NULL;
-	if (up->nidle >= up->cfg->max_idle || up->w->stopping) {
-		bufferevent_free(uc->bev);
-		free(uc);
+	/*
+	 * nginx's keepalive module keeps a connection only if its request
+	 * was sent in full: an upstream that answered early (a 413 from a
+	 * provider's edge) would read the rest of our body as the next
+	 * request.  Bytes left unread would be taken for the next answer.
+	 */
+	if (!answer_complete || up->nidle >= up->cfg->max_idle ||
+	    up->w->stopping ||
+	    evbuffer_get_length(bufferevent_get_output(uc->bev)) > 0 ||
+	    evbuffer_get_length(bufferevent_get_input(uc->bev)) > 0) {
+		upconn_close(uc);
 		return;
 	}
+	uc->busy = 0;
 	tv.tv_sec = up->cfg->idle_timeout_ms / 1000;
 	tv.tv_usec = (up->cfg->idle_timeout_ms % 1000) * 1000;
 	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
@@ -313,11 +326,138 @@ pool_put(struct upconn *uc)
 static void
 idle_read_cb(struct bufferevent *bev, void *arg)
 {
-	upconn_free(arg);
+	upconn_close(arg);
 }
 
 static void
 idle_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	upconn_free(arg);
+	upconn_close(arg);
+}
+
+/* -- choice and health ---------------------------------------------------- */
+
+static int
+up_is_down(const struct upstream *up, int64_t now)
+{
+	return up->down_until_us > now;
+}
+
+/* Passive health: max_fails failures in a row mark it down a while. */
+static void
+up_failed(struct upstream *up)
+{
+	int64_t now = now_us();
+
+	up->fails++;
+	if (up->cfg->max_fails > 0 && up->fails >= up->cfg->max_fails &&
+	    !up_is_down(up, now)) {
+		up->down_until_us = now + (int64_t)up->cfg->fail_timeout_ms *
+		    1000;
+		log_warnx("upstream %s: %d failures in a row, down for %d ms",
+		    up->cfg->name, up->fails, up->cfg->fail_timeout_ms);
+	}
+}
+
+void
+up_answered(struct upstream *up)
+{
+	if (up->down_until_us != 0) {
+		log_info("upstream %s answers again", up->cfg->name);
+		up->down_until_us = 0;
+	}
+	up->fails = 0;
+}
+
+int
+up_max_attempts(const struct worker *w, const struct cfg_route *r)
+{
+	return w->cfg->max_attempts > 0 ? w->cfg->max_attempts :
+	    r->nupstreams;
+}
+
+int
+up_retryable_status(int status)
+{
+	return status == 429 || status == 500 || status == 502 ||
+	    status == 503 || status == 504 || status == 529;
+}
+
+/*
+ * Failover: the first not yet tried, in order.  Balance: of those not yet
+ * tried, the one with the fewest requests in flight in this worker, ties
+ * broken round-robin.  Upstreams marked down are skipped unless all are
+ * down (then they are tried, as nginx does).  After every upstream was
+ * tried, a new round starts.
+ */
+struct upstream *
+up_pick(struct worker *w, const struct cfg_route *r, uint32_t *tried,
+    int *idx)
+{
+	int64_t		 now = now_us();
+	uint32_t	 all, bit;
+	unsigned	 rr = 0;
+	int		 n = r->nupstreams, i, k, pass, best = -1;
+	int		 ri = (int)(r - w->cfg->routes);
+
+	all = n >= 32 ? ~0u : (1u << n) - 1;
+	if ((*tried & all) == all)
+		*tried = 0;
+	if (w->route_rr != NULL)
+		rr = w->route_rr[ri];
+	for (pass = 0; pass < 2 && best == -1; pass++) {
+		for (k = 0; k < n; k++) {
+			struct upstream *up;
+
+			i = r->balance ? (int)((rr + (unsigned)k) % (unsigned)n) :
+			    k;
+			bit = 1u << (i & 31);
+			up = &w->ups[r->upstream[i]];
+			if ((*tried & bit) || (pass == 0 &&
+			    up_is_down(up, now)))
+				continue;
+			if (!r->balance) {
+				best = i;
+				break;
+			}
+			if (best == -1 || up->outstanding <
+			    w->ups[r->upstream[best]].outstanding)
+				best = i;
+		}
+	}
+	if (best == -1)
+		best = 0;
+	if (r->balance && w->route_rr != NULL)
+		w->route_rr[ri] = (unsigned)best + 1;
+	*idx = best;
+	*tried |= 1u << (best & 31);
+	return &w->ups[r->upstream[best]];
+}
+
+/*
+ * A pooled connection closed before any answer is one the upstream had
+ * closed while idle: try again on another, without counting a failure.
+ * Otherwise the failure counts against the upstream, and the request
+ * moves on only if it cannot have been run: connecting failed, or no
+ * byte of an answer came in time.  A connection closed after the
+ * request was sent is not retried; a refusing status is.
+ */
+enum up_decision
+up_next(struct upstream *up, enum up_failure why, int reused, int attempts,
+    int max)
+{
+	if (reused && why == UPF_CLOSED && attempts < up->cfg->max_idle + 2)
+		return UPD_AGAIN;
+	up_failed(up);
+	if (attempts >= max)
+		return UPD_FAIL;
+	switch (why) {
+	case UPF_CONNECT:
+	case UPF_CONNECT_TIMEOUT:
+	case UPF_NO_ANSWER:
+	case UPF_STATUS:
+		return UPD_NEXT;
+	default:
+		return UPD_FAIL;
+	}
 }

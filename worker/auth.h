@@ -1,0 +1,49 @@
+/*
+ * auth.h - who is calling, and may they (layer 1): keys, model access,
+ * rate limits and budgets.
+ *
+ * Called by the pipeline (layer 3).  Returns verdicts and never answers
+ * a client itself: a refusal fills a struct auth_verdict that the caller
+ * turns into its error reply.  Knows struct worker (the key state in
+ * shm/), never a client or a request.
+ *
+ * Contract with the collector's spend sync: auth_charge must run after
+ * the request's usage event was pushed to the ring (meter_push), so that
+ * spend loaded from PostgreSQL never misses a charge this worker made.
+ */
+#ifndef SLUICE_AUTH_H
+#define SLUICE_AUTH_H
+
+#include <stddef.h>
+
+#include "common/event.h"
+#include "worker/http.h"
+#include "worker/wctx.h"
+
+struct key_entry;
+
+struct auth_verdict {
+	int		 status;	/* 401, 403, 429 or 503 */
+	const char	*type;		/* OpenAI's error type */
+	const char	*code;		/* error code, the row's error class */
+	int		 retry_after_s;	/* > 0: send Retry-After */
+	char		 msg[256];
+};
+
+/*
+ * At the request head: the presented secret's key (*KEY, also when it is
+ * refused, so the row names it) and its request-rate limit.  0 admitted,
+ * -1 refused (V filled).  Without keys_file everyone is admitted with
+ * *KEY = NULL.
+ */
+int	 auth_check_head(struct worker *, const struct http_head *,
+	    const struct key_entry **key, struct auth_verdict *v);
+/* Once the body is read: the model (decoded), the token rate and the
+ * budget.  0 admitted, -1 refused (V filled). */
+int	 auth_check_body(struct worker *, const struct key_entry *,
+	    const char *model, size_t len, struct auth_verdict *v);
+/* The request is metered: add its tokens and cost to the key's state. */
+void	 auth_charge(struct worker *, const struct key_entry *,
+	    const struct usage_event *);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * client.h - the client connection core (layer 2).
+ *
+ * Owns a client connection and the one request on it at a time: accept,
+ * head framing and parsing, reading a body for the handler, writing the
+ * answers sluice makes itself, keep-alive and lingering close, and the
+ * one place a request ends, client_finalize (static), which runs the
+ * handler's finish hook exactly once and then resets the request.
+ *
+ * What it never does: decide anything about a request's meaning (routes,
+ * keys, models, upstreams).  That is the handler's (the pipeline, layer
+ * 3), which it reaches only through the hooks the handler installed:
+ * struct client_handler for every request on a connection, and the
+ * drained/abort hooks an exchange installs for its duration (as nginx's
+ * upstream sets r->write_event_handler and a cleanup on the request).
+ *
+ * A request's memory: its head copy and its body buffer belong to the
+ * connection and are reused by the next request, so keep-alive costs no
+ * allocation per request.  The body is drained in client_finalize, after
+ * the handler's finish hook: whoever still references it (an upstream
+ * connection's output) must have let go by then.
+ */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <stdint.h>
+
+#include "common/event.h"
+#include "worker/endpoint.h"
+#include "worker/http.h"
+#include "worker/wctx.h"
+
+struct bufferevent;
+struct evbuffer;
+struct client;
+
+enum client_state {
+	CL_IDLE = 0,		/* between requests: no byte of one yet */
+	CL_READ_HEAD,		/* part of a request head is here */
+	CL_READ_BODY,		/* reading the body for the handler */
+	CL_HANDLING,		/* the handler has the request (proxying) */
+	CL_WRITING,		/* the answer is queued: flush, then finalize */
+	CL_CLOSING,		/* lingering close after the last answer */
+};
+
+/* What every request on a connection is handed to.  Installed at accept. */
+struct client_handler {
+	/* A connection opened: the handler's state for it (NULL: refuse). */
+	void	*(*attach)(struct client *);
+	void	 (*detach)(void *);
+	/* A request head was parsed: answer, or read the body. */
+	void	 (*head)(struct client *);
+	/* The request ends, however it ends: build and push its event. */
+	void	 (*finish)(struct client *);
+};
+
+/* One request: zeroed when it ends (client_finalize), nowhere else. */
+struct request {
+	int64_t		 t_start_us;	/* monotonic, its first byte; 0 = none */
+	const struct endpoint *ep;	/* classified once, at the head */
+	int		 keepalive;	/* the connection outlives it */
+	int		 body_read;	/* its body was read to the end */
+	int64_t		 body_need;	/* Content-Length still to read */
+	struct chunked	 body_ck;
+	int64_t		 out_bytes;	/* bytes queued to the client */
+	int		 retry_after_s;	/* > 0: an error sends Retry-After */
+	void		(*body_done)(struct client *);
+	/* installed by the exchange under way, cleared when it ends */
+	void		(*on_drained)(void *);
+	void		(*on_abort)(void *);
+	void		*hook_arg;
+	char		 reqid[40];	/* x-request-id, as sent both ways */
+	struct usage_event ev;		/* filled as the request goes */
+	struct http_head hd;		/* last: see client_finalize */
+};
+
+struct client {
+	TAILQ_ENTRY(client) entry;
+	struct worker	*w;
+	struct bufferevent *bev;
+	enum client_state state;
+	char		 addr[EV_ADDR_MAX];
+	int		 nrequests;
+	int		 dead;		/* the connection failed: free, no linger */
+	char		*head;		/* the request head, copied out */
+	size_t		 head_cap;
+	size_t		 head_scanned;	/* input searched for CRLFCRLF */
+	struct evbuffer	*body;		/* the current request's body */
+	const struct client_handler *h;
+	void		*hdata;		/* the handler's, from attach */
+	struct request	 r;
+};
+
+void	 client_accept(struct worker *, int fd, struct sockaddr *,
+	    const struct client_handler *);
+/* Read the request body into c->body, then call DONE (411 and 413 are
+ * answered here). */
+void	 client_read_body(struct client *, void (*done)(struct client *));
+/* The handler takes the request over: no client timeout while it runs. */
+void	 client_handle(struct client *);
+/* Hooks for the exchange under way: DRAINED when the output fell below
+ * its low mark, ABORT when the connection failed. */
+void	 client_set_hooks(struct client *, void (*drained)(void *),
+	    void (*abort)(void *), void *arg);
+/* Where the handler writes the answer it relays. */
+struct evbuffer *client_output(struct client *);
+/* The whole answer is queued: the request ends once it is written. */
+void	 client_answered(struct client *);
+/* Answer with an error of sluice's own, in the caller's shape; CODE is
+ * also the row's error class.  The request ends. */
+void	 client_error(struct client *, int status, const char *type,
+	    const char *code, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
+/* Answer with a local JSON body (moved out of BODY).  The request ends. */
+void	 client_reply_json(struct client *, int status, struct evbuffer *body);
+/* A graceful stop: close an idle connection, else close after this
+ * request. */
+void	 client_stop(struct client *);
+/* A cut (fast stop, shutdown_timeout): meter the request under way as
+ * ended by WHY.  The process exits after; nothing is freed. */
+void	 client_cut(struct client *, const char *why);
+
+#endif

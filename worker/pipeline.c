@@ -1,0 +1,328 @@
+/*
+ * pipeline.c - the request pipeline, from a parsed head to the usage
+ * event.
+ *
+ * Per connection it keeps one struct exchange (allocated at accept, so a
+ * keep-alive request allocates nothing); its per-request part is reset
+ * in pl_finish, the handler's end of client_finalize.  Nothing here
+ * touches a socket: replies go through the client core, the upstream
+ * through the proxy.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/clock.h"
+#include "common/json_scan.h"
+#include "common/keys.h"
+#include "common/log.h"
+#include "worker/auth.h"
+#include "worker/meter.h"
+#include "worker/models.h"
+#include "worker/pipeline.h"
+#include "worker/proxy.h"
+#include "worker/upstream.h"
+
+struct exchange {
+	struct client	*c;
+	struct proxy	 px;		/* its own reset: proxy_reset */
+	/* per request: zeroed in pl_finish from here on */
+	const struct key_entry *key;	/* the caller's key, NULL = none */
+	const char	*model;		/* what the upstream is asked for */
+};
+
+static void	*pl_attach(struct client *);
+static void	 pl_detach(void *);
+static void	 pl_head(struct client *);
+static void	 pl_body(struct client *);
+static void	 pl_finish(struct client *);
+
+const struct client_handler pipeline_handler = {
+	pl_attach, pl_detach, pl_head, pl_finish,
+};
+
+static void *
+pl_attach(struct client *c)
+{
+	struct exchange *x;
+
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		return NULL;
+	x->c = c;
+	if (proxy_init(&x->px, c) == -1) {
+		proxy_free(&x->px);
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static void
+pl_detach(void *arg)
+{
+	struct exchange *x = arg;
+
+	proxy_free(&x->px);
+	free(x);
+}
+
+static void
+pl_refuse(struct client *c, const struct auth_verdict *v)
+{
+	c->r.retry_after_s = v->retry_after_s;
+	client_error(c, v->status, v->type, v->code, "%s", v->msg);
+}
+
+/* Authenticate at the head; 0 admitted, -1 answered. */
+static int
+pl_auth_head(struct exchange *x)
+{
+	struct client		*c = x->c;
+	struct auth_verdict	 v;
+	int			 rc;
+
+	rc = auth_check_head(c->w, &c->r.hd, &x->key, &v);
+	if (x->key != NULL)
+		snprintf(c->r.ev.key_name, sizeof(c->r.ev.key_name), "%s",
+		    x->key->name);
+	if (rc == -1) {
+		pl_refuse(c, &v);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+pl_list_models(struct exchange *x)
+{
+	struct client	*c = x->c;
+	struct evbuffer	*b;
+
+	if (pl_auth_head(x) == -1)
+		return;
+	if ((b = evbuffer_new()) == NULL) {
+		client_error(c, 500, "server_error", "no_memory",
+		    "out of memory");
+		return;
+	}
+	models_list(c->w, x->key,
+	    http_find(&c->r.hd, "anthropic-version") != NULL, b);
+	client_reply_json(c, 200, b);
+	evbuffer_free(b);
+}
+
+static void
+pl_head(struct client *c)
+{
+	struct exchange		*x = c->hdata;
+	const struct http_head	*hd = &c->r.hd;
+	const struct endpoint	*ep = c->r.ep;
+
+	if ((ep->flags & EP_LOCAL) &&
+	    http_name_is(hd->method, hd->method_len, "GET")) {
+		pl_list_models(x);
+		return;
+	}
+	if (!(ep->flags & EP_PROXIED)) {
+		client_error(c, 404, "invalid_request_error", "unknown_url",
+		    "Unknown request URL: %.*s %.*s", (int)hd->method_len,
+		    hd->method, (int)hd->path_len, hd->target);
+		return;
+	}
+	if (!http_name_is(hd->method, hd->method_len, "POST")) {
+		client_error(c, 405, "invalid_request_error",
+		    "method_not_allowed", "%.*s is not allowed here; use POST",
+		    (int)hd->method_len, hd->method);
+		return;
+	}
+	if (pl_auth_head(x) == -1)
+		return;
+	client_read_body(c, pl_body);
+}
+
+/*
+ * An OpenAI stream reports usage only when asked with
+ * stream_options.include_usage; ask on the client's behalf so that every
+ * stream is metered.  The extra final chunk (empty choices, a usage
+ * object) is part of the documented protocol; SDKs accept it.
+ */
+static void
+pl_ask_stream_usage(struct exchange *x, const struct cfg_route *route,
+    const char *body, size_t len, const struct json_field *so)
+{
+	struct json_doc			*d = &x->c->w->json;
+	const struct cfg_upstream	*u;
+	size_t				 open;
+	int				 iu;
+
+	u = &x->c->w->cfg->upstreams[route->upstream[0]];
+	if (u->protocol == PROTO_ANTHROPIC ||
+	    !(x->c->r.ep->flags & EP_STREAM_USAGE))
+		return;
+	if (so->type == JV_NONE) {
+		/* json_scan_top saw the object open before anything else */
+		open = (size_t)((const char *)memchr(body, '{', len) - body);
+		proxy_add_edit(&x->px, open + 1, 0,
+		    "\"stream_options\":{\"include_usage\":true},");
+		return;
+	}
+	/* a small object: jsmn on its span alone */
+	if (so->type != JV_OBJECT ||
+	    json_parse(d, body + so->start, so->end - so->start) == -1)
+		return;
+	iu = json_get(d, 0, "include_usage");
+	if (iu < 0)
+		proxy_add_edit(&x->px, so->start + 1, 0, d->tok[0].size > 0 ?
+		    "\"include_usage\":true," : "\"include_usage\":true");
+	else if (json_bool(d, iu) == 0)
+		proxy_add_edit(&x->px, so->start + (size_t)d->tok[iu].start, 5,
+		    "true");
+}
+
+/*
+ * No format translation: an Anthropic-format request goes to an Anthropic
+ * upstream, an OpenAI-format one to an OpenAI or Azure upstream, and Azure
+ * serves only what has a deployment path.
+ */
+static int
+pl_check_family(struct client *c, const struct cfg_route *route)
+{
+	const struct cfg_upstream	*u;
+	int				 anthropic = c->r.ep->flags & EP_ANTHROPIC;
+
+	u = &c->w->cfg->upstreams[route->upstream[0]];
+	if (anthropic && u->protocol != PROTO_ANTHROPIC) {
+		client_error(c, 400, "invalid_request_error",
+		    "protocol_mismatch", "The model `%s` is served by an "
+		    "OpenAI-format upstream; send it to /v1/chat/completions.",
+		    c->r.ev.model);
+		return -1;
+	}
+	if (!anthropic && u->protocol == PROTO_ANTHROPIC) {
+		client_error(c, 400, "invalid_request_error",
+		    "protocol_mismatch", "The model `%s` is served by an "
+		    "Anthropic upstream; send it to /v1/messages.",
+		    c->r.ev.model);
+		return -1;
+	}
+	if (u->protocol == PROTO_AZURE && c->r.ep->azure_tail == NULL) {
+		client_error(c, 400, "invalid_request_error",
+		    "unsupported_endpoint", "%.*s is not served by an Azure "
+		    "OpenAI upstream.", (int)c->r.hd.path_len, c->r.hd.target);
+		return -1;
+	}
+	return 0;
+}
+
+/* The whole body is here: read what routing needs from the JSON. */
+static void
+pl_body(struct client *c)
+{
+	struct exchange		*x = c->hdata;
+	struct worker		*w = c->w;
+	const struct cfg_route	*route;
+	const struct cfg_alias	*alias;
+	struct auth_verdict	 v;
+	const char		*body, *model;
+	size_t			 len = evbuffer_get_length(c->body), mlen;
+	struct json_field	 f[3] = {
+		{ .key = "model" }, { .key = "stream" },
+		{ .key = "stream_options" },
+	};
+
+	body = (const char *)evbuffer_pullup(c->body, -1);
+	if (body == NULL || json_scan_top(body, len, f, 3) == -1) {
+		client_error(c, 400, "invalid_request_error", "invalid_json",
+		    "We could not parse the JSON body of your request.");
+		return;
+	}
+	if (f[0].count > 1) {
+		/* parsers disagree on which one counts: refuse, do not pick */
+		client_error(c, 400, "invalid_request_error",
+		    "duplicate_model", "the request body has more than one "
+		    "\"model\"");
+		return;
+	}
+	if (f[0].type != JV_STRING) {
+		client_error(c, 400, "invalid_request_error", "missing_model",
+		    "you must provide a model parameter");
+		return;
+	}
+	model = body + f[0].start;
+	mlen = f[0].end - f[0].start;
+	snprintf(c->r.ev.model, sizeof(c->r.ev.model), "%.*s", (int)mlen,
+	    model);
+	c->r.ev.stream = f[1].type == JV_TRUE;
+	if (x->key != NULL &&
+	    auth_check_body(w, x->key, model, mlen, &v) == -1) {
+		pl_refuse(c, &v);
+		return;
+	}
+	x->model = c->r.ev.model;
+	if ((alias = cfg_alias_for(w->cfg, model, mlen)) != NULL) {
+		/* the upstream is asked for the model the alias stands for */
+		x->model = alias->model;
+		proxy_add_edit(&x->px, f[0].start, mlen, alias->model);
+		route = cfg_route_for(w->cfg, alias->model,
+		    strlen(alias->model));
+	} else
+		route = cfg_route_for(w->cfg, model, mlen);
+	if (route == NULL) {
+		client_error(c, 404, "invalid_request_error",
+		    "model_not_found", "The model `%s` does not exist or you "
+		    "do not have access to it.", c->r.ev.model);
+		return;
+	}
+	if (pl_check_family(c, route) == -1)
+		return;
+	if (c->r.ev.stream)
+		pl_ask_stream_usage(x, route, body, len, &f[2]);
+	proxy_start(&x->px, route, x->model);
+}
+
+/* The request ended (client_finalize): its one event, then the charge. */
+static void
+pl_finish(struct client *c)
+{
+	struct exchange		*x = c->hdata;
+	struct proxy		*px = &x->px;
+	struct request		*r = &c->r;
+	struct usage_event	*ev = &r->ev;
+	const char		*model;
+	int64_t			 now = now_us(), upstream_us = 0;
+
+	ev->latency_us = now - r->t_start_us;
+	if (px->t_first_byte_us != 0 && px->t_sent_us != 0) {
+		ev->ttfb_us = px->t_first_byte_us - px->t_sent_us;
+		/* upstream time: from request sent to the end of its answer */
+		upstream_us = now - px->t_sent_us;
+	} else
+		ev->ttfb_us = -1;
+	ev->overhead_us = ev->latency_us - upstream_us;
+	if (ev->overhead_us < 0)
+		ev->overhead_us = 0;
+	ev->bytes_out = r->out_bytes;
+	ev->worker_pid = c->w->pid;
+	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
+	/* an alias is billed as the model it stands for */
+	model = x->model != NULL ? x->model : ev->model;
+	usage_to_event(&px->usage, cfg_price_for(c->w->cfg, model,
+	    strlen(model)), ev);
+	/* numbers from an answer cut short are not the whole bill */
+	if (ev->usage_source == USAGE_UPSTREAM && !px->complete)
+		ev->usage_source = USAGE_ESTIMATED;
+	meter_push(c->w, ev, r->ep != NULL ? r->ep->idx :
+	    endpoint_find("", 0)->idx, px->up != NULL ? px->up->cnt_idx : -1,
+	    ev->stream && px->head_sent);
+	/* after the push: the collector's spend sync relies on this order */
+	auth_charge(c->w, x->key, ev);
+	log_debug("%s \"%.*s %.*s\" %d %lld %lldus %s", c->addr,
+	    (int)r->hd.method_len, r->hd.method, (int)r->hd.path_len,
+	    r->hd.target, ev->status, (long long)ev->bytes_out,
+	    (long long)ev->latency_us, r->reqid);
+	proxy_reset(px);
+	memset(&x->key, 0, sizeof(*x) - offsetof(struct exchange, key));
+}

@@ -1,0 +1,97 @@
+/*
+ * reply.c - error bodies and local answer heads.
+ *
+ * Anthropic's error types follow its API's documented status mapping;
+ * OpenAI's carry the type and code the caller chose, which is also the
+ * usage row's error class.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "worker/http.h"
+#include "worker/reply.h"
+
+void
+reply_json_escape(struct evbuffer *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = s;
+
+	for (; *s != '\0'; s++) {
+		unsigned char	 ch = (unsigned char)*s;
+		char		 esc[6] = { '\\', 'u', '0', '0', 0, 0 };
+
+		if (ch != '"' && ch != '\\' && ch >= 0x20)
+			continue;
+		evbuffer_add(b, run, (size_t)(s - run));
+		run = s + 1;
+		if (ch == '"' || ch == '\\') {
+			esc[1] = (char)ch;
+			evbuffer_add(b, esc, 2);
+		} else {
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			evbuffer_add(b, esc, 6);
+		}
+	}
+	evbuffer_add(b, run, (size_t)(s - run));
+}
+
+static const char *
+anthropic_error_type(int status)
+{
+	switch (status) {
+	case 400: case 405: case 408: case 411: case 414: case 431:
+		return "invalid_request_error";
+	case 401:
+		return "authentication_error";
+	case 403:
+		return "permission_error";
+	case 404:
+		return "not_found_error";
+	case 413:
+		return "request_too_large";
+	case 429:
+		return "rate_limit_error";
+	case 529:
+		return "overloaded_error";
+	default:
+		return "api_error";
+	}
+}
+
+void
+reply_error_body(struct evbuffer *b, int anthropic, int status,
+    const char *type, const char *code, const char *msg, const char *reqid)
+{
+	if (anthropic) {
+		evbuffer_add_printf(b, "{\"type\":\"error\",\"error\":"
+		    "{\"type\":\"%s\",\"message\":\"",
+		    anthropic_error_type(status));
+		reply_json_escape(b, msg);
+		evbuffer_add_printf(b, "\"},\"request_id\":\"%s\"}\n", reqid);
+	} else {
+		evbuffer_add(b, "{\"error\":{\"message\":\"", 21);
+		reply_json_escape(b, msg);
+		evbuffer_add_printf(b, "\",\"type\":\"%s\",\"param\":null,"
+		    "\"code\":\"%s\"}}\n", type, code);
+	}
+}
+
+void
+reply_head(struct evbuffer *out, int status, const char *ctype, size_t len,
+    const char *reqid, int retry_s, int keepalive)
+{
+	char retry[48] = "";
+
+	if (retry_s > 0)
+		snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", retry_s);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "x-request-id: %s\r\n"
+	    "%s%s\r\n", status, http_reason(status), ctype, len, reqid, retry,
+	    keepalive ? "" : "Connection: close\r\n");
+}

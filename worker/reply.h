@@ -1,0 +1,37 @@
+/*
+ * reply.h - the bytes of the answers sluice writes itself (layer 0, pure).
+ *
+ * Owns the error bodies in the caller's protocol (OpenAI's
+ * {"error":{...}}, Anthropic's {"type":"error","error":{...},
+ * "request_id":...}), the head of a local answer, and JSON string
+ * escaping.  Anyone may call it; it writes into the evbuffer it is given
+ * and never knows a connection or a request.  admin.c escapes with the
+ * same reply_json_escape, so what one escapes the other never has to
+ * unescape differently.
+ */
+#ifndef SLUICE_REPLY_H
+#define SLUICE_REPLY_H
+
+#include <stddef.h>
+
+struct evbuffer;
+
+/* Append S, JSON-escaped (quotes, backslash, control bytes), to B. */
+void	 reply_json_escape(struct evbuffer *b, const char *s);
+/*
+ * Append an error body to B.  OpenAI's shape carries TYPE and CODE;
+ * Anthropic's takes its type from STATUS and carries REQID, which must be
+ * the id the head will carry.
+ */
+void	 reply_error_body(struct evbuffer *b, int anthropic, int status,
+	    const char *type, const char *code, const char *msg,
+	    const char *reqid);
+/*
+ * Append the head of a local answer: STATUS, Content-Type CTYPE,
+ * Content-Length LEN, x-request-id REQID, a Retry-After when RETRY_S > 0,
+ * and Connection: close unless KEEPALIVE.
+ */
+void	 reply_head(struct evbuffer *out, int status, const char *ctype,
+	    size_t len, const char *reqid, int retry_s, int keepalive);
+
+#endif
