@@ -30,7 +30,7 @@ LIB_OBJS = $(LIB_SRCS:%.c=$(B)/obj/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps check unit integration run bench clean install uninstall \
+.PHONY: all deps check layers unit integration run bench clean install uninstall \
 	fuzz fuzz-build soak bench-ring bench-counters
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
@@ -79,11 +79,17 @@ $(PROMTOOL):
 	@test -x $@
 
 check: deps
+	$(MAKE) layers
 	$(MAKE) all $(UNIT_BINS) $(PROMTOOL)
 	$(MAKE) unit
 	$(MAKE) man-lint
 	$(MAKE) fuzz FUZZ_SECONDS=3
 	$(MAKE) integration
+
+# Calls go downward: no include of a higher layer's header, no circle
+# (the layer of every module is written in tests/layers.conf).
+layers:
+	$(PYTHON) tests/check_layers.py
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail

@@ -36,7 +36,7 @@
 #include "common/confparse.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "master/master.h"
+#include "master/ctl_daemon.h"
 #include "shm/counters.h"
 
 #define CTL_HTTP_TIMEOUT_MS	3000

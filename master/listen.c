@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "master/master.h"
+#include "master/listen.h"
 
 static int
 listen_one(const struct cfg_addr *a, char *err, size_t errlen)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "master/master.h"
+#include "master/proctitle.h"
 
 extern char	**environ;
 

@@ -29,7 +29,7 @@
 #include "common/config.h"
 #include "common/keys.h"
 #include "common/log.h"
-#include "master/master.h"
+#include "master/ctl_daemon.h"
 #include "sql/schema.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"

@@ -22,7 +22,9 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "master/listen.h"
 #include "master/master.h"
+#include "master/proctitle.h"
 #include "shm/counters.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
