@@ -40,15 +40,25 @@
 #include "worker/reply.h"
 
 #define ADMIN_HEAD_MAX		8192
-#define ADMIN_TIMEOUT_S		10
+#define ADMIN_TIMEOUT_S		10	/* to write the answer */
+#define ADMIN_HEAD_S		3	/* the whole head, from accept */
 #define ADMIN_CONNS_MAX		64	/* per worker */
 
-/* One admin connection: read one request, answer, close. */
+/*
+ * One admin connection: read one request, answer, close.  The head must
+ * be complete ADMIN_HEAD_S after accept, however it trickles in; and when
+ * all ADMIN_CONNS_MAX are taken, a new connection evicts the oldest one
+ * still waiting for its head, so slow clients cannot lock the monitoring
+ * out (the newest connection is the likeliest to be a prober's).
+ */
 struct admin_conn {
+	TAILQ_ENTRY(admin_conn)	 entry;
 	struct worker		*w;
 	struct bufferevent	*bev;
+	struct event		*deadline;
 	int			 answered;
 };
+TAILQ_HEAD(admin_conn_list, admin_conn);
 
 /* Everything one answer shows, read once from shared memory. */
 struct admin_view {
@@ -76,6 +86,7 @@ struct admin_view {
 
 static struct shm_segment	*admin_shm;
 static int			 admin_nconns;
+static struct admin_conn_list	 admin_conns = TAILQ_HEAD_INITIALIZER(admin_conns);
 
 static const char *const class_names[CNT_CLASSES] = {
 	"other", "1xx", "2xx", "3xx", "4xx", "5xx",
@@ -103,6 +114,7 @@ static void	 admin_read_cb(struct bufferevent *, void *);
 static void	 admin_write_cb(struct bufferevent *, void *);
 static void	 admin_event_cb(struct bufferevent *, short, void *);
 static void	 admin_conn_free(struct admin_conn *);
+static void	 admin_deadline_cb(evutil_socket_t, short, void *);
 
 int
 admin_init(struct worker *w, struct shm_segment *shm, int fd)
@@ -129,34 +141,63 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct worker		*w = arg;
-	struct admin_conn	*ac;
+	struct admin_conn	*ac, *old;
 	struct timeval		 tv = { ADMIN_TIMEOUT_S, 0 };
+	struct timeval		 head = { ADMIN_HEAD_S, 0 };
 
-	if (admin_nconns >= ADMIN_CONNS_MAX ||
-	    (ac = calloc(1, sizeof(*ac))) == NULL) {
+	if (admin_nconns >= ADMIN_CONNS_MAX) {
+		TAILQ_FOREACH(old, &admin_conns, entry)
+			if (!old->answered)
+				break;
+		if (old == NULL) {
+			close(fd);
+			return;
+		}
+		admin_conn_free(old);
+	}
+	if ((ac = calloc(1, sizeof(*ac))) == NULL) {
 		close(fd);
 		return;
 	}
 	ac->w = w;
 	if ((ac->bev = bufferevent_socket_new(w->base, fd,
-	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		close(fd);
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL ||
+	    (ac->deadline = evtimer_new(w->base, admin_deadline_cb,
+	    ac)) == NULL) {
+		if (ac->bev != NULL)
+			bufferevent_free(ac->bev);
+		else
+			close(fd);
 		free(ac);
 		return;
 	}
+	TAILQ_INSERT_TAIL(&admin_conns, ac, entry);
 	admin_nconns++;
 	bufferevent_setcb(ac->bev, admin_read_cb, admin_write_cb,
 	    admin_event_cb, ac);
 	bufferevent_set_timeouts(ac->bev, &tv, &tv);
 	bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
+	evtimer_add(ac->deadline, &head);
 }
 
 static void
 admin_conn_free(struct admin_conn *ac)
 {
+	TAILQ_REMOVE(&admin_conns, ac, entry);
+	event_free(ac->deadline);
 	bufferevent_free(ac->bev);
 	free(ac);
 	admin_nconns--;
+}
+
+/* The head did not arrive whole in time. */
+static void
+admin_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_conn *ac = arg;
+
+	if (!ac->answered)
+		admin_conn_free(ac);
 }
 
 static void

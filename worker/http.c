@@ -40,9 +40,9 @@ http_name_is(const char *name, size_t len, const char *s)
 	return strlen(s) == len && strncasecmp(name, s, len) == 0;
 }
 
-/* Does the comma-separated token list V contain TOKEN? */
+/* Does the comma-separated token list V contain TOKEN (TLEN bytes)? */
 static int
-list_has(const char *v, size_t len, const char *token)
+list_has_n(const char *v, size_t len, const char *token, size_t tlen)
 {
 	size_t i = 0, s, e;
 
@@ -55,10 +55,16 @@ list_has(const char *v, size_t len, const char *token)
 		e = i;
 		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
 			e--;
-		if (e > s && http_name_is(v + s, e - s, token))
+		if (e - s == tlen && strncasecmp(v + s, token, tlen) == 0)
 			return 1;
 	}
 	return 0;
+}
+
+static int
+list_has(const char *v, size_t len, const char *token)
+{
+	return list_has_n(v, len, token, strlen(token));
 }
 
 static int
@@ -272,7 +278,6 @@ http_is_hop_by_hop(const struct http_head *hh, const struct http_header *h)
 		"proxy-authorization", "proxy-authenticate", NULL,
 	};
 	const struct http_header *c;
-	char	 name[64];
 	int	 i;
 
 	for (i = 0; hop[i] != NULL; i++)
@@ -280,11 +285,8 @@ http_is_hop_by_hop(const struct http_head *hh, const struct http_header *h)
 			return 1;
 	if ((c = http_find(hh, "connection")) == NULL)
 		return 0;
-	if (h->name_len >= sizeof(name))
-		return 0;
-	memcpy(name, h->name, h->name_len);
-	name[h->name_len] = '\0';
-	return list_has(c->value, c->value_len, name);
+	/* a name of any length: one too long to test must not pass */
+	return list_has_n(c->value, c->value_len, h->name, h->name_len);
 }
 
 int

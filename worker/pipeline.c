@@ -121,8 +121,18 @@ pl_head(struct client *c)
 	const struct http_head	*hd = &c->r.hd;
 	const struct endpoint	*ep = c->r.ep;
 
-	if ((ep->flags & EP_LOCAL) &&
-	    http_name_is(hd->method, hd->method_len, "GET")) {
+	int			 get, post;
+
+	/* RFC 9110 9.1: methods are case-sensitive; "PoSt" is not POST */
+	get = hd->method_len == 3 && memcmp(hd->method, "GET", 3) == 0;
+	post = hd->method_len == 4 && memcmp(hd->method, "POST", 4) == 0;
+	if (!get && !post) {
+		client_error(c, 405, "invalid_request_error",
+		    "method_not_allowed", "%.*s is not allowed; use POST",
+		    (int)hd->method_len, hd->method);
+		return;
+	}
+	if ((ep->flags & EP_LOCAL) && get) {
 		pl_list_models(x);
 		return;
 	}
@@ -132,7 +142,7 @@ pl_head(struct client *c)
 		    hd->method, (int)hd->path_len, hd->target);
 		return;
 	}
-	if (!http_name_is(hd->method, hd->method_len, "POST")) {
+	if (!post) {
 		client_error(c, 405, "invalid_request_error",
 		    "method_not_allowed", "%.*s is not allowed here; use POST",
 		    (int)hd->method_len, hd->method);

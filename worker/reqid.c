@@ -1,64 +1,72 @@
 /*
- * reqid.c - request ids: random UUIDv4, from a per-worker generator.
+ * reqid.c - request ids: UUIDv7 (RFC 9562), time-ordered so the usage
+ * table's primary key grows at its right edge, with 74 random bits from
+ * the kernel's CSPRNG.
  *
- * The generator is xoshiro256** seeded from getrandom(2) at worker start;
- * ids need to be unique, not secret, and the request path cannot afford a
- * syscall or a lock for each one.
+ * An id is the row's primary key and is shown to clients, so it must not
+ * be predictable: a generator whose state each id reveals (xoshiro) let
+ * one client compute another tenant's next ids and load rows under them
+ * first.  getrandom(2) fills a buffer of REQID_POOL bytes at a time, so a
+ * request costs no system call; the buffer is thrown away in every new
+ * process (reqid_init after fork), so no two workers and no restart ever
+ * hand out the same random bytes.
  */
 #include <sys/random.h>
-#include <stdio.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "common/hex.h"
 #include "common/clock.h"
+#include "common/hex.h"
+#include "common/log.h"
 #include "worker/reqid.h"
 
-static uint64_t	 rs[4];
+#define REQID_RAND	10		/* random bytes per id (74 bits used) */
+#define REQID_POOL	(REQID_RAND * 409)	/* ~4 KB per getrandom */
 
-static inline uint64_t
-rotl(uint64_t x, int k)
+static unsigned char	 pool[REQID_POOL];
+static size_t		 pool_left;
+
+static void
+pool_fill(void)
 {
-	return (x << k) | (x >> (64 - k));
-}
+	size_t	 got = 0;
+	ssize_t	 n;
 
-static uint64_t
-next(void)
-{
-	uint64_t result = rotl(rs[1] * 5, 7) * 9, t = rs[1] << 17;
-
-	rs[2] ^= rs[0];
-	rs[3] ^= rs[1];
-	rs[1] ^= rs[2];
-	rs[0] ^= rs[3];
-	rs[2] ^= t;
-	rs[3] = rotl(rs[3], 45);
-	return result;
+	while (got < sizeof(pool)) {
+		n = getrandom(pool + got, sizeof(pool) - got, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fatal("getrandom");	/* no safe way to make ids */
+		got += (size_t)n;
+	}
+	pool_left = sizeof(pool);
 }
 
 void
 reqid_init(void)
 {
-	if (getrandom(rs, sizeof(rs), 0) != sizeof(rs)) {
-		/* no entropy source: still unique per process and instant */
-		rs[0] = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
-		rs[1] = 0x9e3779b97f4a7c15ULL ^ (uint64_t)now_us();
-		rs[2] = 0xbf58476d1ce4e5b9ULL;
-		rs[3] = 0x94d049bb133111ebULL;
-	}
+	explicit_bzero(pool, sizeof(pool));
+	pool_fill();
 }
 
 void
 reqid_new(uint8_t id[16], char str[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	uint64_t a = next(), b = next();
-	int	 i, j;
+	uint64_t	 ms = (uint64_t)(wall_us() / 1000);
+	const unsigned char *r;
+	int		 i, j;
 
-	memcpy(id, &a, 8);
-	memcpy(id + 8, &b, 8);
-	id[6] = (id[6] & 0x0f) | 0x40;	/* version 4 */
+	if (pool_left < REQID_RAND)
+		pool_fill();
+	r = pool + sizeof(pool) - pool_left;
+	pool_left -= REQID_RAND;
+	for (i = 0; i < 6; i++)
+		id[i] = (uint8_t)(ms >> (40 - 8 * i));
+	memcpy(id + 6, r, REQID_RAND);
+	id[6] = (id[6] & 0x0f) | 0x70;	/* version 7 */
 	id[8] = (id[8] & 0x3f) | 0x80;	/* variant 10 */
 	for (i = 0, j = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -69,7 +77,6 @@ reqid_new(uint8_t id[16], char str[37])
 	str[j] = '\0';
 }
 
-/* A client-sent x-request-id is kept only if it is a UUID. */
 int
 reqid_parse(const char *s, size_t len, uint8_t id[16])
 {
@@ -93,5 +100,3 @@ reqid_parse(const char *s, size_t len, uint8_t id[16])
 	}
 	return 0;
 }
-
-

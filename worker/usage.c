@@ -122,6 +122,7 @@ usage_tap_reset(struct usage_tap *t, int sse)
 	t->sse = sse ? 1 : 0;
 	t->truncated = 0;
 	t->skip_line = 0;
+	t->long_data = 0;
 }
 
 void
@@ -210,6 +211,23 @@ tap_keep_tail(struct usage_tap *t, const char *p, size_t n)
 	t->len += n;
 }
 
+static void	 usage_from_tail(struct usage_acc *, struct json_doc *,
+		    const char *, size_t);
+
+/* The SSE line assembled in T is complete. */
+static void
+sse_line_end(struct usage_tap *t, struct usage_acc *a, struct json_doc *d)
+{
+	if (!t->skip_line)
+		sse_line(a, d, t->buf, t->len);
+	else if (t->long_data)
+		usage_from_tail(a, d, t->buf, t->len);
+	t->len = 0;
+	t->skip_line = 0;
+	t->long_data = 0;
+	t->truncated = 0;
+}
+
 void
 usage_tap_feed_mem(struct usage_tap *t, struct usage_acc *a,
     struct json_doc *d, const char *p, size_t n)
@@ -224,14 +242,23 @@ usage_tap_feed_mem(struct usage_tap *t, struct usage_acc *a,
 		const char *nl = memchr(p, '\n', n);
 		size_t	    k = nl ? (size_t)(nl - p) : n;
 
-		if (!t->skip_line && tap_append(t, p, k, USAGE_LINE_MAX) == -1)
+		if (t->skip_line)
+			tap_keep_tail(t, p, k);
+		else if (tap_append(t, p, k, USAGE_LINE_MAX) == -1) {
+			/*
+			 * A line longer than USAGE_LINE_MAX: Responses'
+			 * response.completed echoes the request's
+			 * instructions before its usage.  Keep the line's
+			 * tail, where the usage object is.
+			 */
 			t->skip_line = 1;
+			t->long_data = t->len >= 5 &&
+			    memcmp(t->buf, "data:", 5) == 0;
+			tap_keep_tail(t, p, k);
+		}
 		if (nl == NULL)
 			return;
-		if (!t->skip_line)
-			sse_line(a, d, t->buf, t->len);
-		t->len = 0;
-		t->skip_line = 0;
+		sse_line_end(t, a, d);
 		p += k + 1;
 		n -= k + 1;
 	}
@@ -312,8 +339,8 @@ usage_tap_end(struct usage_tap *t, struct usage_acc *a, struct json_doc *d)
 {
 	if (t->sse) {
 		/* a last line without its newline */
-		if (t->len > 0 && !t->skip_line)
-			sse_line(a, d, t->buf, t->len);
+		if (t->len > 0)
+			sse_line_end(t, a, d);
 	} else if (t->truncated)
 		usage_from_tail(a, d, t->buf, t->len);
 	else if (t->len > 0)

@@ -33,7 +33,8 @@ struct usage_tap {
 	size_t		 cap;
 	unsigned	 sse:1;		/* text/event-stream: line mode */
 	unsigned	 truncated:1;	/* JSON body larger than the copy */
-	unsigned	 skip_line:1;	/* SSE line too long: ignore it */
+	unsigned	 skip_line:1;	/* SSE line too long: keep its tail */
+	unsigned	 long_data:1;	/* ... and it is a data: line */
 };
 
 /* Usage objects in one JSON document are merged into ACC (last wins). */

@@ -52,6 +52,7 @@ struct worker {
 	/* a client connection was freed: installed by worker.c */
 	void		(*client_gone)(struct worker *);
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
+	struct event	*ev_accept_resume;	/* after EMFILE */
 	int64_t		 started_us;	/* monotonic */
 	int32_t		 pid;
 };

@@ -46,13 +46,55 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	client_accept(w, fd, sa, &pipeline_handler);
 }
 
+/* Out of descriptors: stop accepting this long, as nginx does. */
+#define ACCEPT_PAUSE_MS		500
+#define ACCEPT_WARN_EVERY_US	(5LL * 1000000)
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+	int		 i;
+
+	for (i = 0; i < w->nlisteners; i++)
+		evconnlistener_enable(w->listeners[i]);
+}
+
+/*
+ * EMFILE or ENFILE leave the connection in the backlog, so a listener
+ * that stays armed is woken for it again at once: 100 % CPU and a log
+ * line per wake-up.  Pause all listeners instead; the connections wait
+ * in the backlog until a descriptor is free.  One warning per interval.
+ */
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	int err = EVUTIL_SOCKET_ERROR();
+	static int64_t	 last_warn_us;
+	static unsigned	 quiet;
+	struct worker	*w = arg;
+	struct timeval	 tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	int		 err = EVUTIL_SOCKET_ERROR(), i;
+	int64_t		 now = now_us();
 
-	/* EMFILE and friends: log and go on; the listener stays armed */
-	log_warnx("accept: %s", evutil_socket_error_to_string(err));
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		log_warnx("accept: %s", evutil_socket_error_to_string(err));
+		return;
+	}
+	if (now - last_warn_us >= ACCEPT_WARN_EVERY_US) {
+		log_warnx("accept: %s: not accepting for %d ms (%u more "
+		    "pauses since the last warning); raise "
+		    "worker_rlimit_nofile or lower max_connections",
+		    evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, quiet);
+		last_warn_us = now;
+		quiet = 0;
+	} else
+		quiet++;
+	for (i = 0; i < w->nlisteners; i++)
+		evconnlistener_disable(w->listeners[i]);
+	if (w->ev_accept_resume == NULL)
+		w->ev_accept_resume = evtimer_new(w->base, accept_resume_cb, w);
+	if (w->ev_accept_resume != NULL)
+		evtimer_add(w->ev_accept_resume, &tv);
 }
 
 static void
@@ -60,6 +102,8 @@ stop_listening(struct worker *w)
 {
 	int i;
 
+	if (w->ev_accept_resume != NULL)
+		evtimer_del(w->ev_accept_resume);
 	for (i = 0; i < w->nlisteners; i++) {
 		evconnlistener_free(w->listeners[i]);
 		w->listeners[i] = NULL;

@@ -605,6 +605,44 @@ test_sse_overlong_line_skipped(void **state)
 	free(s);
 }
 
+/*
+ * Responses' response.completed echoes the request's instructions before
+ * its usage: a 1.1 MB instruction makes the event line longer than the
+ * line bound, and the usage must still be found in the line's tail.
+ */
+static void
+test_sse_overlong_responses_line_keeps_usage(void **state)
+{
+	const struct want w = { 12, 34, 5, 0, 1, 0 };
+	size_t big = (size_t)MIB + MIB / 10, n, i;
+	struct usage_tap t;
+	struct usage_acc a;
+	char *s;
+
+	(void)state;
+	s = malloc(big + 512);
+	assert_non_null(s);
+	n = (size_t)sprintf(s, "event: response.completed\r\ndata: "
+	    "{\"type\":\"response.completed\",\"response\":{\"id\":\"r\","
+	    "\"instructions\":\"");
+	memset(s + n, 'i', big);
+	n += big;
+	n += (size_t)sprintf(s + n, "\\\"usage\\\":{}\",\"usage\":{"
+	    "\"input_tokens\":12,\"input_tokens_details\":{\"cached_tokens\""
+	    ":5},\"output_tokens\":34},\"user\":null}}\r\n\r\n");
+	memset(&t, 0, sizeof(t));
+	memset(&a, 0, sizeof(a));
+	usage_tap_reset(&t, 1);
+	for (i = 0; i < n; i += 3000)
+		usage_tap_feed_mem(&t, &a, &doc, s + i,
+		    n - i < 3000 ? n - i : 3000);
+	usage_tap_end(&t, &a, &doc);
+	check_acc(&a, &w, "usage at the end of an overlong line");
+	assert_true(t.cap <= (size_t)MIB);
+	usage_tap_free(&t);
+	free(s);
+}
+
 static void
 test_tap_feed_evbuffer(void **state)
 {
@@ -1024,6 +1062,7 @@ main(void)
 		cmocka_unit_test(test_sse_null_usage_only),
 		cmocka_unit_test(test_sse_data_without_space),
 		cmocka_unit_test(test_sse_overlong_line_skipped),
+		cmocka_unit_test(test_sse_overlong_responses_line_keeps_usage),
 		cmocka_unit_test(test_tap_feed_evbuffer),
 		cmocka_unit_test(test_tap_reused_between_modes),
 		cmocka_unit_test(test_json_body_split),
