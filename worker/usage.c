@@ -157,6 +157,44 @@ tap_append(struct usage_tap *t, const char *p, size_t n, size_t max)
 	return 0;
 }
 
+/*
+ * The bytes of generated text in one event: the string values of the
+ * keys that carry it in OpenAI's chunks ("content", "arguments",
+ * "refusal") and Anthropic's deltas ("text", "partial_json",
+ * "thinking"), escapes counted as they stand.  Only for an estimate when
+ * an answer never reports usage; one memmem per key-value separator.
+ */
+static size_t
+text_bytes(const char *p, size_t n)
+{
+	static const struct { const char *k; size_t len; } keys[] = {
+		{ "\"content", 8 }, { "\"text", 5 }, { "\"arguments", 10 },
+		{ "\"partial_json", 13 }, { "\"thinking", 9 },
+		{ "\"refusal", 8 },
+	};
+	const char	*end = p + n, *q = p, *s;
+	size_t		 total = 0, i;
+
+	while ((q = memmem(q, (size_t)(end - q), "\":", 2)) != NULL) {
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if ((size_t)(q - p) >= keys[i].len &&
+			    memcmp(q - keys[i].len, keys[i].k, keys[i].len) == 0)
+				break;
+		q += 2;
+		if (i == sizeof(keys) / sizeof(keys[0]))
+			continue;
+		while (q < end && (*q == ' ' || *q == '\t'))
+			q++;
+		if (q >= end || *q != '"')
+			continue;
+		for (s = ++q; q < end && *q != '"'; q++)
+			if (*q == '\\' && q + 1 < end)
+				q++;
+		total += (size_t)(q - s);
+	}
+	return total;
+}
+
 /* One complete SSE line (without its newline). */
 static void
 sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
@@ -167,8 +205,10 @@ sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
 		return;
 	p += 5;
 	n -= 5;
-	if (memmem(p, n, "\"usage\"", 7) == NULL)
+	if (memmem(p, n, "\"usage\"", 7) == NULL) {
+		a->text_bytes += text_bytes(p, n);
 		return;
+	}
 	usage_from_json(a, d, p, n);
 }
 
@@ -364,6 +404,21 @@ usage_cost(const struct cfg_price *p, int64_t input, int64_t cached,
 }
 
 void
+usage_estimate(struct usage_acc *a, size_t request_bytes)
+{
+	if (a->seen)
+		return;
+	a->input = (int64_t)((request_bytes + USAGE_BYTES_PER_TOKEN - 1) /
+	    USAGE_BYTES_PER_TOKEN);
+	a->output = (int64_t)((a->text_bytes + USAGE_BYTES_PER_TOKEN - 1) /
+	    USAGE_BYTES_PER_TOKEN);
+	a->cache_read = a->cache_create = 0;
+	a->anthropic = 0;
+	a->seen = 1;
+	a->estimated = 1;
+}
+
+void
 usage_to_event(const struct usage_acc *a, const struct cfg_price *p,
     struct usage_event *ev)
 {
@@ -379,7 +434,7 @@ usage_to_event(const struct usage_acc *a, const struct cfg_price *p,
 	input = a->input;
 	if (a->anthropic)
 		input += a->cache_read + a->cache_create;
-	ev->usage_source = USAGE_UPSTREAM;
+	ev->usage_source = a->estimated ? USAGE_ESTIMATED : USAGE_UPSTREAM;
 	ev->prompt_tokens = input;
 	ev->completion_tokens = a->output;
 	ev->cached_tokens = a->cache_read;

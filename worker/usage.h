@@ -22,7 +22,9 @@ struct usage_acc {
 	int64_t		 output;	/* completion_tokens | output_tokens */
 	int64_t		 cache_read;	/* cached_tokens | cache_read_input_tokens */
 	int64_t		 cache_create;	/* cache_creation_input_tokens */
+	int64_t		 text_bytes;	/* generated text relayed, for an estimate */
 	unsigned	 seen:1;	/* a usage object was found */
+	unsigned	 estimated:1;	/* by usage_estimate, not reported */
 	unsigned	 anthropic:1;	/* input excludes the cache counts */
 };
 
@@ -51,6 +53,15 @@ void	 usage_tap_end(struct usage_tap *, struct usage_acc *,
 void	 usage_tap_reset(struct usage_tap *, int sse);
 void	 usage_tap_free(struct usage_tap *);
 
+/*
+ * An answer that never reported usage: estimate it, USAGE_BYTES_PER_TOKEN
+ * bytes a token, the input from the request body's size and the output
+ * from the generated text relayed (usage_source becomes estimated).  A
+ * rough bound, there so that a stream the upstream did not meter is still
+ * charged rather than free.
+ */
+#define USAGE_BYTES_PER_TOKEN	4
+void	 usage_estimate(struct usage_acc *, size_t request_bytes);
 /*
  * Fill the event's tokens, usage_source and cost (micro-USD, rounded to
  * nearest; -1 without a price).  Without usage, tokens and cost are -1.

@@ -643,6 +643,37 @@ test_sse_overlong_responses_line_keeps_usage(void **state)
 	free(s);
 }
 
+/* A stream that never reports usage: estimated from the text relayed. */
+static void
+test_sse_without_usage_is_estimated(void **state)
+{
+	/* 9 + 11 + 7 bytes of text (escapes as they stand): 27 -> 7 tokens */
+	const char *s =
+	    "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\","
+	    "\"content\":\"Hello the\"}}]}\r\n\r\n"
+	    ": ping\r\n\r\n"
+	    "data: {\"choices\":[{\"delta\":{\"content\": \"re, \\\"you\\\"\"}}]}\n\n"
+	    "event: content_block_delta\ndata: {\"delta\":{\"type\":"
+	    "\"text_delta\",\"text\":\"abcdefg\"}}\n\n"
+	    "data: [DONE]\n\n";
+	const struct want w = { 25, 7, 0, 0, 1, 0 };
+	struct usage_event ev;
+	struct cfg_price price = { .input = 1000000, .output = 2000000,
+	    .cached = -1 };
+	struct usage_acc a = tap_whole(s, 1);
+
+	assert_int_equal(a.seen, 0);
+	assert_int_equal(a.text_bytes, 27);
+	usage_estimate(&a, 100);	/* a 100-byte body: 25 tokens */
+	check_acc(&a, &w, "estimated");
+	memset(&ev, 0, sizeof(ev));
+	usage_to_event(&a, &price, &ev);
+	assert_int_equal(ev.usage_source, USAGE_ESTIMATED);
+	assert_int_equal(ev.prompt_tokens, 25);
+	assert_int_equal(ev.completion_tokens, 7);
+	assert_int_equal(ev.cost_micro_usd, 25 + 14);
+}
+
 static void
 test_tap_feed_evbuffer(void **state)
 {
@@ -1063,6 +1094,7 @@ main(void)
 		cmocka_unit_test(test_sse_data_without_space),
 		cmocka_unit_test(test_sse_overlong_line_skipped),
 		cmocka_unit_test(test_sse_overlong_responses_line_keeps_usage),
+		cmocka_unit_test(test_sse_without_usage_is_estimated),
 		cmocka_unit_test(test_tap_feed_evbuffer),
 		cmocka_unit_test(test_tap_reused_between_modes),
 		cmocka_unit_test(test_json_body_split),
