@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 
 #include "common/config.h"
+#include "common/confparse.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "master/master.h"
@@ -367,7 +368,7 @@ ctl_key_new(const struct config *unused, int argc, char **argv)
 				goto badbudget;
 			snprintf(usd, sizeof(usd), "%.*s",
 			    (int)(slash - optarg), optarg);
-			if (cfg_parse_usd_micro(usd, &micro) == -1 ||
+			if (cp_parse_usd_micro(usd, &micro) == -1 ||
 			    micro == 0)
 				goto badbudget;
 			format_usd(micro, usd, sizeof(usd));
