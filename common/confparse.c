@@ -31,6 +31,8 @@ static int	 read_file(struct cp_parser *);
 static int	 lex(struct cp_parser *, struct cp_tok *);
 static int	 lex_string(struct cp_parser *, struct cp_tok *);
 static int	 find_dir(const struct cp_dirspec *, size_t, const char *);
+static int	 dispatch(struct cp_parser *, const struct cp_dirspec *, size_t,
+		    uint64_t *, struct cp_directive *, void *);
 static int	 apply(struct cp_parser *, const struct cp_dirspec *,
 		    struct cp_directive *, void *);
 
@@ -435,8 +437,13 @@ cp_read_directive(struct cp_parser *p, const struct cp_dirspec *tab,
 	}
 }
 
-int
-cp_dispatch(struct cp_parser *p, const struct cp_dirspec *tab, size_t ntab,
+/*
+ * Check D against TAB (known, not duplicate unless CP_MULTI, argument
+ * count, block or not) and apply it to OBJ.  SEEN is one bit per entry
+ * of TAB (at most 64 entries).
+ */
+static int
+dispatch(struct cp_parser *p, const struct cp_dirspec *tab, size_t ntab,
     uint64_t *seen, struct cp_directive *d, void *obj)
 {
 	const struct cp_dirspec	*ds;
@@ -545,7 +552,7 @@ cp_parse_file(struct cp_parser *p, const struct cp_dirspec *tab, size_t ntab,
 				return 0;
 			return cp_err(p, d.line, "unexpected '}'");
 		}
-		if (cp_dispatch(p, tab, ntab, &seen, &d, obj) == -1)
+		if (dispatch(p, tab, ntab, &seen, &d, obj) == -1)
 			return -1;
 	}
 }
@@ -567,7 +574,7 @@ cp_parse_block(struct cp_parser *p, const struct cp_dirspec *tab,
 			return cp_err(p, d.line,
 			    "unexpected end of file, expecting '}'");
 		}
-		if (cp_dispatch(p, tab, ntab, &seen, &d, obj) == -1)
+		if (dispatch(p, tab, ntab, &seen, &d, obj) == -1)
 			return -1;
 	}
 }

@@ -106,13 +106,6 @@ int	 cp_err(struct cp_parser *p, int line, const char *fmt, ...)
  */
 int	 cp_read_directive(struct cp_parser *p, const struct cp_dirspec *tab,
 	    size_t ntab, struct cp_directive *d);
-/*
- * Check D against TAB (known, not duplicate unless CP_MULTI, argument
- * count, block or not) and apply it to OBJ.  SEEN is one bit per entry
- * of TAB (at most 64 entries).
- */
-int	 cp_dispatch(struct cp_parser *p, const struct cp_dirspec *tab,
-	    size_t ntab, uint64_t *seen, struct cp_directive *d, void *obj);
 /* Every directive up to EOF; a stray '}' is an error. */
 int	 cp_parse_file(struct cp_parser *p, const struct cp_dirspec *tab,
 	    size_t ntab, void *obj);
