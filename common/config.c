@@ -175,99 +175,6 @@ set_defaults(struct config *cfg)
 	cfg->batch_ms = 200;
 }
 
-int
-cfg_parse_duration_ms(const char *s, int *ms)
-{
-	long long	 v = 0, mult;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		v = v * 10 + (*s - '0');
-		if (v > INT_MAX)
-			return -1;
-	}
-	if (*s == '\0' || strcmp(s, "s") == 0)
-		mult = 1000;
-	else if (strcmp(s, "ms") == 0)
-		mult = 1;
-	else if (strcmp(s, "m") == 0)
-		mult = 60 * 1000;
-	else if (strcmp(s, "h") == 0)
-		mult = 60 * 60 * 1000;
-	else
-		return -1;
-	if (v > INT_MAX / mult)
-		return -1;
-	*ms = (int)(v * mult);
-	return 0;
-}
-
-int
-cfg_parse_size(const char *s, size_t *bytes)
-{
-	size_t	 v = 0, mult, d;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		d = (size_t)(*s - '0');
-		if (v > (SIZE_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	if (*s == '\0')
-		mult = 1;
-	else if (s[1] != '\0')
-		return -1;
-	else if (*s == 'k' || *s == 'K')
-		mult = 1024;
-	else if (*s == 'm' || *s == 'M')
-		mult = 1024 * 1024;
-	else if (*s == 'g' || *s == 'G')
-		mult = 1024 * 1024 * 1024;
-	else
-		return -1;
-	if (v > SIZE_MAX / mult)
-		return -1;
-	*bytes = v * mult;
-	return 0;
-}
-
-int
-cfg_parse_usd_micro(const char *s, int64_t *micro)
-{
-	int64_t	 whole = 0, frac = 0, d;
-	int	 nfrac = 0;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		d = *s - '0';
-		if (whole > (INT64_MAX - d) / 10)
-			return -1;
-		whole = whole * 10 + d;
-	}
-	if (*s == '.') {
-		s++;
-		if (*s < '0' || *s > '9')
-			return -1;
-		for (; *s >= '0' && *s <= '9'; s++) {
-			if (++nfrac > 6)
-				return -1;
-			frac = frac * 10 + (*s - '0');
-		}
-	}
-	if (*s != '\0')
-		return -1;
-	for (; nfrac < 6; nfrac++)
-		frac *= 10;
-	if (whole > (INT64_MAX - frac) / 1000000)
-		return -1;
-	*micro = whole * 1000000 + frac;
-	return 0;
-}
-
 /* LEN bytes of S as a port 1..65535, normalised into OUT. */
 static int
 parse_port(const char *s, size_t len, char *out, size_t outlen)
@@ -780,7 +687,7 @@ d_price(struct cp_parser *p, struct cp_directive *d, void *obj)
 		if (v[k] != -1)
 			return cp_err(p, d->line, "price \"%s\": duplicate field "
 			    "\"%s\"", model, key);
-		if (cfg_parse_usd_micro(val, &v[k]) == -1)
+		if (cp_parse_usd_micro(val, &v[k]) == -1)
 			return cp_err(p, d->line, "price \"%s\": invalid amount "
 			    "\"%s\"", model, val);
 	}

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/log.h"		/* enum log_level */
+
 #define CFG_MAX_LISTEN      8
 #define CFG_MAX_ROUTE_UPS   8
 #define CFG_NAME_MAX        64
@@ -25,12 +27,6 @@ enum cfg_protocol {
 	PROTO_OPENAI = 0,	/* OpenAI and every OpenAI-compatible server */
 	PROTO_ANTHROPIC,
 	PROTO_AZURE,
-};
-
-enum cfg_log_level {
-	LOGL_WARN = 0,
-	LOGL_INFO,
-	LOGL_DEBUG,
 };
 
 struct cfg_addr {
@@ -100,7 +96,7 @@ struct config {
 	char		 user[64];		/* "" = do not drop privileges */
 	char		 pid_file[PATH_MAX];	/* "" = none */
 	char		 log[PATH_MAX];		/* "syslog", "stderr" or a path */
-	enum cfg_log_level log_level;		/* log FILE [warn|info|debug] */
+	enum log_level	 log_level;		/* log FILE [warn|info|debug] */
 	char		 database[1024];	/* libpq conninfo, "" = none */
 	char		 spool_dir[PATH_MAX];
 	char		 keys_file[PATH_MAX];	/* as written; relative to path's dir */
@@ -145,11 +141,6 @@ struct config {
  */
 int	 cfg_load(const char *path, struct config **out, char *err, size_t errlen);
 void	 cfg_free(struct config *);
-
-/* Value parsers, exposed for tests and for keys.conf. 0 ok, -1 bad. */
-int	 cfg_parse_duration_ms(const char *s, int *ms);	/* 500ms 5s 2m 1h, bare = s */
-int	 cfg_parse_size(const char *s, size_t *bytes);	/* 512 16k 8m 1g */
-int	 cfg_parse_usd_micro(const char *s, int64_t *micro); /* "0.15" -> 150000 */
 
 /* The first route whose pattern matches MODEL, or NULL. */
 const struct cfg_route *cfg_route_for(const struct config *, const char *model,

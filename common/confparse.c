@@ -11,7 +11,8 @@
  * line, which is where the mistake is.  What a directive means is the
  * loader's business: config.c and keys.c each hold a table of specs, and
  * plain values (strings, durations, sizes, integers) are stored straight
- * into the loader's struct at the spec's offset.
+ * into the loader's struct at the spec's offset.  The value parsers are
+ * here, below both loaders, so that keys.c never reaches up into config.c.
  */
 #include <sys/stat.h>
 
@@ -24,13 +25,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/config.h"
 #include "common/confparse.h"
 
 static int	 read_file(struct cp_parser *);
 static int	 lex(struct cp_parser *, struct cp_tok *);
 static int	 lex_string(struct cp_parser *, struct cp_tok *);
 static int	 find_dir(const struct cp_dirspec *, size_t, const char *);
+static int	 dispatch(struct cp_parser *, const struct cp_dirspec *, size_t,
+		    uint64_t *, struct cp_directive *, void *);
 static int	 apply(struct cp_parser *, const struct cp_dirspec *,
 		    struct cp_directive *, void *);
 
@@ -175,6 +177,99 @@ cp_parse_ll(const char *s, long long *out)
 		v = v * 10 + d;
 	}
 	*out = v;
+	return 0;
+}
+
+int
+cp_parse_duration_ms(const char *s, int *ms)
+{
+	long long	 v = 0, mult;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (*s - '0');
+		if (v > INT_MAX)
+			return -1;
+	}
+	if (*s == '\0' || strcmp(s, "s") == 0)
+		mult = 1000;
+	else if (strcmp(s, "ms") == 0)
+		mult = 1;
+	else if (strcmp(s, "m") == 0)
+		mult = 60 * 1000;
+	else if (strcmp(s, "h") == 0)
+		mult = 60 * 60 * 1000;
+	else
+		return -1;
+	if (v > INT_MAX / mult)
+		return -1;
+	*ms = (int)(v * mult);
+	return 0;
+}
+
+int
+cp_parse_size(const char *s, size_t *bytes)
+{
+	size_t	 v = 0, mult, d;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		d = (size_t)(*s - '0');
+		if (v > (SIZE_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (*s == '\0')
+		mult = 1;
+	else if (s[1] != '\0')
+		return -1;
+	else if (*s == 'k' || *s == 'K')
+		mult = 1024;
+	else if (*s == 'm' || *s == 'M')
+		mult = 1024 * 1024;
+	else if (*s == 'g' || *s == 'G')
+		mult = 1024 * 1024 * 1024;
+	else
+		return -1;
+	if (v > SIZE_MAX / mult)
+		return -1;
+	*bytes = v * mult;
+	return 0;
+}
+
+int
+cp_parse_usd_micro(const char *s, int64_t *micro)
+{
+	int64_t	 whole = 0, frac = 0, d;
+	int	 nfrac = 0;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		d = *s - '0';
+		if (whole > (INT64_MAX - d) / 10)
+			return -1;
+		whole = whole * 10 + d;
+	}
+	if (*s == '.') {
+		s++;
+		if (*s < '0' || *s > '9')
+			return -1;
+		for (; *s >= '0' && *s <= '9'; s++) {
+			if (++nfrac > 6)
+				return -1;
+			frac = frac * 10 + (*s - '0');
+		}
+	}
+	if (*s != '\0')
+		return -1;
+	for (; nfrac < 6; nfrac++)
+		frac *= 10;
+	if (whole > (INT64_MAX - frac) / 1000000)
+		return -1;
+	*micro = whole * 1000000 + frac;
 	return 0;
 }
 
@@ -342,8 +437,13 @@ cp_read_directive(struct cp_parser *p, const struct cp_dirspec *tab,
 	}
 }
 
-int
-cp_dispatch(struct cp_parser *p, const struct cp_dirspec *tab, size_t ntab,
+/*
+ * Check D against TAB (known, not duplicate unless CP_MULTI, argument
+ * count, block or not) and apply it to OBJ.  SEEN is one bit per entry
+ * of TAB (at most 64 entries).
+ */
+static int
+dispatch(struct cp_parser *p, const struct cp_dirspec *tab, size_t ntab,
     uint64_t *seen, struct cp_directive *d, void *obj)
 {
 	const struct cp_dirspec	*ds;
@@ -397,14 +497,14 @@ apply(struct cp_parser *p, const struct cp_dirspec *ds,
 		memcpy(field, v, len + 1);
 		return 0;
 	case CP_DUR:
-		if (cfg_parse_duration_ms(v, &ms) == -1)
+		if (cp_parse_duration_ms(v, &ms) == -1)
 			break;
 		if (ms < ds->min || ms > ds->max)
 			goto range;
 		memcpy(field, &ms, sizeof(ms));
 		return 0;
 	case CP_SIZE:
-		if (cfg_parse_size(v, &sz) == -1)
+		if (cp_parse_size(v, &sz) == -1)
 			break;
 		if ((unsigned long long)sz < (unsigned long long)ds->min ||
 		    (unsigned long long)sz > (unsigned long long)ds->max)
@@ -452,7 +552,7 @@ cp_parse_file(struct cp_parser *p, const struct cp_dirspec *tab, size_t ntab,
 				return 0;
 			return cp_err(p, d.line, "unexpected '}'");
 		}
-		if (cp_dispatch(p, tab, ntab, &seen, &d, obj) == -1)
+		if (dispatch(p, tab, ntab, &seen, &d, obj) == -1)
 			return -1;
 	}
 }
@@ -474,7 +574,7 @@ cp_parse_block(struct cp_parser *p, const struct cp_dirspec *tab,
 			return cp_err(p, d.line,
 			    "unexpected end of file, expecting '}'");
 		}
-		if (cp_dispatch(p, tab, ntab, &seen, &d, obj) == -1)
+		if (dispatch(p, tab, ntab, &seen, &d, obj) == -1)
 			return -1;
 	}
 }

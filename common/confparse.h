@@ -8,6 +8,9 @@
  * cp_open(), walks it with cp_parse_file() (a block directive's fn goes
  * on with cp_parse_block()), reports every error through cp_err() as
  * "PATH:LINE: message", and releases the buffer with cp_close().
+ *
+ * It knows no loader: config.c and keys.c sit above it, so it never
+ * includes their headers, and it does no logging.
  */
 #ifndef SLUICE_CONFPARSE_H
 #define SLUICE_CONFPARSE_H
@@ -62,8 +65,8 @@ struct cp_parser {
 enum cp_vtype {
 	CP_FN = 0,	/* fn does it all */
 	CP_STR,		/* char[size] */
-	CP_DUR,		/* int, milliseconds, cfg_parse_duration_ms */
-	CP_SIZE,	/* size_t, cfg_parse_size */
+	CP_DUR,		/* int, milliseconds, cp_parse_duration_ms */
+	CP_SIZE,	/* size_t, cp_parse_size */
 	CP_INT,		/* int, decimal */
 	CP_I64,		/* int64_t, decimal */
 };
@@ -103,13 +106,6 @@ int	 cp_err(struct cp_parser *p, int line, const char *fmt, ...)
  */
 int	 cp_read_directive(struct cp_parser *p, const struct cp_dirspec *tab,
 	    size_t ntab, struct cp_directive *d);
-/*
- * Check D against TAB (known, not duplicate unless CP_MULTI, argument
- * count, block or not) and apply it to OBJ.  SEEN is one bit per entry
- * of TAB (at most 64 entries).
- */
-int	 cp_dispatch(struct cp_parser *p, const struct cp_dirspec *tab,
-	    size_t ntab, uint64_t *seen, struct cp_directive *d, void *obj);
 /* Every directive up to EOF; a stray '}' is an error. */
 int	 cp_parse_file(struct cp_parser *p, const struct cp_dirspec *tab,
 	    size_t ntab, void *obj);
@@ -117,8 +113,16 @@ int	 cp_parse_file(struct cp_parser *p, const struct cp_dirspec *tab,
 int	 cp_parse_block(struct cp_parser *p, const struct cp_dirspec *tab,
 	    size_t ntab, void *obj);
 
-/* Decimal digits only, no sign, no blanks; -1 on garbage or overflow. */
+/*
+ * Value parsers, for the directive tables and for loaders and tools that
+ * read the same values (sluicectl key new --budget).  0 ok, -1 on garbage
+ * or overflow; nothing is written to *out then.
+ */
+/* Decimal digits only, no sign, no blanks. */
 int	 cp_parse_ll(const char *s, long long *out);
+int	 cp_parse_duration_ms(const char *s, int *ms);	/* 500ms 5s 2m 1h, bare = s */
+int	 cp_parse_size(const char *s, size_t *bytes);	/* 512 16k 8m 1g */
+int	 cp_parse_usd_micro(const char *s, int64_t *micro); /* "0.15" -> 150000 */
 /* Copy SRC into DST of SIZE, truncating (the caller checked the length). */
 void	 cp_set_str(char *dst, size_t size, const char *src);
 int	 cp_is_blank(int c);

@@ -25,7 +25,6 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "common/config.h"
 #include "common/confparse.h"
 #include "common/glob.h"
 #include "common/hex.h"
@@ -193,7 +192,7 @@ d_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
 	const char		*period = d->args[3].s;
 	int64_t			 micro;
 
-	if (cfg_parse_usd_micro(amount, &micro) == -1)
+	if (cp_parse_usd_micro(amount, &micro) == -1)
 		return cp_err(p, d->line, "invalid budget \"%s\" (expected "
 		    "USD, e.g. 25.00)", amount);
 	if (micro == 0)

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/config.h"
 #include "common/log.h"
 
 static int	 log_fd = STDERR_FILENO;
 static int	 log_to_syslog;
-static int	 log_lvl = LOGL_INFO;
+static enum log_level log_lvl = LOGL_INFO;
 static char	 log_path[PATH_MAX];
 static char	 log_role[32] = "sluiced";
 
 int
-log_init(const char *dest, int level)
+log_init(const char *dest, enum log_level level)
 {
 	log_lvl = level;
 	if (dest == NULL || *dest == '\0' || strcmp(dest, "stderr") == 0) {
@@ -46,12 +46,6 @@ void
 log_setrole(const char *role)
 {
 	snprintf(log_role, sizeof(log_role), "%s", role);
-}
-
-int
-log_level(void)
-{
-	return log_lvl;
 }
 
 int

@@ -27,9 +27,11 @@
 #include <openssl/rand.h>
 
 #include "common/config.h"
+#include "common/confparse.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "master/ctl_daemon.h"
+#include "sql/pgsession.h"
 #include "sql/schema.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
@@ -192,9 +194,8 @@ main(int argc, char *argv[])
 static int
 ctl_db_init(const struct config *cfg, int argc, char **argv)
 {
-	PGconn	*conn;
-	char	 err[1024];
-	int	 version;
+	struct pgsession	 s;
+	int			 version;
 
 	if (argc != 1) {
 		fprintf(stderr, "sluicectl: db init takes no arguments\n");
@@ -205,21 +206,16 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 		    cfg->path);
 		return -1;
 	}
-	conn = PQconnectdb(cfg->database);
-	if (conn == NULL) {
-		fprintf(stderr, "sluicectl: out of memory\n");
+	pgs_init(&s, cfg->database, "sluicectl");
+	if (pgs_connect(&s) == -1) {
+		fprintf(stderr, "sluicectl: connecting to the database: %s\n",
+		    s.err);
 		return -1;
 	}
-	if (PQstatus(conn) != CONNECTION_OK) {
-		fprintf(stderr, "sluicectl: connecting to the database: %s",
-		    PQerrorMessage(conn));
-		PQfinish(conn);
-		return -1;
-	}
-	version = schema_init(conn, err, sizeof(err));
-	PQfinish(conn);
+	version = schema_init(&s);
+	pgs_close(&s);
 	if (version == -1) {
-		fprintf(stderr, "sluicectl: %s\n", err);
+		fprintf(stderr, "sluicectl: %s\n", s.err);
 		return -1;
 	}
 	printf("schema at version %d\n", version);
@@ -367,7 +363,7 @@ ctl_key_new(const struct config *unused, int argc, char **argv)
 				goto badbudget;
 			snprintf(usd, sizeof(usd), "%.*s",
 			    (int)(slash - optarg), optarg);
-			if (cfg_parse_usd_micro(usd, &micro) == -1 ||
+			if (cp_parse_usd_micro(usd, &micro) == -1 ||
 			    micro == 0)
 				goto badbudget;
 			format_usd(micro, usd, sizeof(usd));

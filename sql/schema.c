@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql/pgsession.h"
 #include "sql/schema.h"
 
 /* "sluice" in ASCII: the advisory lock key, unlikely to clash. */
@@ -109,43 +110,37 @@ static const char *const migrations[] = {
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == SCHEMA_VERSION,
     "SCHEMA_VERSION must be the number of migrations");
 
-static int	 schema_exec(PGconn *, const char *, ExecStatusType,
-		    PGresult **, char *, size_t);
-static void	 schema_rollback(PGconn *);
-
 int
-schema_init(PGconn *conn, char *err, size_t errlen)
+schema_init(struct pgsession *s)
 {
 	PGresult	*res;
-	char		 sql[128];
+	char		 sql[128], msg[sizeof(s->err) + 64];
 	int		 version, v;
 
-	if (schema_exec(conn, "BEGIN", PGRES_COMMAND_OK, NULL,
-	    err, errlen) == -1)
+	if (pgs_exec(s, "BEGIN", PGRES_COMMAND_OK, NULL) == -1)
 		return -1;
-	if (schema_exec(conn,
-	    "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")",
-	    PGRES_TUPLES_OK, NULL, err, errlen) == -1 ||
-	    schema_exec(conn, "SELECT to_regclass('sluice_schema') IS NULL",
-	    PGRES_TUPLES_OK, &res, err, errlen) == -1)
+	if (pgs_exec(s, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")",
+	    PGRES_TUPLES_OK, NULL) == -1 ||
+	    pgs_exec(s, "SELECT to_regclass('sluice_schema') IS NULL",
+	    PGRES_TUPLES_OK, &res) == -1)
 		goto fail;
 	/* Not IF NOT EXISTS: its NOTICE would end up on stderr. */
 	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
 		PQclear(res);
-		if (schema_exec(conn,
+		if (pgs_exec(s,
 		    "CREATE TABLE sluice_schema (version int NOT NULL)",
-		    PGRES_COMMAND_OK, NULL, err, errlen) == -1)
+		    PGRES_COMMAND_OK, NULL) == -1)
 			goto fail;
 	} else
 		PQclear(res);
-	if (schema_exec(conn, "SELECT max(version) FROM sluice_schema",
-	    PGRES_TUPLES_OK, &res, err, errlen) == -1)
+	if (pgs_exec(s, "SELECT max(version) FROM sluice_schema",
+	    PGRES_TUPLES_OK, &res) == -1)
 		goto fail;
 
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		PQclear(res);
-		if (schema_exec(conn, "INSERT INTO sluice_schema VALUES (0)",
-		    PGRES_COMMAND_OK, NULL, err, errlen) == -1)
+		if (pgs_exec(s, "INSERT INTO sluice_schema VALUES (0)",
+		    PGRES_COMMAND_OK, NULL) == -1)
 			goto fail;
 		version = 0;
 	} else {
@@ -153,86 +148,32 @@ schema_init(PGconn *conn, char *err, size_t errlen)
 		PQclear(res);
 	}
 	if (version < 0) {
-		snprintf(err, errlen, "sluice_schema holds version %d",
+		snprintf(msg, sizeof(msg), "sluice_schema holds version %d",
 		    version);
+		pgs_set_error(s, msg);
 		goto fail;
 	}
 
 	for (v = version; v < NMIGRATIONS; v++) {
-		if (schema_exec(conn, migrations[v], PGRES_COMMAND_OK, NULL,
-		    err, errlen) == -1) {
-			size_t l = strlen(err);
-
-			snprintf(err + l, errlen > l ? errlen - l : 0,
-			    " (migration to version %d)", v + 1);
+		if (pgs_exec(s, migrations[v], PGRES_COMMAND_OK, NULL) == -1) {
+			snprintf(msg, sizeof(msg), "%s (migration to version "
+			    "%d)", s->err, v + 1);
+			pgs_set_error(s, msg);
 			goto fail;
 		}
 	}
 	if (version < NMIGRATIONS) {
 		(void)snprintf(sql, sizeof(sql),
 		    "UPDATE sluice_schema SET version = %d", NMIGRATIONS);
-		if (schema_exec(conn, sql, PGRES_COMMAND_OK, NULL,
-		    err, errlen) == -1)
+		if (pgs_exec(s, sql, PGRES_COMMAND_OK, NULL) == -1)
 			goto fail;
 		version = NMIGRATIONS;
 	}
-	if (schema_exec(conn, "COMMIT", PGRES_COMMAND_OK, &res,
-	    err, errlen) == -1)
-		goto fail;
-	/* A COMMIT of a failed transaction reports ROLLBACK. */
-	if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-		snprintf(err, errlen, "schema transaction rolled back");
-		PQclear(res);
+	if (pgs_commit(s) == -1)
 		return -1;
-	}
-	PQclear(res);
 	return version;
 
  fail:
-	schema_rollback(conn);
+	pgs_rollback(s);
 	return -1;
-}
-
-/*
- * Run SQL and expect WANT.  On success *RESP (if not NULL) gets the result
- * for the caller to clear.  On failure ERR gets the server's message.
- */
-static int
-schema_exec(PGconn *conn, const char *sql, ExecStatusType want,
-    PGresult **resp, char *err, size_t errlen)
-{
-	PGresult	*res;
-	const char	*msg;
-	size_t		 l;
-
-	res = PQexec(conn, sql);
-	if (res == NULL || PQresultStatus(res) != want) {
-		msg = res != NULL ? PQresultErrorMessage(res) : "";
-		if (*msg == '\0')
-			msg = PQerrorMessage(conn);
-		snprintf(err, errlen, "%s", *msg ? msg : "unknown error");
-		/* libpq messages end in a newline; a log line must not. */
-		l = strlen(err);
-		while (l > 0 && (err[l - 1] == '\n' || err[l - 1] == ' '))
-			err[--l] = '\0';
-		PQclear(res);
-		return -1;
-	}
-	if (resp != NULL)
-		*resp = res;
-	else
-		PQclear(res);
-	return 0;
-}
-
-static void
-schema_rollback(PGconn *conn)
-{
-	PGresult	*res;
-
-	if (PQstatus(conn) != CONNECTION_OK ||
-	    PQtransactionStatus(conn) == PQTRANS_IDLE)
-		return;
-	res = PQexec(conn, "ROLLBACK");
-	PQclear(res);
 }

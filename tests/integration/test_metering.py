@@ -265,6 +265,22 @@ def test_model_without_price_is_metered_with_null_cost(metered, db):
             row["usage_source"]) == (P, C, K, None, "upstream")
 
 
+def test_model_name_not_utf8_is_metered_with_each_bad_byte_as_question_mark(
+        metered, db):
+    """A model name is whatever bytes the client sent, cut to fit the
+    event's 127 bytes, here in the middle of a character: the row must
+    still load (PostgreSQL refuses a COPY with one invalid UTF-8 value),
+    each bad byte a '?'."""
+    model = b"gpt-\xff-" + "\u00e9".encode() * 70
+    body = b'{"model": "' + model + b'", "messages": [{"role": "user", ' \
+        b'"content": "hello"}]}'
+    s = metered()
+    st, hdrs, data = post(s.port, "/v1/chat/completions", body,
+                          headers=TOKENS)
+    row = db.wait_rows(1)[hdrs["x-request-id"]]
+    assert row["model"] == "gpt-?-" + "\u00e9" * 60 + "?"
+
+
 def test_upstream_error_row_has_status_and_no_usage(metered, db):
     s = metered()
     st, hdrs, data = post(s.port, "/v1/chat/completions",
