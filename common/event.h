@@ -23,9 +23,11 @@ enum usage_source {
 #define EV_ENDPOINT_MAX	48
 #define EV_ERROR_MAX	32
 #define EV_ADDR_MAX	48
+#define EV_CLIENT_ID_MAX 72
+#define EV_BETA_MAX	128
 
 struct usage_event {
-	uint8_t		 request_id[16];	/* UUID v4 bytes */
+	uint8_t		 request_id[16];	/* UUIDv7 bytes, sluice's own */
 	int64_t		 ts_start_us;		/* wall clock, us since epoch */
 	int64_t		 prompt_tokens;		/* -1 = unknown */
 	int64_t		 completion_tokens;	/* -1 = unknown */
@@ -47,6 +49,12 @@ struct usage_event {
 	char		 endpoint[EV_ENDPOINT_MAX];	/* "/v1/chat/completions" */
 	char		 error_class[EV_ERROR_MAX];	/* "" = none */
 	char		 client_addr[EV_ADDR_MAX];
+	/*
+	 * Added in spool format 1's second event size: an older spool's
+	 * events are a prefix of this struct, read with the rest zeroed.
+	 */
+	char		 client_request_id[EV_CLIENT_ID_MAX];	/* as sent, "" = none */
+	char		 anthropic_beta[EV_BETA_MAX];	/* betas forwarded */
 };
 
 #endif

@@ -111,6 +111,9 @@ copy_row(char *buf, const struct usage_event *ev)
 
 	p = put_u32(p, 4);				/* worker_pid */
 	p = put_u32(p, (uint32_t)ev->worker_pid);
+	p = put_text_field(p, ev->client_request_id,
+	    sizeof(ev->client_request_id), 1);
+	p = put_text_field(p, ev->anthropic_beta, sizeof(ev->anthropic_beta), 1);
 
 	return (size_t)(p - buf);
 }

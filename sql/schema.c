@@ -103,6 +103,16 @@ static const char *const migrations[] = {
 	"     AS p99_latency_ms"
 	" FROM usage_events WHERE upstream IS NOT NULL"
 	" GROUP BY 1, 2;",
+
+	/*
+	 * 2: what a client sent as x-request-id is its own column, never
+	 * the key (ten requests with one id are ten rows); the betas an
+	 * Anthropic request used (some change the price).
+	 */
+	"ALTER TABLE usage_events ADD COLUMN client_request_id text,"
+	"  ADD COLUMN anthropic_beta text;"
+	"CREATE INDEX usage_events_client_request_id ON usage_events"
+	"  (client_request_id) WHERE client_request_id IS NOT NULL;",
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

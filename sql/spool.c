@@ -67,6 +67,7 @@ struct spool {
 struct spool_reader {
 	int		 fd;
 	int		 eof;
+	uint32_t	 event_size;	/* as written: this or an older size */
 	char		 path[PATH_MAX];
 };
 
@@ -350,12 +351,18 @@ spool_reader_open(const char *path, char *err, size_t errlen)
 		errno = EINVAL;
 		goto fail;
 	}
-	if (h.event_size != sizeof(struct usage_event)) {
+	/*
+	 * Fields are only ever added at the end of the event, so an older
+	 * sluice's events are a prefix of ours (SPOOL_EVENT_V1 bytes).
+	 */
+	if (h.event_size != sizeof(struct usage_event) &&
+	    h.event_size != SPOOL_EVENT_V1) {
 		snprintf(err, errlen, "%s: event size %u, this sluice uses %zu",
 		    path, h.event_size, sizeof(struct usage_event));
 		errno = EINVAL;
 		goto fail;
 	}
+	r->event_size = h.event_size;
 	return r;
 
  fail:
@@ -363,6 +370,32 @@ spool_reader_open(const char *path, char *err, size_t errlen)
 	spool_reader_close(r);
 	errno = saved;
 	return NULL;
+}
+
+/* Events of an older, shorter size: one at a time, the rest zeroed. */
+static ssize_t
+spool_read_older(struct spool_reader *r, struct usage_event *evs, size_t max)
+{
+	size_t	 i;
+	ssize_t	 n;
+
+	for (i = 0; i < max; i++) {
+		memset(&evs[i], 0, sizeof(evs[i]));
+		if ((n = spool_read_all(r->fd, &evs[i], r->event_size)) == -1)
+			return -1;
+		/* what was padding then is where the new fields start */
+		memset((char *)&evs[i] + SPOOL_EVENT_V1_FIELDS, 0,
+		    sizeof(evs[i]) - SPOOL_EVENT_V1_FIELDS);
+		if ((size_t)n < r->event_size) {
+			r->eof = 1;
+			if (n > 0)
+				log_warnx("spool %s: ignoring a truncated "
+				    "record of %zd bytes at the end", r->path,
+				    n);
+			break;
+		}
+	}
+	return (ssize_t)i;
 }
 
 ssize_t
@@ -373,6 +406,8 @@ spool_read(struct spool_reader *r, struct usage_event *evs, size_t max)
 
 	if (r->eof || max == 0)
 		return 0;
+	if (r->event_size != sizeof(*evs))
+		return spool_read_older(r, evs, max);
 	if ((n = spool_read_all(r->fd, evs, max * sizeof(*evs))) == -1)
 		return -1;
 	whole = (size_t)n / sizeof(*evs);

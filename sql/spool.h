@@ -21,6 +21,12 @@
 
 #define SPOOL_MAGIC	"SLUICESP"
 #define SPOOL_VERSION	1
+/*
+ * The size of an event before client_request_id and anthropic_beta were
+ * added: the fields before them, padded to the struct's 8-byte alignment.
+ */
+#define SPOOL_EVENT_V1_FIELDS	offsetof(struct usage_event, client_request_id)
+#define SPOOL_EVENT_V1	((SPOOL_EVENT_V1_FIELDS + 7) & ~(size_t)7)
 
 struct spool;
 struct spool_reader;

@@ -280,8 +280,8 @@ client_error(struct client *c, int status, const char *type,
 	reply_error_body(b, r->ep != NULL && (r->ep->flags & EP_ANTHROPIC),
 	    status, type, code, msg, r->reqid);
 	len = evbuffer_get_length(b);
-	reply_head(out, status, "application/json", len, r->reqid, retry,
-	    r->keepalive);
+	reply_head(out, status, "application/json", len, r->reqid,
+	    r->ev.client_request_id, retry, r->keepalive);
 	r->out_bytes += (int64_t)(evbuffer_get_length(out) + len);
 	evbuffer_add_buffer(out, b);
 	evbuffer_free(b);
@@ -299,7 +299,7 @@ client_reply_json(struct client *c, int status, struct evbuffer *body)
 	if (c->w->stopping)
 		r->keepalive = 0;
 	reply_head(out, status, "application/json", evbuffer_get_length(body),
-	    r->reqid, 0, r->keepalive);
+	    r->reqid, r->ev.client_request_id, 0, r->keepalive);
 	evbuffer_add_buffer(out, body);
 	r->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
 	r->ev.status = (uint16_t)status;
@@ -343,6 +343,21 @@ request_begin(struct client *c)
 	/* before anything can fail, so every answer carries its id */
 	reqid_new(r->ev.request_id, r->reqid);
 	set_read_timeout(c, c->w->cfg->client_header_timeout_ms);
+}
+
+/* A client-sent request id, if it is short and printable ASCII. */
+static void
+client_id_keep(struct request *r, const struct http_header *h)
+{
+	uint32_t i;
+
+	if (h->value_len == 0 || h->value_len >= sizeof(r->ev.client_request_id))
+		return;
+	for (i = 0; i < h->value_len; i++)
+		if (h->value[i] < 0x21 || h->value[i] > 0x7e)
+			return;
+	memcpy(r->ev.client_request_id, h->value, h->value_len);
+	r->ev.client_request_id[h->value_len] = '\0';
 }
 
 /* The head failed to arrive whole: answer in the shape its line names. */
@@ -426,11 +441,13 @@ client_read_head(struct client *c)
 	c->nrequests++;
 	snprintf(r->ev.endpoint, sizeof(r->ev.endpoint), "%.*s",
 	    (int)r->hd.path_len, r->hd.target);
-	if ((h = http_find(&r->hd, "x-request-id")) != NULL &&
-	    reqid_parse(h->value, h->value_len, r->ev.request_id) == 0) {
-		memcpy(r->reqid, h->value, 36);
-		r->reqid[36] = '\0';
-	}
+	/*
+	 * A client's own id is kept beside ours and echoed back, never used
+	 * as the row's key: one id sent ten times must still be ten rows.
+	 */
+	if ((h = http_find(&r->hd, "x-request-id")) != NULL ||
+	    (h = http_find(&r->hd, "x-client-request-id")) != NULL)
+		client_id_keep(r, h);
 	c->state = CL_HANDLING;
 	c->h->head(c);
 }

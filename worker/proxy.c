@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "worker/meter.h"
 #include "worker/proxy.h"
+#include "worker/reply.h"
 #include "worker/upstream.h"
 
 #define CLIENT_HIGH		(256 * 1024)
@@ -427,7 +428,8 @@ px_send_head(struct proxy *px)
 
 		if (http_is_hop_by_hop(rh, h) ||
 		    http_name_is(h->name, h->name_len, "content-length") ||
-		    http_name_is(h->name, h->name_len, "x-request-id"))
+		    http_name_is(h->name, h->name_len, "x-request-id") ||
+		    http_name_is(h->name, h->name_len, "x-client-request-id"))
 			continue;
 		http_put_header(out, h);
 	}
@@ -450,6 +452,7 @@ px_send_head(struct proxy *px)
 		}
 		evbuffer_add(out, line, (size_t)(q - line));
 	}
+	reply_client_id(out, c->r.ev.client_request_id);
 	if (c->w->stopping)
 		c->r.keepalive = 0;
 	if (!c->r.keepalive)

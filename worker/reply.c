@@ -81,17 +81,29 @@ reply_error_body(struct evbuffer *b, int anthropic, int status,
 }
 
 void
-reply_head(struct evbuffer *out, int status, const char *ctype, size_t len,
-    const char *reqid, int retry_s, int keepalive)
+reply_client_id(struct evbuffer *out, const char *client_id)
 {
-	char retry[48] = "";
+	size_t n = strlen(client_id);
 
-	if (retry_s > 0)
-		snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", retry_s);
+	if (n == 0)
+		return;
+	evbuffer_add(out, "x-client-request-id: ", 21);
+	evbuffer_add(out, client_id, n);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+reply_head(struct evbuffer *out, int status, const char *ctype, size_t len,
+    const char *reqid, const char *client_id, int retry_s, int keepalive)
+{
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: %s\r\n"
 	    "Content-Length: %zu\r\n"
-	    "x-request-id: %s\r\n"
-	    "%s%s\r\n", status, http_reason(status), ctype, len, reqid, retry,
+	    "x-request-id: %s\r\n", status, http_reason(status), ctype, len,
+	    reqid);
+	reply_client_id(out, client_id);
+	if (retry_s > 0)
+		evbuffer_add_printf(out, "Retry-After: %d\r\n", retry_s);
+	evbuffer_add_printf(out, "%s\r\n",
 	    keepalive ? "" : "Connection: close\r\n");
 }

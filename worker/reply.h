@@ -28,10 +28,14 @@ void	 reply_error_body(struct evbuffer *b, int anthropic, int status,
 	    const char *reqid);
 /*
  * Append the head of a local answer: STATUS, Content-Type CTYPE,
- * Content-Length LEN, x-request-id REQID, a Retry-After when RETRY_S > 0,
- * and Connection: close unless KEEPALIVE.
+ * Content-Length LEN, x-request-id REQID, x-client-request-id CLIENT_ID
+ * unless it is "", a Retry-After when RETRY_S > 0, and Connection: close
+ * unless KEEPALIVE.
  */
 void	 reply_head(struct evbuffer *out, int status, const char *ctype,
-	    size_t len, const char *reqid, int retry_s, int keepalive);
+	    size_t len, const char *reqid, const char *client_id, int retry_s,
+	    int keepalive);
+/* Append "x-client-request-id: ID\r\n" unless ID is "". */
+void	 reply_client_id(struct evbuffer *out, const char *client_id);
 
 #endif

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "common/clock.h"
-#include "common/hex.h"
 #include "common/log.h"
 #include "worker/reqid.h"
 
@@ -75,28 +74,4 @@ reqid_new(uint8_t id[16], char str[37])
 		str[j++] = hex[id[i] & 15];
 	}
 	str[j] = '\0';
-}
-
-int
-reqid_parse(const char *s, size_t len, uint8_t id[16])
-{
-	size_t	 i;
-	int	 n = 0, hi, lo;
-
-	if (len != 36)
-		return -1;
-	for (i = 0; i < len;) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return -1;
-			i++;
-			continue;
-		}
-		if ((hi = hex_digit((unsigned char)s[i])) < 0 ||
-		    (lo = hex_digit((unsigned char)s[i + 1])) < 0)
-			return -1;
-		id[n++] = (uint8_t)(hi << 4 | lo);
-		i += 2;
-	}
-	return 0;
 }

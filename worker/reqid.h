@@ -14,7 +14,5 @@
 void	 reqid_init(void);
 /* A new id, as bytes and as its 36-character text. */
 void	 reqid_new(uint8_t id[16], char str[37]);
-/* A client-sent id, if it is a UUID: 0 and ID filled, else -1. */
-int	 reqid_parse(const char *s, size_t len, uint8_t id[16]);
 
 #endif

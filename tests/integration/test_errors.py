@@ -109,14 +109,25 @@ def test_request_id_is_generated_and_sent_both_ways(mock, sluice):
     assert h2.get("x-request-id") != rid, "request ids repeat"
 
 
-def test_client_request_id_uuid_is_kept(mock, sluice):
+def test_client_request_id_is_echoed_but_never_the_key(mock, sluice):
+    """A client's x-request-id comes back as x-client-request-id; the
+    request's own id (x-request-id, to the client and the upstream) is
+    sluice's UUIDv7, a new one each time even when the client repeats
+    its id."""
     s = sluice(upstreams={"mock": mock.url})
     rid = str(uuid.uuid4())
-    st, h, body = post(s.port, "/v1/chat/completions", CHAT,
-                       headers={"x-request-id": rid})
-    assert st == 200, body
-    assert h.get("x-request-id") == rid
-    assert mock.last()["headers"].get("x-request-id") == rid
+    seen = set()
+    for _ in range(2):
+        st, h, body = post(s.port, "/v1/chat/completions", CHAT,
+                           headers={"x-request-id": rid})
+        assert st == 200, body
+        assert h.get("x-client-request-id") == rid, h
+        own = h.get("x-request-id")
+        assert own != rid and UUID_RE.match(own), h
+        assert uuid.UUID(own).version == 7, own
+        assert mock.last()["headers"].get("x-request-id") == own
+        seen.add(own)
+    assert len(seen) == 2, seen
 
 
 def test_error_answers_carry_request_id(sluice):

@@ -420,7 +420,7 @@ def test_pipelined_requests_are_answered_in_order(front):
         got = []
         for _ in reqs:
             st, h, body = c.read_response()
-            got.append((h.get("x-request-id"), st))
+            got.append((h.get("x-client-request-id"), st))
         assert got == [(rids[0], 200), (rids[1], 404), (rids[2], 200),
                        (rids[3], 200)], got
     finally:
@@ -734,14 +734,15 @@ def evil(pg, mock, sluice):
 
 
 def row_for(pg, dbname, rid, timeout=15.0):
-    """(status, error_class) of the usage row of request rid."""
+    """(status, error_class) of the usage row of the request the client
+    sent with x-request-id rid (its client_request_id)."""
     def get():
         try:
             with psycopg.connect(pg.conninfo(dbname), autocommit=True,
                                  connect_timeout=5) as conn:
                 return conn.execute(
                     "SELECT status, error_class FROM usage_events "
-                    "WHERE request_id = %s::uuid", (rid,)).fetchall()
+                    "WHERE client_request_id = %s", (rid,)).fetchall()
         except psycopg.errors.UndefinedTable:
             return []
     rows = wait_for(get, timeout, interval=0.1, what="usage row of " + rid)
@@ -766,7 +767,7 @@ def expect_early_error(s, pg, want=502, code="upstream_error"):
     finally:
         c.close()
     assert_error(st, h, body, want, code=code)
-    assert h["x-request-id"] == rid
+    assert h["x-client-request-id"] == rid
     assert row_for(pg, s.db, rid) == (want, code)
     assert_serves(s, s.pids0, model="gpt-ok")
 
@@ -781,7 +782,7 @@ def expect_truncated(s, pg, error_class, stream=True, timeout=10.0):
         c.close()
     st, h, rest = parse_head(data)
     assert st == 200, data[:300]
-    assert h["x-request-id"] == rid
+    assert h["x-client-request-id"] == rid
     if h.get("transfer-encoding") == "chunked":
         body, complete = dechunk(rest)
         assert not complete, "a truncated stream must not end cleanly"

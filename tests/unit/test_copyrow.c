@@ -24,6 +24,7 @@ enum {
 	F_STREAM, F_STATUS, F_ERROR_CLASS, F_PROMPT, F_COMPLETION, F_CACHED,
 	F_COST, F_USAGE_SOURCE, F_ATTEMPTS, F_BYTES_IN, F_BYTES_OUT,
 	F_LATENCY, F_TTFB, F_OVERHEAD, F_CLIENT_ADDR, F_WORKER_PID,
+	F_CLIENT_REQUEST_ID, F_ANTHROPIC_BETA,
 };
 
 /* Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
@@ -65,6 +66,7 @@ event(struct usage_event *ev)
 	ev->overhead_us = 50;
 	strcpy(ev->client_addr, "192.0.2.1");
 	ev->worker_pid = 4242;
+	strcpy(ev->client_request_id, "job-7");
 }
 
 static void
@@ -146,7 +148,7 @@ static void
 test_whole_row(void **state)
 {
 	static const unsigned char want[] = {
-		0, 22,
+		0, 24,
 		LEN(16), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 		I8(1),
 		LEN(5), 'a', 'l', 'i', 'c', 'e',
@@ -162,6 +164,8 @@ test_whole_row(void **state)
 		I8(100), I8(200), I8(3000), I8(2000), I8(50),
 		LEN(8), 2, 32, 0, 4, 192, 0, 2, 1,
 		LEN(4), 0, 0, 0x10, 0x92,
+		LEN(5), 'j', 'o', 'b', '-', '7',
+		NUL,
 	};
 	struct usage_event	 ev;
 
@@ -416,6 +420,8 @@ test_longest_row(void **state)
 	memset(ev.upstream, 'u', sizeof(ev.upstream));
 	memset(ev.endpoint, 'e', sizeof(ev.endpoint));
 	memset(ev.error_class, 'x', sizeof(ev.error_class));
+	memset(ev.client_request_id, 'c', sizeof(ev.client_request_id));
+	memset(ev.anthropic_beta, 'b', sizeof(ev.anthropic_beta));
 	ev.usage_source = USAGE_ESTIMATED;
 	strcpy(ev.client_addr, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
 	encode(&ev);
