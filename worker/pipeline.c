@@ -16,7 +16,7 @@
 #include <event2/buffer.h>
 
 #include "common/clock.h"
-#include "common/json_scan.h"
+#include "common/json_strict.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "worker/auth.h"
@@ -32,6 +32,7 @@ struct exchange {
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
+	char		 alias_tok[CFG_PATTERN_MAX + 2];	/* "alias model" */
 };
 
 static void	*pl_attach(struct client *);
@@ -39,6 +40,7 @@ static void	 pl_detach(void *);
 static void	 pl_head(struct client *);
 static void	 pl_body(struct client *);
 static void	 pl_finish(struct client *);
+static int	 pl_deployment_name_ok(const char *);
 
 const struct client_handler pipeline_handler = {
 	pl_attach, pl_detach, pl_head, pl_finish,
@@ -156,52 +158,60 @@ pl_head(struct client *c)
 /*
  * An OpenAI stream reports usage only when asked with
  * stream_options.include_usage; ask on the client's behalf so that every
- * stream is metered.  The extra final chunk (empty choices, a usage
- * object) is part of the documented protocol; SDKs accept it.
+ * stream is metered.  The member is replaced outright, whatever the
+ * client wrote there (null, false, an object with other members): an
+ * edit inside a value the reader did not fully check could change what
+ * the upstream reads.  The extra final chunk (empty choices, a usage
+ * object) is part of the documented protocol; SDKs accept it.  0, or -1
+ * answered.
  */
-static void
+static int
 pl_ask_stream_usage(struct exchange *x, const struct cfg_route *route,
-    const char *body, size_t len, const struct json_field *so)
+    const char *body, size_t len, const struct json_strict_field *so)
 {
-	struct json_doc			*d = &x->c->w->json;
+	struct client			*c = x->c;
 	const struct cfg_upstream	*u;
-	size_t				 open;
-	int				 iu;
+	struct json_strict_field	 iu = { .key = "include_usage" };
+	size_t				 open = 0;
 
-	u = &x->c->w->cfg->upstreams[route->upstream[0]];
+	u = &c->w->cfg->upstreams[route->upstream[0]];
 	if (u->protocol == PROTO_ANTHROPIC ||
-	    !(x->c->r.ep->flags & EP_STREAM_USAGE))
-		return;
-	if (so->type == JV_NONE) {
-		/* json_scan_top saw the object open before anything else */
-		open = (size_t)((const char *)memchr(body, '{', len) - body);
-		proxy_add_edit(&x->px, open + 1, 0,
-		    "\"stream_options\":{\"include_usage\":true},");
-		return;
+	    !(c->r.ep->flags & EP_STREAM_USAGE))
+		return 0;
+	if (so->type == JV_OBJECT &&
+	    json_strict_read(body + so->start, so->end - so->start, &iu, 1,
+	    NULL) != JSON_STRICT_OK) {
+		client_error(c, 400, "invalid_request_error",
+		    "duplicate_field", "stream_options has more than one "
+		    "\"include_usage\"");
+		return -1;
 	}
-	/* a small object: jsmn on its span alone */
-	if (so->type != JV_OBJECT ||
-	    json_parse(d, body + so->start, so->end - so->start) == -1)
-		return;
-	iu = json_get(d, 0, "include_usage");
-	if (iu < 0)
-		proxy_add_edit(&x->px, so->start + 1, 0, d->tok[0].size > 0 ?
-		    "\"include_usage\":true," : "\"include_usage\":true");
-	else if (json_bool(d, iu) == 0)
-		proxy_add_edit(&x->px, so->start + (size_t)d->tok[iu].start, 5,
-		    "true");
+	if (so->type != JV_NONE) {
+		proxy_add_edit(&x->px, so->start, so->end - so->start,
+		    "{\"include_usage\":true}");
+		return 0;
+	}
+	/* the reader saw one object, so its '{' is the first non-blank */
+	while (open < len && body[open] != '{')
+		open++;
+	proxy_add_edit(&x->px, open + 1, 0,
+	    "\"stream_options\":{\"include_usage\":true},");
+	return 0;
 }
 
 /*
  * No format translation: an Anthropic-format request goes to an Anthropic
  * upstream, an OpenAI-format one to an OpenAI or Azure upstream, and Azure
- * serves only what has a deployment path.
+ * serves only what has a deployment path, under a deployment name that
+ * cannot leave its path segment.
  */
 static int
-pl_check_family(struct client *c, const struct cfg_route *route)
+pl_check_family(struct client *c, const struct cfg_route *route,
+    const char *model)
 {
 	const struct cfg_upstream	*u;
 	int				 anthropic = c->r.ep->flags & EP_ANTHROPIC;
+	int				 i;
 
 	u = &c->w->cfg->upstreams[route->upstream[0]];
 	if (anthropic && u->protocol != PROTO_ANTHROPIC) {
@@ -218,42 +228,90 @@ pl_check_family(struct client *c, const struct cfg_route *route)
 		    c->r.ev.model);
 		return -1;
 	}
-	if (u->protocol == PROTO_AZURE && c->r.ep->azure_tail == NULL) {
-		client_error(c, 400, "invalid_request_error",
-		    "unsupported_endpoint", "%.*s is not served by an Azure "
-		    "OpenAI upstream.", (int)c->r.hd.path_len, c->r.hd.target);
-		return -1;
+	/* every upstream a failover may reach, not only the first */
+	for (i = 0; i < route->nupstreams; i++) {
+		u = &c->w->cfg->upstreams[route->upstream[i]];
+		if (u->protocol != PROTO_AZURE)
+			continue;
+		if (c->r.ep->azure_tail == NULL) {
+			client_error(c, 400, "invalid_request_error",
+			    "unsupported_endpoint", "%.*s is not served by an "
+			    "Azure OpenAI upstream.", (int)c->r.hd.path_len,
+			    c->r.hd.target);
+			return -1;
+		}
+		if (cfg_deployment_find(u, model) == NULL &&
+		    !pl_deployment_name_ok(model)) {
+			client_error(c, 400, "invalid_request_error",
+			    "invalid_deployment", "The model `%s` has no "
+			    "deployment, and is not a valid deployment name "
+			    "(letters, digits, '-', '_', '.').", model);
+			return -1;
+		}
 	}
 	return 0;
 }
 
-/* The whole body is here: read what routing needs from the JSON. */
+/* A model name that may stand as Azure's deployment path segment. */
+static int
+pl_deployment_name_ok(const char *s)
+{
+	if (*s == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+		    *s == '.'))
+			return 0;
+	return 1;
+}
+
+/*
+ * The whole body is here.  It is read once, strictly (json_strict.h): what
+ * sluice authorizes, routes, prices and edits is what any upstream's
+ * parser reads, or the request is refused.
+ */
 static void
 pl_body(struct client *c)
 {
 	struct exchange		*x = c->hdata;
 	struct worker		*w = c->w;
+	struct usage_event	*ev = &c->r.ev;
 	const struct cfg_route	*route;
 	const struct cfg_alias	*alias;
 	struct auth_verdict	 v;
-	const char		*body, *model;
+	struct json_strict_err	 err;
+	const char		*body;
+	char			 model[EV_MODEL_MAX];
 	size_t			 len = evbuffer_get_length(c->body), mlen;
-	struct json_field	 f[3] = {
-		{ .key = "model" }, { .key = "stream" },
-		{ .key = "stream_options" },
+	struct json_strict_field f[3] = {
+		{ .key = "model", .buf = model, .bufsize = sizeof(model) },
+		{ .key = "stream" }, { .key = "stream_options" },
 	};
 
 	body = (const char *)evbuffer_pullup(c->body, -1);
-	if (body == NULL || json_scan_top(body, len, f, 3) == -1) {
+	switch (body == NULL ? JSON_STRICT_INVALID :
+	    json_strict_read(body, len, f, 3, &err)) {
+	case JSON_STRICT_OK:
+		break;
+	case JSON_STRICT_INVALID:
 		client_error(c, 400, "invalid_request_error", "invalid_json",
-		    "We could not parse the JSON body of your request.");
+		    "We could not parse the JSON body of your request: it is "
+		    "not valid JSON (RFC 8259) at byte %zu.",
+		    body == NULL ? 0 : err.off);
 		return;
-	}
-	if (f[0].count > 1) {
+	case JSON_STRICT_DUPLICATE:
+	case JSON_STRICT_CASE_VARIANT:
 		/* parsers disagree on which one counts: refuse, do not pick */
 		client_error(c, 400, "invalid_request_error",
-		    "duplicate_model", "the request body has more than one "
-		    "\"model\"");
+		    "duplicate_field", "The request body has more than one "
+		    "\"%s\" (keys are compared decoded, and across case).",
+		    err.field >= 0 ? f[err.field].key : "field");
+		return;
+	case JSON_STRICT_TOO_LONG:
+		client_error(c, 400, "invalid_request_error", "invalid_model",
+		    "The model name is longer than %zu bytes.",
+		    sizeof(ev->model) - 1);
 		return;
 	}
 	if (f[0].type != JV_STRING) {
@@ -261,35 +319,44 @@ pl_body(struct client *c)
 		    "you must provide a model parameter");
 		return;
 	}
-	model = body + f[0].start;
-	mlen = f[0].end - f[0].start;
-	snprintf(c->r.ev.model, sizeof(c->r.ev.model), "%.*s", (int)mlen,
-	    model);
-	c->r.ev.stream = f[1].type == JV_TRUE;
+	if (!f[0].printable) {
+		/* it never reaches a log line, a URL or a row */
+		client_error(c, 400, "invalid_request_error", "invalid_model",
+		    "The model name must be printable ASCII without spaces.");
+		return;
+	}
+	mlen = f[0].len;
+	memcpy(ev->model, model, mlen + 1);
+	/* anything a lenient upstream could take for "stream" streams */
+	ev->stream = f[1].type != JV_NONE && f[1].type != JV_FALSE &&
+	    f[1].type != JV_NULL;
 	if (x->key != NULL &&
-	    auth_check_body(w, x->key, model, mlen, &v) == -1) {
+	    auth_check_body(w, x->key, ev->model, mlen, &v) == -1) {
 		pl_refuse(c, &v);
 		return;
 	}
-	x->model = c->r.ev.model;
-	if ((alias = cfg_alias_for(w->cfg, model, mlen)) != NULL) {
+	x->model = ev->model;
+	if ((alias = cfg_alias_for(w->cfg, ev->model, mlen)) != NULL) {
 		/* the upstream is asked for the model the alias stands for */
 		x->model = alias->model;
-		proxy_add_edit(&x->px, f[0].start, mlen, alias->model);
+		snprintf(x->alias_tok, sizeof(x->alias_tok), "\"%s\"",
+		    alias->model);
+		proxy_add_edit(&x->px, f[0].start, f[0].end - f[0].start,
+		    x->alias_tok);
 		route = cfg_route_for(w->cfg, alias->model,
 		    strlen(alias->model));
 	} else
-		route = cfg_route_for(w->cfg, model, mlen);
+		route = cfg_route_for(w->cfg, ev->model, mlen);
 	if (route == NULL) {
 		client_error(c, 404, "invalid_request_error",
 		    "model_not_found", "The model `%s` does not exist or you "
-		    "do not have access to it.", c->r.ev.model);
+		    "do not have access to it.", ev->model);
 		return;
 	}
-	if (pl_check_family(c, route) == -1)
+	if (pl_check_family(c, route, x->model) == -1)
 		return;
-	if (c->r.ev.stream)
-		pl_ask_stream_usage(x, route, body, len, &f[2]);
+	if (ev->stream && pl_ask_stream_usage(x, route, body, len, &f[2]) == -1)
+		return;
 	proxy_start(&x->px, route, x->model);
 }
 

@@ -17,6 +17,7 @@
  * the client's output holds more than CLIENT_HIGH bytes, the upstream is
  * no longer read until it drains: a slow client costs bounded memory.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -151,10 +152,37 @@ proxy_add_edit(struct proxy *px, size_t off, size_t skip, const char *str)
 	return 0;
 }
 
+/*
+ * Every edit lies inside the body, in order, without overlap: then the
+ * Content-Length computed from them is exactly the bytes written.
+ */
+static int
+px_edits_ok(const struct proxy *px, size_t blen)
+{
+	size_t	 pos = 0;
+	int	 i;
+
+	for (i = 0; i < px->nedits; i++) {
+		const struct body_edit *e = &px->edits[i];
+
+		if (e->off < pos || e->off > blen || e->skip > blen - e->off)
+			return 0;
+		pos = e->off + e->skip;
+	}
+	return 1;
+}
+
 void
 proxy_start(struct proxy *px, const struct cfg_route *route,
     const char *model)
 {
+	if (!px_edits_ok(px, evbuffer_get_length(px->c->body))) {
+		log_warnx("request %s: a body edit outside the body, refused",
+		    px->c->r.reqid);
+		client_error(px->c, 500, "server_error", "internal_error",
+		    "sluice could not prepare this request.");
+		return;
+	}
 	px->route = route;
 	px->model = model;
 	client_set_hooks(px->c, px_client_drained, px_abort, px);
@@ -187,6 +215,35 @@ px_write_target(struct proxy *px, struct evbuffer *out)
 	    cfg_deployment_for(u, px->model), tail, u->api_version);
 }
 
+/*
+ * anthropic-beta as the upstream allows it; the row records what went
+ * (a beta such as the 1M-token context changes the price).
+ */
+static void
+px_write_betas(struct proxy *px, struct evbuffer *out,
+    const struct http_header *h)
+{
+	char		*rec = px->c->r.ev.anthropic_beta;
+	size_t		 had = strlen(rec);
+	size_t		 cap = sizeof(px->c->r.ev.anthropic_beta);
+	char		 v[CFG_MAX_HDR_NAMES * CFG_HDR_NAME_MAX];
+	const char	*send = h->value;
+	size_t		 n = h->value_len;
+
+	if (px->up->cfg->nbetas > 0) {
+		/* each listed name fits once: nothing allowed is cut */
+		if ((n = up_filter_betas(px->up, h->value, h->value_len, v,
+		    sizeof(v))) == 0)
+			return;
+		send = v;
+	}
+	evbuffer_add(out, "anthropic-beta: ", 16);
+	evbuffer_add(out, send, n);
+	evbuffer_add(out, "\r\n", 2);
+	snprintf(rec + had, cap - had, "%s%.*s", had > 0 ? "," : "", (int)n,
+	    send);
+}
+
 /* Write the request to the upstream connection's output. */
 static void
 px_write_request(struct proxy *px)
@@ -197,8 +254,10 @@ px_write_request(struct proxy *px)
 	const struct http_head	*rq = &c->r.hd;
 	const char		*body;
 	size_t			 blen = evbuffer_get_length(c->body), len, pos;
+	size_t			 start;
 	int			 i;
 
+	c->r.ev.anthropic_beta[0] = '\0';	/* this attempt's */
 	evbuffer_add(out, rq->method, rq->method_len);
 	evbuffer_add(out, " ", 1);
 	px_write_target(px, out);
@@ -220,10 +279,18 @@ px_write_request(struct proxy *px)
 		    http_name_is(h->name, h->name_len, "x-api-key") ||
 		    http_name_is(h->name, h->name_len, "api-key")))
 			continue;
+		if (!up_header_allowed(up, h))
+			continue;
+		if (http_name_is(h->name, h->name_len, "anthropic-beta")) {
+			px_write_betas(px, out, h);
+			continue;
+		}
 		http_put_header(out, h);
 	}
 	if (up->auth_hdr != NULL)
 		evbuffer_add(out, up->auth_hdr, strlen(up->auth_hdr));
+	if (up->extra_hdr[0] != '\0')
+		evbuffer_add(out, up->extra_hdr, strlen(up->extra_hdr));
 	if (up->cfg->protocol == PROTO_ANTHROPIC &&
 	    http_find(rq, "anthropic-version") == NULL)
 		evbuffer_add(out, "anthropic-version: 2023-06-01\r\n", 31);
@@ -245,6 +312,7 @@ px_write_request(struct proxy *px)
 	 * request ends, and up_conn_done closes a connection whose output
 	 * still holds any of it before then.
 	 */
+	start = evbuffer_get_length(out);
 	body = (const char *)evbuffer_pullup(c->body, -1);
 	for (i = 0, pos = 0; i < px->nedits; i++) {
 		const struct body_edit *e = &px->edits[i];
@@ -257,6 +325,8 @@ px_write_request(struct proxy *px)
 	}
 	if (blen > pos)
 		evbuffer_add_reference(out, body + pos, blen - pos, NULL, NULL);
+	/* px_edits_ok made it so: what Content-Length says is what goes */
+	assert(evbuffer_get_length(out) - start == len);
 }
 
 static void
@@ -429,7 +499,9 @@ px_send_head(struct proxy *px)
 		if (http_is_hop_by_hop(rh, h) ||
 		    http_name_is(h->name, h->name_len, "content-length") ||
 		    http_name_is(h->name, h->name_len, "x-request-id") ||
-		    http_name_is(h->name, h->name_len, "x-client-request-id"))
+		    http_name_is(h->name, h->name_len, "x-client-request-id") ||
+		    http_name_is(h->name, h->name_len, "openai-organization") ||
+		    http_name_is(h->name, h->name_len, "openai-project"))
 			continue;
 		http_put_header(out, h);
 	}

@@ -484,7 +484,7 @@ BAD_REQUESTS = {
     "duplicate_model_400": (
         lambda p, b: raw_request(
             p, b[:-1] + b', "model": "' + json.loads(b)["model"].encode() +
-            b'-other"}'), 400, "duplicate_model", False),
+            b'-other"}'), 400, "duplicate_field", False),
 }
 
 

@@ -265,20 +265,26 @@ def test_model_without_price_is_metered_with_null_cost(metered, db):
             row["usage_source"]) == (P, C, K, None, "upstream")
 
 
-def test_model_name_not_utf8_is_metered_with_each_bad_byte_as_question_mark(
+def test_model_name_not_utf8_or_not_ascii_is_refused_and_metered(
         metered, db):
-    """A model name is whatever bytes the client sent, cut to fit the
-    event's 127 bytes, here in the middle of a character: the row must
-    still load (PostgreSQL refuses a COPY with one invalid UTF-8 value),
-    each bad byte a '?'."""
-    model = b"gpt-\xff-" + "\u00e9".encode() * 70
-    body = b'{"model": "' + model + b'", "messages": [{"role": "user", ' \
-        b'"content": "hello"}]}'
+    """A body that is not valid UTF-8 is not JSON (400 invalid_json), and a
+    model that is not printable ASCII is 400 invalid_model; each still
+    leaves its row (PostgreSQL refuses a COPY with one invalid UTF-8 value:
+    the row's text must never carry the client's bytes raw)."""
     s = metered()
-    st, hdrs, data = post(s.port, "/v1/chat/completions", body,
-                          headers=TOKENS)
-    row = db.wait_rows(1)[hdrs["x-request-id"]]
-    assert row["model"] == "gpt-?-" + "\u00e9" * 60 + "?"
+    for model, code in ((b"gpt-\xff-" + "\u00e9".encode() * 70,
+                         "invalid_json"),
+                        ("gpt-\u00e9".encode(), "invalid_model")):
+        body = b'{"model": "' + model + b'", "messages": [{"role": ' \
+            b'"user", "content": "hello"}]}'
+        st, hdrs, data = post(s.port, "/v1/chat/completions", body,
+                              headers=TOKENS)
+        assert st == 400, data
+        assert json.loads(data)["error"]["code"] == code, data
+        row = db.wait_rows(1 if code == "invalid_json" else 2)[
+            hdrs["x-request-id"]]
+        assert (row["status"], row["error_class"], row["model"]) == \
+            (400, code, ""), row
 
 
 def test_upstream_error_row_has_status_and_no_usage(metered, db):
@@ -468,7 +474,9 @@ class Load:
             with self.lock:
                 self.answered.append({
                     "rid": resp.getheader("x-request-id"),
-                    "sent_rid": sent_rid, "status": resp.status,
+                    "sent_rid": sent_rid,
+                    "echo": resp.getheader("x-client-request-id"),
+                    "status": resp.status,
                     "prompt": prompt, "completion": completion})
             if resp.will_close:
                 conn.close()
@@ -519,6 +527,12 @@ def test_2000_concurrent_requests_make_2000_rows_with_their_request_ids(
     assert_rows_match_answers(rows, load.answered)
 
 
+def client_ids(db):
+    """The client_request_id of every row."""
+    return [r[0] for r in db.query(
+        "SELECT client_request_id FROM usage_events")]
+
+
 def test_sigterm_under_load_every_received_response_has_its_row(
         metered, db):
     s = metered()
@@ -533,10 +547,12 @@ def test_sigterm_under_load_every_received_response_has_its_row(
     rows = db.rows()
     assert total == distinct == len(rows)
     assert 300 <= len(load.answered) < 2000, "SIGTERM was not mid-load"
-    assert all(a["rid"] == a["sent_rid"] for a in load.answered)
+    # the client's ids come back beside sluice's own, never instead
+    assert all(a["echo"] == a["sent_rid"] != a["rid"]
+               for a in load.answered)
     assert_rows_match_answers(rows, load.answered)
     # and no row for a request nobody sent
-    assert set(rows) <= set(load.sent_rids)
+    assert set(client_ids(db)) <= set(load.sent_rids)
 
 
 def test_database_down_10s_under_load_spools_and_replays_every_row(
@@ -602,7 +618,8 @@ def test_worker_killed_under_load_every_answer_it_gave_has_its_row(
     victim = wait_for(busiest_worker, 15, what="rows from a live worker")
     os.kill(victim, signal.SIGKILL)
     load.join(timeout=60)
-    assert all(a["rid"] == a["sent_rid"] for a in load.answered)
+    assert all(a["echo"] == a["sent_rid"] != a["rid"]
+               for a in load.answered)
     received = {a["rid"] for a in load.answered}
     wait_for(lambda: received <= set(db.rows()), 15,
              what="a row for every answered request")
@@ -615,4 +632,4 @@ def test_worker_killed_under_load_every_answer_it_gave_has_its_row(
     assert by_victim, "the killed worker had answered nothing"
     assert len(load.answered) < len(load.sent_rids), \
         "no request was cut by the kill"
-    assert set(rows) <= set(load.sent_rids)
+    assert set(client_ids(db)) <= set(load.sent_rids)
