@@ -77,6 +77,9 @@ static int	 d_api_key_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_ca_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_alias(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_deployment(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_pass_headers(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_drop_headers(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_betas(struct cp_parser *, struct cp_directive *, void *);
 
 #define C_STR(n, f)	{ n, 1, 1, 0, CP_STR, offsetof(struct config, f), \
 			    sizeof(((struct config *)0)->f), 0, 0, NULL }
@@ -109,6 +112,7 @@ static const struct cp_dirspec main_dirs[] = {
 	C_DUR("keepalive_timeout", keepalive_timeout_ms, 0),
 	C_DUR("send_timeout", send_timeout_ms, 1),
 	C_INT("max_connections", max_connections, 1, 1048576),
+	C_INT("worker_rlimit_nofile", worker_rlimit_nofile, 16, 8388608),
 	FN("ring_slots", 1, 1, 0, d_ring_slots),
 	C_INT("batch_rows", batch_rows, 1, 1000000),
 	C_DUR("batch_ms", batch_ms, 1),
@@ -137,6 +141,14 @@ static const struct cp_dirspec upstream_dirs[] = {
 	    offsetof(struct cfg_upstream, api_version),
 	    sizeof(((struct cfg_upstream *)0)->api_version), 0, 0, NULL },
 	FN("deployment", 2, 2, CP_MULTI, d_deployment),
+	{ "organization", 1, 1, 0, CP_STR,
+	    offsetof(struct cfg_upstream, organization),
+	    sizeof(((struct cfg_upstream *)0)->organization), 0, 0, NULL },
+	{ "project", 1, 1, 0, CP_STR, offsetof(struct cfg_upstream, project),
+	    sizeof(((struct cfg_upstream *)0)->project), 0, 0, NULL },
+	FN("pass_headers", 1, CFG_MAX_HDR_NAMES, 0, d_pass_headers),
+	FN("drop_headers", 1, CFG_MAX_HDR_NAMES, 0, d_drop_headers),
+	FN("anthropic_betas", 1, CFG_MAX_HDR_NAMES, 0, d_betas),
 };
 
 _Static_assert(cp_nitems(main_dirs) <= 64, "seen mask is 64 bits");
@@ -994,12 +1006,86 @@ cfg_alias_for(const struct config *cfg, const char *model, size_t len)
 }
 
 const char *
-cfg_deployment_for(const struct cfg_upstream *u, const char *model)
+cfg_deployment_find(const struct cfg_upstream *u, const char *model)
 {
 	int i;
 
 	for (i = 0; i < u->ndeployments; i++)
 		if (glob_match(u->deployments[i].model, model, strlen(model)))
 			return u->deployments[i].name;
-	return model;
+	return NULL;
+}
+
+const char *
+cfg_deployment_for(const struct cfg_upstream *u, const char *model)
+{
+	const char *name = cfg_deployment_find(u, model);
+
+	return name != NULL ? name : model;
+}
+
+long
+cfg_nofile_needed(const struct config *cfg)
+{
+	long	 n = 2L * cfg->max_connections + 64;
+	int	 i;
+
+	if (cfg->worker_rlimit_nofile > 0)
+		return cfg->worker_rlimit_nofile;
+	for (i = 0; i < cfg->nupstreams; i++)
+		n += cfg->upstreams[i].max_idle;
+	return n;
+}
+
+/*
+ * A list of header names (or beta names): letters, digits and '-', as
+ * written, compared case-insensitively on the request path.
+ */
+static int
+name_list(struct cp_parser *p, struct cp_directive *d,
+    char (*dst)[CFG_HDR_NAME_MAX], int *n)
+{
+	const char	*c;
+	int		 i;
+
+	for (i = 1; i < d->nargs; i++) {
+		if (*n == CFG_MAX_HDR_NAMES)
+			return cp_err(p, d->line, "\"%s\": at most %d names",
+			    d->args[0].s, CFG_MAX_HDR_NAMES);
+		if (d->args[i].s[0] == '\0' ||
+		    strlen(d->args[i].s) >= CFG_HDR_NAME_MAX)
+			return cp_err(p, d->line, "\"%s\": invalid name",
+			    d->args[0].s);
+		for (c = d->args[i].s; *c != '\0'; c++)
+			if (!isalnum((unsigned char)*c) && *c != '-' &&
+			    *c != '_' && *c != '.')
+				return cp_err(p, d->line, "\"%s\": invalid "
+				    "name \"%s\"", d->args[0].s, d->args[i].s);
+		cp_set_str(dst[(*n)++], CFG_HDR_NAME_MAX, d->args[i].s);
+	}
+	return 0;
+}
+
+static int
+d_pass_headers(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream *u = obj;
+
+	return name_list(p, d, u->pass_headers, &u->npass_headers);
+}
+
+static int
+d_drop_headers(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream *u = obj;
+
+	return name_list(p, d, u->drop_headers, &u->ndrop_headers);
+}
+
+static int
+d_betas(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream *u = obj;
+
+	return name_list(p, d, u->betas, &u->nbetas);
 }

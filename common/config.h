@@ -20,6 +20,8 @@
 #define CFG_NAME_MAX        64
 #define CFG_PATTERN_MAX     128
 #define CFG_MAX_DEPLOYMENTS 32
+#define CFG_MAX_HDR_NAMES   16	/* names in pass_headers, drop_headers... */
+#define CFG_HDR_NAME_MAX    64
 
 struct keyring;
 
@@ -59,6 +61,16 @@ struct cfg_upstream {
 		char	 name[CFG_NAME_MAX];
 	}		 deployments[CFG_MAX_DEPLOYMENTS]; /* azure: model -> deployment */
 	int		 ndeployments;
+	char		 organization[128];	/* OpenAI-Organization sent, "" none */
+	char		 project[128];		/* OpenAI-Project sent, "" none */
+	/* client headers: let a default-dropped one through; drop more */
+	char		 pass_headers[CFG_MAX_HDR_NAMES][CFG_HDR_NAME_MAX];
+	int		 npass_headers;
+	char		 drop_headers[CFG_MAX_HDR_NAMES][CFG_HDR_NAME_MAX];
+	int		 ndrop_headers;
+	/* anthropic-beta values allowed through; none listed: all pass */
+	char		 betas[CFG_MAX_HDR_NAMES][CFG_HDR_NAME_MAX];
+	int		 nbetas;
 	int		 line;
 };
 
@@ -110,6 +122,7 @@ struct config {
 	int		 keepalive_timeout_ms;		/* 75s */
 	int		 send_timeout_ms;		/* 60s */
 	int		 max_connections;		/* per worker, 4096 */
+	int		 worker_rlimit_nofile;		/* 0: what max_connections needs */
 
 	/* metering */
 	int		 ring_slots;		/* events per lane, power of 2, 16384 */
@@ -150,6 +163,14 @@ const struct cfg_alias *cfg_alias_for(const struct config *, const char *model,
 	    size_t len);
 /* Azure: the deployment serving MODEL on U (its model name by default). */
 const char *cfg_deployment_for(const struct cfg_upstream *, const char *model);
+/* The deployment line's name for MODEL, or NULL when none matches. */
+const char *cfg_deployment_find(const struct cfg_upstream *, const char *model);
+/*
+ * The open-files limit each worker needs: its clients, an upstream
+ * connection per client, every idle pool, and its own (listeners, DNS,
+ * log, event loop).  worker_rlimit_nofile when set.
+ */
+long	 cfg_nofile_needed(const struct config *);
 /* The first price whose model glob matches MODEL, or NULL. */
 const struct cfg_price *cfg_price_for(const struct config *, const char *model,
 	    size_t len);

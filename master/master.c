@@ -33,6 +33,7 @@
 #include "master/listen.h"
 #include "master/master.h"
 #include "master/proctitle.h"
+#include "master/rlimit.h"
 #include "shm/counters.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
@@ -387,6 +388,18 @@ reload(void)
 	}
 	if (ncfg->ring_slots != m.cfg->ring_slots)
 		log_warnx("reload: ring_slots changes only on restart");
+	{
+		char warn[256];
+
+		if (rlimit_nofile_apply(ncfg, err, sizeof(err), warn,
+		    sizeof(warn)) == -1) {
+			reload_record(0, "reload failed: %s", err);
+			cfg_free(ncfg);
+			return;
+		}
+		if (warn[0] != '\0')
+			log_warnx("reload: %s", warn);
+	}
 	for (i = 0; i < m.nslots; i++)
 		if (m.slots[i].pid == 0 && m.slots[i].respawn_at_ms == 0)
 			free_slots++;

@@ -25,6 +25,7 @@
 #include "master/listen.h"
 #include "master/master.h"
 #include "master/proctitle.h"
+#include "master/rlimit.h"
 #include "shm/counters.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
@@ -143,7 +144,16 @@ main(int argc, char **argv)
 		    "root;\" to run them as root on purpose)\n", path);
 		return 1;
 	}
-	/* a reload re-reads the same file after we chdir("/") */
+	{
+		char warn[256];
+
+		if (rlimit_nofile_apply(cfg, err, sizeof(err), warn,
+		    sizeof(warn)) == -1)
+			fatalx("%s: %s", path, err);
+		if (warn[0] != '\0')
+			log_warnx("%s: %s", path, warn);
+	}
+		/* a reload re-reads the same file after we chdir("/") */
 	if (realpath(path, abspath) == NULL)
 		fatal("%s", path);
 

@@ -100,6 +100,11 @@ up_init(struct worker *w)
 		    dflt ? "" : u->port);
 		if (u->tls && (up->ssl_ctx = tls_ctx_new(u)) == NULL)
 			return -1;
+		snprintf(up->extra_hdr, sizeof(up->extra_hdr), "%s%s%s%s%s%s",
+		    u->organization[0] ? "OpenAI-Organization: " : "",
+		    u->organization, u->organization[0] ? "\r\n" : "",
+		    u->project[0] ? "OpenAI-Project: " : "", u->project,
+		    u->project[0] ? "\r\n" : "");
 		if (u->api_key != NULL) {
 			size_t	 n = strlen(u->api_key) + 64;
 			char	*h = malloc(n);
@@ -333,6 +338,67 @@ static void
 idle_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	upconn_close(arg);
+}
+
+/* -- header policy -------------------------------------------------------- */
+
+static int
+name_listed(const char (*list)[CFG_HDR_NAME_MAX], int n, const char *name,
+    size_t len)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (http_name_is(name, len, list[i]))
+			return 1;
+	return 0;
+}
+
+int
+up_header_allowed(const struct upstream *up, const struct http_header *h)
+{
+	const struct cfg_upstream *u = up->cfg;
+
+	if (u->ndrop_headers > 0 && name_listed(u->drop_headers,
+	    u->ndrop_headers, h->name, h->name_len))
+		return 0;
+	if ((http_name_is(h->name, h->name_len, "openai-organization") ||
+	    http_name_is(h->name, h->name_len, "openai-project")) &&
+	    !name_listed(u->pass_headers, u->npass_headers, h->name,
+	    h->name_len))
+		return 0;
+	return 1;
+}
+
+size_t
+up_filter_betas(const struct upstream *up, const char *v, size_t n, char *out,
+    size_t cap)
+{
+	const struct cfg_upstream *u = up->cfg;
+	size_t	 i = 0, s, e, len = 0;
+
+	out[0] = '\0';
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		s = i;
+		while (i < n && v[i] != ',')
+			i++;
+		e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e == s || (u->nbetas > 0 &&
+		    !name_listed(u->betas, u->nbetas, v + s, e - s)))
+			continue;
+		if (len + (len > 0) + (e - s) + 1 > cap)
+			break;
+		if (len > 0)
+			out[len++] = ',';
+		memcpy(out + len, v + s, e - s);
+		len += e - s;
+		out[len] = '\0';
+	}
+	return len;
 }
 
 /* -- choice and health ---------------------------------------------------- */

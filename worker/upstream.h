@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "common/config.h"
+#include "worker/http.h"
 #include "worker/wctx.h"
 
 struct bufferevent;
@@ -45,6 +46,7 @@ struct upstream {
 	int		 nidle;
 	char		 host_hdr[300];	/* "Host: h[:p]\r\n" */
 	char		*auth_hdr;	/* credential header line, or NULL */
+	char		 extra_hdr[320];	/* OpenAI-Organization, -Project */
 	int		 cnt_idx;	/* its counters in shm, -1 = none */
 	int		 literal;	/* host is an IP address */
 	struct sockaddr_storage addr;	/* host resolved, while fresh */
@@ -75,6 +77,22 @@ enum up_decision {
 
 int	 up_init(struct worker *);
 void	 up_free(struct worker *);
+
+/*
+ * The operator's header policy for UP: may this client header go there?
+ * By default a client's OpenAI-Organization and OpenAI-Project do not
+ * (they choose which account pays); pass_headers lets one through,
+ * drop_headers drops more.  Framing and hop-by-hop headers are the
+ * proxy's business, not this.
+ */
+int	 up_header_allowed(const struct upstream *, const struct http_header *);
+/*
+ * An anthropic-beta value as UP lets it through: only the betas its
+ * anthropic_betas lists (all of them without a list), into OUT (CAP
+ * bytes, NUL-terminated).  Returns the length, 0 for none left.
+ */
+size_t	 up_filter_betas(const struct upstream *, const char *v, size_t n,
+	    char *out, size_t cap);
 
 /* A pooled connection when one is idle (*reused = 1), else a new one. */
 struct upconn *up_conn_get(struct upstream *, int *reused);
