@@ -2,11 +2,13 @@
  * client.c - one client connection and the request on it.
  *
  * States: CL_IDLE -> CL_READ_HEAD -> (CL_READ_BODY) -> CL_HANDLING ->
- * CL_WRITING -> CL_IDLE (keep-alive) or CL_CLOSING.  Every callback
+ * (CL_WRITING) -> CL_IDLE (keep-alive) or CL_CLOSING.  Every callback
  * starts from the state.  A request ends in client_finalize and nowhere
- * else: it runs the handler's finish hook (the usage event), drains the
- * body and zeroes struct request, so "metered exactly once" is the shape
- * of the code, not a flag.  A connection that fails mid-request first
+ * else, once its whole answer is queued: it runs the handler's finish hook
+ * (the usage event), drains the body and zeroes struct request, so
+ * "metered exactly once" is the shape of the code, not a flag.  The
+ * connection then waits in CL_WRITING until that answer is written
+ * before it reads the next request.  A connection that fails mid-request first
  * runs the exchange's abort hook, so the upstream side lets go of the
  * body before it is drained.
  *
@@ -142,8 +144,10 @@ client_stop(struct client *c)
 	if (c->state == CL_IDLE && c->nrequests > 0 &&
 	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
 		client_free(c);
-	else
+	else {
 		c->r.keepalive = 0;
+		c->keep = 0;	/* one already answered, being written */
+	}
 }
 
 void
@@ -183,7 +187,7 @@ client_close(struct client *c)
 
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
 		return;		/* the write callback comes back here */
-	if (c->dead || evbuffer_get_length(in) == 0) {
+	if (evbuffer_get_length(in) == 0) {
 		client_free(c);
 		return;
 	}
@@ -195,45 +199,53 @@ client_close(struct client *c)
 }
 
 /*
- * The request ends: its event, then either the next request on this
- * connection or the close.  The only place a request ends.
+ * The connection after its request: wait for the next one, or close.
+ * Reached once the last answer is written (CL_WRITING drained).
  */
 static void
-client_finalize(struct client *c)
+client_next(struct client *c)
 {
-	struct worker	*w = c->w;
-	int		 keep;
-
-	c->h->finish(c);
-	keep = c->r.keepalive && !w->stopping && !c->dead;
-	evbuffer_drain(c->body, evbuffer_get_length(c->body));
-	/* the head's 100 header slots are rewritten by the next parse */
-	memset(&c->r, 0, offsetof(struct request, hd) +
-	    offsetof(struct http_head, h));
 	if (c->state == CL_WRITING)
 		bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
-	if (!keep) {
+	if (!c->keep) {
 		c->state = CL_CLOSING;
 		client_close(c);
 		return;
 	}
 	c->state = CL_IDLE;
-	set_read_timeout(c, w->cfg->keepalive_timeout_ms);
+	set_read_timeout(c, c->w->cfg->keepalive_timeout_ms);
 	/* a pipelined request may already be buffered: read it, deferred */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 }
 
+/*
+ * The request ends: its event (the handler's finish), then its state is
+ * gone.  The only place a request ends.  It runs as soon as the whole
+ * answer is queued, before it is written, so that the key is charged
+ * before the client can have read the answer and sent its next request,
+ * perhaps to another worker.
+ */
+static void
+client_finalize(struct client *c)
+{
+	c->h->finish(c);
+	c->keep = c->r.keepalive && !c->w->stopping;
+	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	/* the head's 100 header slots are rewritten by the next parse */
+	memset(&c->r, 0, offsetof(struct request, hd) +
+	    offsetof(struct http_head, h));
+}
+
 void
 client_answered(struct client *c)
 {
-	c->r.on_drained = NULL;
-	c->r.on_abort = NULL;
+	client_finalize(c);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		client_finalize(c);
+		client_next(c);
 		return;
 	}
-	/* finalize when the last byte is written: the write callback */
+	/* the next request waits until this answer is written */
 	c->state = CL_WRITING;
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 }
@@ -538,7 +550,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		client_close(c);
 		break;
 	case CL_WRITING:
-		client_finalize(c);
+		client_next(c);
 		break;
 	case CL_HANDLING:
 		if (c->r.on_drained != NULL)
@@ -559,13 +571,12 @@ client_fail(struct client *c, int status, const char *class)
 		r->on_abort(r->hook_arg);
 		r->on_abort = NULL;
 	}
-	if (c->state != CL_WRITING || r->ev.status == 0)
-		r->ev.status = (uint16_t)status;
+	r->ev.status = (uint16_t)status;
 	if (r->ev.error_class[0] == '\0')
 		snprintf(r->ev.error_class, sizeof(r->ev.error_class), "%s",
 		    class);
-	c->dead = 1;
 	client_finalize(c);
+	client_free(c);
 }
 
 static void
@@ -598,10 +609,13 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		client_fail(c, 499, "client_closed");
 		return;
 	case CL_HANDLING:
-	case CL_WRITING:
 		/* the client went away or stopped reading */
 		client_fail(c, timeout ? 408 : 499, timeout ?
 		    "client_timeout" : "client_closed");
+		return;
+	case CL_WRITING:
+		/* the request was metered when its answer was queued */
+		client_free(c);
 		return;
 	}
 }

@@ -41,7 +41,7 @@ enum client_state {
 	CL_READ_HEAD,		/* part of a request head is here */
 	CL_READ_BODY,		/* reading the body for the handler */
 	CL_HANDLING,		/* the handler has the request (proxying) */
-	CL_WRITING,		/* the answer is queued: flush, then finalize */
+	CL_WRITING,		/* answered and metered: flush, then the next */
 	CL_CLOSING,		/* lingering close after the last answer */
 };
 
@@ -83,7 +83,7 @@ struct client {
 	enum client_state state;
 	char		 addr[EV_ADDR_MAX];
 	int		 nrequests;
-	int		 dead;		/* the connection failed: free, no linger */
+	int		 keep;		/* after this answer: next request */
 	char		*head;		/* the request head, copied out */
 	size_t		 head_cap;
 	size_t		 head_scanned;	/* input searched for CRLFCRLF */
