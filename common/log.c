@@ -64,6 +64,19 @@ log_reopen(void)
 	return 0;
 }
 
+/*
+ * One message is one line: a control byte (a CR or LF from a client, an
+ * upstream or a multi-line PostgreSQL error) becomes a '?', so nothing
+ * that passes through a message can forge a line of its own.
+ */
+static void
+log_defang(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 static void
 vlog(int pri, const char *level, const char *fmt, va_list ap, int with_errno)
 {
@@ -77,6 +90,7 @@ vlog(int pri, const char *level, const char *fmt, va_list ap, int with_errno)
 		size_t l = strlen(msg);
 		snprintf(msg + l, sizeof(msg) - l, ": %s", strerror(saved));
 	}
+	log_defang(msg);
 	if (log_to_syslog) {
 		syslog(pri, "%s: %s", log_role, msg);
 		errno = saved;
