@@ -102,7 +102,8 @@ run: deps
 	./etc/run.sh $(B)
 
 # bench/: sluice against mockllm direct and against nginx, one run, ratios.
-# QUICK=1: the 1 KB, c=10 subset.  The Debian tools are installed if missing.
+# QUICK=1: the 1 KB, c=10 subset (SIZES=1KB,100KB for more sizes).  The
+# Debian tools are installed if missing.
 BENCH_PKGS = wrk nginx-light
 
 $(B)/streamload: bench/streamload.c
@@ -139,7 +140,8 @@ bench: all $(B)/streamload
 		{ $$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$p; } \
 		|| exit 1; done
-	$(PYTHON) bench/run.py --build $(B) $(if $(filter 1,$(QUICK)),--quick)
+	$(PYTHON) bench/run.py --build $(B) $(if $(filter 1,$(QUICK)),--quick) \
+	    $(if $(SIZES),--sizes $(SIZES))
 
 clean:
 	rm -rf build run

@@ -428,8 +428,12 @@ http {
         a = self.args
         if a.smoke or a.quick:
             c = 2 if a.smoke else 10
-            return [(m, "1KB", 1024, c) for m in ("nonstream", "stream",
-                                                  "ttfb")]
+            sizes = [(n, b) for n, b in SIZES if n in a.sizes.split(",")]
+            if not sizes:
+                sys.exit("bench: --sizes: none of %s" %
+                         ", ".join(n for n, _ in SIZES))
+            return [(m, n, b, c) for n, b in sizes
+                    for m in ("nonstream", "stream", "ttfb")]
         out = []
         for mode in ("nonstream", "stream"):
             for sname, size in SIZES:
@@ -648,6 +652,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="1 KB, c=10 only (both modes)")
+    ap.add_argument("--sizes", default="1KB",
+                    help="with --quick: the body sizes, comma-separated "
+                    "(100B, 1KB, 10KB, 100KB)")
     ap.add_argument("--smoke", action="store_true",
                     help="the quick code path with tiny counts; no JSON "
                     "file unless --out")
