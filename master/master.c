@@ -149,7 +149,8 @@ reload_record(int ok, const char *fmt, ...)
 	cnt_master_reload(m.cnt, ok, msg, wall_us());
 }
 
-void
+/* Drop to cfg->user in a child (no-op when not root or no user set). */
+static void
 master_drop_privileges(const struct config *cfg)
 {
 	struct passwd *pw;

@@ -16,7 +16,5 @@ struct shm_segment;
 int	 master_run(struct config *, const char *cfg_path,
 	    struct shm_segment *, int *fds, int nfds, int admin_fd,
 	    int ready_fd);
-/* Drop to cfg->user in a child (no-op when not root or no user set). */
-void	 master_drop_privileges(const struct config *);
 
 #endif
