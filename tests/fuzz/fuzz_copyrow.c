@@ -167,6 +167,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fill(ev.endpoint, sizeof(ev.endpoint), &p, end);
 	fill(ev.error_class, sizeof(ev.error_class), &p, end);
 	fill(ev.client_addr, sizeof(ev.client_addr), &p, end);
+	fill(ev.client_request_id, sizeof(ev.client_request_id), &p, end);
+	fill(ev.anthropic_beta, sizeof(ev.anthropic_beta), &p, end);
 	memcpy(&ev, p, (size_t)(end - p) < num ? (size_t)(end - p) : num);
 
 	memset(buf, 0xa5, sizeof(buf));
@@ -215,6 +217,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (len > 0)
 		rp += len;
 	fixed(4);					/* worker_pid */
+	text(ev.client_request_id, sizeof(ev.client_request_id), 1);
+	text(ev.anthropic_beta, sizeof(ev.anthropic_beta), 1);
 	CHECK(rp == rend);
 	return 0;
 }
