@@ -207,12 +207,14 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
-FUZZ_TARGETS	 = http usage config json copyrow
+FUZZ_TARGETS	 = http usage config json copyrow strict strict_portable
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/json_scan.c \
 		   common/log.c
 FUZZ_SRC_json	 = common/json_scan.c common/json.c
 FUZZ_SRC_copyrow = sql/copyrow.c
+FUZZ_SRC_strict	 = common/json_strict.c common/json.c
+FUZZ_SRC_strict_portable = common/json.c
 FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
 		   common/glob.c common/log.c
 

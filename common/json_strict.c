@@ -9,15 +9,18 @@
  * because the contracts are opposite: json_scan reads upstream answers
  * and must find usage in whatever comes back.
  *
- * Cost: a chat body is mostly string content, so strings are skipped a
- * block at a time, looking only for the bytes that need a look ('"',
- * '\\', controls, and bytes >= 0x80, whose UTF-8 is checked one
- * sequence at a time): with SSE2, 64-byte blocks whose stop bits are
- * kept between stops; elsewhere a 16-byte word-wide test.  Structure is
- * a goto state machine with the open containers as a bit stack.  Only
- * top-level keys and the values of asked-for fields are decoded, each
- * into a bounded buffer, so the pass reads every byte once and those
- * few tokens twice.  bench/jsonbench.c measures it.
+ * Cost: a chat body is mostly string content, so strings are read a
+ * block at a time, stopping only at '"', '\\' and controls.  With SSE2
+ * (every x86-64) a block is 64 bytes whose stop bits are kept from one
+ * stop to the next, and its UTF-8 is checked 16 bytes at once with a
+ * rule that needs no sequence boundaries; elsewhere a 16-byte word-wide
+ * test also stops at bytes >= 0x80 and each UTF-8 sequence is checked
+ * on its own.  Structure is a goto state machine with the open
+ * containers as a bit stack.  Only top-level keys and the values of
+ * asked-for fields are decoded, each into a bounded buffer, so the pass
+ * reads each byte about once and those few tokens twice.
+ * bench/jsonbench.c measures it.
+ *
  * Fuzzed against jsmn with an independent validator and decoder
  * (tests/fuzz/fuzz_strict.c, and fuzz_strict_portable.c for the
  * fallback loop).
@@ -64,13 +67,6 @@ is_digit(unsigned char c)
 	return c >= '0' && c <= '9';
 }
 
-/* Bytes inside a string that are not simply copied: see str_end(). */
-static int
-is_stop(unsigned char c)
-{
-	return c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
-}
-
 /*
  * Where a string scan stands: the stop bytes of the 64-byte block at
  * BASE not yet passed (none: no block in hand).  Between two stops in
@@ -80,6 +76,9 @@ struct stops {
 	size_t		 base;
 	uint64_t	 m;
 };
+
+#if defined(__SSE2__) && !defined(JSON_STRICT_PORTABLE)
+#include <emmintrin.h>
 
 /*
  * Does P[K] break UTF-8, judged with the (up to) three bytes before it?
@@ -106,8 +105,14 @@ utf8_bad_at(const unsigned char *p, size_t k)
 	    (p1 == 0xf0 && c < 0x90) || (p1 == 0xf4 && c > 0x8f);
 }
 
-#if defined(__SSE2__) && !defined(JSON_STRICT_PORTABLE)
-#include <emmintrin.h>
+/* P[I] alone: 1 if a stop, -1 if UTF-8 breaks there, else 0. */
+static int
+stop_at(const unsigned char *p, size_t i)
+{
+	if (utf8_bad_at(p, i))
+		return -1;
+	return p[i] == '"' || p[i] == '\\' || p[i] < 0x20;
+}
 
 static __m128i
 load16(const unsigned char *p)
@@ -121,35 +126,42 @@ bytes(int c)
 	return _mm_set1_epi8((char)c);
 }
 
-/* utf8_bad_at() for the 16 bytes V at P, all at once. */
-static int
-utf8_bad16(const unsigned char *p, __m128i v)
+/*
+ * utf8_bad_at() for the 16 * N bytes at P, 16 at once.  Out of line:
+ * the string loop calls it only where a byte is >= 0x80, and is faster
+ * without its body.
+ */
+__attribute__((noinline)) static int
+utf8_bad(const unsigned char *p, size_t n)
 {
-	const __m128i	 zero = _mm_setzero_si128(),
-			 p1 = load16(p - 1), p2 = load16(p - 2),
-			 p3 = load16(p - 3);
-	__m128i		 cont, notdue, le9f, le8f, err;
+	const __m128i	 zero = _mm_setzero_si128();
+	__m128i		 v, p1, cont, notdue, le9f, le8f, err = zero;
 
-	/* signed, 0x80..0xbf are the bytes below 0xc0 */
-	cont = _mm_cmplt_epi8(v, bytes(0xc0));
-	notdue = _mm_cmpeq_epi8(_mm_or_si128(_mm_or_si128(
-	    _mm_subs_epu8(p1, bytes(0xbf)), _mm_subs_epu8(p2, bytes(0xdf))),
-	    _mm_subs_epu8(p3, bytes(0xef))), zero);
-	err = _mm_cmpeq_epi8(cont, notdue);
-	err = _mm_or_si128(err, _mm_cmpeq_epi8(_mm_and_si128(v, bytes(0xfe)),
-	    bytes(0xc0)));
-	err = _mm_or_si128(err, _mm_andnot_si128(_mm_cmpeq_epi8(
-	    _mm_subs_epu8(v, bytes(0xf4)), zero), bytes(0xff)));
-	le9f = _mm_cmpeq_epi8(_mm_subs_epu8(v, bytes(0x9f)), zero);
-	le8f = _mm_cmpeq_epi8(_mm_subs_epu8(v, bytes(0x8f)), zero);
-	err = _mm_or_si128(err, _mm_and_si128(_mm_cmpeq_epi8(p1,
-	    bytes(0xe0)), le9f));
-	err = _mm_or_si128(err, _mm_andnot_si128(le9f, _mm_cmpeq_epi8(p1,
-	    bytes(0xed))));
-	err = _mm_or_si128(err, _mm_and_si128(_mm_cmpeq_epi8(p1,
-	    bytes(0xf0)), le8f));
-	err = _mm_or_si128(err, _mm_andnot_si128(le8f, _mm_cmpeq_epi8(p1,
-	    bytes(0xf4))));
+	for (; n > 0; n--, p += 16) {
+		v = load16(p);
+		p1 = load16(p - 1);
+		/* signed, 0x80..0xbf are the bytes below 0xc0 */
+		cont = _mm_cmplt_epi8(v, bytes(0xc0));
+		notdue = _mm_cmpeq_epi8(_mm_or_si128(_mm_or_si128(
+		    _mm_subs_epu8(p1, bytes(0xbf)),
+		    _mm_subs_epu8(load16(p - 2), bytes(0xdf))),
+		    _mm_subs_epu8(load16(p - 3), bytes(0xef))), zero);
+		err = _mm_or_si128(err, _mm_cmpeq_epi8(cont, notdue));
+		err = _mm_or_si128(err, _mm_cmpeq_epi8(_mm_and_si128(v,
+		    bytes(0xfe)), bytes(0xc0)));
+		err = _mm_or_si128(err, _mm_andnot_si128(_mm_cmpeq_epi8(
+		    _mm_subs_epu8(v, bytes(0xf4)), zero), bytes(0xff)));
+		le9f = _mm_cmpeq_epi8(_mm_subs_epu8(v, bytes(0x9f)), zero);
+		le8f = _mm_cmpeq_epi8(_mm_subs_epu8(v, bytes(0x8f)), zero);
+		err = _mm_or_si128(err, _mm_and_si128(_mm_cmpeq_epi8(p1,
+		    bytes(0xe0)), le9f));
+		err = _mm_or_si128(err, _mm_andnot_si128(le9f,
+		    _mm_cmpeq_epi8(p1, bytes(0xed))));
+		err = _mm_or_si128(err, _mm_and_si128(_mm_cmpeq_epi8(p1,
+		    bytes(0xf0)), le8f));
+		err = _mm_or_si128(err, _mm_andnot_si128(le8f,
+		    _mm_cmpeq_epi8(p1, bytes(0xf4))));
+	}
 	return _mm_movemask_epi8(err) != 0;
 }
 
@@ -162,15 +174,23 @@ stops16(__m128i v)
 	    _mm_cmpeq_epi8(_mm_min_epu8(v, bytes(0x1f)), v)));
 }
 
+/*
+ * Is any of the 16 bytes V, or of the three before them (at P - 3), >=
+ * 0x80?  If not, there is no UTF-8 to check.
+ */
+static int
+non_ascii(const unsigned char *p, __m128i v)
+{
+	return _mm_movemask_epi8(_mm_or_si128(v, load16(p - 3))) != 0;
+}
+
 /* The stop bits of the 16 bytes at P, or -1 if UTF-8 breaks there. */
 static long
 block16(const unsigned char *p)
 {
 	const __m128i v = load16(p);
 
-	/* nothing to check where these bytes and the three before are ASCII */
-	if (_mm_movemask_epi8(_mm_or_si128(v, load16(p - 3))) != 0 &&
-	    utf8_bad16(p, v))
+	if (non_ascii(p, v) && utf8_bad(p, 1))
 		return -1;
 	return stops16(v);
 }
@@ -195,7 +215,10 @@ next_stop(const unsigned char *p, size_t len, size_t i, struct stops *s)
 			return s->base + (size_t)__builtin_ctzll(s->m);
 		i = s->base + 64;
 	}
-	if (i >= 3 && len - i >= 16) {
+	for (; i < 3 && i < len; i++)
+		if ((m = stop_at(p, i)) != 0)
+			return m < 0 ? len : i;
+	if (len - i >= 16) {
 		if ((m = block16(p + i)) != 0)
 			return m < 0 ? len : i + (size_t)__builtin_ctzl(m);
 		i += 16;
@@ -204,12 +227,8 @@ next_stop(const unsigned char *p, size_t len, size_t i, struct stops *s)
 			b = load16(p + i + 16);
 			c = load16(p + i + 32);
 			d = load16(p + i + 48);
-			if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b),
-			    _mm_or_si128(_mm_or_si128(c, d),
-			    load16(p + i - 3)))) != 0 &&
-			    (utf8_bad16(p + i, a) || utf8_bad16(p + i + 16, b) ||
-			    utf8_bad16(p + i + 32, c) ||
-			    utf8_bad16(p + i + 48, d)))
+			if (non_ascii(p + i, _mm_or_si128(_mm_or_si128(a, b),
+			    _mm_or_si128(c, d))) && utf8_bad(p + i, 4))
 				return len;
 			s->m = (uint64_t)stops16(a) |
 			    (uint64_t)stops16(b) << 16 |
@@ -226,15 +245,19 @@ next_stop(const unsigned char *p, size_t len, size_t i, struct stops *s)
 				return m < 0 ? len :
 				    i + (size_t)__builtin_ctzl(m);
 	}
-	for (; i < len; i++) {
-		if (utf8_bad_at(p, i))
-			return len;
-		if (p[i] == '"' || p[i] == '\\' || p[i] < 0x20)
-			return i;
-	}
+	for (; i < len; i++)
+		if ((m = stop_at(p, i)) != 0)
+			return m < 0 ? len : i;
 	return len;
 }
 #else
+/* Bytes inside a string that are not simply copied: see str_end(). */
+static int
+is_stop(unsigned char c)
+{
+	return c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+}
+
 /*
  * The first stop byte at or after I, or LEN; 16 bytes a step.  A word
  * holds one if a byte is zero after xor with '"' or '\\', or has its
@@ -386,10 +409,11 @@ str_end(const unsigned char *p, size_t len, size_t i)
 			continue;
 		}
 		/*
-		 * Text in another script is mostly such sequences in a row,
-		 * CJK mostly 3-byte ones that need no range check: a loop
-		 * of its own, where the next index does not wait for the
-		 * bytes to be checked.
+		 * A byte >= 0x80, where the portable next_stop() leaves the
+		 * UTF-8 to this loop.  Text in another script is mostly such
+		 * sequences in a row, CJK mostly 3-byte ones that need no
+		 * range check: a loop of its own, where the next index does
+		 * not wait for the bytes to be checked.
 		 */
 		for (;;) {
 			while (len - i >= 3 && p[i] - 0xe1u <= 0xefu - 0xe1u &&
