@@ -13,8 +13,8 @@
  * body before it is drained.
  *
  * While the handler has a request, the client is not read past
- * CLIENT_IO_MAX (the read high-water mark): a client that keeps sending
- * during a long answer costs bounded memory, as in nginx.
+ * CLIENT_IO_MAX: a client that keeps sending during a long answer costs
+ * bounded memory, as in nginx.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -106,7 +106,6 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_IO_MAX);
 	/* libevent's default is 16 KB a syscall: a 100 KB body took 7 reads */
 	bufferevent_set_max_single_read(c->bev, CLIENT_IO_MAX);
 	bufferevent_set_max_single_write(c->bev, CLIENT_IO_MAX);
@@ -214,6 +213,10 @@ client_next(struct client *c)
 	}
 	c->state = CL_IDLE;
 	set_read_timeout(c, c->w->cfg->keepalive_timeout_ms);
+	if (c->read_paused) {
+		c->read_paused = 0;
+		bufferevent_enable(c->bev, EV_READ);
+	}
 	/* a pipelined request may already be buffered: read it, deferred */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
@@ -333,7 +336,17 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	case CL_HANDLING:
 	case CL_WRITING:
-		/* the next pipelined request waits in the buffer, bounded */
+		/*
+		 * The next pipelined request waits in the buffer; past
+		 * CLIENT_IO_MAX the client is not read until this request is
+		 * over.  (A read watermark would do it too, at an event_add
+		 * on every read.)
+		 */
+		if (evbuffer_get_length(bufferevent_get_input(bev)) >=
+		    CLIENT_IO_MAX) {
+			bufferevent_disable(bev, EV_READ);
+			c->read_paused = 1;
+		}
 		break;
 	case CL_CLOSING:
 		evbuffer_drain(bufferevent_get_input(bev),

@@ -84,6 +84,7 @@ struct client {
 	char		 addr[EV_ADDR_MAX];
 	int		 nrequests;
 	int		 keep;		/* after this answer: next request */
+	int		 read_paused;	/* input full while a request runs */
 	char		*head;		/* the request head, copied out */
 	size_t		 head_cap;
 	size_t		 head_scanned;	/* input searched for CRLFCRLF */
