@@ -26,7 +26,7 @@
 static unsigned char	 pool[REQID_POOL];
 static size_t		 pool_left;
 
-static void
+static int
 pool_fill(void)
 {
 	size_t	 got = 0;
@@ -37,17 +37,42 @@ pool_fill(void)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			fatal("getrandom");	/* no safe way to make ids */
+			return -1;
 		got += (size_t)n;
 	}
 	pool_left = sizeof(pool);
+	return 0;
 }
 
 void
 reqid_init(void)
 {
 	explicit_bzero(pool, sizeof(pool));
-	pool_fill();
+	if (pool_fill() == -1)
+		fatal("getrandom");	/* no safe way to make ids */
+}
+
+/*
+ * getrandom failing after it worked at start (it does not, short of a
+ * broken kernel) must not end the worker on the request path: reuse the
+ * pool, each id made distinct by a counter, and say so.
+ */
+static void
+pool_refill(void)
+{
+	static uint64_t	 reuse;
+	uint64_t	 k;
+	size_t		 i;
+
+	if (pool_fill() == 0)
+		return;
+	log_warn("getrandom: request ids reuse their random pool");
+	for (i = 0; i + sizeof(k) <= sizeof(pool); i += REQID_RAND) {
+		memcpy(&k, pool + i, sizeof(k));
+		k ^= ++reuse;
+		memcpy(pool + i, &k, sizeof(k));
+	}
+	pool_left = sizeof(pool);
 }
 
 void
@@ -59,7 +84,7 @@ reqid_new(uint8_t id[16], char str[37])
 	int		 i, j;
 
 	if (pool_left < REQID_RAND)
-		pool_fill();
+		pool_refill();
 	r = pool + sizeof(pool) - pool_left;
 	pool_left -= REQID_RAND;
 	for (i = 0; i < 6; i++)
