@@ -54,6 +54,8 @@ import socket
 import threading
 import time
 
+from upstream_threads import stop_server
+
 HOST = "127.0.0.1"
 REQUEST_LINE_RE = re.compile(r"^(POST|GET) /v1/[a-z/_]+ HTTP/1\.1$")
 
@@ -171,27 +173,7 @@ class EarlyUpstream:
         # wake every held connection; they see _stop and end
         for _ in range(self.max_conns):
             self._release.release()
-        with self.lock:
-            socks = list(self._socks)
-            threads = list(self._threads)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + timeout
-        self._acceptor.join(max(0.0, deadline - time.monotonic()))
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
+        stop_server(self, timeout)
 
     # -- the server -------------------------------------------------------
 

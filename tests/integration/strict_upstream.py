@@ -72,6 +72,8 @@ import time
 import urllib.parse
 import zlib
 
+from upstream_threads import stop_server
+
 HOST = "127.0.0.1"
 
 # (prompt_tokens, completion_tokens) per model; others: see tokens().
@@ -193,28 +195,7 @@ class StrictUpstream:
         return False
 
     def stop(self, timeout=5.0):
-        self._stop.set()
-        with self.lock:
-            socks = list(self._socks)
-            threads = list(self._threads)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + timeout
-        self._acceptor.join(max(0.0, deadline - time.monotonic()))
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        for s in socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
+        stop_server(self, timeout)
 
     # -- the server -----------------------------------------------------
 
