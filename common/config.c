@@ -118,7 +118,7 @@ static const struct cp_dirspec main_dirs[] = {
 	C_DUR("batch_ms", batch_ms, 1),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
-	FN("price", 5, 7, CP_MULTI, d_price),
+	FN("price", 5, 11, CP_MULTI, d_price),
 	FN("alias", 2, 2, CP_MULTI, d_alias),
 	C_INT("max_attempts", max_attempts, 1, 16),
 };
@@ -673,8 +673,10 @@ d_price(struct cp_parser *p, struct cp_directive *d, void *obj)
 	struct config	*cfg = obj;
 	struct cfg_price *pr;
 	const char	*model = d->args[1].s, *key, *val;
-	int64_t		 v[3] = { -1, -1, -1 };	/* input, output, cached */
-	static const char *const keys[3] = { "input", "output", "cached" };
+	/* input, output, cached, cache_write (5 min), cache_write_1h */
+	int64_t		 v[5] = { -1, -1, -1, -1, -1 };
+	static const char *const keys[5] = { "input", "output", "cached",
+	    "cache_write", "cache_write_1h" };
 	int		 i, k;
 
 	if (*model == '\0')
@@ -690,10 +692,10 @@ d_price(struct cp_parser *p, struct cp_directive *d, void *obj)
 	for (i = 2; i < d->nargs; i += 2) {
 		key = d->args[i].s;
 		val = d->args[i + 1].s;
-		for (k = 0; k < 3; k++)
+		for (k = 0; k < 5; k++)
 			if (strcmp(key, keys[k]) == 0)
 				break;
-		if (k == 3)
+		if (k == 5)
 			return cp_err(p, d->line, "price \"%s\": unknown field "
 			    "\"%s\"", model, key);
 		if (v[k] != -1)
@@ -718,6 +720,9 @@ d_price(struct cp_parser *p, struct cp_directive *d, void *obj)
 	pr->input = v[0];
 	pr->output = v[1];
 	pr->cached = v[2];
+	/* unset: as Anthropic bills cache writes, 1.25x and 2x the input */
+	pr->cache_write = v[3] != -1 ? v[3] : v[0] * 5 / 4;
+	pr->cache_write_1h = v[4] != -1 ? v[4] : v[0] * 2;
 	pr->line = d->line;
 	return 0;
 }

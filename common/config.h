@@ -95,6 +95,8 @@ struct cfg_price {
 	int64_t		 output;
 	int64_t		 cached;	/* -1 when not given: cached billed as input */
 	int		 line;
+	int64_t		 cache_write;	/* 5-minute cache writes; 1.25 x input */
+	int64_t		 cache_write_1h; /* 1-hour cache writes; 2 x input */
 };
 
 struct config {

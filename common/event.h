@@ -55,6 +55,11 @@ struct usage_event {
 	 */
 	char		 client_request_id[EV_CLIENT_ID_MAX];	/* as sent, "" = none */
 	char		 anthropic_beta[EV_BETA_MAX];	/* betas forwarded */
+	/* Added in the third event size (schema version 3). */
+	int64_t		 cache_write_5m_tokens;	/* -1 = unknown */
+	int64_t		 cache_write_1h_tokens;	/* -1 = unknown */
+	int64_t		 reasoning_tokens;	/* -1 = unknown */
+	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
 };
 
 #endif

@@ -114,6 +114,10 @@ copy_row(char *buf, const struct usage_event *ev)
 	p = put_text_field(p, ev->client_request_id,
 	    sizeof(ev->client_request_id), 1);
 	p = put_text_field(p, ev->anthropic_beta, sizeof(ev->anthropic_beta), 1);
+	p = put_i64_field(p, ev->cache_write_5m_tokens, 1);
+	p = put_i64_field(p, ev->cache_write_1h_tokens, 1);
+	p = put_i64_field(p, ev->reasoning_tokens, 1);
+	p = put_text_field(p, ev->served_model, sizeof(ev->served_model), 1);
 
 	return (size_t)(p - buf);
 }

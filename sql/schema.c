@@ -113,6 +113,16 @@ static const char *const migrations[] = {
 	"  ADD COLUMN anthropic_beta text;"
 	"CREATE INDEX usage_events_client_request_id ON usage_events"
 	"  (client_request_id) WHERE client_request_id IS NOT NULL;",
+
+	/*
+	 * 3: every billed usage field apart: cache writes by lifetime (priced
+	 * at 1.25 and 2 times the input), reasoning tokens (part of the
+	 * completion), and the model the upstream says it served.
+	 */
+	"ALTER TABLE usage_events ADD COLUMN cache_write_5m_tokens bigint,"
+	"  ADD COLUMN cache_write_1h_tokens bigint,"
+	"  ADD COLUMN reasoning_tokens bigint,"
+	"  ADD COLUMN served_model text;",
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

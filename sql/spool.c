@@ -72,6 +72,7 @@ struct spool_reader {
 };
 
 static int		 spool_mkdirs(const char *);
+static size_t		 older_fields(uint32_t);
 static enum spool_kind	 spool_parse(const char *, uint64_t *);
 static int		 spool_scan(struct spool *, int);
 static int		 spool_path(const struct spool *, uint64_t,
@@ -356,7 +357,7 @@ spool_reader_open(const char *path, char *err, size_t errlen)
 	 * sluice's events are a prefix of ours (SPOOL_EVENT_V1 bytes).
 	 */
 	if (h.event_size != sizeof(struct usage_event) &&
-	    h.event_size != SPOOL_EVENT_V1) {
+	    older_fields(h.event_size) == 0) {
 		snprintf(err, errlen, "%s: event size %u, this sluice uses %zu",
 		    path, h.event_size, sizeof(struct usage_event));
 		errno = EINVAL;
@@ -372,11 +373,25 @@ spool_reader_open(const char *path, char *err, size_t errlen)
 	return NULL;
 }
 
-/* Events of an older, shorter size: one at a time, the rest zeroed. */
+/* The bytes of fields in an event of an older SIZE, or 0: not one. */
+static size_t
+older_fields(uint32_t size)
+{
+	if (size == SPOOL_EVENT_V1)
+		return SPOOL_EVENT_V1_FIELDS;
+	if (size == SPOOL_EVENT_V2)
+		return SPOOL_EVENT_V2_FIELDS;
+	return 0;
+}
+
+/*
+ * Events of an older, shorter size: one at a time, the newer fields
+ * empty (text "", counts unknown).
+ */
 static ssize_t
 spool_read_older(struct spool_reader *r, struct usage_event *evs, size_t max)
 {
-	size_t	 i;
+	size_t	 i, fields = older_fields(r->event_size);
 	ssize_t	 n;
 
 	for (i = 0; i < max; i++) {
@@ -384,8 +399,9 @@ spool_read_older(struct spool_reader *r, struct usage_event *evs, size_t max)
 		if ((n = spool_read_all(r->fd, &evs[i], r->event_size)) == -1)
 			return -1;
 		/* what was padding then is where the new fields start */
-		memset((char *)&evs[i] + SPOOL_EVENT_V1_FIELDS, 0,
-		    sizeof(evs[i]) - SPOOL_EVENT_V1_FIELDS);
+		memset((char *)&evs[i] + fields, 0, sizeof(evs[i]) - fields);
+		evs[i].cache_write_5m_tokens = evs[i].cache_write_1h_tokens =
+		    evs[i].reasoning_tokens = -1;
 		if ((size_t)n < r->event_size) {
 			r->eof = 1;
 			if (n > 0)

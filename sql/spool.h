@@ -22,11 +22,17 @@
 #define SPOOL_MAGIC	"SLUICESP"
 #define SPOOL_VERSION	1
 /*
- * The size of an event before client_request_id and anthropic_beta were
- * added: the fields before them, padded to the struct's 8-byte alignment.
+ * Older event sizes a spool may hold.  Fields are only ever added at the
+ * end of struct usage_event, so an older event is a prefix of today's:
+ * its fields end at ..._FIELDS, and it was padded to 8 bytes.
+ *   1: before client_request_id and anthropic_beta
+ *   2: before the cache-write, reasoning and served-model fields
  */
+#define SPOOL_PAD8(n)		(((n) + 7) & ~(size_t)7)
 #define SPOOL_EVENT_V1_FIELDS	offsetof(struct usage_event, client_request_id)
-#define SPOOL_EVENT_V1	((SPOOL_EVENT_V1_FIELDS + 7) & ~(size_t)7)
+#define SPOOL_EVENT_V1		SPOOL_PAD8(SPOOL_EVENT_V1_FIELDS)
+#define SPOOL_EVENT_V2_FIELDS	offsetof(struct usage_event, cache_write_5m_tokens)
+#define SPOOL_EVENT_V2		SPOOL_PAD8(SPOOL_EVENT_V2_FIELDS)
 
 struct spool;
 struct spool_reader;

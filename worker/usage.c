@@ -69,8 +69,38 @@ merge_usage(struct usage_acc *a, const struct json_doc *d, int u)
 		a->cache_create = v;
 		a->anthropic = 1;
 	}
+	/* Anthropic splits the writes by cache lifetime, priced apart */
+	if ((det = json_get(d, u, "cache_creation")) >= 0 &&
+	    json_int(d, json_get(d, det, "ephemeral_1h_input_tokens"),
+	    &v) == 0 && v >= 0)
+		a->cache_1h = v;
+	if ((det = json_get(d, u, "completion_tokens_details")) >= 0 ||
+	    (det = json_get(d, u, "output_tokens_details")) >= 0) {
+		if (json_int(d, json_get(d, det, "reasoning_tokens"),
+		    &v) == 0 && v >= 0) {
+			a->reasoning = v;
+			a->reasoning_seen = 1;
+		}
+	}
 	if (found)
 		a->seen = 1;
+}
+
+/* The model the upstream says it served, from a member span. */
+static void
+take_model(struct usage_acc *a, const char *js, const struct json_field *f)
+{
+	size_t n = f->end - f->start, i;
+
+	if (f->type != JV_STRING || n == 0 || n >= sizeof(a->model))
+		return;
+	for (i = 0; i < n; i++)	/* printable only: it goes into a row */
+		if ((unsigned char)js[f->start + i] < 0x21 ||
+		    (unsigned char)js[f->start + i] > 0x7e ||
+		    js[f->start + i] == '\\')
+			return;
+	memcpy(a->model, js + f->start, n);
+	a->model[n] = '\0';
 }
 
 /* Merge the usage object at JS (LEN bytes, one object): jsmn on it alone. */
@@ -89,25 +119,29 @@ void
 usage_from_json(struct usage_acc *a, struct json_doc *d, const char *js,
     size_t len)
 {
-	struct json_field	 f[4] = {
+	struct json_field	 f[5] = {
 		{ .key = "usage" }, { .key = "message" }, { .key = "response" },
-		{ .key = "type" },
+		{ .key = "type" }, { .key = "model" },
 	};
 	int			 i;
 
-	if (json_scan_top(js, len, f, 4) == -1)
+	if (json_scan_top(js, len, f, 5) == -1)
 		return;
 	if (f[0].type == JV_OBJECT)
 		merge_span(a, d, js + f[0].start, f[0].end - f[0].start);
+	take_model(a, js, &f[4]);
 	/* Anthropic message_start, Responses API response.* events */
 	for (i = 1; i <= 2; i++) {
-		struct json_field u[1] = { { .key = "usage" } };
+		struct json_field u[2] = { { .key = "usage" },
+		    { .key = "model" } };
+		const char *o = js + f[i].start;
 
-		if (f[i].type != JV_OBJECT || json_scan_top(js + f[i].start,
-		    f[i].end - f[i].start, u, 1) == -1 || u[0].type != JV_OBJECT)
+		if (f[i].type != JV_OBJECT || json_scan_top(o,
+		    f[i].end - f[i].start, u, 2) == -1)
 			continue;
-		merge_span(a, d, js + f[i].start + u[0].start,
-		    u[0].end - u[0].start);
+		take_model(a, o, &u[1]);
+		if (u[0].type == JV_OBJECT)
+			merge_span(a, d, o + u[0].start, u[0].end - u[0].start);
 	}
 	if (f[3].type == JV_STRING && f[3].end - f[3].start == 13 &&
 	    (memcmp(js + f[3].start, "message_start", 13) == 0 ||
@@ -390,16 +424,23 @@ usage_tap_end(struct usage_tap *t, struct usage_acc *a, struct json_doc *d)
 
 int64_t
 usage_cost(const struct cfg_price *p, int64_t input, int64_t cached,
-    int64_t output)
+    int64_t w5m, int64_t w1h, int64_t output)
 {
 	int64_t	 cached_price = p->cached >= 0 ? p->cached : p->input;
+	int64_t	 plain;
 	__int128 x;
 
 	if (cached > input)
 		cached = input;
+	if (w5m > input - cached)
+		w5m = input - cached;
+	if (w1h > input - cached - w5m)
+		w1h = input - cached - w5m;
+	plain = input - cached - w5m - w1h;
 	/* prices are micro-USD per 1M tokens: sum first, round once */
-	x = (__int128)(input - cached) * p->input +
-	    (__int128)cached * cached_price + (__int128)output * p->output;
+	x = (__int128)plain * p->input + (__int128)cached * cached_price +
+	    (__int128)w5m * p->cache_write + (__int128)w1h * p->cache_write_1h +
+	    (__int128)output * p->output;
 	return (int64_t)((x + 500000) / 1000000);
 }
 
@@ -412,7 +453,7 @@ usage_estimate(struct usage_acc *a, size_t request_bytes)
 	    USAGE_BYTES_PER_TOKEN);
 	a->output = (int64_t)((a->text_bytes + USAGE_BYTES_PER_TOKEN - 1) /
 	    USAGE_BYTES_PER_TOKEN);
-	a->cache_read = a->cache_create = 0;
+	a->cache_read = a->cache_create = a->cache_1h = a->reasoning = 0;
 	a->anthropic = 0;
 	a->seen = 1;
 	a->estimated = 1;
@@ -422,22 +463,29 @@ void
 usage_to_event(const struct usage_acc *a, const struct cfg_price *p,
     struct usage_event *ev)
 {
-	int64_t input;
+	int64_t input, w1h;
 
+	memcpy(ev->served_model, a->model, sizeof(ev->served_model));
 	if (!a->seen) {
 		ev->usage_source = USAGE_NONE;
 		ev->prompt_tokens = ev->completion_tokens = -1;
 		ev->cached_tokens = ev->cost_micro_usd = -1;
+		ev->cache_write_5m_tokens = ev->cache_write_1h_tokens = -1;
+		ev->reasoning_tokens = -1;
 		return;
 	}
 	/* Anthropic's input_tokens leaves out the cached parts; OpenAI's not */
 	input = a->input;
 	if (a->anthropic)
 		input += a->cache_read + a->cache_create;
+	w1h = a->cache_1h < a->cache_create ? a->cache_1h : a->cache_create;
 	ev->usage_source = a->estimated ? USAGE_ESTIMATED : USAGE_UPSTREAM;
 	ev->prompt_tokens = input;
 	ev->completion_tokens = a->output;
 	ev->cached_tokens = a->cache_read;
-	ev->cost_micro_usd = p != NULL ?
-	    usage_cost(p, input, a->cache_read, a->output) : -1;
+	ev->cache_write_5m_tokens = a->cache_create - w1h;
+	ev->cache_write_1h_tokens = w1h;
+	ev->reasoning_tokens = a->reasoning_seen ? a->reasoning : -1;
+	ev->cost_micro_usd = p != NULL ? usage_cost(p, input, a->cache_read,
+	    a->cache_create - w1h, w1h, a->output) : -1;
 }

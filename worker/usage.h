@@ -22,9 +22,13 @@ struct usage_acc {
 	int64_t		 output;	/* completion_tokens | output_tokens */
 	int64_t		 cache_read;	/* cached_tokens | cache_read_input_tokens */
 	int64_t		 cache_create;	/* cache_creation_input_tokens */
+	int64_t		 cache_1h;	/* ... of which 1-hour cache writes */
+	int64_t		 reasoning;	/* reasoning_tokens, part of output */
+	char		 model[EV_MODEL_MAX];	/* the answer's "model", "" none */
 	int64_t		 text_bytes;	/* generated text relayed, for an estimate */
 	unsigned	 seen:1;	/* a usage object was found */
 	unsigned	 estimated:1;	/* by usage_estimate, not reported */
+	unsigned	 reasoning_seen:1;	/* reasoning_tokens was reported */
 	unsigned	 anthropic:1;	/* input excludes the cache counts */
 };
 
@@ -68,8 +72,12 @@ void	 usage_estimate(struct usage_acc *, size_t request_bytes);
  */
 void	 usage_to_event(const struct usage_acc *, const struct cfg_price *,
 	    struct usage_event *);
-/* Cost in micro-USD of the given tokens at PRICE. */
+/*
+ * Cost in micro-USD, rounded once, of INPUT prompt tokens of which CACHED
+ * were read from the cache and W5M and W1H written to it (5-minute and
+ * 1-hour writes), and OUTPUT tokens (reasoning included), at PRICE.
+ */
 int64_t	 usage_cost(const struct cfg_price *, int64_t input, int64_t cached,
-	    int64_t output);
+	    int64_t w5m, int64_t w1h, int64_t output);
 
 #endif

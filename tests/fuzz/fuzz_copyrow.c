@@ -169,6 +169,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fill(ev.client_addr, sizeof(ev.client_addr), &p, end);
 	fill(ev.client_request_id, sizeof(ev.client_request_id), &p, end);
 	fill(ev.anthropic_beta, sizeof(ev.anthropic_beta), &p, end);
+	fill(ev.served_model, sizeof(ev.served_model), &p, end);
 	memcpy(&ev, p, (size_t)(end - p) < num ? (size_t)(end - p) : num);
 
 	memset(buf, 0xa5, sizeof(buf));
@@ -219,6 +220,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fixed(4);					/* worker_pid */
 	text(ev.client_request_id, sizeof(ev.client_request_id), 1);
 	text(ev.anthropic_beta, sizeof(ev.anthropic_beta), 1);
+	int8(ev.cache_write_5m_tokens);
+	int8(ev.cache_write_1h_tokens);
+	int8(ev.reasoning_tokens);
+	text(ev.served_model, sizeof(ev.served_model), 1);
 	CHECK(rp == rend);
 	return 0;
 }

@@ -17,7 +17,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct usage_tap	 tap;
 	struct usage_acc	 acc;
 	struct usage_event	 ev;
-	struct cfg_price	 price = { "x", 150000, 600000, 75000, 0 };
+	struct cfg_price	 price = { .model = "x", .input = 150000,
+	    .output = 600000, .cached = 75000, .cache_write = 187500,
+	    .cache_write_1h = 300000 };
 	const char		*p = (const char *)data;
 	size_t			 i, step;
 

@@ -49,7 +49,9 @@ TOKENS = {"x-mock-prompt-tokens": str(P),
 ROW_COLUMNS = ("request_id", "status", "error_class", "key_name", "model",
                "upstream", "endpoint", "stream", "prompt_tokens",
                "completion_tokens", "cached_tokens", "cost_micro_usd",
-               "usage_source", "worker_pid")
+               "usage_source", "worker_pid", "served_model",
+               "reasoning_tokens", "cache_write_5m_tokens",
+               "cache_write_1h_tokens")
 
 
 def cost(price_model, prompt, completion, cached):
@@ -194,7 +196,12 @@ def assert_usage_row(row, rid, path, body, prompt, completion, cached,
             "prompt_tokens": prompt, "completion_tokens": completion,
             "cached_tokens": cached,
             "cost_micro_usd": cost(price_model, prompt, completion, cached),
-            "usage_source": "upstream"}
+            "usage_source": "upstream",
+            # the answer's own "model" (mockllm echoes the request's)
+            "served_model": body["model"],
+            # only the Responses API reports reasoning tokens here
+            "reasoning_tokens": 0 if path == "/v1/responses" else None,
+            "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0}
     got = {k: row[k] for k in want}
     assert got == want
 

@@ -575,7 +575,17 @@ test_route_for(void **state)
 	    "upstream a { url http://a; }\n"
 	    "upstream b { url http://b; }\n"
 	    "price gpt-4o-mini input 0.15 output 0.6;\n"
-	    "price gpt-* input 2.5 output 10;\n");
+	    "price gpt-* input 2.5 output 10;\n"
+	    "price claude-* input 3 output 15 cached 0.3 cache_write 4 "
+	    "cache_write_1h 7;\n");
+	/* cache writes: as Anthropic bills them unless given */
+	pr = cfg_price_for(cfg, "gpt-4o-mini", 11);
+	assert_int_equal(pr->cache_write, 187500);
+	assert_int_equal(pr->cache_write_1h, 300000);
+	pr = cfg_price_for(cfg, "claude-3", 8);
+	assert_int_equal(pr->cached, 300000);
+	assert_int_equal(pr->cache_write, 4000000);
+	assert_int_equal(pr->cache_write_1h, 7000000);
 	r = cfg_route_for(cfg, "gpt-4o-mini", 11);
 	assert_non_null(r);
 	assert_int_equal(r->line, 1);		/* first match wins */
@@ -600,7 +610,7 @@ test_route_for(void **state)
 	pr = cfg_price_for(cfg, model, strlen(model));
 	assert_non_null(pr);
 	assert_int_equal(pr->input, 2500000);
-	assert_null(cfg_price_for(cfg, "claude-3", 8));
+	assert_null(cfg_price_for(cfg, "llama", 5));
 	cfg_free(cfg);
 }
 

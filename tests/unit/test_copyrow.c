@@ -24,7 +24,8 @@ enum {
 	F_STREAM, F_STATUS, F_ERROR_CLASS, F_PROMPT, F_COMPLETION, F_CACHED,
 	F_COST, F_USAGE_SOURCE, F_ATTEMPTS, F_BYTES_IN, F_BYTES_OUT,
 	F_LATENCY, F_TTFB, F_OVERHEAD, F_CLIENT_ADDR, F_WORKER_PID,
-	F_CLIENT_REQUEST_ID, F_ANTHROPIC_BETA,
+	F_CLIENT_REQUEST_ID, F_ANTHROPIC_BETA, F_CACHE_WRITE_5M,
+	F_CACHE_WRITE_1H, F_REASONING, F_SERVED_MODEL,
 };
 
 /* Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
@@ -67,6 +68,10 @@ event(struct usage_event *ev)
 	strcpy(ev->client_addr, "192.0.2.1");
 	ev->worker_pid = 4242;
 	strcpy(ev->client_request_id, "job-7");
+	ev->cache_write_5m_tokens = 3;
+	ev->cache_write_1h_tokens = -1;
+	ev->reasoning_tokens = 7;
+	strcpy(ev->served_model, "gpt-4o-2024-08-06");
 }
 
 static void
@@ -148,7 +153,7 @@ static void
 test_whole_row(void **state)
 {
 	static const unsigned char want[] = {
-		0, 24,
+		0, 28,
 		LEN(16), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 		I8(1),
 		LEN(5), 'a', 'l', 'i', 'c', 'e',
@@ -166,6 +171,9 @@ test_whole_row(void **state)
 		LEN(4), 0, 0, 0x10, 0x92,
 		LEN(5), 'j', 'o', 'b', '-', '7',
 		NUL,
+		I8(3), NUL, I8(7),
+		LEN(17), 'g', 'p', 't', '-', '4', 'o', '-', '2', '0', '2', '4',
+		'-', '0', '8', '-', '0', '6',
 	};
 	struct usage_event	 ev;
 
@@ -422,6 +430,8 @@ test_longest_row(void **state)
 	memset(ev.error_class, 'x', sizeof(ev.error_class));
 	memset(ev.client_request_id, 'c', sizeof(ev.client_request_id));
 	memset(ev.anthropic_beta, 'b', sizeof(ev.anthropic_beta));
+	memset(ev.served_model, 's', sizeof(ev.served_model));
+	ev.cache_write_1h_tokens = 1;
 	ev.usage_source = USAGE_ESTIMATED;
 	strcpy(ev.client_addr, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
 	encode(&ev);

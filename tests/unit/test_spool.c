@@ -17,12 +17,13 @@
 #include "sql/spool.h"
 
 static void
-write_old_spool(const char *path, int nevents, size_t tail)
+write_old_spool(const char *path, int nevents, size_t tail, size_t size,
+    size_t fields)
 {
-	unsigned char	 rec[SPOOL_EVENT_V1];
+	unsigned char	 rec[sizeof(struct usage_event)];
 	struct usage_event ev;
 	FILE		*f = fopen(path, "w");
-	uint32_t	 v[2] = { SPOOL_VERSION, SPOOL_EVENT_V1 };
+	uint32_t	 v[2] = { SPOOL_VERSION, (uint32_t)size };
 	int		 i;
 
 	assert_non_null(f);
@@ -36,10 +37,9 @@ write_old_spool(const char *path, int nevents, size_t tail)
 		snprintf(ev.client_addr, sizeof(ev.client_addr), "10.0.0.%d",
 		    i);
 		/* the old struct's padding: must not show as a new field */
-		memcpy(rec, &ev, SPOOL_EVENT_V1_FIELDS);
-		memset(rec + SPOOL_EVENT_V1_FIELDS, 'P',
-		    SPOOL_EVENT_V1 - SPOOL_EVENT_V1_FIELDS);
-		assert_int_equal(fwrite(rec, sizeof(rec), 1, f), 1);
+		memcpy(rec, &ev, fields);
+		memset(rec + fields, 'P', size - fields);
+		assert_int_equal(fwrite(rec, size, 1, f), 1);
 	}
 	if (tail > 0)
 		assert_int_equal(fwrite(rec, tail, 1, f), 1);
@@ -47,7 +47,7 @@ write_old_spool(const char *path, int nevents, size_t tail)
 }
 
 static void
-test_older_event_size_replays(void **state)
+older_size_replays(size_t size, size_t fields)
 {
 	char			 dir[] = "/tmp/sluice-spool-XXXXXX", path[256];
 	char			 err[256];
@@ -56,10 +56,9 @@ test_older_event_size_replays(void **state)
 	ssize_t			 n;
 	int			 i;
 
-	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/spool-0000000000000001.bin", dir);
-	write_old_spool(path, 3, 100);
+	write_old_spool(path, 3, 100, size, fields);
 	r = spool_reader_open(path, err, sizeof(err));
 	if (r == NULL)
 		fail_msg("open: %s", err);
@@ -72,13 +71,27 @@ test_older_event_size_replays(void **state)
 		assert_int_equal(evs[i].prompt_tokens, 10 + i);
 		snprintf(want, sizeof(want), "gpt-%d", i);
 		assert_string_equal(evs[i].model, want);
-		assert_string_equal(evs[i].client_request_id, "");
-		assert_string_equal(evs[i].anthropic_beta, "");
+		if (fields <= SPOOL_EVENT_V1_FIELDS) {
+			assert_string_equal(evs[i].client_request_id, "");
+			assert_string_equal(evs[i].anthropic_beta, "");
+		}
+		assert_int_equal(evs[i].cache_write_5m_tokens, -1);
+		assert_int_equal(evs[i].reasoning_tokens, -1);
+		assert_string_equal(evs[i].served_model, "");
 	}
 	assert_int_equal(spool_read(r, evs, 8), 0);
 	spool_reader_close(r);
 	unlink(path);
 	rmdir(dir);
+}
+
+static void
+test_older_event_sizes_replay(void **state)
+{
+	(void)state;
+	assert_int_equal(SPOOL_EVENT_V2, 696);	/* as written by schema 2 */
+	older_size_replays(SPOOL_EVENT_V1, SPOOL_EVENT_V1_FIELDS);
+	older_size_replays(SPOOL_EVENT_V2, SPOOL_EVENT_V2_FIELDS);
 }
 
 static void
@@ -106,7 +119,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_older_event_size_replays),
+		cmocka_unit_test(test_older_event_sizes_replay),
 		cmocka_unit_test(test_unknown_event_size_refused),
 	};
 

@@ -30,9 +30,10 @@
 #define MIB		(1024 * 1024)
 
 /* USD per 1M tokens, as micro-USD per 1M tokens */
-static const struct cfg_price mini = { "gpt-4o-mini", 150000, 600000, 75000,
-    1 };
-static const struct cfg_price nocache = { "x", 150000, 600000, -1, 2 };
+static const struct cfg_price mini = { .model = "gpt-4o-mini", .input = 150000, .output = 600000,
+    .cached = 75000, .line = 1 };
+static const struct cfg_price nocache = { .model = "x", .input = 150000, .output = 600000,
+    .cached = -1, .line = 2 };
 
 static struct json_doc	 doc = { .max_tokens = 1 << 20 };
 
@@ -202,7 +203,8 @@ test_openai_embeddings(void **state)
 	    "\"model\":\"text-embedding-3-small\","
 	    "\"usage\":{\"prompt_tokens\":8,\"total_tokens\":8}}";
 	const struct want w = { 8, 0, 0, 0, 1, 0 };
-	const struct cfg_price emb = { "text-embedding-*", 20000, 0, -1, 3 };
+	const struct cfg_price emb = { .model = "text-embedding-*", .input = 20000, .output = 0,
+    .cached = -1, .line = 3 };
 	struct usage_acc a;
 	struct usage_event ev;
 
@@ -264,8 +266,9 @@ test_anthropic_message(void **state)
 	    "\"cache_creation_input_tokens\":20,"
 	    "\"cache_read_input_tokens\":300,\"output_tokens\":40}}";
 	const struct want w = { 100, 40, 300, 20, 1, 1 };
-	const struct cfg_price sonnet = { "claude-*", 3000000, 15000000,
-	    300000, 4 };
+	const struct cfg_price sonnet = { .model = "claude-*", .input = 3000000,
+	    .output = 15000000, .cached = 300000, .cache_write = 3750000,
+	    .cache_write_1h = 6000000 };
 	struct usage_acc a;
 	struct usage_event ev;
 
@@ -277,8 +280,10 @@ test_anthropic_message(void **state)
 	assert_int_equal(ev.prompt_tokens, 420);
 	assert_int_equal(ev.cached_tokens, 300);
 	assert_int_equal(ev.completion_tokens, 40);
-	/* (420-300)*3 + 300*0.3 + 40*15 = 360 + 90 + 600 */
-	assert_int_equal(ev.cost_micro_usd, 1050);
+	/* 100*3 + 300*0.3 + 20*3.75 (5-minute writes) + 40*15 */
+	assert_int_equal(ev.cost_micro_usd, 300 + 90 + 75 + 600);
+	assert_int_equal(ev.cache_write_5m_tokens, 20);
+	assert_int_equal(ev.cache_write_1h_tokens, 0);
 }
 
 static void
@@ -320,6 +325,124 @@ test_anthropic_stream_events(void **state)
 	memset(&a, 0, sizeof(a));
 	usage_from_json(&a, &doc, delta, n);
 	assert_true(a.anthropic);
+}
+
+/*
+ * Anthropic's documented usage with both cache lifetimes: writes are
+ * billed at 1.25x (5 minutes) and 2x (1 hour) the input price, reads at
+ * the cached price; input_tokens leaves all of them out.
+ */
+static void
+test_anthropic_cache_writes_by_lifetime(void **state)
+{
+	static const char s[] =
+	    "{\"id\":\"msg_2\",\"type\":\"message\",\"model\":"
+	    "\"claude-sonnet-4-20250514\",\"usage\":{\"input_tokens\":100,"
+	    "\"cache_creation_input_tokens\":300,\"cache_read_input_tokens\""
+	    ":200,\"cache_creation\":{\"ephemeral_5m_input_tokens\":100,"
+	    "\"ephemeral_1h_input_tokens\":200},\"output_tokens\":50,"
+	    "\"service_tier\":\"standard\"}}";
+	const struct cfg_price sonnet = { .model = "claude-*",
+	    .input = 3000000, .output = 15000000, .cached = 300000,
+	    .cache_write = 3750000, .cache_write_1h = 6000000 };
+	struct usage_acc a;
+	struct usage_event ev;
+
+	(void)state;
+	a = from_json(s);
+	usage_to_event(&a, &sonnet, &ev);
+	assert_int_equal(ev.prompt_tokens, 600);
+	assert_int_equal(ev.cached_tokens, 200);
+	assert_int_equal(ev.cache_write_5m_tokens, 100);
+	assert_int_equal(ev.cache_write_1h_tokens, 200);
+	assert_int_equal(ev.completion_tokens, 50);
+	/* 100*3 + 200*0.30 + 100*3.75 + 200*6 + 50*15 */
+	assert_int_equal(ev.cost_micro_usd, 300 + 60 + 375 + 1200 + 750);
+	assert_string_equal(ev.served_model, "claude-sonnet-4-20250514");
+	assert_int_equal(ev.reasoning_tokens, -1);	/* not reported */
+}
+
+/* Streamed: message_start carries the model and the cache fields,
+ * message_delta repeats them cumulatively with the output. */
+static void
+test_anthropic_stream_cumulative_usage(void **state)
+{
+	static const char start[] =
+	    "{\"type\":\"message_start\",\"message\":{\"id\":\"m\","
+	    "\"model\":\"claude-3-5-haiku-20241022\",\"usage\":{"
+	    "\"input_tokens\":10,\"cache_creation_input_tokens\":40,"
+	    "\"cache_read_input_tokens\":0,\"cache_creation\":{"
+	    "\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":40},"
+	    "\"output_tokens\":1}}}";
+	static const char delta[] =
+	    "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+	    "\"end_turn\"},\"usage\":{\"input_tokens\":10,"
+	    "\"cache_creation_input_tokens\":40,\"cache_read_input_tokens\":0,"
+	    "\"output_tokens\":25}}";
+	const struct cfg_price haiku = { .model = "claude-3-5-haiku*",
+	    .input = 800000, .output = 4000000, .cached = 80000,
+	    .cache_write = 1000000, .cache_write_1h = 1600000 };
+	struct usage_acc a;
+	struct usage_event ev;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	usage_from_json(&a, &doc, start, sizeof(start) - 1);
+	usage_from_json(&a, &doc, delta, sizeof(delta) - 1);
+	usage_to_event(&a, &haiku, &ev);
+	assert_int_equal(ev.prompt_tokens, 50);
+	assert_int_equal(ev.cache_write_5m_tokens, 0);
+	assert_int_equal(ev.cache_write_1h_tokens, 40);
+	assert_int_equal(ev.completion_tokens, 25);
+	/* 10*0.80 + 40*1.60 + 25*4 = 8 + 64 + 100 */
+	assert_int_equal(ev.cost_micro_usd, 172);
+	assert_string_equal(ev.served_model, "claude-3-5-haiku-20241022");
+}
+
+/* OpenAI reasoning models: reasoning tokens are part of the completion,
+ * billed as output, and recorded apart; the answer names its snapshot. */
+static void
+test_openai_reasoning_and_served_model(void **state)
+{
+	static const char chat[] =
+	    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\","
+	    "\"model\":\"o3-mini-2025-01-31\",\"choices\":[],\"usage\":{"
+	    "\"prompt_tokens\":1000,\"completion_tokens\":500,"
+	    "\"total_tokens\":1500,\"prompt_tokens_details\":{"
+	    "\"cached_tokens\":400,\"audio_tokens\":0},"
+	    "\"completion_tokens_details\":{\"reasoning_tokens\":320,"
+	    "\"audio_tokens\":0,\"accepted_prediction_tokens\":0,"
+	    "\"rejected_prediction_tokens\":0}}}";
+	static const char resp[] =
+	    "{\"type\":\"response.completed\",\"response\":{\"id\":\"r\","
+	    "\"object\":\"response\",\"model\":\"o3-2025-04-16\","
+	    "\"usage\":{\"input_tokens\":200,\"input_tokens_details\":{"
+	    "\"cached_tokens\":0},\"output_tokens\":900,"
+	    "\"output_tokens_details\":{\"reasoning_tokens\":640},"
+	    "\"total_tokens\":1100}}}";
+	const struct cfg_price o3mini = { .model = "o3-mini*",
+	    .input = 1100000, .output = 4400000, .cached = 550000 };
+	const struct cfg_price o3 = { .model = "o3*", .input = 2000000,
+	    .output = 8000000, .cached = 500000 };
+	struct usage_acc a;
+	struct usage_event ev;
+
+	(void)state;
+	a = from_json(chat);
+	usage_to_event(&a, &o3mini, &ev);
+	assert_int_equal(ev.reasoning_tokens, 320);
+	assert_int_equal(ev.completion_tokens, 500);
+	/* 600*1.10 + 400*0.55 + 500*4.40 = 660 + 220 + 2200 */
+	assert_int_equal(ev.cost_micro_usd, 3080);
+	assert_string_equal(ev.served_model, "o3-mini-2025-01-31");
+	memset(&a, 0, sizeof(a));
+	usage_from_json(&a, &doc, resp, sizeof(resp) - 1);
+	usage_to_event(&a, &o3, &ev);
+	assert_int_equal(ev.reasoning_tokens, 640);
+	/* 200*2 + 900*8 */
+	assert_int_equal(ev.cost_micro_usd, 7600);
+	assert_string_equal(ev.served_model, "o3-2025-04-16");
+	assert_int_equal(ev.cache_write_5m_tokens, 0);
 }
 
 static void
@@ -1023,31 +1146,32 @@ test_cost_rounding(void **state)
 {
 	(void)state;
 	/* 800*0.15 + 200*0.075 + 50*0.60 = 120 + 15 + 30 */
-	assert_int_equal(usage_cost(&mini, 1000, 200, 50), 165);
+	assert_int_equal(usage_cost(&mini, 1000, 200, 0, 0, 50), 165);
 	/* cached price -1: cached billed as input: 1000*0.15 + 50*0.6 */
-	assert_int_equal(usage_cost(&nocache, 1000, 200, 50), 180);
-	assert_int_equal(usage_cost(&mini, 0, 0, 0), 0);
+	assert_int_equal(usage_cost(&nocache, 1000, 200, 0, 0, 50), 180);
+	assert_int_equal(usage_cost(&mini, 0, 0, 0, 0, 0), 0);
 	/* half a micro-dollar rounds up, less rounds down */
 	{
-		const struct cfg_price half = { "h", 500000, 499999, -1, 5 };
+		const struct cfg_price half = { .model = "h", .input = 500000, .output = 499999,
+    .cached = -1, .line = 5 };
 
-		assert_int_equal(usage_cost(&half, 1, 0, 0), 1);
-		assert_int_equal(usage_cost(&half, 0, 0, 1), 0);
-		assert_int_equal(usage_cost(&half, 3, 0, 3), 3);
+		assert_int_equal(usage_cost(&half, 1, 0, 0, 0, 0), 1);
+		assert_int_equal(usage_cost(&half, 0, 0, 0, 0, 1), 0);
+		assert_int_equal(usage_cost(&half, 3, 0, 0, 0, 3), 3);
 	}
 	/* 2 * 0.15 = 0.3 -> 0; 4 * 0.15 = 0.6 -> 1 */
-	assert_int_equal(usage_cost(&mini, 2, 0, 0), 0);
-	assert_int_equal(usage_cost(&mini, 4, 0, 0), 1);
+	assert_int_equal(usage_cost(&mini, 2, 0, 0, 0, 0), 0);
+	assert_int_equal(usage_cost(&mini, 4, 0, 0, 0, 0), 1);
 	/* cached above input is capped at input */
-	assert_int_equal(usage_cost(&mini, 100, 150, 0),
-	    usage_cost(&mini, 100, 100, 0));
-	assert_int_equal(usage_cost(&mini, 100, 100, 0), 8);	/* 7.5 */
+	assert_int_equal(usage_cost(&mini, 100, 150, 0, 0, 0),
+	    usage_cost(&mini, 100, 100, 0, 0, 0));
+	assert_int_equal(usage_cost(&mini, 100, 100, 0, 0, 0), 8);	/* 7.5 */
 	/* large counts do not overflow: 10^9 tokens at $60/M = $60000 */
 	{
-		const struct cfg_price big = { "b", 60000000, 60000000, -1,
-		    6 };
+		const struct cfg_price big = { .model = "b", .input = 60000000, .output = 60000000,
+    .cached = -1, .line = 6 };
 
-		assert_int_equal(usage_cost(&big, 1000000000, 0, 1000000000),
+		assert_int_equal(usage_cost(&big, 1000000000, 0, 0, 0, 1000000000),
 		    120000000000LL);
 	}
 }
@@ -1083,6 +1207,9 @@ main(void)
 		cmocka_unit_test(test_responses_api),
 		cmocka_unit_test(test_anthropic_message),
 		cmocka_unit_test(test_anthropic_stream_events),
+		cmocka_unit_test(test_anthropic_cache_writes_by_lifetime),
+		cmocka_unit_test(test_anthropic_stream_cumulative_usage),
+		cmocka_unit_test(test_openai_reasoning_and_served_model),
 		cmocka_unit_test(test_nested_usage_not_taken),
 		cmocka_unit_test(test_no_usage),
 		cmocka_unit_test(test_negative_counts_ignored),
