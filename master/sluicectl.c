@@ -31,6 +31,7 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "master/ctl_daemon.h"
+#include "master/ctl_spool.h"
 #include "sql/pgsession.h"
 #include "sql/schema.h"
 
@@ -54,6 +55,9 @@ static int	 ctl_key_check(const struct config *, int, char **);
 static int	 ctl_status_cmd(const struct config *, int, char **);
 static int	 ctl_reload_cmd(const struct config *, int, char **);
 static int	 ctl_stop_cmd(const struct config *, int, char **);
+static int	 ctl_spool_replay_cmd(const struct config *, int, char **);
+static int	 ctl_own_config(int, char **, const char *, int,
+		    struct config **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ { "db", "init" }, "", "create or upgrade the database schema",
@@ -71,6 +75,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    ctl_reload_cmd },
 	{ { "stop" }, "[-t secs]", "SIGTERM the master, wait until it exits",
 	    0, ctl_stop_cmd },
+	{ { "spool", "replay" }, "[-c file] [dir]",
+	    "load a spool directory into the database", 0,
+	    ctl_spool_replay_cmd },
 };
 
 /* -c FILE, for the commands that load the configuration themselves. */
@@ -93,6 +100,56 @@ static int
 ctl_stop_cmd(const struct config *unused, int argc, char **argv)
 {
 	return ctl_stop(ctl_conffile, argc, argv);
+}
+
+/*
+ * For a command that takes -c FILE after its words too: parse it, allow
+ * at most MAXOPS operands after it, and load the configuration into
+ * *CFG.  The index of the first operand, or -1 (with USAGE printed).
+ */
+static int
+ctl_own_config(int argc, char **argv, const char *usage, int maxops,
+    struct config **cfg)
+{
+	const char	*conffile = ctl_conffile;
+	char		 err[1024];
+	int		 ch;
+
+	optind = 0;
+	while ((ch = getopt(argc, argv, "+c:")) != -1) {
+		switch (ch) {
+		case 'c':
+			conffile = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: sluicectl %s\n", usage);
+			return -1;
+		}
+	}
+	if (argc - optind > maxops) {
+		fprintf(stderr, "usage: sluicectl %s\n", usage);
+		return -1;
+	}
+	if (cfg_load(conffile, cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "sluicectl: %s\n", err);
+		return -1;
+	}
+	return optind;
+}
+
+/* spool replay loads the spool into PostgreSQL: master/ctl_spool.c */
+static int
+ctl_spool_replay_cmd(const struct config *unused, int argc, char **argv)
+{
+	struct config	*cfg;
+	int		 i, rc;
+
+	if ((i = ctl_own_config(argc, argv, "spool replay [-c file] [dir]", 1,
+	    &cfg)) == -1)
+		return -1;
+	rc = ctl_spool_replay(cfg, i < argc ? argv[i] : cfg->spool_dir);
+	cfg_free(cfg);
+	return rc;
 }
 
 #define NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
@@ -498,31 +555,11 @@ static int
 ctl_key_check(const struct config *unused, int argc, char **argv)
 {
 	struct config	*cfg;
-	const char	*conffile = ctl_conffile;
-	char		 err[1024];
-	int		 ch, n;
+	int		 n;
 
 	(void)unused;
-	optind = 0;
-	while ((ch = getopt(argc, argv, "+c:")) != -1) {
-		switch (ch) {
-		case 'c':
-			conffile = optarg;
-			break;
-		default:
-			fprintf(stderr, "usage: sluicectl key check "
-			    "[-c file]\n");
-			return -1;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: sluicectl key check [-c file]\n");
+	if (ctl_own_config(argc, argv, "key check [-c file]", 0, &cfg) == -1)
 		return -1;
-	}
-	if (cfg_load(conffile, &cfg, err, sizeof(err)) == -1) {
-		fprintf(stderr, "sluicectl: %s\n", err);
-		return -1;
-	}
 	if (cfg->keys == NULL) {
 		fprintf(stderr, "sluicectl: %s: no keys_file configured\n",
 		    cfg->path);

@@ -7,7 +7,7 @@
  * head), and the price is that it may load some events twice, which the
  * primary key on request_id absorbs: every load is COPY into a temporary
  * staging table, then INSERT ... ON CONFLICT (request_id) DO NOTHING, in
- * one transaction.
+ * one transaction (sql/load.c, shared with `sluicectl spool replay`).
  *
  * Workers never wait for us, so we must never fall behind for long: when
  * PostgreSQL is unreachable the batches go to the spool instead, lanes keep
@@ -46,9 +46,8 @@
 #include "shm/shm.h"
 #include "sql/budget.h"
 #include "sql/collector.h"
-#include "sql/copyrow.h"
+#include "sql/load.h"
 #include "sql/pgsession.h"
-#include "sql/schema.h"
 #include "sql/spool.h"
 
 #define COLL_IDLE_MS		20	/* sleep when all lanes are empty: a
@@ -57,8 +56,6 @@
 					   workers' core 1% */
 #define COLL_SPOOL_RETRY_MS	1000	/* after the spool failed too */
 #define COLL_DRAIN_MIN_MS	10000	/* keep trying to drain at least */
-#define COLL_COPY_CHUNK		(256 * 1024)	/* bytes per PQputCopyData */
-#define COLL_REPLAY_CHUNK	1024	/* events read from a spool file */
 #define COLL_BUDGET_MS		30000	/* reload key spend from PG */
 
 enum coll_tx {
@@ -104,10 +101,8 @@ static struct {
 	int64_t			 hold_until;	/* next flush attempt */
 	int64_t			 replay_hold;
 
-	/* COPY encoding */
-	char			*buf;
-	size_t			 buflen;
-	struct usage_event	*rbuf;
+	/* COPY into PostgreSQL */
+	struct load		 load;
 
 	/* key spend, loaded from PostgreSQL into shared memory */
 	struct keystate_table	*kst;
@@ -139,9 +134,6 @@ static void	 coll_budget(int64_t);
 static int	 coll_db_ready(struct pgsession *, void *);
 static enum coll_tx coll_db_failed(void);
 
-static int	 coll_tx_begin(void);
-static int	 coll_tx_put(const struct usage_event *);
-static int	 coll_tx_commit(uint64_t *);
 static void	 coll_error(const char *, void *);
 static void	 coll_publish_begin(struct shm_segment *);
 static void	 coll_publish(int64_t);
@@ -270,11 +262,8 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	coll.lanes = calloc(coll.nlanes, sizeof(*coll.lanes));
 	coll.start = calloc(coll.nlanes, sizeof(*coll.start));
 	coll.end = calloc(coll.nlanes, sizeof(*coll.end));
-	/* a row may take the buffer past a chunk, then the trailer */
-	coll.buf = malloc(COLL_COPY_CHUNK + COPY_ROW_MAX + COPY_TRAILER_LEN);
-	coll.rbuf = calloc(COLL_REPLAY_CHUNK, sizeof(*coll.rbuf));
 	if (coll.lanes == NULL || coll.start == NULL || coll.end == NULL ||
-	    coll.buf == NULL || coll.rbuf == NULL)
+	    load_init(&coll.load, &coll.db) == -1)
 		fatal("collector: allocating buffers");
 	for (i = 0; i < coll.nlanes; i++) {
 		coll.lanes[i] = shm_lane(shm, i);
@@ -424,13 +413,14 @@ coll_load_batch(uint64_t *inserted)
 	uint64_t	 pos;
 	uint32_t	 i;
 
-	if (coll_tx_begin() == -1)
+	if (load_begin(&coll.load) == -1)
 		return coll_db_failed();
 	for (i = 0; i < coll.nlanes; i++)
 		for (pos = coll.start[i]; pos < coll.end[i]; pos++)
-			if (coll_tx_put(ring_at(coll.lanes[i], pos)) == -1)
+			if (load_put(&coll.load,
+			    ring_at(coll.lanes[i], pos)) == -1)
 				return coll_db_failed();
-	if (coll_tx_commit(inserted) == -1)
+	if (load_commit(&coll.load, inserted) == -1)
 		return coll_db_failed();
 	return TX_OK;
 }
@@ -519,12 +509,10 @@ coll_spool_episode_end(void)
 static void
 coll_replay_one(int64_t now)
 {
-	struct spool_reader	*r;
-	char			 path[PATH_MAX], err[512];
+	char			 path[PATH_MAX];
 	const char		*base;
 	uint64_t		 rows = 0, inserted = 0;
-	ssize_t			 n, j;
-	enum coll_tx		 rc;
+	enum load_rc		 rc;
 	int			 found;
 
 	if ((found = spool_oldest(coll.spool, path, sizeof(path))) <= 0) {
@@ -535,71 +523,32 @@ coll_replay_one(int64_t now)
 		return;
 	}
 	base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
-	if ((r = spool_reader_open(path, err, sizeof(err))) == NULL) {
-		if (errno == EINVAL) {
-			log_warnx("%s; setting it aside as %s.bad", err, base);
-			if (spool_quarantine(coll.spool, path) == -1) {
-				log_warn("renaming %s", path);
-				coll.replay_hold = now + COLL_SPOOL_RETRY_MS;
-			}
-		} else {
-			log_warnx("%s", err);
-			coll.replay_hold = now + COLL_SPOOL_RETRY_MS;
-		}
-		return;
-	}
-	if (coll_tx_begin() == -1) {
-		spool_reader_close(r);
-		(void)coll_db_failed();
-		return;
-	}
-	while ((n = spool_read(r, coll.rbuf, COLL_REPLAY_CHUNK)) > 0) {
-		for (j = 0; j < n; j++) {
-			if (coll_tx_put(&coll.rbuf[j]) == -1) {
-				spool_reader_close(r);
-				(void)coll_db_failed();
-				return;
-			}
-		}
-		rows += (uint64_t)n;
-	}
-	spool_reader_close(r);
-	if (n == -1) {
-		log_warn("reading %s", path);
-		pgs_rollback(&coll.db);
+	rc = load_file(&coll.load, coll.spool, path, &rows, &inserted);
+	if (rc == LOAD_RETRY || rc == LOAD_KEPT)
 		coll.replay_hold = now + COLL_SPOOL_RETRY_MS;
+	if (rc != LOAD_OK && rc != LOAD_KEPT)
 		return;
-	}
-	if (coll_tx_commit(&inserted) == -1) {
-		rc = coll_db_failed();
-		if (rc == TX_DATA) {
-			log_warnx("PostgreSQL refused %s: %s; setting it aside "
-			    "as %s.bad", base, coll.db.err, base);
-			if (spool_quarantine(coll.spool, path) == -1) {
-				log_warn("renaming %s", path);
-				coll.replay_hold = now + COLL_SPOOL_RETRY_MS;
-			}
-		}
-		return;
-	}
 	coll_st.batches++;
 	coll_st.rows_replayed += rows;
 	coll_st.rows_written += inserted;
 	coll_st.rows_duplicate += rows - inserted;
 	log_info("replayed %s with %" PRIu64 " rows (%" PRIu64 " new)", base,
 	    rows, inserted);
-	if (spool_remove(coll.spool, path) == -1) {
-		/* Replaying it again later is harmless. */
-		log_warn("removing %s", path);
-		coll.replay_hold = now + COLL_SPOOL_RETRY_MS;
-	}
 }
 
 /*
  * Every worker has exited: empty every lane, into PostgreSQL if it is up,
- * into the spool if not, and do not wait for a reconnect.  If neither
- * works, keep trying until the shutdown timeout.  Then, if PostgreSQL is
- * up, replay what the spool still holds, within the same timeout.
+ * into the spool if not.  A host may be stopping for good, and whatever
+ * is left in its spool stays there until sluiced starts again on it; so
+ * PostgreSQL gets one more attempt now, whatever the reconnect backoff
+ * says, before anything is spooled.  If neither works, keep trying until
+ * the drain deadline.  Then, if PostgreSQL is up, replay what the spool
+ * still holds, within the same deadline.
+ *
+ * The deadline is shutdown_timeout, at least COLL_DRAIN_MIN_MS, counted
+ * from the SIGTERM the master sends once every worker has gone: the
+ * master waits for the collector without a timer of its own, so this is
+ * the one bound on how long a stop takes after the workers' part.
  */
 static void
 coll_drain(void)
@@ -613,6 +562,11 @@ coll_drain(void)
 	if (limit < COLL_DRAIN_MIN_MS)
 		limit = COLL_DRAIN_MIN_MS;
 	deadline = now + limit;
+	if (coll.db.state == PGS_DOWN) {
+		log_info("stopping: trying PostgreSQL once more");
+		pgs_try_now(&coll.db);
+		pgs_step(&coll.db, now);
+	}
 	/* a connection under way gets its chance before anything is spooled */
 	while (coll.db.state == PGS_CONNECTING && now < deadline) {
 		pgs_step(&coll.db, now);
@@ -645,6 +599,8 @@ coll_drain(void)
 	 * With PostgreSQL up, leave nothing behind in the spool either, so
 	 * that a clean stop means every row is in the table.
 	 */
+	if (coll.db.state == PGS_UP)
+		(void)coll_spool_ready();
 	while (coll.db.state == PGS_UP && coll.spool != NULL &&
 	    spool_pending(coll.spool) > 0) {
 		now = (now_us() / 1000);
@@ -664,11 +620,8 @@ coll_drain(void)
 }
 
 /*
- * A fresh connection: the text we send is UTF-8 (copyrow.c makes it so),
- * the schema must be current, and the stage must exist.  A released
- * event exists nowhere else, so commits must be durable whatever the
- * server default is.  The stage has no constraints and empties itself at
- * every commit.
+ * A fresh connection: made fit for loading (load.c), then the spool
+ * episode, if any, is over.
  */
 static int
 coll_db_ready(struct pgsession *s, void *arg)
@@ -676,17 +629,7 @@ coll_db_ready(struct pgsession *s, void *arg)
 	int	 version;
 
 	coll.next_budget = 0;	/* load key spend first thing */
-	if (PQsetClientEncoding(s->conn, "UTF8") != 0) {
-		pgs_set_error(s, PQerrorMessage(s->conn));
-		return -1;
-	}
-	if ((version = schema_init(s)) == -1)
-		return -1;
-	if (pgs_exec(s, "SET synchronous_commit TO on", PGRES_COMMAND_OK,
-	    NULL) == -1 ||
-	    pgs_exec(s, "CREATE TEMP TABLE IF NOT EXISTS sluice_stage "
-	    "(LIKE usage_events) ON COMMIT DELETE ROWS", PGRES_COMMAND_OK,
-	    NULL) == -1)
+	if ((version = load_ready(s)) == -1)
 		return -1;
 	coll_spool_episode_end();
 	log_info("connected to PostgreSQL %s (schema version %d)%s",
@@ -702,55 +645,6 @@ coll_db_failed(void)
 {
 	return pgs_failed(&coll.db, now_us() / 1000) == PGS_DATA ?
 	    TX_DATA : TX_DOWN;
-}
-
-/*
- * A load is one transaction: COPY into the stage, then INSERT ... ON
- * CONFLICT (request_id) DO NOTHING, so that rows loaded twice (a replayed
- * spool file, a batch re-read after a crash) are counted and dropped.
- */
-static int
-coll_tx_begin(void)
-{
-	if (pgs_exec(&coll.db, "BEGIN", PGRES_COMMAND_OK, NULL) == -1 ||
-	    pgs_exec(&coll.db, "COPY sluice_stage (" COPY_COLUMNS ") FROM "
-	    "STDIN (FORMAT binary)", PGRES_COPY_IN, NULL) == -1)
-		return -1;
-	coll.buflen = copy_header(coll.buf);
-	return 0;
-}
-
-static int
-coll_tx_put(const struct usage_event *ev)
-{
-	coll.buflen += copy_row(coll.buf + coll.buflen, ev);
-	if (coll.buflen < COLL_COPY_CHUNK)
-		return 0;
-	if (pgs_copy_put(&coll.db, coll.buf, coll.buflen) == -1)
-		return -1;
-	coll.buflen = 0;
-	return 0;
-}
-
-/* End the COPY, move the stage into usage_events, commit. */
-static int
-coll_tx_commit(uint64_t *inserted)
-{
-	PGresult	*res;
-
-	coll.buflen += copy_trailer(coll.buf + coll.buflen);
-	if (pgs_copy_put(&coll.db, coll.buf, coll.buflen) == -1 ||
-	    pgs_copy_end(&coll.db) == -1)
-		return -1;
-	coll.buflen = 0;
-	if (pgs_exec(&coll.db, "INSERT INTO usage_events (" COPY_COLUMNS ") "
-	    "SELECT " COPY_COLUMNS " FROM sluice_stage "
-	    "ON CONFLICT (request_id) DO NOTHING", PGRES_COMMAND_OK,
-	    &res) == -1)
-		return -1;
-	*inserted = strtoull(PQcmdTuples(res), NULL, 10);
-	PQclear(res);
-	return pgs_commit(&coll.db);
 }
 
 /*

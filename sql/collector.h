@@ -4,8 +4,9 @@
  *
  * The master forks it once the shared segment exists and respawns it if it
  * dies; collector_main never returns.  SIGTERM or SIGQUIT (sent after every
- * worker has exited) make it drain every lane and exit 0; SIGUSR1 reopens
- * the log.  What it has done is published in the counters region
+ * worker has exited) make it try PostgreSQL once more, drain every lane
+ * and replay the spool into it (or spool what it cannot load), and exit
+ * 0; SIGUSR1 reopens the log.  What it has done is published in the counters region
  * (shm/counters.h), summed over its restarts; nothing else reads it.
  */
 #ifndef SLUICE_COLLECTOR_H

@@ -120,6 +120,13 @@ pgs_down(struct pgsession *s, int64_t now, int lost)
 		s->backoff_ms = PGS_BACKOFF_MAX_MS;
 }
 
+void
+pgs_try_now(struct pgsession *s)
+{
+	if (s->state == PGS_DOWN)
+		s->next_connect = 0;
+}
+
 int
 pgs_connect(struct pgsession *s)
 {

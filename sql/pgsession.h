@@ -87,6 +87,11 @@ int	 pgs_pollfd(const struct pgsession *s, struct pollfd *pfd);
  * it never came up (logged once per outage, then at debug level).
  */
 void	 pgs_down(struct pgsession *s, int64_t now_ms, int lost);
+/*
+ * Let the next pgs_step() start an attempt at once, whatever the backoff
+ * says (the collector's last chance before it stops).  Only when DOWN.
+ */
+void	 pgs_try_now(struct pgsession *s);
 /* Connect and wait, for one-shot tools; 0, or -1 with err set. */
 int	 pgs_connect(struct pgsession *s);
 /* Close the connection for good. */

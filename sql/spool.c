@@ -14,6 +14,7 @@
  * never leaves the machine, and a header that records the event size
  * keeps a sluice built with a different struct from misreading it.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -116,6 +117,22 @@ spool_open(const char *dir, char *err, size_t errlen)
 	if (sp->dirfd == -1) {
 		snprintf(err, errlen, "spool_dir %s: %s", dir,
 		    strerror(errno));
+		goto fail;
+	}
+	/*
+	 * One owner at a time: a second sluiced on the same directory, or
+	 * `sluicectl spool replay` while a collector runs, would load and
+	 * remove files the other is writing or replaying.  The lock goes
+	 * with the descriptor, so a killed owner never leaves it behind.
+	 */
+	if (flock(sp->dirfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			snprintf(err, errlen, "spool_dir %s: in use by another "
+			    "process (a running sluiced, or sluicectl spool "
+			    "replay)", dir);
+		else
+			snprintf(err, errlen, "spool_dir %s: flock: %s", dir,
+			    strerror(errno));
 		goto fail;
 	}
 	if (spool_scan(sp, 1) == -1) {

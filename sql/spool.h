@@ -2,7 +2,9 @@
  * spool.h - the on-disk spool the collector writes usage events to while
  * PostgreSQL is unreachable, and replays from once it is back.
  *
- * Owned by the collector process alone (one collector per spool_dir).
+ * Owned by one process at a time: the collector, or `sluicectl spool
+ * replay`; spool_open takes an exclusive flock(2) on the directory, held
+ * until spool_close.
  * A spool file is binary: a 16-byte header (magic "SLUICESP", format
  * version, sizeof(struct usage_event), native byte order) followed by raw
  * struct usage_event records.  Files are named spool-<16 hex digits>.bin
@@ -41,7 +43,8 @@ struct spool_reader;
  * Open DIR, creating it (mode 0700) if missing, and count the files
  * waiting for replay.  A .tmp file left by a crash is adopted as a spool
  * file (its whole records are valid; loading is idempotent).  NULL with
- * errno set and a message in ERR on failure.
+ * errno set and a message in ERR on failure; EWOULDBLOCK when another
+ * process holds the directory.
  */
 struct spool	*spool_open(const char *dir, char *err, size_t errlen);
 void		 spool_close(struct spool *);

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -26,8 +27,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import psycopg
 import pytest
 
-from conftest import (UsageDb, HOST, pid_alive, pids_children, post, proc_title,
-                      wait_for)
+from conftest import (SLUICED, UsageDb, HOST, pid_alive, pids_children, post,
+                      proc_title, wait_for)
 
 # USD per 1M tokens (= micro-USD per token): input, output, cached input.
 PRICES = {
@@ -640,3 +641,92 @@ def test_worker_killed_under_load_every_answer_it_gave_has_its_row(
     assert len(load.answered) < len(load.sent_rids), \
         "no request was cut by the kill"
     assert set(client_ids(db)) <= set(load.sent_rids)
+
+
+# ---------------------------------------------------------------------------
+# The spool at a stop: emptied when PostgreSQL answers, or by sluicectl.
+# ---------------------------------------------------------------------------
+
+SLUICECTL = os.path.join(os.path.dirname(SLUICED), "sluicectl")
+
+
+def spool_files(s):
+    return sorted(p.name for p in (s.dir / "spool").iterdir()
+                  if p.name.endswith(".bin"))
+
+
+def test_sigterm_a_second_after_the_database_came_back_loads_every_row(
+        metered, db, pg):
+    s = metered()
+    first = Load(s.port, clients=2, per_client=5).start()
+    first.join(timeout=30)
+    db.wait_rows(10)
+    try:
+        pg.stop()
+        down_at = time.monotonic()
+        load = Load(s.port, clients=10, per_client=30).start()
+        load.join(timeout=60)
+        wait_for(lambda: spool_files(s), 10, what="spool files")
+        # long enough for the reconnect backoff to reach its 5 s ceiling
+        time.sleep(max(0.0, 8.0 - (time.monotonic() - down_at)))
+    finally:
+        pg.start()
+    time.sleep(1)
+    s.signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=30) == 0
+    assert not load.errors, load.errors[:5]
+    answered = first.answered + load.answered
+    assert len(answered) == 310
+    # sluiced has exited: every row is there now, and the spool is empty
+    total, distinct = db.count()
+    assert (total, distinct) == (310, 310)
+    rows = db.rows()
+    assert set(rows) == {a["rid"] for a in answered}
+    assert_rows_match_answers(rows, answered)
+    assert spool_files(s) == []
+
+
+def replay(conf, spool_dir):
+    return subprocess.run([SLUICECTL, "spool", "replay", "-c", str(conf),
+                           str(spool_dir)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_sluicectl_spool_replay_loads_a_spool_left_without_database(
+        mock, db, sluice, tmp_path):
+    s = sluice(upstreams={"oai": mock.url}, extra=price_lines())
+    load = Load(s.port, clients=5, per_client=40).start()
+    load.join(timeout=60)
+    assert not load.errors, load.errors[:5]
+    assert len(load.answered) == 200
+    conf = tmp_path / "replay.conf"
+    conf.write_text(s.config(upstreams={"oai": mock.url},
+                             extra='database "%s";' % db.conninfo()))
+    spool = s.dir / "spool"
+    wait_for(lambda: spool_files(s), 10, what="spool files")
+    # a running collector owns its spool: replay refuses it
+    r = replay(conf, spool)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "in use" in r.stderr
+    assert s.stop() == 0
+    files = spool_files(s)
+    assert files
+    saved = {n: (spool / n).read_bytes() for n in files}
+
+    r = replay(conf, spool)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "%d files from %s: 200 rows, 200 new" % (len(files), spool) \
+        in r.stdout
+    assert spool_files(s) == []
+    rows = db.wait_rows(200, timeout=1)
+    assert set(rows) == {a["rid"] for a in load.answered}
+    assert_rows_match_answers(rows, load.answered)
+
+    # the same files again: idempotent, nothing new
+    for n, data in saved.items():
+        (spool / n).write_bytes(data)
+    r = replay(conf, spool)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "200 rows, 0 new" in r.stdout
+    assert db.count() == (200, 200)
+    assert spool_files(s) == []
