@@ -503,6 +503,9 @@ px_finish(struct proxy *px)
 		px_tap_lost(px);	/* cut short or trailing garbage */
 	if (px->tap_on)
 		usage_tap_end(&px->tap, &px->usage, &px->c->w->json);
+	/* zstd without a checksum decodes some corruption to garbage */
+	if (px->dec_on && !px->usage.seen)
+		px->tap_lost = 1;
 	px_release(px, 1);
 	px->state = PX_NONE;
 	client_answered(px->c);
