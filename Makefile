@@ -211,10 +211,13 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
-FUZZ_TARGETS	 = http usage config json copyrow strict strict_portable
+FUZZ_TARGETS	 = http usage decode config json copyrow strict strict_portable
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/json_scan.c \
 		   common/log.c
+FUZZ_SRC_decode	 = worker/decode.c worker/usage.c common/json.c \
+		   common/json_scan.c common/log.c
+FUZZ_LIBS_decode = -lbrotlienc
 FUZZ_SRC_json	 = common/json_scan.c common/json.c
 FUZZ_SRC_copyrow = sql/copyrow.c
 FUZZ_SRC_strict	 = common/json_strict.c common/json.c
@@ -224,7 +227,8 @@ FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard */*.h) $(wildcard */*.c)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(LDLIBS) \
+	    $(FUZZ_LIBS_$*)
 
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
