@@ -7,7 +7,7 @@ OPT	?= -O2
 CFLAGS	?= $(OPT) -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter \
 	   -fno-strict-aliasing -I. -I/usr/include/postgresql
-LDLIBS	 = -levent_openssl -levent_extra -levent_core -lssl -lcrypto -lpq -lm
+LDLIBS	 = -levent_openssl -levent_extra -levent_core -lssl -lcrypto -lpq -lz -lbrotlidec -lzstd -lm
 
 ifeq ($(SAN),1)
 CFLAGS	+= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
@@ -22,7 +22,8 @@ PYTHON	 = /usr/bin/python3
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
-	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light
+	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light \
+	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard
 
 MAINS	 = master/sluiced.c master/sluicectl.c
 LIB_SRCS = $(filter-out $(MAINS),$(wildcard common/*.c shm/*.c worker/*.c sql/*.c master/*.c))
@@ -51,6 +52,9 @@ $(B)/sluicectl: $(B)/obj/master/sluicectl.o $(B)/libsluice.a
 
 $(B)/mockllm: $(B)/obj/bench/mockllm.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# the decoder's test compresses its inputs itself
+$(B)/tests/test_decode: LDLIBS += -lbrotlienc
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libsluice.a
 	@mkdir -p $(dir $@)
@@ -207,10 +211,13 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
-FUZZ_TARGETS	 = http usage config json copyrow strict strict_portable
+FUZZ_TARGETS	 = http usage decode config json copyrow strict strict_portable
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/json_scan.c \
 		   common/log.c
+FUZZ_SRC_decode	 = worker/decode.c worker/usage.c common/json.c \
+		   common/json_scan.c common/log.c
+FUZZ_LIBS_decode = -lbrotlienc
 FUZZ_SRC_json	 = common/json_scan.c common/json.c
 FUZZ_SRC_copyrow = sql/copyrow.c
 FUZZ_SRC_strict	 = common/json_strict.c common/json.c
@@ -220,7 +227,8 @@ FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard */*.h) $(wildcard */*.c)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(LDLIBS) \
+	    $(FUZZ_LIBS_$*)
 
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 

@@ -2,7 +2,7 @@
 """callgrind_ab.py - instructions per request of one sluiced worker, for
 one or more builds, under valgrind --tool=callgrind.
 
-    bench/callgrind_ab.py [-r REPEAT] BUILD [BUILD ...]
+    bench/callgrind_ab.py [-r REPEAT] [-w NAME,...] BUILD [BUILD ...]
 
 Time on a shared 2-core machine moves by tens of percent from run to run;
 instruction counts do not, so an A/B of two builds of the request path is
@@ -12,7 +12,9 @@ keep-alive client sends the requests one after another; the worker's
 instructions (the busiest process's callgrind total) minus those of a run
 that served no request, divided by the requests, is the figure.  The
 workloads: a 1 KB chat with a key, a 100 KB chat, a 1 KB stream of 20
-events, and a request refused for its key.  Everything talks to
+events, a request refused for its key, and (-w to pick them) answers of
+1 KB and 100 KB, plain and gzip-compressed by mockllm (x-mock-gzip), for
+the cost of decoding a copy for the usage reader.  Everything talks to
 127.0.0.1; every run is bounded.
 """
 
@@ -32,13 +34,22 @@ import time
 
 HOST = "127.0.0.1"
 SECRET = "sk-sluice-bench-0123456789abcdef"
+GZIP = {"x-mock-gzip": "1", "Accept-Encoding": "gzip"}
 WORKLOADS = [
-    # name, requests, body size, stream, key
-    ("chat_1k", 400, 1024, False, SECRET),
-    ("chat_100k", 100, 100 * 1024, False, SECRET),
-    ("stream_1k", 200, 1024, True, SECRET),
-    ("refused_401", 400, 1024, False, "sk-wrong"),
+    # name, requests, body size, stream, key, headers
+    ("chat_1k", 400, 1024, False, SECRET, {}),
+    ("chat_100k", 100, 100 * 1024, False, SECRET, {}),
+    ("stream_1k", 200, 1024, True, SECRET, {}),
+    ("refused_401", 400, 1024, False, "sk-wrong", {}),
+    # answers of ~1 KB and ~100 KB (mockllm: x-mock-chunks words)
+    ("answer_1k", 400, 200, False, SECRET, {"x-mock-chunks": "110"}),
+    ("answer_1k_gz", 400, 200, False, SECRET,
+     dict(GZIP, **{"x-mock-chunks": "110"})),
+    ("answer_100k", 100, 200, False, SECRET, {"x-mock-chunks": "16700"}),
+    ("answer_100k_gz", 100, 200, False, SECRET,
+     dict(GZIP, **{"x-mock-chunks": "16700"})),
 ]
+DEFAULT = ["chat_1k", "chat_100k", "stream_1k", "refused_401"]
 
 
 def free_port():
@@ -68,11 +79,12 @@ def body_of(size, stream):
     return json.dumps(doc).encode()
 
 
-def drive(port, n, size, stream, key):
+def drive(port, n, size, stream, key, extra):
     body = body_of(size, stream)
     hdrs = {"Content-Type": "application/json",
             "Authorization": "Bearer " + key,
             "x-mock-chunks": "20"}
+    hdrs.update(extra)
     conn = http.client.HTTPConnection(HOST, port, timeout=60)
     for _ in range(n):
         conn.request("POST", "/v1/chat/completions", body, hdrs)
@@ -97,7 +109,7 @@ def worker_ir(outdir):
     return best
 
 
-def run(build, n, size, stream, key):
+def run(build, n, size, stream, key, extra=None):
     tmp = tempfile.mkdtemp(prefix="sluice-cg-")
     try:
         mport, sport = free_port(), free_port()
@@ -133,7 +145,7 @@ def run(build, n, size, stream, key):
             wait_port(mport, mock)
             wait_port(sport, sl)
             if n > 0:
-                drive(sport, n, size, stream, key)
+                drive(sport, n, size, stream, key, extra or {})
         finally:
             sl.send_signal(signal.SIGTERM)
             try:
@@ -157,8 +169,17 @@ def label(build):
 def main():
     args = sys.argv[1:]
     repeat = 3
-    if len(args) >= 2 and args[0] == "-r":
-        repeat, args = int(args[1]), args[2:]
+    names = DEFAULT
+    while len(args) >= 2 and args[0] in ("-r", "-w"):
+        if args[0] == "-r":
+            repeat = int(args[1])
+        else:
+            names = args[1].split(",")
+        args = args[2:]
+    work = [w for w in WORKLOADS if w[0] in names]
+    if len(work) != len(names):
+        sys.exit("callgrind_ab: workloads: " +
+                 ", ".join(w[0] for w in WORKLOADS))
     builds = args
     if not builds:
         sys.exit(__doc__)
@@ -172,14 +193,14 @@ def main():
     for _ in range(repeat):
         for b in builds:
             base = run(b, 0, 0, False, SECRET)
-            for name, n, size, stream, key in WORKLOADS:
-                v = (run(b, n, size, stream, key) - base) / n
+            for name, n, size, stream, key, extra in work:
+                v = (run(b, n, size, stream, key, extra) - base) / n
                 res[(b, name)] = min(res.get((b, name), v), v)
-    print("%-12s" % "workload" + "".join("%20s" % label(b) for b in builds)
+    print("%-15s" % "workload" + "".join("%20s" % label(b) for b in builds)
           + ("%10s" % "ratio" if len(builds) == 2 else ""))
-    for name, *_ in WORKLOADS:
+    for name, *_ in work:
         row = [res[(b, name)] for b in builds]
-        line = "%-12s" % name + "".join("%20.0f" % v for v in row)
+        line = "%-15s" % name + "".join("%20.0f" % v for v in row)
         if len(builds) == 2 and row[0] > 0:
             line += "%10.3f" % (row[1] / row[0])
         print(line)

@@ -36,6 +36,8 @@
  * only; prologue events such as message_start are always sent).
  * x-mock-hang 1 never answers; the connection is watched so that a
  * client giving up is still seen and counted as closed.
+ * x-mock-gzip 1 with an Accept-Encoding naming gzip gzips a whole JSON
+ * answer (Content-Encoding: gzip), as a provider's edge would.
  *
  * Azure OpenAI paths (/openai/deployments/NAME/chat/completions,
  * /completions, /embeddings) answer as the OpenAI endpoint they map to.
@@ -71,6 +73,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include <zlib.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -515,11 +519,59 @@ anthropic_error_type(int code)
 	}
 }
 
+/*
+ * Gzip B in place when the request asks with x-mock-gzip: 1 and an
+ * Accept-Encoding naming gzip, as a provider's edge does (bench: the cost
+ * of metering a compressed answer).  0, or -1 if it could not.
+ */
+static int
+gzip_body(struct evhttp_request *req, struct evbuffer *b)
+{
+	struct evkeyvalq	*ih = evhttp_request_get_input_headers(req);
+	const char		*v = evhttp_find_header(ih, "x-mock-gzip");
+	const char		*ae = evhttp_find_header(ih, "accept-encoding");
+	size_t			 n = evbuffer_get_length(b);
+	unsigned char		*in, *out;
+	uLong			 cap;
+	z_stream		 z;
+	int			 rc;
+
+	if (v == NULL || strcmp(v, "1") != 0 || ae == NULL ||
+	    strstr(ae, "gzip") == NULL)
+		return -1;
+	in = evbuffer_pullup(b, -1);
+	cap = compressBound((uLong)n) + 32;
+	if ((out = malloc(cap)) == NULL)
+		return -1;
+	memset(&z, 0, sizeof(z));
+	if (deflateInit2(&z, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(out);
+		return -1;
+	}
+	z.next_in = in;
+	z.avail_in = (uInt)n;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	rc = deflate(&z, Z_FINISH);
+	deflateEnd(&z);
+	if (rc != Z_STREAM_END) {
+		free(out);
+		return -1;
+	}
+	evbuffer_drain(b, n);
+	evbuffer_add(b, out, z.total_out);
+	free(out);
+	return 0;
+}
+
 static void
 send_json(struct evhttp_request *req, int code, struct evbuffer *b)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "application/json");
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(oh, "Content-Type", "application/json");
+	if (code == 200 && gzip_body(req, b) == 0)
+		evhttp_add_header(oh, "Content-Encoding", "gzip");
 	evhttp_send_reply(req, code, status_reason(code), b);
 }
 

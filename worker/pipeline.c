@@ -384,9 +384,10 @@ pl_finish(struct client *c)
 	ev->bytes_out = r->out_bytes;
 	ev->worker_pid = c->w->pid;
 	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
-	/* a 2xx stream that never reported usage is charged an estimate */
-	if (ev->stream && ev->status >= 200 && ev->status < 300 &&
-	    !px->usage.seen)
+	/* a 2xx stream that never reported usage is charged an estimate,
+	 * and so is an answer whose encoding kept its usage from us */
+	if ((ev->stream || px->tap_lost) && ev->status >= 200 &&
+	    ev->status < 300 && !px->usage.seen)
 		usage_estimate(&px->usage, evbuffer_get_length(c->body));
 	/* an alias is billed as the model it stands for */
 	model = x->model != NULL ? x->model : ev->model;

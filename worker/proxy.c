@@ -41,6 +41,9 @@
 
 #define CLIENT_HIGH		(256 * 1024)
 #define UPSTREAM_HEAD_MAX	(64 * 1024)
+/* inflated bytes read for usage per answer: past it, a zip bomb or not,
+ * the request is estimated (the client still gets every byte) */
+#define TAP_DECODED_MAX		(8 * 1024 * 1024)
 
 static void	 px_read_cb(struct bufferevent *, void *);
 static void	 px_event_cb(struct bufferevent *, short, void *);
@@ -124,11 +127,13 @@ proxy_free(struct proxy *px)
 		evbuffer_free(px->decoded);
 	free(px->head);
 	usage_tap_free(&px->tap);
+	dec_free(&px->dec);
 }
 
 void
 proxy_reset(struct proxy *px)
 {
+	dec_end(&px->dec);
 	memset(&px->state, 0, sizeof(*px) - offsetof(struct proxy, state));
 }
 
@@ -245,6 +250,27 @@ px_write_betas(struct proxy *px, struct evbuffer *out,
 }
 
 /* Write the request to the upstream connection's output. */
+/*
+ * Accept-Encoding as the client sent it, less the codings worker/decode
+ * cannot read (see decode.h for why); none left, no header.
+ */
+static void
+px_write_accept(struct evbuffer *out, const struct http_header *h)
+{
+	const char	*p = h->value, *end = h->value + h->value_len, *el;
+	size_t		 n;
+	int		 first = 1;
+
+	while (dec_accept_next(&p, end, &el, &n) == 1) {
+		evbuffer_add(out, first ? "Accept-Encoding: " : ", ",
+		    first ? 17 : 2);
+		evbuffer_add(out, el, n);
+		first = 0;
+	}
+	if (!first)
+		evbuffer_add(out, "\r\n", 2);
+}
+
 static void
 px_write_request(struct proxy *px)
 {
@@ -283,6 +309,10 @@ px_write_request(struct proxy *px)
 			continue;
 		if (http_name_is(h->name, h->name_len, "anthropic-beta")) {
 			px_write_betas(px, out, h);
+			continue;
+		}
+		if (http_name_is(h->name, h->name_len, "accept-encoding")) {
+			px_write_accept(out, h);
 			continue;
 		}
 		http_put_header(out, h);
@@ -400,14 +430,82 @@ px_note_upstream(struct proxy *px)
 	ev->attempts = (uint8_t)(px->attempts > 255 ? 255 : px->attempts);
 }
 
+/* Usage cannot be read from this answer: the pipeline will estimate. */
+static void
+px_tap_lost(struct proxy *px)
+{
+	px->tap_on = px->dec_on = 0;
+	px->tap_lost = 1;
+	/* numbers read before the fault are not trusted either */
+	px->usage.seen = 0;
+}
+
+/* Decoded bytes of the answer, for the usage tap only. */
+static void
+px_tap_decoded(void *arg, const char *p, size_t n)
+{
+	struct proxy *px = arg;
+
+	usage_tap_feed_mem(&px->tap, &px->usage, &px->c->w->json, p, n);
+}
+
+/* Feed the first LEN bytes of DATA to the tap, through dec if compressed. */
+static void
+px_tap(struct proxy *px, struct evbuffer *data, size_t len)
+{
+	struct evbuffer_iovec	 v[16];
+	struct evbuffer_ptr	 pos;
+	int			 i, nv;
+
+	if (!px->dec_on) {
+		usage_tap_feed(&px->tap, &px->usage, &px->c->w->json, data,
+		    (long)len);
+		return;
+	}
+	evbuffer_ptr_set(data, &pos, 0, EVBUFFER_PTR_SET);
+	while (len > 0) {
+		nv = evbuffer_peek(data, (ev_ssize_t)len, &pos, v, 16);
+		if (nv <= 0)
+			return;
+		for (i = 0; i < nv && i < 16 && len > 0; i++) {
+			size_t k = v[i].iov_len < len ? v[i].iov_len : len;
+
+			switch (dec_feed(&px->dec, v[i].iov_base, k,
+			    px_tap_decoded, px)) {
+			case DEC_ERROR:
+			case DEC_LIMIT:
+				log_info("request %s: %s answer not read for "
+				    "usage (%s)", px->c->r.reqid,
+				    px->dec.state == DEC_LIMIT ?
+				    "large" : "malformed",
+				    px->dec.state == DEC_LIMIT ?
+				    "past the decoded limit" : "bad encoding");
+				px_tap_lost(px);
+				return;
+			default:
+				break;
+			}
+			len -= k;
+			if (evbuffer_ptr_set(data, &pos, k,
+			    EVBUFFER_PTR_ADD) == -1)
+				return;
+		}
+	}
+}
+
 /* The answer is complete and queued to the client. */
 static void
 px_finish(struct proxy *px)
 {
 	px_note_upstream(px);
 	px->complete = 1;
+	if (px->dec_on && px->dec.state != DEC_DONE)
+		px_tap_lost(px);	/* cut short or trailing garbage */
 	if (px->tap_on)
 		usage_tap_end(&px->tap, &px->usage, &px->c->w->json);
+	/* zstd without a checksum decodes some corruption to garbage */
+	if (px->dec_on && !px->usage.seen)
+		px->tap_lost = 1;
 	px_release(px, 1);
 	px->state = PX_NONE;
 	client_answered(px->c);
@@ -540,8 +638,19 @@ px_send_head(struct proxy *px)
 	if (px->tap_on) {
 		const struct http_header *ct = http_find(rh, "content-type");
 
+		const struct http_header *ce = http_find(rh, "content-encoding");
+		enum dec_coding		  coding = ce == NULL ? DEC_IDENTITY :
+					      dec_coding_of(ce->value,
+					      ce->value_len);
+
 		usage_tap_reset(&px->tap, ct != NULL && ct->value_len >= 17 &&
 		    strncasecmp(ct->value, "text/event-stream", 17) == 0);
+		if (coding != DEC_IDENTITY && px->mode != BODY_NONE) {
+			px->dec_on = 1;
+			if (coding == DEC_UNKNOWN || dec_start(&px->dec, coding,
+			    TAP_DECODED_MAX) == -1)
+				px_tap_lost(px);
+		}
 	}
 }
 
@@ -597,8 +706,7 @@ px_relay(struct proxy *px, struct evbuffer *in)
 	case BODY_LENGTH:
 		n = avail < (size_t)px->remaining ? avail : (size_t)px->remaining;
 		if (px->tap_on && n > 0)
-			usage_tap_feed(&px->tap, &px->usage, &c->w->json, in,
-			    (long)n);
+			px_tap(px, in, n);
 		if (n > 0)
 			evbuffer_remove_buffer(in, out, n);
 		px->remaining -= (int64_t)n;
@@ -618,8 +726,7 @@ px_relay(struct proxy *px, struct evbuffer *in)
 			evbuffer_add_buffer(px->decoded, in);
 		n = evbuffer_get_length(px->decoded);
 		if (px->tap_on && n > 0)
-			usage_tap_feed(&px->tap, &px->usage, &c->w->json,
-			    px->decoded, -1);
+			px_tap(px, px->decoded, n);
 		if (n > 0) {
 			if (chunk_out) {
 				char	 line[24];

@@ -19,6 +19,7 @@
 
 #include "common/config.h"
 #include "worker/client.h"
+#include "worker/decode.h"
 #include "worker/http.h"
 #include "worker/usage.h"
 
@@ -56,6 +57,7 @@ struct proxy {
 	size_t		 head_cap;
 	struct evbuffer	*decoded;	/* dechunked bytes on their way out */
 	struct usage_tap tap;
+	struct decoder	 dec;		/* a copy of a compressed answer, for tap */
 	struct http_head rh;
 
 	/* per request: zeroed by proxy_reset from here on */
@@ -78,6 +80,8 @@ struct proxy {
 	int		 keepalive;	/* the answer leaves the conn reusable */
 	int		 head_sent;	/* the answer head went to the client */
 	int		 tap_on;	/* read usage from this answer */
+	int		 dec_on;	/* ... through dec: it is compressed */
+	int		 tap_lost;	/* its usage could not be read: estimate */
 	int		 complete;	/* the whole answer was relayed */
 	int64_t		 t_sent_us;
 	int64_t		 t_first_byte_us;

@@ -1,0 +1,148 @@
+"""Compressed answers are metered exactly (issue 14, items 1 and 7).
+
+The upstream is real_upstream.RealUpstream, which answers like a
+provider's edge: it compresses in the coding the request asks for, after
+a 100 and a 103, chunked, and writes its streams in small pieces with
+CRLF line ends and keep-alive comments, cut inside events and keys.
+Each test asserts what the user sees: the client gets exactly the bytes
+the upstream sent (and they decode to the answer), and the usage row
+carries the upstream's tokens and their cost; an answer sluice cannot
+read is still billed, by estimate.
+"""
+
+import json
+
+import pytest
+
+from real_upstream import COMPLETION, PROMPT, RealUpstream, decompress
+from test_hostile import (CHAT, PRICES, cost, db, gateway,  # noqa: F401
+                          send, sse_events, strict)
+
+MODEL = "gpt-4o-mini"
+ENCODINGS = ["gzip", "deflate", "br", "zstd"]
+
+
+@pytest.fixture
+def real():
+    ups = []
+
+    def make(**kw):
+        up = RealUpstream(**kw)
+        ups.append(up)
+        return up
+
+    yield make
+    for up in ups:
+        up.stop()
+
+
+def chat(stream):
+    b = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        b["stream"] = True
+        b["stream_options"] = {"include_usage": True}
+    return b
+
+
+def exchange(s, up, stream, accept, extra=None):
+    h = {"Accept-Encoding": accept} if accept is not None else {}
+    h.update(extra or {})
+    st, hdrs, data = send(s, CHAT, chat(stream), h)
+    assert st == 200, (st, data[:300])
+    return hdrs, data, up.last()
+
+
+def exact_row(db, rid):
+    row = db.row(rid)
+    got = (row["usage_source"], row["prompt_tokens"],
+           row["completion_tokens"], row["cost_micro_usd"])
+    assert got == ("upstream", PROMPT, COMPLETION,
+                   cost(MODEL, PROMPT, COMPLETION, PRICES)), row
+    return row
+
+
+def content_of(stream, plain):
+    if not stream:
+        return json.loads(plain)["choices"][0]["message"]["content"]
+    return "".join(e["choices"][0]["delta"].get("content", "")
+                   for e in sse_events(plain)
+                   if e != "[DONE]" and e["choices"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("enc", ENCODINGS)
+def test_compressed_answer_reaches_client_as_sent_and_is_metered(
+        gateway, real, db, enc, stream):
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, stream, enc)
+    assert seen["encoding"] == enc
+    assert hdrs.get("content-encoding") == enc, hdrs
+    assert data == seen["sent"], "the client got other bytes than were sent"
+    plain = decompress(enc, data)
+    assert content_of(stream, plain) == \
+        "Hello, world! Compressed answers are metered exactly."
+    exact_row(db, hdrs["x-request-id"])
+
+
+def test_raw_deflate_is_metered(gateway, real, db):
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, True, "deflate",
+                                {"x-real-raw-deflate": "1"})
+    assert data == seen["sent"]
+    exact_row(db, hdrs["x-request-id"])
+
+
+def test_a_browser_list_reaches_the_upstream_filtered(gateway, real, db):
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, False,
+                                "gzip, deflate, br, zstd, x-exotic;q=0.9")
+    assert seen["headers"]["accept-encoding"] == "gzip, deflate, br, zstd"
+    exact_row(db, hdrs["x-request-id"])
+
+
+def test_compress_and_refused_gzip_leave_gzip_refused(gateway, real, db):
+    """compress is dropped (sluice cannot read it); gzip;q=0 goes on as
+    the refusal it is, so the upstream answers uncompressed."""
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, True, "compress, gzip;q=0")
+    assert seen["headers"].get("accept-encoding") == "gzip;q=0"
+    assert seen["encoding"] is None
+    assert "content-encoding" not in hdrs
+    assert data == seen["sent"]
+    exact_row(db, hdrs["x-request-id"])
+
+
+def test_only_unknown_codings_send_no_accept_encoding(gateway, real, db):
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, False, "compress, x-exotic, *")
+    assert "accept-encoding" not in seen["headers"], seen["headers"]
+    exact_row(db, hdrs["x-request-id"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_unreadable_coding_is_estimated_not_free(gateway, real, db, stream):
+    """An upstream that ignores Accept-Encoding and answers in a coding
+    sluice does not know: the client gets it as sent, the row is an
+    estimate."""
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, stream, "gzip",
+                                {"x-real-encoding": "x-exotic"})
+    assert hdrs.get("content-encoding") == "x-exotic"
+    assert data == seen["sent"]
+    row = db.row(hdrs["x-request-id"])
+    assert row["usage_source"] == "estimated", row
+    assert row["prompt_tokens"] > 0 and row["cost_micro_usd"] >= 0, row
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("enc", ENCODINGS)
+def test_corrupt_compressed_answer_is_relayed_and_estimated(
+        gateway, real, db, enc, stream):
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, stream, enc, {"x-real-corrupt": "1"})
+    assert data == seen["sent"], "the client gets the bytes as sent"
+    row = db.row(hdrs["x-request-id"])
+    assert row["usage_source"] == "estimated", row
+    # sluiced is still serving
+    hdrs, data, seen = exchange(s, up, stream, enc)
+    exact_row(db, hdrs["x-request-id"])
