@@ -67,6 +67,8 @@ static int	 d_admin_listen(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_workers(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_log(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_ring_slots(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_metering_full(struct cp_parser *, struct cp_directive *,
+		    void *);
 static int	 d_upstream(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_route(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_price(struct cp_parser *, struct cp_directive *, void *);
@@ -116,6 +118,7 @@ static const struct cp_dirspec main_dirs[] = {
 	FN("ring_slots", 1, 1, 0, d_ring_slots),
 	C_INT("batch_rows", batch_rows, 1, 1000000),
 	C_DUR("batch_ms", batch_ms, 1),
+	FN("metering_full", 1, 1, 0, d_metering_full),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
 	FN("price", 5, 11, CP_MULTI, d_price),
@@ -409,6 +412,23 @@ d_ring_slots(struct cp_parser *p, struct cp_directive *d, void *obj)
 	if ((n & (n - 1)) != 0)
 		return cp_err(p, d->line, "\"ring_slots\" must be a power of two");
 	cfg->ring_slots = (int)n;
+	return 0;
+}
+
+/* serve (the default: a drop is counted) or reject (503 before it goes up). */
+static int
+d_metering_full(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+
+	if (strcmp(v, "serve") == 0)
+		cfg->metering_full_reject = 0;
+	else if (strcmp(v, "reject") == 0)
+		cfg->metering_full_reject = 1;
+	else
+		return cp_err(p, d->line, "invalid value \"%s\" in "
+		    "\"metering_full\" directive: serve or reject", v);
 	return 0;
 }
 

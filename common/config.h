@@ -130,6 +130,8 @@ struct config {
 	int		 ring_slots;		/* events per lane, power of 2, 16384 */
 	int		 batch_rows;		/* collector batch size, 1000 */
 	int		 batch_ms;		/* collector max batch wait, 200ms */
+	int		 metering_full_reject;	/* metering_full reject: 503, not
+						   served unmetered; 0 serve */
 
 	struct cfg_upstream *upstreams;
 	int		 nupstreams;

@@ -58,10 +58,14 @@ static int	 ctl_stop_cmd(const struct config *, int, char **);
 static int	 ctl_spool_replay_cmd(const struct config *, int, char **);
 static int	 ctl_own_config(int, char **, const char *, int,
 		    struct config **);
+static int	 ctl_prices_check(const struct config *, int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ { "db", "init" }, "", "create or upgrade the database schema",
 	    1, ctl_db_init },
+	{ { "prices", "check" }, "[-c file] [--since interval]",
+	    "models billed without a price (exit 1 if any)", 0,
+	    ctl_prices_check },
 	{ { "key", "new" }, "NAME [options]",
 	    "print a new secret and its keys.conf block", 0, ctl_key_new },
 	{ { "key", "hash" }, "", "hash a secret read from stdin",
@@ -280,6 +284,103 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "sluicectl: note: the database is newer than "
 		    "this sluicectl (version %d)\n", SCHEMA_VERSION);
 	return 0;
+}
+
+/*
+ * sluicectl prices check: the models of usage_events rows with usage
+ * since INTERVAL ago (30 days) that no price line matches, as sluiced
+ * would price them now (an alias as the model it stands for), with their
+ * request counts.  Exit 1 when there are some: a cron job's alarm.
+ */
+static int
+ctl_prices_check(const struct config *unused, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "since", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char	 usage_line[] = "usage: sluicectl prices check "
+	    "[-c file] [--since interval]\n";
+	struct config		*cfg;
+	struct pgsession	 s;
+	const struct cfg_alias	*alias;
+	const char		*conffile = ctl_conffile, *since = "30 days";
+	const char		*model, *priced_as, *params[1];
+	PGresult		*res;
+	char			 err[1024];
+	long long		 nreq, total = 0;
+	int			 ch, i, n = 0, rc = -1;
+
+	(void)unused;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+c:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			conffile = optarg;
+			break;
+		case 's':
+			since = optarg;
+			break;
+		default:
+			fputs(usage_line, stderr);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_line, stderr);
+		return -1;
+	}
+	if (cfg_load(conffile, &cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "sluicectl: %s\n", err);
+		return -1;
+	}
+	if (cfg->database[0] == '\0') {
+		fprintf(stderr, "sluicectl: %s: no database configured\n",
+		    cfg->path);
+		cfg_free(cfg);
+		return -1;
+	}
+	pgs_init(&s, cfg->database, "sluicectl");
+	if (pgs_connect(&s) == -1) {
+		fprintf(stderr, "sluicectl: connecting to the database: %s\n",
+		    s.err);
+		cfg_free(cfg);
+		return -1;
+	}
+	/* the interval is a parameter: PostgreSQL reads and checks it */
+	params[0] = since;
+	res = PQexecParams(s.conn, "SELECT model, count(*) FROM usage_events"
+	    " WHERE ts_start >= now() - $1::interval AND model IS NOT NULL"
+	    " AND usage_source <> 'none' GROUP BY model ORDER BY model",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "sluicectl: %s", PQerrorMessage(s.conn));
+		goto done;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		model = PQgetvalue(res, i, 0);
+		nreq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		alias = cfg_alias_for(cfg, model, strlen(model));
+		priced_as = alias != NULL ? alias->model : model;
+		if (cfg_price_for(cfg, priced_as, strlen(priced_as)) != NULL)
+			continue;
+		if (n++ == 0)
+			printf("%-40s %12s\n", "MODEL", "REQUESTS");
+		printf("%-40s %12lld\n", model, nreq);
+		total += nreq;
+	}
+	if (n == 0)
+		printf("every model seen since %s ago has a price\n", since);
+	else
+		printf("%d model%s without a price, %lld request%s since %s "
+		    "ago\n", n, n == 1 ? "" : "s", total, total == 1 ? "" : "s",
+		    since);
+	rc = n == 0 ? 0 : -1;
+done:
+	PQclear(res);
+	pgs_close(&s);
+	cfg_free(cfg);
+	return rc;
 }
 
 static void

@@ -180,6 +180,8 @@ cnt_worker_read(const struct cnt_worker *w, struct cnt_worker_snap *s)
 			s->requests[i][j] = cnt_get(&w->requests[i][j]);
 	for (i = 0; i < CNT_REJECTS; i++)
 		s->rejected[i] = cnt_get(&w->rejected[i]);
+	s->unpriced = cnt_get(&w->unpriced);
+	s->metering_full = cnt_get(&w->metering_full);
 	for (i = 0; i < CNT_H_MAX; i++)
 		hist_read(&w->hist[i], &s->hist[i]);
 	for (i = 0; i < CNT_UPSTREAMS_MAX; i++) {
@@ -205,6 +207,8 @@ cnt_worker_sum(struct cnt_worker_snap *d, const struct cnt_worker_snap *s)
 			d->requests[i][j] += s->requests[i][j];
 	for (i = 0; i < CNT_REJECTS; i++)
 		d->rejected[i] += s->rejected[i];
+	d->unpriced += s->unpriced;
+	d->metering_full += s->metering_full;
 	for (i = 0; i < CNT_H_MAX; i++) {
 		for (j = 0; j < CNT_HIST_BUCKETS; j++)
 			d->hist[i].bucket[j] += s->hist[i].bucket[j];

@@ -68,6 +68,8 @@ struct cnt_worker {
 	_Atomic uint64_t bytes_out;
 	_Atomic uint64_t requests[CNT_ENDPOINTS][CNT_CLASSES];
 	_Atomic uint64_t rejected[CNT_REJECTS];
+	_Atomic uint64_t unpriced;		/* usage, but no price: cost NULL */
+	_Atomic uint64_t metering_full;		/* 503: the lane was full */
 	struct cnt_hist	 hist[CNT_H_MAX];
 	struct cnt_upstream up[CNT_UPSTREAMS_MAX];
 };
@@ -140,6 +142,7 @@ struct cnt_worker_snap {
 	uint64_t	 bytes_in, bytes_out;
 	uint64_t	 requests[CNT_ENDPOINTS][CNT_CLASSES];
 	uint64_t	 rejected[CNT_REJECTS];
+	uint64_t	 unpriced, metering_full;
 	struct cnt_hist_snap hist[CNT_H_MAX];
 	struct {
 		uint64_t opened, reused, requests, failures, retries;

@@ -76,6 +76,19 @@ ring_push(struct ring_lane *l, const struct usage_event *ev)
 }
 
 uint64_t
+ring_free(struct ring_lane *l)
+{
+	uint64_t	 tail, head;
+
+	tail = atomic_load_explicit(&l->tail, memory_order_relaxed);
+	head = atomic_load_explicit(&l->head, memory_order_relaxed);
+	/* a consumer that scribbled head past tail leaves no room to trust */
+	if (tail - head > l->nslots)
+		return 0;
+	return l->nslots - (tail - head);
+}
+
+uint64_t
 ring_readable(struct ring_lane *l, uint64_t *headp)
 {
 	uint64_t	 tail, head, n;

@@ -35,6 +35,11 @@ void	 ring_lane_init(struct ring_lane *, uint32_t nslots);
 
 /* Producer: copy EV into the lane. 0 ok, -1 full (a drop is counted). */
 int	 ring_push(struct ring_lane *, const struct usage_event *ev);
+/*
+ * Producer: how many slots a push could fill now.  Advisory (relaxed
+ * loads): the consumer may free more at any moment, never fewer.
+ */
+uint64_t ring_free(struct ring_lane *);
 
 /* Consumer: how many events are readable; *head gets the current head. */
 uint64_t ring_readable(struct ring_lane *, uint64_t *head);

@@ -454,6 +454,12 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	for (k = 0; k < CNT_REJECTS; k++)
 		evbuffer_add_printf(b, "sluice_rejections_total{code=\"%s\"} %"
 		    PRIu64 "\n", meter_reject_code(k), t->rejected[k]);
+	m_u64(b, "sluice_requests_unpriced_total", "counter",
+	    "Requests with usage but no matching price: cost NULL.",
+	    t->unpriced);
+	m_u64(b, "sluice_metering_full_rejections_total", "counter",
+	    "Requests refused 503 because the ring lane was full "
+	    "(metering_full reject).", t->metering_full);
 	for (k = 0; k < CNT_H_MAX; k++)
 		m_hist(b, k, &t->hist[k]);
 

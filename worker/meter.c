@@ -5,13 +5,25 @@
  * drop and never blocks.  The same event feeds this worker's live
  * counters (shm/counters.h): plain adds to its own block, nothing shared,
  * so metering for /metrics costs no more than the few stores it takes.
+ *
+ * An unpriced model is said once per process, not once per request: the
+ * models already warned about are kept as 64-bit hashes in a fixed table,
+ * so a client cycling through made-up model names costs a bounded table
+ * and a bounded number of log lines; the counter still counts each one.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "shm/counters.h"
 #include "shm/ring.h"
 #include "worker/meter.h"
+
+#define METER_UNPRICED_MAX	64	/* models warned about, per process */
+
+/* hashes of the models warned about; a collision only spares a line */
+static uint64_t	 meter_unpriced_seen[METER_UNPRICED_MAX];
+static int	 meter_unpriced_n;
 
 /* sluice's own rejections: unknown key, model not allowed, limits. */
 static const char *const meter_rejects[CNT_REJECTS] = { "401", "403", "429" };
@@ -20,6 +32,50 @@ const char *
 meter_reject_code(int i)
 {
 	return i >= 0 && i < CNT_REJECTS ? meter_rejects[i] : "";
+}
+
+int
+meter_lane_full(struct worker *w)
+{
+	if (!w->cfg->metering_full_reject || w->lane == NULL ||
+	    ring_free(w->lane) > 0)
+		return 0;
+	cnt_add(&w->cw->metering_full, 1);
+	return 1;
+}
+
+static uint64_t
+meter_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;	/* FNV-1a */
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void
+meter_unpriced(struct worker *w, const char *model)
+{
+	uint64_t	 h = meter_hash(model);
+	int		 i;
+
+	cnt_add(&w->cw->unpriced, 1);
+	for (i = 0; i < meter_unpriced_n; i++)
+		if (meter_unpriced_seen[i] == h)
+			return;
+	if (meter_unpriced_n == METER_UNPRICED_MAX)
+		return;
+	meter_unpriced_seen[meter_unpriced_n++] = h;
+	if (meter_unpriced_n == METER_UNPRICED_MAX)
+		log_warnx("model %s has no price: its cost is NULL; %d "
+		    "models warned about, further ones are only counted",
+		    model, METER_UNPRICED_MAX);
+	else
+		log_warnx("model %s has no price: its cost is NULL "
+		    "(sluice_requests_unpriced_total counts them)", model);
 }
 
 void

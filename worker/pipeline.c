@@ -152,6 +152,13 @@ pl_head(struct client *c)
 	}
 	if (pl_auth_head(x) == -1)
 		return;
+	if (meter_lane_full(c->w)) {
+		/* metering_full reject: not served unmetered */
+		c->r.retry_after_s = 1;
+		client_error(c, 503, "server_error", "metering_full",
+		    "Usage metering is behind; retry shortly.");
+		return;
+	}
 	client_read_body(c, pl_body);
 }
 
@@ -368,6 +375,7 @@ pl_finish(struct client *c)
 	struct proxy		*px = &x->px;
 	struct request		*r = &c->r;
 	struct usage_event	*ev = &r->ev;
+	const struct cfg_price	*price;
 	const char		*model;
 	int64_t			 now = now_us(), upstream_us = 0;
 
@@ -391,8 +399,11 @@ pl_finish(struct client *c)
 		usage_estimate(&px->usage, evbuffer_get_length(c->body));
 	/* an alias is billed as the model it stands for */
 	model = x->model != NULL ? x->model : ev->model;
-	usage_to_event(&px->usage, cfg_price_for(c->w->cfg, model,
-	    strlen(model)), ev);
+	price = cfg_price_for(c->w->cfg, model, strlen(model));
+	usage_to_event(&px->usage, price, ev);
+	/* billed nothing is not billed $0: NULL, counted, said once */
+	if (price == NULL && px->usage.seen)
+		meter_unpriced(c->w, model);
 	/* numbers from an answer cut short are not the whole bill */
 	if (ev->usage_source == USAGE_UPSTREAM && !px->complete)
 		ev->usage_source = USAGE_ESTIMATED;

@@ -523,6 +523,21 @@ class UsageDb:
                              connect_timeout=5) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def execute(self, sql, params=()):
+        """A statement that returns no rows (INSERT, UPDATE)."""
+        import psycopg
+        with psycopg.connect(self.conninfo(), autocommit=True,
+                             connect_timeout=5) as conn:
+            conn.execute(sql, params)
+
+    def count(self):
+        """Rows in usage_events; 0 before the collector has created it."""
+        import psycopg
+        try:
+            return self.query("SELECT count(*) FROM usage_events")[0][0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+
 
 _usage_db_seq = itertools.count()
 

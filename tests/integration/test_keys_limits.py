@@ -22,7 +22,6 @@ import subprocess
 import threading
 import time
 
-import psycopg
 import pytest
 
 from conftest import UsageDb, BUILD, closed_port, post, request, wait_for
@@ -95,12 +94,6 @@ class Keys:
 
 
 class Db(UsageDb):
-
-    def count(self):
-        try:
-            return self.query("SELECT count(*) FROM usage_events")[0][0]
-        except psycopg.errors.UndefinedTable:
-            return 0
 
     def rows(self):
         """{request_id: row dict} for every row."""

@@ -314,7 +314,9 @@ def test_metrics_pass_the_exposition_format_check(mock, sluice):
     for fam in ("sluice_requests_total", "sluice_request_duration_seconds",
                 "sluice_upstream_ttfb_seconds", "sluice_overhead_seconds",
                 "sluice_ring_depth", "sluice_collector_rows_spooled_total",
-                "sluice_reloads_total", "sluice_worker_restarts_total"):
+                "sluice_reloads_total", "sluice_worker_restarts_total",
+                "sluice_requests_unpriced_total",
+                "sluice_metering_full_rejections_total"):
         assert fam in families, fam
     promtool = os.path.join(ROOT, "build", "tools", "usr", "bin",
                             "promtool")

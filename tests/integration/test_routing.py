@@ -34,12 +34,6 @@ CLAUDE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": MSGS}
 
 class Db(UsageDb):
 
-    def count(self):
-        try:
-            return self.query("SELECT count(*) FROM usage_events")[0][0]
-        except psycopg.errors.UndefinedTable:
-            return 0
-
     def row(self, request_id, timeout=15.0):
         """The row of one request, waited for by bounded polling."""
         cols = ("model", "upstream", "attempts", "status", "error_class",

@@ -316,6 +316,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->ring_slots, 16384);
 	assert_int_equal(cfg->batch_rows, 1000);
 	assert_int_equal(cfg->batch_ms, 200);
+	assert_int_equal(cfg->metering_full_reject, 0);
 	assert_int_equal(cfg->nprices, 0);
 	assert_int_equal(cfg->upstreams[0].protocol, PROTO_OPENAI);
 	assert_string_equal(cfg->upstreams[0].port, "8000");
@@ -486,6 +487,25 @@ test_route_and_price_errors(void **state)
 	    "output 2;\n", 4, "duplicate price \"m\"");
 }
 
+/* metering_full takes serve or reject, nothing else. */
+static void
+test_metering_full(void **state)
+{
+	struct config	*cfg;
+
+	cfg = load_ok("metering_full reject;\n" MINIMAL);
+	assert_int_equal(cfg->metering_full_reject, 1);
+	cfg_free(cfg);
+	cfg = load_ok("metering_full serve;\n" MINIMAL);
+	assert_int_equal(cfg->metering_full_reject, 0);
+	cfg_free(cfg);
+	expect_err("metering_full drop;\n" MINIMAL, 1,
+	    "invalid value \"drop\" in \"metering_full\" directive: serve "
+	    "or reject");
+	expect_err("metering_full serve reject;\n" MINIMAL, 1,
+	    "invalid number of arguments in \"metering_full\" directive");
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -648,6 +668,7 @@ main(void)
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_upstream_errors),
 		cmocka_unit_test(test_route_and_price_errors),
+		cmocka_unit_test(test_metering_full),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_api_key_file_mode_warns),
 		cmocka_unit_test(test_no_price_warns),

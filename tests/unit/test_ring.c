@@ -358,6 +358,34 @@ test_wraparound_many_laps(void **state)
 	shm_destroy(seg);
 }
 
+/* ring_free says how many pushes fit: the next one past it is a drop. */
+static void
+test_free_counts_the_pushes_that_fit(void **state)
+{
+	struct shm_segment	*seg;
+	struct ring_lane	*l;
+	struct usage_event	 ev;
+	uint64_t		 i;
+
+	seg = shm_create(1, 8);
+	assert_non_null(seg);
+	l = shm_lane(seg, 0);
+	assert_int_equal(ring_free(l), 8);
+	for (i = 0; i < 8; i++) {
+		ev_fill(&ev, i);
+		assert_int_equal(ring_push(l, &ev), 0);
+		assert_int_equal(ring_free(l), 7 - i);
+	}
+	assert_int_equal(ring_push(l, &ev), -1);
+	assert_int_equal(ring_free(l), 0);
+	ring_release(l, 3);
+	assert_int_equal(ring_free(l), 3);
+	/* a head scribbled past tail leaves no room, not 2^64 of it */
+	atomic_store(&l->head, 20);
+	assert_int_equal(ring_free(l), 0);
+	shm_destroy(seg);
+}
+
 static void
 test_full_lane_counts_drops(void **state)
 {
@@ -584,6 +612,7 @@ main(void)
 		cmocka_unit_test(test_push_read_order),
 		cmocka_unit_test(test_wraparound_many_laps),
 		cmocka_unit_test(test_full_lane_counts_drops),
+		cmocka_unit_test(test_free_counts_the_pushes_that_fit),
 		cmocka_unit_test(test_release_partial),
 		cmocka_unit_test(test_lanes_are_independent),
 		cmocka_unit_test(test_half_written_slot_is_invisible),
