@@ -85,7 +85,6 @@ struct admin_view {
 };
 
 static struct shm_segment	*admin_shm;
-static int			 admin_nconns;
 static struct admin_conn_list	 admin_conns = TAILQ_HEAD_INITIALIZER(admin_conns);
 
 static const char *const class_names[CNT_CLASSES] = {
@@ -145,7 +144,7 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct timeval		 tv = { ADMIN_TIMEOUT_S, 0 };
 	struct timeval		 head = { ADMIN_HEAD_S, 0 };
 
-	if (admin_nconns >= ADMIN_CONNS_MAX) {
+	if (w->nadmin >= ADMIN_CONNS_MAX) {
 		TAILQ_FOREACH(old, &admin_conns, entry)
 			if (!old->answered)
 				break;
@@ -172,7 +171,7 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&admin_conns, ac, entry);
-	admin_nconns++;
+	w->nadmin++;
 	bufferevent_setcb(ac->bev, admin_read_cb, admin_write_cb,
 	    admin_event_cb, ac);
 	bufferevent_set_timeouts(ac->bev, &tv, &tv);
@@ -183,11 +182,15 @@ admin_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 static void
 admin_conn_free(struct admin_conn *ac)
 {
+	struct worker *w = ac->w;
+
 	TAILQ_REMOVE(&admin_conns, ac, entry);
 	event_free(ac->deadline);
 	bufferevent_free(ac->bev);
 	free(ac);
-	admin_nconns--;
+	w->nadmin--;
+	if (w->client_gone != NULL)
+		w->client_gone(w);
 }
 
 /* The head did not arrive whole in time. */

@@ -49,8 +49,9 @@ struct worker {
 	int		 nclients;
 	int		 stopping;	/* graceful stop: no new requests */
 	struct json_doc	 json;		/* token array reused by every request */
-	/* a client connection was freed: installed by worker.c */
+	/* a client or admin connection was freed: installed by worker.c */
 	void		(*client_gone)(struct worker *);
+	int		 nadmin;	/* admin connections open */
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
 	struct event	*ev_accept_resume;	/* after EMFILE */
 	int64_t		 started_us;	/* monotonic */

@@ -127,7 +127,9 @@ cut_and_exit(struct worker *w, const char *why)
 static void
 client_gone(struct worker *w)
 {
-	if (w->stopping && w->nclients == 0)
+	/* an admin answer under way finishes too: a prober asking
+	 * /status during a reload must not see its connection dropped */
+	if (w->stopping && w->nclients == 0 && w->nadmin == 0)
 		event_base_loopbreak(w->base);
 }
 
@@ -153,7 +155,7 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		next = TAILQ_NEXT(c, entry);
 		client_stop(c);
 	}
-	if (w->nclients == 0) {
+	if (w->nclients == 0 && w->nadmin == 0) {
 		event_base_loopbreak(w->base);
 		return;
 	}

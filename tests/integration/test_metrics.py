@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -376,6 +377,31 @@ def test_active_streams_gauge_counts_a_stream_while_it_runs(mock, sluice):
 # ---------------------------------------------------------------------------
 # Counters survive a worker's death and a reload
 # ---------------------------------------------------------------------------
+
+def test_admin_request_under_way_survives_the_reload_that_stops_its_worker(
+        mock, sluice):
+    """A worker that stops (here, the old generation at a SIGHUP) first
+    answers the admin requests it had accepted: a prober asking /status
+    mid-reload got its connection dropped."""
+    s = start(sluice, mock, workers=1)
+    c = socket.create_connection((HOST, admin(s)), timeout=5)
+    try:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # not all yet
+        time.sleep(0.3)     # accepted by the only worker
+        s.signal(signal.SIGHUP)
+        time.sleep(0.5)     # that worker is stopping now
+        c.sendall(b"\r\n")
+        got = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        c.close()
+    assert got.startswith(b"HTTP/1.1 "), got[:200]
+    assert b'"status"' in got, got[:400]
+
 
 def test_counters_keep_rising_across_kill_9_and_sighup(mock, sluice):
     s = start(sluice, mock)
