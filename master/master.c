@@ -29,15 +29,18 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "master/listen.h"
 #include "master/master.h"
 #include "master/proctitle.h"
 #include "master/rlimit.h"
 #include "shm/counters.h"
+#include "shm/inflight.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
 #include "sql/collector.h"
+#include "worker/usage.h"
 #include "worker/worker.h"
 
 #define RESPAWN_MAX_MS		5000
@@ -273,6 +276,91 @@ backoff_ms(struct child *ch)
 	return d > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : d;
 }
 
+/* Charge a cut request to its key's tokens per minute and budget, as
+ * auth_charge does for one that ended (its rpm was taken at the start). */
+static void
+inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
+{
+	const struct key_entry	*k = NULL;
+	struct keystate		*ks;
+	time_t			 start, end;
+	int64_t			 tokens = 0;
+	int			 i;
+
+	if (m.cfg->keys == NULL || ev->key_name[0] == '\0')
+		return;
+	for (i = 0; i < m.cfg->keys->nkeys && k == NULL; i++)
+		if (strcmp(m.cfg->keys->keys[i].name, ev->key_name) == 0)
+			k = &m.cfg->keys->keys[i];
+	if (k == NULL || (ks = keystate_at(kst, k->slot)) == NULL)
+		return;
+	if (ev->prompt_tokens > 0)
+		tokens += ev->prompt_tokens;
+	if (ev->completion_tokens > 0)
+		tokens += ev->completion_tokens;
+	if (k->tpm > 0)
+		ks_tpm_add(ks, k->tpm, tokens, now_us() * 1000);
+	if (ev->cost_micro_usd > 0 && k->budget_period != PERIOD_NONE)
+		ks_spend_add(ks, ks_period((int)k->budget_period, time(NULL),
+		    &start, &end), ev->cost_micro_usd);
+}
+
+/*
+ * A worker died without metering what it had under way: every live entry
+ * of its in-flight table becomes the event the worker would have pushed,
+ * cut by its death and estimated as usage_estimate does a stream that
+ * never reported usage.  The dead worker was its lane's only producer, and
+ * no worker holds the slot until we respawn it, so we push for it.  An
+ * event the worker pushed just before it died may be pushed again here:
+ * harmless, as its row is keyed by request_id and the collector loads ON
+ * CONFLICT (request_id) DO NOTHING.
+ */
+static void
+inflight_reap(int slot, pid_t pid)
+{
+	struct inflight_entry	*t;
+	struct ring_lane	*lane = shm_lane(m.shm, (uint32_t)slot);
+	struct keystate_table	*kst = shm_region(m.shm, "keys", NULL);
+	uint32_t		 n, i, cut = 0;
+
+	t = inflight_table(shm_region(m.shm, "inflight", NULL),
+	    (uint32_t)slot, &n);
+	if (t == NULL || lane == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		struct usage_event	*ev = &t[i].ev;
+		struct usage_acc	 a;
+
+		if (!inflight_live(&t[i]))
+			continue;
+		snprintf(ev->error_class, sizeof(ev->error_class),
+		    "worker_died");
+		if (ev->status == 0)
+			ev->status = 502;
+		ev->worker_pid = (int32_t)pid;
+		ev->latency_us = wall_us() - ev->ts_start_us;
+		if (ev->latency_us < 0)
+			ev->latency_us = 0;
+		ev->overhead_us = 0;
+		ev->ttfb_us = -1;
+		memset(&a, 0, sizeof(a));
+		a.text_bytes = t[i].text_bytes;
+		usage_estimate(&a, ev->bytes_in > 0 ? (size_t)ev->bytes_in : 0);
+		usage_to_event(&a, cfg_price_for(m.cfg, ev->model,
+		    strlen(ev->model)), ev);
+		if (ring_push(lane, ev) == -1)
+			log_warnx("event ring lane %d full: the event of a "
+			    "request cut by worker %d was dropped", slot,
+			    (int)pid);
+		inflight_charge(kst, ev);
+		inflight_end(&t[i]);
+		cut++;
+	}
+	if (cut > 0)
+		log_warnx("worker slot %d (pid %d) died with %u requests in "
+		    "flight: metered as worker_died", slot, (int)pid, cut);
+}
+
 static void
 reap(void)
 {
@@ -310,6 +398,8 @@ reap(void)
 				continue;
 			ch->pid = 0;
 			slot_publish(i, 0, ch->gen);
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				inflight_reap(i, pid);
 			if (ch->stopping || m.stop != RUNNING) {
 				log_info("worker slot %d (pid %d, generation "
 				    "%u) %s", i, (int)pid, ch->gen, how);

@@ -27,6 +27,7 @@
 #include "master/proctitle.h"
 #include "master/rlimit.h"
 #include "shm/counters.h"
+#include "shm/inflight.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
 
@@ -90,7 +91,7 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
-	struct shm_region_req	 regions[2];
+	struct shm_region_req	 regions[3];
 	struct keystate_table	*kst;
 	const char		*path = DEFAULT_CONFIG;
 	char			 err[1024], abspath[PATH_MAX];
@@ -165,12 +166,17 @@ main(int argc, char **argv)
 	regions[0].size = keystate_size(KEYSTATE_SLOTS);
 	regions[1].name = "counters";
 	regions[1].size = cnt_region_size((uint32_t)cfg->workers * 2);
+	regions[2].name = "inflight";
+	regions[2].size = inflight_size((uint32_t)cfg->workers * 2,
+	    (uint32_t)cfg->max_connections);
 	shm = shm_create_regions((uint32_t)cfg->workers * 2,
-	    (uint32_t)cfg->ring_slots, regions, 2);
+	    (uint32_t)cfg->ring_slots, regions, 3);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
 	cnt_region_init(shm_region(shm, "counters", NULL),
 	    (uint32_t)cfg->workers * 2);
+	inflight_init(shm_region(shm, "inflight", NULL),
+	    (uint32_t)cfg->workers * 2, (uint32_t)cfg->max_connections);
 	kst = shm_region(shm, "keys", NULL);
 	keystate_init(kst, KEYSTATE_SLOTS);
 	if (keystate_assign(kst, cfg->keys) == -1)

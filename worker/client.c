@@ -34,6 +34,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
+#include "shm/inflight.h"
 #include "worker/client.h"
 #include "worker/reply.h"
 #include "worker/reqid.h"
@@ -84,6 +85,10 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	}
 	c->w = w;
 	c->h = h;
+	/* the event lives in the in-flight table, where a death leaves it */
+	if (w->ift != NULL && w->ift_nfree > 0)
+		c->ife = &w->ift[w->ift_free[--w->ift_nfree]];
+	c->r.ev = c->ife != NULL ? &c->ife->ev : &c->ev_own;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
@@ -129,6 +134,11 @@ client_free(struct client *c)
 		c->h->detach(c->hdata);
 	if (c->body != NULL)
 		evbuffer_free(c->body);
+	if (c->ife != NULL) {
+		/* a partial head abandoned: not a request, no row */
+		inflight_end(c->ife);
+		w->ift_free[w->ift_nfree++] = (uint32_t)(c->ife - w->ift);
+	}
 	free(c->head);
 	free(c);
 	if (w->client_gone != NULL)
@@ -157,9 +167,9 @@ client_cut(struct client *c, const char *why)
 	if (r->t_start_us == 0 || c->state == CL_IDLE ||
 	    c->state == CL_CLOSING)
 		return;
-	if (r->ev.status == 0 || c->state == CL_HANDLING)
-		r->ev.status = 503;
-	snprintf(r->ev.error_class, sizeof(r->ev.error_class), "%s", why);
+	if (r->ev->status == 0 || c->state == CL_HANDLING)
+		r->ev->status = 503;
+	snprintf(r->ev->error_class, sizeof(r->ev->error_class), "%s", why);
 	c->h->finish(c);
 }
 
@@ -232,12 +242,22 @@ client_next(struct client *c)
 static void
 client_finalize(struct client *c)
 {
+	struct usage_event *ev = c->r.ev;
+
 	c->h->finish(c);
+	/* pushed: no longer the master's to meter if we die (dying between
+	 * the push and this store pushes the event twice; harmless, as the
+	 * collector loads ON CONFLICT (request_id) DO NOTHING) */
+	if (c->ife != NULL)
+		inflight_end(c->ife);
+	else
+		memset(ev, 0, sizeof(*ev));
 	c->keep = c->r.keepalive && !c->w->stopping;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	/* the head's 100 header slots are rewritten by the next parse */
 	memset(&c->r, 0, offsetof(struct request, hd) +
 	    offsetof(struct http_head, h));
+	c->r.ev = ev;
 }
 
 void
@@ -284,8 +304,8 @@ client_error(struct client *c, int status, const char *type,
 		r->keepalive = 0;
 	if (status == 429 || status == 503)
 		retry = r->retry_after_s > 0 ? r->retry_after_s : 1;
-	r->ev.status = (uint16_t)status;
-	snprintf(r->ev.error_class, sizeof(r->ev.error_class), "%s", code);
+	r->ev->status = (uint16_t)status;
+	snprintf(r->ev->error_class, sizeof(r->ev->error_class), "%s", code);
 	log_debug("%s %s %d %s: %s", c->addr, r->reqid, status, code, msg);
 	if ((b = evbuffer_new()) == NULL) {
 		r->keepalive = 0;
@@ -296,8 +316,8 @@ client_error(struct client *c, int status, const char *type,
 	    status, type, code, msg, r->reqid);
 	len = evbuffer_get_length(b);
 	reply_head(out, status, "application/json", len, r->reqid,
-	    r->ev.client_request_id, retry, r->keepalive);
-	r->out_bytes += (int64_t)(evbuffer_get_length(out) + len);
+	    r->ev->client_request_id, retry, r->keepalive);
+	r->ev->bytes_out += (int64_t)(evbuffer_get_length(out) + len);
 	evbuffer_add_buffer(out, b);
 	evbuffer_free(b);
 	client_answered(c);
@@ -314,10 +334,10 @@ client_reply_json(struct client *c, int status, struct evbuffer *body)
 	if (c->w->stopping)
 		r->keepalive = 0;
 	reply_head(out, status, "application/json", evbuffer_get_length(body),
-	    r->reqid, r->ev.client_request_id, 0, r->keepalive);
+	    r->reqid, r->ev->client_request_id, 0, r->keepalive);
 	evbuffer_add_buffer(out, body);
-	r->out_bytes += (int64_t)(evbuffer_get_length(out) - before);
-	r->ev.status = (uint16_t)status;
+	r->ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
+	r->ev->status = (uint16_t)status;
 	client_answered(c);
 }
 
@@ -364,9 +384,13 @@ request_begin(struct client *c)
 	c->state = CL_READ_HEAD;
 	c->head_scanned = 0;
 	r->t_start_us = now_us();
-	r->ev.ts_start_us = wall_us();
+	r->ev->ts_start_us = wall_us();
 	/* before anything can fail, so every answer carries its id */
-	reqid_new(r->ev.request_id, r->reqid);
+	reqid_new(r->ev->request_id, r->reqid);
+	r->ev->worker_pid = c->w->pid;
+	memcpy(r->ev->client_addr, c->addr, sizeof(r->ev->client_addr));
+	if (c->ife != NULL)
+		inflight_begin(c->ife);
 	set_read_timeout(c, c->w->cfg->client_header_timeout_ms);
 }
 
@@ -376,13 +400,13 @@ client_id_keep(struct request *r, const struct http_header *h)
 {
 	uint32_t i;
 
-	if (h->value_len == 0 || h->value_len >= sizeof(r->ev.client_request_id))
+	if (h->value_len == 0 || h->value_len >= sizeof(r->ev->client_request_id))
 		return;
 	for (i = 0; i < h->value_len; i++)
 		if (h->value[i] < 0x21 || h->value[i] > 0x7e)
 			return;
-	memcpy(r->ev.client_request_id, h->value, h->value_len);
-	r->ev.client_request_id[h->value_len] = '\0';
+	memcpy(r->ev->client_request_id, h->value, h->value_len);
+	r->ev->client_request_id[h->value_len] = '\0';
 }
 
 /* The head failed to arrive whole: answer in the shape its line names. */
@@ -450,7 +474,7 @@ client_read_head(struct client *c)
 		head_error(c, 500, "no_memory", "out of memory");
 		return;
 	}
-	r->ev.bytes_in = (int64_t)len;
+	r->ev->bytes_in = (int64_t)len;
 	rc = http_parse_request(c->head, len, CLIENT_MAX_LINE, &r->hd);
 	if (rc != 0) {
 		r->ep = endpoint_peek(c->head, len);
@@ -464,7 +488,7 @@ client_read_head(struct client *c)
 	r->keepalive = r->hd.minor == 1 && !r->hd.conn_close &&
 	    cfg->keepalive_timeout_ms > 0;
 	c->nrequests++;
-	snprintf(r->ev.endpoint, sizeof(r->ev.endpoint), "%.*s",
+	snprintf(r->ev->endpoint, sizeof(r->ev->endpoint), "%.*s",
 	    (int)r->hd.path_len, r->hd.target);
 	/*
 	 * A client's own id is kept beside ours and echoed back, never used
@@ -520,7 +544,7 @@ client_read_more(struct client *c)
 			    "bad_request", "malformed chunked request body");
 			return;
 		}
-		r->ev.bytes_in += (int64_t)(avail - evbuffer_get_length(in));
+		r->ev->bytes_in += (int64_t)(avail - evbuffer_get_length(in));
 		if (evbuffer_get_length(c->body) >
 		    c->w->cfg->client_max_body_size) {
 			r->keepalive = 0;
@@ -536,7 +560,7 @@ client_read_more(struct client *c)
 		if (n > 0) {
 			evbuffer_remove_buffer(in, c->body, n);
 			r->body_need -= (int64_t)n;
-			r->ev.bytes_in += (int64_t)n;
+			r->ev->bytes_in += (int64_t)n;
 		}
 		if (r->body_need > 0)
 			return;
@@ -584,9 +608,9 @@ client_fail(struct client *c, int status, const char *class)
 		r->on_abort(r->hook_arg);
 		r->on_abort = NULL;
 	}
-	r->ev.status = (uint16_t)status;
-	if (r->ev.error_class[0] == '\0')
-		snprintf(r->ev.error_class, sizeof(r->ev.error_class), "%s",
+	r->ev->status = (uint16_t)status;
+	if (r->ev->error_class[0] == '\0')
+		snprintf(r->ev->error_class, sizeof(r->ev->error_class), "%s",
 		    class);
 	client_finalize(c);
 	client_free(c);

@@ -35,6 +35,7 @@
 struct bufferevent;
 struct evbuffer;
 struct client;
+struct inflight_entry;
 
 enum client_state {
 	CL_IDLE = 0,		/* between requests: no byte of one yet */
@@ -64,7 +65,6 @@ struct request {
 	int		 body_read;	/* its body was read to the end */
 	int64_t		 body_need;	/* Content-Length still to read */
 	struct chunked	 body_ck;
-	int64_t		 out_bytes;	/* bytes queued to the client */
 	int		 retry_after_s;	/* > 0: an error sends Retry-After */
 	void		(*body_done)(struct client *);
 	/* installed by the exchange under way, cleared when it ends */
@@ -72,7 +72,9 @@ struct request {
 	void		(*on_abort)(void *);
 	void		*hook_arg;
 	char		 reqid[40];	/* x-request-id, as sent both ways */
-	struct usage_event ev;		/* filled as the request goes */
+	/* filled as the request goes, bytes_out included: the connection's
+	 * in-flight entry (shm/inflight.h), so a dying worker leaves it */
+	struct usage_event *ev;
 	struct http_head hd;		/* last: see client_finalize */
 };
 
@@ -91,6 +93,8 @@ struct client {
 	struct evbuffer	*body;		/* the current request's body */
 	const struct client_handler *h;
 	void		*hdata;		/* the handler's, from attach */
+	struct inflight_entry *ife;	/* its in-flight entry, or NULL */
+	struct usage_event ev_own;	/* the event without one */
 	struct request	 r;
 };
 

@@ -88,7 +88,7 @@ pl_auth_head(struct exchange *x)
 
 	rc = auth_check_head(c->w, &c->r.hd, &x->key, &v);
 	if (x->key != NULL)
-		snprintf(c->r.ev.key_name, sizeof(c->r.ev.key_name), "%s",
+		snprintf(c->r.ev->key_name, sizeof(c->r.ev->key_name), "%s",
 		    x->key->name);
 	if (rc == -1) {
 		pl_refuse(c, &v);
@@ -225,14 +225,14 @@ pl_check_family(struct client *c, const struct cfg_route *route,
 		client_error(c, 400, "invalid_request_error",
 		    "protocol_mismatch", "The model `%s` is served by an "
 		    "OpenAI-format upstream; send it to /v1/chat/completions.",
-		    c->r.ev.model);
+		    c->r.ev->model);
 		return -1;
 	}
 	if (!anthropic && u->protocol == PROTO_ANTHROPIC) {
 		client_error(c, 400, "invalid_request_error",
 		    "protocol_mismatch", "The model `%s` is served by an "
 		    "Anthropic upstream; send it to /v1/messages.",
-		    c->r.ev.model);
+		    c->r.ev->model);
 		return -1;
 	}
 	/* every upstream a failover may reach, not only the first */
@@ -283,7 +283,7 @@ pl_body(struct client *c)
 {
 	struct exchange		*x = c->hdata;
 	struct worker		*w = c->w;
-	struct usage_event	*ev = &c->r.ev;
+	struct usage_event	*ev = c->r.ev;
 	const struct cfg_route	*route;
 	const struct cfg_alias	*alias;
 	struct auth_verdict	 v;
@@ -374,7 +374,7 @@ pl_finish(struct client *c)
 	struct exchange		*x = c->hdata;
 	struct proxy		*px = &x->px;
 	struct request		*r = &c->r;
-	struct usage_event	*ev = &r->ev;
+	struct usage_event	*ev = r->ev;
 	const struct cfg_price	*price;
 	const char		*model;
 	int64_t			 now = now_us(), upstream_us = 0;
@@ -389,7 +389,6 @@ pl_finish(struct client *c)
 	ev->overhead_us = ev->latency_us - upstream_us;
 	if (ev->overhead_us < 0)
 		ev->overhead_us = 0;
-	ev->bytes_out = r->out_bytes;
 	ev->worker_pid = c->w->pid;
 	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
 	/* a 2xx stream that never reported usage is charged an estimate,

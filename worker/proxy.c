@@ -34,6 +34,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "shm/inflight.h"
 #include "worker/meter.h"
 #include "worker/proxy.h"
 #include "worker/reply.h"
@@ -228,9 +229,9 @@ static void
 px_write_betas(struct proxy *px, struct evbuffer *out,
     const struct http_header *h)
 {
-	char		*rec = px->c->r.ev.anthropic_beta;
+	char		*rec = px->c->r.ev->anthropic_beta;
 	size_t		 had = strlen(rec);
-	size_t		 cap = sizeof(px->c->r.ev.anthropic_beta);
+	size_t		 cap = sizeof(px->c->r.ev->anthropic_beta);
 	char		 v[CFG_MAX_HDR_NAMES * CFG_HDR_NAME_MAX];
 	const char	*send = h->value;
 	size_t		 n = h->value_len;
@@ -283,7 +284,7 @@ px_write_request(struct proxy *px)
 	size_t			 start;
 	int			 i;
 
-	c->r.ev.anthropic_beta[0] = '\0';	/* this attempt's */
+	c->r.ev->anthropic_beta[0] = '\0';	/* this attempt's */
 	evbuffer_add(out, rq->method, rq->method_len);
 	evbuffer_add(out, " ", 1);
 	px_write_target(px, out);
@@ -424,7 +425,7 @@ px_abort(void *arg)
 static void
 px_note_upstream(struct proxy *px)
 {
-	struct usage_event *ev = &px->c->r.ev;
+	struct usage_event *ev = px->c->r.ev;
 
 	snprintf(ev->upstream, sizeof(ev->upstream), "%s", px->up->cfg->name);
 	ev->attempts = (uint8_t)(px->attempts > 255 ? 255 : px->attempts);
@@ -440,6 +441,14 @@ px_tap_lost(struct proxy *px)
 	px->usage.seen = 0;
 }
 
+/* The text relayed so far, where a dying worker leaves it. */
+static void
+px_tap_mirror(struct proxy *px)
+{
+	if (px->c->ife != NULL)
+		px->c->ife->text_bytes = px->usage.text_bytes;
+}
+
 /* Decoded bytes of the answer, for the usage tap only. */
 static void
 px_tap_decoded(void *arg, const char *p, size_t n)
@@ -447,6 +456,7 @@ px_tap_decoded(void *arg, const char *p, size_t n)
 	struct proxy *px = arg;
 
 	usage_tap_feed_mem(&px->tap, &px->usage, &px->c->w->json, p, n);
+	px_tap_mirror(px);
 }
 
 /* Feed the first LEN bytes of DATA to the tap, through dec if compressed. */
@@ -460,6 +470,7 @@ px_tap(struct proxy *px, struct evbuffer *data, size_t len)
 	if (!px->dec_on) {
 		usage_tap_feed(&px->tap, &px->usage, &px->c->w->json, data,
 		    (long)len);
+		px_tap_mirror(px);
 		return;
 	}
 	evbuffer_ptr_set(data, &pos, 0, EVBUFFER_PTR_SET);
@@ -562,7 +573,7 @@ px_fail_late(struct proxy *px, const char *class)
 	struct client *c = px->c;
 
 	px_note_upstream(px);
-	snprintf(c->r.ev.error_class, sizeof(c->r.ev.error_class), "%s", class);
+	snprintf(c->r.ev->error_class, sizeof(c->r.ev->error_class), "%s", class);
 	log_warnx("upstream %s: %s mid-response (request %s)",
 	    px->up->cfg->name, class, c->r.reqid);
 	px_release(px, 0);
@@ -622,16 +633,16 @@ px_send_head(struct proxy *px)
 		}
 		evbuffer_add(out, line, (size_t)(q - line));
 	}
-	reply_client_id(out, c->r.ev.client_request_id);
+	reply_client_id(out, c->r.ev->client_request_id);
 	if (c->w->stopping)
 		c->r.keepalive = 0;
 	if (!c->r.keepalive)
 		evbuffer_add(out, "Connection: close\r\n", 19);
 	evbuffer_add(out, "\r\n", 2);
-	c->r.out_bytes += (int64_t)(evbuffer_get_length(out) - before);
-	c->r.ev.status = (uint16_t)rh->status;
+	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
+	c->r.ev->status = (uint16_t)rh->status;
 	px->head_sent = 1;
-	if (c->r.ev.stream)
+	if (c->r.ev->stream)
 		meter_stream_begin(c->w);
 	/* only a success carries usage */
 	px->tap_on = rh->status >= 200 && rh->status < 300;
@@ -711,7 +722,7 @@ px_relay(struct proxy *px, struct evbuffer *in)
 			evbuffer_remove_buffer(in, out, n);
 		px->remaining -= (int64_t)n;
 		if (px->remaining > 0) {
-			c->r.out_bytes += (int64_t)n;
+			c->r.ev->bytes_out += (int64_t)n;
 			return 0;
 		}
 		if (evbuffer_get_length(in) > 0)
@@ -744,10 +755,10 @@ px_relay(struct proxy *px, struct evbuffer *in)
 				px->keepalive = 0;
 			break;
 		}
-		c->r.out_bytes += (int64_t)(evbuffer_get_length(out) - before);
+		c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
 		return 0;
 	}
-	c->r.out_bytes += (int64_t)(evbuffer_get_length(out) - before);
+	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
 	return 1;
 }
 

@@ -239,11 +239,11 @@ sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
 		return;
 	p += 5;
 	n -= 5;
-	if (memmem(p, n, "\"usage\"", 7) == NULL) {
-		a->text_bytes += text_bytes(p, n);
-		return;
-	}
-	usage_from_json(a, d, p, n);
+	/* a chunk may carry text and "usage":null (include_usage): count
+	 * its text all the same, for a stream cut before its usage came */
+	a->text_bytes += text_bytes(p, n);
+	if (memmem(p, n, "\"usage\"", 7) != NULL)
+		usage_from_json(a, d, p, n);
 }
 
 /*

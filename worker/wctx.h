@@ -28,6 +28,7 @@ struct cnt_region;
 struct cnt_worker;
 struct upstream;
 struct client;
+struct inflight_entry;
 
 TAILQ_HEAD(client_list, client);
 
@@ -56,6 +57,11 @@ struct worker {
 	struct event	*ev_accept_resume;	/* after EMFILE */
 	int64_t		 started_us;	/* monotonic */
 	int32_t		 pid;
+	/* this slot's in-flight table (NULL without a segment) and the
+	 * indexes of its free entries, a stack */
+	struct inflight_entry *ift;
+	uint32_t	*ift_free;
+	uint32_t	 ift_nfree;
 };
 
 #endif

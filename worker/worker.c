@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
+#include "shm/inflight.h"
 #include "shm/shm.h"
 #include "worker/admin.h"
 #include "worker/client.h"
@@ -179,6 +180,26 @@ sigusr1_cb(evutil_socket_t sig, short what, void *arg)
 		log_warn("reopening the log");
 }
 
+/* This slot's in-flight table: every entry free (the master cleared what
+ * a dead predecessor left, before it respawned the slot).  Without one,
+ * events stay private. */
+static void
+ift_setup(struct worker *w, struct inflight_region *rg)
+{
+	uint32_t	 n, i;
+
+	if ((w->ift = inflight_table(rg, (uint32_t)w->slot, &n)) == NULL)
+		return;
+	if ((w->ift_free = calloc(n, sizeof(*w->ift_free))) == NULL) {
+		log_warn("in-flight table");
+		w->ift = NULL;
+		return;
+	}
+	for (i = 0; i < n; i++)
+		w->ift_free[i] = n - 1 - i;
+	w->ift_nfree = n;
+}
+
 void
 worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
     const int *listen_fds, int nfds, int admin_fd)
@@ -207,6 +228,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 		w->keystate = shm_region(shm, "keys", NULL);
 	if (shm != NULL)
 		w->cnt = shm_region(shm, "counters", NULL);
+	if (shm != NULL)
+		ift_setup(w, shm_region(shm, "inflight", NULL));
 	if ((w->cw = cnt_worker(w->cnt, (uint32_t)slot)) == NULL)
 		w->cw = &scratch;
 	cnt_worker_begin(w->cw);	/* our gauges; the totals go on */

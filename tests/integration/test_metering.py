@@ -643,6 +643,112 @@ def test_worker_killed_under_load_every_answer_it_gave_has_its_row(
     assert set(client_ids(db)) <= set(load.sent_rids)
 
 
+# The mock's answer text: chunk i is MOCK_WORDS[i % 13] and a space.
+MOCK_WORDS = ("Hello", "from", "the", "mock", "upstream.", "This", "answer",
+              "is", "deterministic", "and", "cheap", "to", "make.")
+SLOW_CHUNKS = 40
+
+
+class SlowStream(threading.Thread):
+    """One slow chat stream (no usage reported): `rid` once its response
+    head came, `text` the content the client read before it was cut."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.rid = None
+        self.text = ""
+        self.events = 0
+        self.error = None
+        self.started = threading.Event()
+
+    def run(self):
+        body = json.dumps({"model": LOAD_MODEL, "messages": MSGS,
+                           "stream": True}).encode()
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=20)
+        try:
+            conn.request("POST", "/v1/chat/completions", body=body,
+                         headers={"Content-Type": "application/json",
+                                  "x-mock-chunks": str(SLOW_CHUNKS),
+                                  "x-mock-chunk-delay-ms": "300"})
+            resp = conn.getresponse()
+            self.rid = resp.getheader("x-request-id")
+            while True:
+                line = resp.readline()
+                if not line:
+                    break
+                if line.startswith(b"data: {"):
+                    d = json.loads(line[6:])
+                    self.text += d["choices"][0]["delta"].get(
+                        "content") or ""
+                    self.events += 1
+                    if self.events >= 2:
+                        self.started.set()
+        except (OSError, http.client.HTTPException) as e:
+            self.error = e
+        finally:
+            self.started.set()
+            conn.close()
+
+
+def test_worker_killed_mid_stream_every_started_request_has_one_row(
+        metered, db):
+    s = metered(workers=1)
+    load = Load(s.port, clients=8, per_client=200, latency_ms=20,
+                send_ids=True, max_errors=5).start()
+    streams = [SlowStream(s.port) for _ in range(6)]
+    for t in streams:
+        t.start()
+    for t in streams:
+        assert t.started.wait(20), "a stream never got going"
+    wait_for(lambda: load.done() >= 100, 30, what="100 answers")
+    [victim] = s.worker_pids()
+    os.kill(victim, signal.SIGKILL)
+    for t in streams:
+        t.join(30)
+    load.join(timeout=60)
+    assert all(t.rid and t.events >= 2 for t in streams), \
+        [(t.rid, t.events, t.error) for t in streams]
+    assert all(t.events < SLOW_CHUNKS for t in streams), \
+        "a stream ended before the kill"
+    # every request a client saw start has its row, exactly one
+    seen = {t.rid for t in streams} | {a["rid"] for a in load.answered}
+    wait_for(lambda: seen <= set(db.rows()), 15,
+             what="a row for every request that got its head")
+    rows = db.rows()
+    total, distinct = db.count()
+    assert total == distinct == len(rows)
+    assert_rows_match_answers(rows, load.answered)
+    assert set(client_ids(db)) <= set(load.sent_rids) | {None}
+    bytes_in = dict(db.query(
+        "SELECT request_id::text, bytes_in FROM usage_events"))
+    full = "".join(MOCK_WORDS[i % len(MOCK_WORDS)] + " "
+                   for i in range(SLOW_CHUNKS))
+    for t in streams:
+        row = rows[t.rid]
+        # as the worker would have metered a stream without usage:
+        # 4 bytes a token, in from the bytes read, out from text relayed
+        assert {k: row[k] for k in ("status", "error_class", "stream",
+                                    "usage_source", "worker_pid",
+                                    "model", "cached_tokens")} == {
+            "status": 200, "error_class": "worker_died", "stream": True,
+            "usage_source": "estimated", "worker_pid": victim,
+            "model": LOAD_MODEL, "cached_tokens": 0}
+        assert row["prompt_tokens"] == (bytes_in[t.rid] + 3) // 4 > 0
+        # the worker relayed at least what the client read, and less
+        # than the whole answer
+        assert (len(t.text) + 3) // 4 <= row["completion_tokens"] < \
+            (len(full) + 3) // 4
+        assert row["completion_tokens"] > 0
+        assert row["cost_micro_usd"] == cost(
+            LOAD_MODEL, row["prompt_tokens"], row["completion_tokens"], 0)
+    # a death row is only ever one of the victim's, estimated
+    died = [r for r in rows.values() if r["error_class"] == "worker_died"]
+    assert {t.rid for t in streams} <= {r["request_id"] for r in died}
+    assert all(r["worker_pid"] == victim and
+               r["usage_source"] == "estimated" for r in died)
+
+
 # ---------------------------------------------------------------------------
 # The spool at a stop: emptied when PostgreSQL answers, or by sluicectl.
 # ---------------------------------------------------------------------------

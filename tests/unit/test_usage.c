@@ -768,6 +768,23 @@ test_sse_overlong_responses_line_keeps_usage(void **state)
 
 /* A stream that never reports usage: estimated from the text relayed. */
 static void
+test_sse_text_counted_beside_usage_null(void **state)
+{
+	/* include_usage puts "usage":null on every chunk: a stream cut
+	 * before its usage chunk still counts the text it relayed */
+	const char *s =
+	    "data: {\"choices\":[{\"delta\":{\"content\":\"Hello \"}}],"
+	    "\"usage\":null}\n\n"
+	    "data: {\"choices\":[{\"delta\":{\"content\":\"from \"}}],"
+	    "\"usage\":null}\n\n";
+	struct usage_acc a = tap_whole(s, 1);
+
+	(void)state;
+	assert_int_equal(a.seen, 0);
+	assert_int_equal(a.text_bytes, 11);
+}
+
+static void
 test_sse_without_usage_is_estimated(void **state)
 {
 	/* 9 + 11 + 7 bytes of text (escapes as they stand): 27 -> 7 tokens */
@@ -1222,6 +1239,7 @@ main(void)
 		cmocka_unit_test(test_sse_overlong_line_skipped),
 		cmocka_unit_test(test_sse_overlong_responses_line_keeps_usage),
 		cmocka_unit_test(test_sse_without_usage_is_estimated),
+		cmocka_unit_test(test_sse_text_counted_beside_usage_null),
 		cmocka_unit_test(test_tap_feed_evbuffer),
 		cmocka_unit_test(test_tap_reused_between_modes),
 		cmocka_unit_test(test_json_body_split),
