@@ -229,10 +229,33 @@ text_bytes(const char *p, size_t n)
 	return total;
 }
 
+/*
+ * Whether the "usage" key at U (the line ends at END) is the line's only
+ * one and is null: include_usage puts "usage":null on every chunk, and
+ * parsing it would find nothing.
+ */
+static int
+usage_null(const char *u, const char *end)
+{
+	const char *q = u + 7;
+
+	while (q < end && (*q == ' ' || *q == '\t'))
+		q++;
+	if (q >= end || *q++ != ':')
+		return 0;
+	while (q < end && (*q == ' ' || *q == '\t'))
+		q++;
+	if ((size_t)(end - q) < 4 || memcmp(q, "null", 4) != 0)
+		return 0;
+	return memmem(q, (size_t)(end - q), "\"usage\"", 7) == NULL;
+}
+
 /* One complete SSE line (without its newline). */
 static void
 sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
 {
+	const char	*u;
+
 	if (n > 0 && p[n - 1] == '\r')
 		n--;
 	if (n < 5 || memcmp(p, "data:", 5) != 0)
@@ -242,8 +265,10 @@ sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
 	/* a chunk may carry text and "usage":null (include_usage): count
 	 * its text all the same, for a stream cut before its usage came */
 	a->text_bytes += text_bytes(p, n);
-	if (memmem(p, n, "\"usage\"", 7) != NULL)
-		usage_from_json(a, d, p, n);
+	if ((u = memmem(p, n, "\"usage\"", 7)) == NULL || usage_null(u,
+	    p + n))
+		return;
+	usage_from_json(a, d, p, n);
 }
 
 /*
