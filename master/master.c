@@ -330,6 +330,8 @@ inflight_reap(int slot, pid_t pid)
 	for (i = 0; i < n; i++) {
 		struct usage_event	*ev = &t[i].ev;
 		struct usage_acc	 a;
+		const struct cfg_alias	*al;
+		const char		*priced;
 
 		if (!inflight_live(&t[i]))
 			continue;
@@ -346,8 +348,12 @@ inflight_reap(int slot, pid_t pid)
 		memset(&a, 0, sizeof(a));
 		a.text_bytes = t[i].text_bytes;
 		usage_estimate(&a, ev->bytes_in > 0 ? (size_t)ev->bytes_in : 0);
-		usage_to_event(&a, cfg_price_for(m.cfg, ev->model,
-		    strlen(ev->model)), ev);
+		/* an alias is billed as the model it stands for, as the
+		 * pipeline does */
+		al = cfg_alias_for(m.cfg, ev->model, strlen(ev->model));
+		priced = al != NULL ? al->model : ev->model;
+		usage_to_event(&a, cfg_price_for(m.cfg, priced, strlen(priced)),
+		    ev);
 		if (ring_push(lane, ev) == -1)
 			log_warnx("event ring lane %d full: the event of a "
 			    "request cut by worker %d was dropped", slot,
