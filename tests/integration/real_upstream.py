@@ -9,7 +9,9 @@ real ones arrive.
                     #   exactly as written, before chunking}]
     up.stop()
 
-What it answers: POST /v1/chat/completions (anything else: 404), always
+What it answers: POST /v1/chat/completions and /v1/messages (Anthropic:
+a message, or a stream with ping events and the cumulative usage of
+message_delta, input and cache fields repeated; anything else: 404), always
 after a "100 Continue" and a "103 Early Hints", always chunked.  The
 model is the body's; its tokens are PROMPT and COMPLETION below.  The
 coding is the first of the request's Accept-Encoding that it knows
@@ -18,7 +20,9 @@ header x-real-encoding forces one (an upstream that ignores
 Accept-Encoding; any name, sent as is, the body then left plain unless
 it is one of the four), x-real-raw-deflate: 1 sends raw deflate for
 "deflate" (as some servers do) and x-real-corrupt: 1 flips bytes in the
-middle of the compressed body.
+middle of the compressed body; x-real-close-after: N closes the
+connection after N pieces of the answer, mid-stream, as an edge that
+drops a stream does.
 
 A stream (body "stream": true) is SSE with CRLF line ends, starts with a
 ": keep-alive" comment and has another between events, and is written
@@ -156,6 +160,59 @@ def stream_text(model):
     return "".join(ev).encode()
 
 
+# Anthropic: uncached input, 5-minute cache writes, cache reads, output
+A_INPUT, A_WRITE, A_READ, A_OUTPUT = 7, 20, 100, 29
+
+
+def anthropic_usage(output):
+    return {"input_tokens": A_INPUT, "cache_creation_input_tokens": A_WRITE,
+            "cache_read_input_tokens": A_READ,
+            "cache_creation": {"ephemeral_5m_input_tokens": A_WRITE,
+                               "ephemeral_1h_input_tokens": 0},
+            "output_tokens": output}
+
+
+def anthropic_message(model):
+    return json.dumps({
+        "id": "msg_real", "type": "message", "role": "assistant",
+        "model": model, "content": [{"type": "text",
+                                     "text": "".join(WORDS)}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": anthropic_usage(A_OUTPUT)}).encode()
+
+
+def anthropic_stream_text(model):
+    """message_start (usage so far), pings between events, deltas, a
+    message_delta repeating the input and cache counts with the output,
+    message_stop; CRLF line ends."""
+    def ev(name, data):
+        return "event: %s\r\ndata: %s\r\n\r\n" % (name, json.dumps(data))
+    msg = {"id": "msg_real", "type": "message", "role": "assistant",
+           "model": model, "content": [], "stop_reason": None,
+           "usage": anthropic_usage(1)}
+    out = [ev("message_start", {"type": "message_start", "message": msg}),
+           ev("ping", {"type": "ping"}),
+           ev("content_block_start", {"type": "content_block_start",
+                                      "index": 0, "content_block":
+                                      {"type": "text", "text": ""}})]
+    for i, w in enumerate(WORDS):
+        out.append(ev("content_block_delta", {
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": w}}))
+        if i == 5:
+            out.append(ev("ping", {"type": "ping"}))
+    usage = anthropic_usage(A_OUTPUT)
+    del usage["cache_creation"]
+    out += [ev("content_block_stop", {"type": "content_block_stop",
+                                      "index": 0}),
+            ev("message_delta", {"type": "message_delta",
+                                 "delta": {"stop_reason": "end_turn",
+                                           "stop_sequence": None},
+                                 "usage": usage}),
+            ev("message_stop", {"type": "message_stop"})]
+    return "".join(out).encode()
+
+
 def cut(text):
     """Pieces of TEXT cut across events and inside the "usage" key."""
     pieces, pos = [], 0
@@ -279,8 +336,9 @@ class RealUpstream:
             body = json.loads(raw)
         except ValueError:
             body = None
-        if not line.startswith("POST /v1/chat/completions ") or \
-                not isinstance(body, dict):
+        anthropic = line.startswith("POST /v1/messages ")
+        if not (anthropic or line.startswith("POST /v1/chat/completions ")) \
+                or not isinstance(body, dict):
             s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             return True
         model = str(body.get("model"))
@@ -289,10 +347,14 @@ class RealUpstream:
             hdrs.get("accept-encoding"))
         encoder = Encoder(enc, hdrs.get("x-real-raw-deflate") == "1")
         if stream:
-            pieces = [encoder.piece(p) for p in cut(stream_text(model))]
+            text = anthropic_stream_text(model) if anthropic else \
+                stream_text(model)
+            pieces = [encoder.piece(p) for p in cut(text)]
             pieces.append(encoder.finish())
         else:
-            whole = encoder.piece(whole_answer(model)) + encoder.finish()
+            whole = encoder.piece(anthropic_message(model) if anthropic
+                                  else whole_answer(model)) + \
+                encoder.finish()
             third = max(1, len(whole) // 3)
             pieces = [whole[:third], whole[third:2 * third],
                       whole[2 * third:]]
@@ -315,7 +377,10 @@ class RealUpstream:
         s.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload"
                   b"\r\n\r\n")
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        for p in pieces:
+        close_after = int(hdrs.get("x-real-close-after", "0") or 0)
+        for i, p in enumerate(pieces):
+            if close_after and i == close_after:
+                return False        # dropped mid-answer: no last chunk
             s.sendall(b"%x\r\n%s\r\n" % (len(p), p))
             if stream:
                 time.sleep(0.002)

@@ -10,11 +10,13 @@ carries the upstream's tokens and their cost; an answer sluice cannot
 read is still billed, by estimate.
 """
 
+import http.client
 import json
 
 import pytest
 
-from real_upstream import COMPLETION, PROMPT, RealUpstream, decompress
+from real_upstream import (A_INPUT, A_OUTPUT, A_READ, A_WRITE, COMPLETION,
+                           PROMPT, RealUpstream, decompress)
 from test_hostile import (CHAT, PRICES, cost, db, gateway,  # noqa: F401
                           send, sse_events, strict)
 
@@ -146,3 +148,84 @@ def test_corrupt_compressed_answer_is_relayed_and_estimated(
     # sluiced is still serving
     hdrs, data, seen = exchange(s, up, stream, enc)
     exact_row(db, hdrs["x-request-id"])
+
+
+# -- Anthropic: pings, cumulative message_delta usage, cache writes ----------
+
+CLAUDE = "claude-sonnet-4-5"
+MSGS = "/v1/messages"
+
+
+def message(stream):
+    b = {"model": CLAUDE, "max_tokens": 64,
+         "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        b["stream"] = True
+    return b
+
+
+def claude_cost(output):
+    """In micro-USD at claude-sonnet-4-5's 3.00/15.00 (no cached price:
+    reads at the input price; 5-minute writes at 1.25 times it)."""
+    return (A_INPUT * 3 + A_READ * 3 + A_WRITE * 3.75 + output * 15)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("enc", [None] + ENCODINGS)
+def test_anthropic_answer_with_cache_writes_is_metered_exactly(
+        gateway, real, db, enc, stream):
+    """message_delta repeats the input and cache counts cumulatively, with
+    pings between events: the row counts each once, cache writes apart,
+    and prices them at 1.25 times the input."""
+    s, up = gateway(up=real(), protocol="anthropic")
+    h = {"Accept-Encoding": enc} if enc else {}
+    st, hdrs, data = send(s, MSGS, message(stream), h)
+    assert st == 200, data[:300]
+    seen = up.last()
+    assert data == seen["sent"]
+    row = db.row(hdrs["x-request-id"])
+    got = {k: row[k] for k in ("usage_source", "prompt_tokens",
+                               "completion_tokens", "cached_tokens",
+                               "cache_write_5m_tokens",
+                               "cache_write_1h_tokens", "cost_micro_usd",
+                               "served_model")}
+    assert got == {"usage_source": "upstream",
+                   "prompt_tokens": A_INPUT + A_WRITE + A_READ,
+                   "completion_tokens": A_OUTPUT, "cached_tokens": A_READ,
+                   "cache_write_5m_tokens": A_WRITE,
+                   "cache_write_1h_tokens": 0,
+                   "cost_micro_usd": claude_cost(A_OUTPUT),
+                   "served_model": CLAUDE}, row
+
+
+@pytest.mark.parametrize("enc", [None, "gzip"])
+def test_stream_closed_mid_answer_is_metered_from_what_arrived(
+        gateway, real, db, enc):
+    """The edge drops the stream after message_start and before
+    message_delta: the row keeps message_start's counts, marked
+    estimated (the bill is incomplete), and the cut is its error class."""
+    s, up = gateway(up=real(), protocol="anthropic")
+    h = {"x-real-close-after": "20"}
+    if enc:
+        h["Accept-Encoding"] = enc
+    h.update({"Content-Type": "application/json",
+              "anthropic-version": "2023-06-01"})
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=15)
+    try:
+        conn.request("POST", MSGS, json.dumps(message(True)).encode(), h)
+        r = conn.getresponse()
+        assert r.status == 200
+        rid = r.getheader("x-request-id")
+        with pytest.raises(http.client.IncompleteRead):
+            r.read()        # the client sees the stream cut, too
+    finally:
+        conn.close()
+    row = db.row(rid)
+    got = {k: row[k] for k in ("usage_source", "error_class",
+                               "prompt_tokens", "completion_tokens",
+                               "cost_micro_usd")}
+    assert got == {"usage_source": "estimated",
+                   "error_class": "upstream_truncated",
+                   "prompt_tokens": A_INPUT + A_WRITE + A_READ,
+                   "completion_tokens": 1,
+                   "cost_micro_usd": claude_cost(1)}, row
