@@ -283,7 +283,6 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
 {
 	const struct key_entry	*k = NULL;
 	struct keystate		*ks;
-	time_t			 start, end;
 	int64_t			 tokens = 0;
 	int			 i;
 
@@ -298,11 +297,8 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	if (k->tpm > 0)
-		ks_tpm_add(ks, k->tpm, tokens, now_us() * 1000);
-	if (ev->cost_micro_usd > 0 && k->budget_period != PERIOD_NONE)
-		ks_spend_add(ks, ks_period((int)k->budget_period, time(NULL),
-		    &start, &end), ev->cost_micro_usd);
+	ks_charge(ks, k->tpm, tokens, (int)k->budget_period,
+	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
 }
 
 /*

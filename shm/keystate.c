@@ -231,3 +231,16 @@ ks_period(int kind, time_t now, time_t *start, time_t *end)
 	gmtime_r(&now, &tm);
 	return (int64_t)(tm.tm_year + 1900) * 12 + tm.tm_mon;
 }
+
+void
+ks_charge(struct keystate *ks, int64_t tpm, int64_t tokens, int period_kind,
+    int64_t micro_usd, int64_t now_ns, time_t now)
+{
+	time_t start, end;
+
+	if (tpm > 0)
+		ks_tpm_add(ks, tpm, tokens, now_ns);
+	if (micro_usd > 0 && period_kind != 0)
+		ks_spend_add(ks, ks_period(period_kind, now, &start, &end),
+		    micro_usd);
+}

@@ -68,6 +68,14 @@ int64_t	 ks_period(int kind, time_t now, time_t *start, time_t *end);
 int64_t	 ks_spend(struct keystate *, int64_t period);
 void	 ks_spend_add(struct keystate *, int64_t period, int64_t micro_usd);
 /*
+ * A finished request's charge: TOKENS against a tpm limit (0 = none) and
+ * MICRO_USD against the budget of period kind PERIOD_KIND (0 = none).
+ * The one charging rule, for the worker (auth_charge) and the master (a
+ * request cut by a worker's death).
+ */
+void	 ks_charge(struct keystate *, int64_t tpm, int64_t tokens,
+	    int period_kind, int64_t micro_usd, int64_t now_ns, time_t now);
+/*
  * Collector: spend in PERIOD as PostgreSQL knows it, read after every
  * event counted in LIVE_SEEN (a value of spend_live read earlier) was
  * made durable.  Exact: base becomes DB, and LIVE_SEEN leaves live.

@@ -174,7 +174,7 @@ auth_charge(struct worker *w, const struct key_entry *k,
     const struct usage_event *ev)
 {
 	struct keystate		*ks;
-	int64_t			 left, tokens = 0;
+	int64_t			 tokens = 0;
 
 	if (k == NULL || (ks = keystate_at(w->keystate, k->slot)) == NULL)
 		return;
@@ -182,9 +182,6 @@ auth_charge(struct worker *w, const struct key_entry *k,
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	if (k->tpm > 0)
-		ks_tpm_add(ks, k->tpm, tokens, ns_now());
-	if (ev->cost_micro_usd > 0 && k->budget_period != PERIOD_NONE)
-		ks_spend_add(ks, period_of(k->budget_period, &left),
-		    ev->cost_micro_usd);
+	ks_charge(ks, k->tpm, tokens, (int)k->budget_period,
+	    ev->cost_micro_usd, ns_now(), time(NULL));
 }
