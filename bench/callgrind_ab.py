@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""callgrind_ab.py - instructions per request of one sluiced worker, for
-one or more builds, under valgrind --tool=callgrind.
+"""callgrind_ab.py - instructions (or system calls) per request of one
+sluiced worker, for one or more builds, under valgrind --tool=callgrind.
 
-    bench/callgrind_ab.py [-r REPEAT] [-w NAME,...] BUILD [BUILD ...]
+    bench/callgrind_ab.py [-r REPEAT] [-w NAME,...] [-s] BUILD [BUILD ...]
 
 Time on a shared 2-core machine moves by tens of percent from run to run;
 instruction counts do not, so an A/B of two builds of the request path is
@@ -10,7 +10,14 @@ made here.  For each build and workload, sluiced runs with one worker
 under callgrind (children traced) in front of the build's mockllm, and a
 keep-alive client sends the requests one after another; the worker's
 instructions (the busiest process's callgrind total) minus those of a run
-that served no request, divided by the requests, is the figure.  The
+that served only WARM requests of the same workload, divided by the
+requests after those, is the figure: what a warm request costs, without
+the once-per-process work of the first ones (lazy symbol binding,
+OpenSSL's SHA-256 fetch, the first upstream connection).  The key has
+rpm, tpm and a budget, so the limits are checked and charged.  With -s,
+sluiced runs without valgrind and `strace -c -f` on the worker counts
+its system calls per request instead (all calls, then the busiest
+kinds), over the same requests after the same warm-up.  The
 workloads: a 1 KB chat with a key, a 100 KB chat, a 1 KB stream of 20
 events, a request refused for its key, and (-w to pick them) answers of
 1 KB and 100 KB, plain and gzip-compressed by mockllm (x-mock-gzip), for
@@ -24,6 +31,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -50,6 +58,7 @@ WORKLOADS = [
      dict(GZIP, **{"x-mock-chunks": "16700"})),
 ]
 DEFAULT = ["chat_1k", "chat_100k", "stream_1k", "refused_401"]
+WARM = 20               # requests served before the counted ones
 
 
 def free_port():
@@ -109,8 +118,72 @@ def worker_ir(outdir):
     return best
 
 
-def run(build, n, size, stream, key, extra=None):
+def stop(proc, sig, timeout):
+    """Send SIG to a process we started; kill it if it outlives TIMEOUT."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def worker_pid(master, timeout=10.0):
+    """The master's child whose title says it is a worker."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open("/proc/%d/task/%d/children" % (master, master)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        for pid in kids:
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if f.read().startswith(b"sluice: worker"):
+                        return pid
+            except OSError:
+                pass
+        time.sleep(0.1)
+    sys.exit("callgrind_ab: no worker under pid %d" % master)
+
+
+def strace_counts(path):
+    """strace -c's table: {syscall: calls}, "total" included."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            cols = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(cols) >= 5 and cols[3].isdigit() and \
+                    not cols[0].startswith("-"):
+                counts[cols[-1]] = int(cols[3])
+    return counts
+
+
+def strace_drive(sl, tmp, sport, warm, n, size, stream, key, extra):
+    """Serve WARM requests, then N under strace -c on the worker."""
+    drive(sport, warm, size, stream, key, extra)
+    wpid = worker_pid(sl.pid)
+    out = os.path.join(tmp, "strace.txt")
+    st = subprocess.Popen(["strace", "-c", "-f", "-p", str(wpid), "-o", out],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # strace says "attached" on stderr before it counts anything
+        ready, _, _ = select.select([st.stderr], [], [], 10.0)
+        if not ready or b"attached" not in st.stderr.readline():
+            sys.exit("callgrind_ab: strace did not attach to %d" % wpid)
+        drive(sport, n, size, stream, key, extra)
+    finally:
+        stop(st, signal.SIGINT, 30)
+    return strace_counts(out)
+
+
+def run(build, n, size, stream, key, extra=None, traced=False, warm=0):
+    """The worker's callgrind total after N requests; traced: the
+    syscall counts of N requests after WARM."""
     tmp = tempfile.mkdtemp(prefix="sluice-cg-")
+    extra = extra or {}
     try:
         mport, sport = free_port(), free_port()
         mock = subprocess.Popen([os.path.join(build, "mockllm"), "-l",
@@ -119,7 +192,9 @@ def run(build, n, size, stream, key, extra=None):
                                 stderr=subprocess.DEVNULL)
         keys = os.path.join(tmp, "keys.conf")
         with open(keys, "w") as f:
-            f.write("key bench {\n\thash sha256:%s;\n}\n" %
+            # limits high enough never to refuse, but checked and charged
+            f.write("key bench {\n\thash sha256:%s;\n\trpm 1000000;\n"
+                    "\ttpm 1000000000;\n\tbudget 100000 per day;\n}\n" %
                     hashlib.sha256(SECRET.encode()).hexdigest())
         os.chmod(keys, 0o600)
         conf = os.path.join(tmp, "sluice.conf")
@@ -136,26 +211,26 @@ def run(build, n, size, stream, key, extra=None):
                 "price * input 0.15 output 0.60;"]) + "\n")
         cg = os.path.join(tmp, "cg")
         os.makedirs(cg)
-        sl = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--trace-children=yes",
-             "--callgrind-out-file=%s/cg.%%p" % cg,
-             os.path.join(build, "sluiced"), "-f", "-c", conf],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [os.path.join(build, "sluiced"), "-f", "-c", conf]
+        if not traced:
+            cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+                   "--callgrind-out-file=%s/cg.%%p" % cg] + cmd
+        sl = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        res = None
         try:
             wait_port(mport, mock)
             wait_port(sport, sl)
-            if n > 0:
-                drive(sport, n, size, stream, key, extra or {})
+            if traced:
+                res = strace_drive(sl, tmp, sport, warm, n, size, stream,
+                                   key, extra)
+            elif n > 0:
+                drive(sport, n, size, stream, key, extra)
         finally:
-            sl.send_signal(signal.SIGTERM)
-            try:
-                sl.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                sl.kill()
-                sl.wait()
+            stop(sl, signal.SIGTERM, 120)
             mock.terminate()
             mock.wait(timeout=10)
-        return worker_ir(cg)
+        return res if traced else worker_ir(cg)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -166,11 +241,29 @@ def label(build):
     return os.path.basename(os.path.dirname(b)) + "/" + os.path.basename(b)
 
 
+def table(builds, rows, note):
+    print("%-15s" % "workload" + "".join("%20s" % label(b) for b in builds)
+          + ("%10s" % "ratio" if len(builds) == 2 else ""))
+    for name, row, fmt in rows:
+        line = "%-15s" % name + "".join(fmt % v for v in row)
+        if len(builds) == 2 and row[0] > 0:
+            line += "%10.3f" % (row[1] / row[0])
+        print(line)
+    print(note)
+
+
 def main():
     args = sys.argv[1:]
     repeat = 3
     names = DEFAULT
-    while len(args) >= 2 and args[0] in ("-r", "-w"):
+    traced = False
+    while args and args[0] in ("-r", "-w", "-s"):
+        if args[0] == "-s":
+            traced = True
+            args = args[1:]
+            continue
+        if len(args) < 2:
+            sys.exit(__doc__)
         if args[0] == "-r":
             repeat = int(args[1])
         else:
@@ -183,29 +276,47 @@ def main():
     builds = args
     if not builds:
         sys.exit(__doc__)
-    if shutil.which("valgrind") is None:
-        sys.exit("callgrind_ab: valgrind not found (apt-get install "
-                 "valgrind)")
+    tool = "strace" if traced else "valgrind"
+    if shutil.which(tool) is None:
+        sys.exit("callgrind_ab: %s not found (apt-get install %s)" %
+                 (tool, tool))
     res = {}
     # the builds take turns, and each figure is the least of REPEAT runs:
     # how often the loop wakes for one request varies with timing, and
     # the fewest wake-ups is the request's own cost
     for _ in range(repeat):
         for b in builds:
-            base = run(b, 0, 0, False, SECRET)
             for name, n, size, stream, key, extra in work:
-                v = (run(b, n, size, stream, key, extra) - base) / n
+                if traced:
+                    c = run(b, n, size, stream, key, extra, True, WARM)
+                    v = {k: x / n for k, x in c.items()}
+                    if (b, name) not in res or \
+                            v.get("total", 0) < res[(b, name)]["total"]:
+                        res[(b, name)] = v
+                    continue
+                base = run(b, WARM, size, stream, key, extra)
+                v = (run(b, WARM + n, size, stream, key, extra) - base) / n
                 res[(b, name)] = min(res.get((b, name), v), v)
-    print("%-15s" % "workload" + "".join("%20s" % label(b) for b in builds)
-          + ("%10s" % "ratio" if len(builds) == 2 else ""))
+    if not traced:
+        table(builds, [(name, [res[(b, name)] for b in builds], "%20.0f")
+                       for name, *_ in work],
+              "(instructions per request in the worker, the first %d "
+              "subtracted; least of %d runs)" % (WARM, repeat))
+        return
+    rows = []
     for name, *_ in work:
-        row = [res[(b, name)] for b in builds]
-        line = "%-15s" % name + "".join("%20.0f" % v for v in row)
-        if len(builds) == 2 and row[0] > 0:
-            line += "%10.3f" % (row[1] / row[0])
-        print(line)
-    print("(instructions per request in the worker, startup subtracted; "
-          "least of %d runs)" % repeat)
+        rows.append((name, [res[(b, name)].get("total", 0) for b in builds],
+                     "%20.2f"))
+        calls = set()
+        for b in builds:
+            top = sorted((x, k) for k, x in res[(b, name)].items()
+                         if k != "total")[-6:]
+            calls |= {k for x, k in top if x >= 0.05}
+        for k in sorted(calls):
+            rows.append(("  " + k, [res[(b, name)].get(k, 0) for b in builds],
+                         "%20.2f"))
+    table(builds, rows, "(system calls per request in the worker, strace -c "
+          "-f after %d requests; least total of %d runs)" % (WARM, repeat))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -43,26 +41,26 @@
 #define CLIENT_WRITE_LOW	(64 * 1024)
 #define CLIENT_MAX_LINE		8192
 #define CLIENT_IO_MAX		(256 * 1024)	/* bytes per read or write */
+/* a body up to this size is read into one extent: no copy to make it
+ * contiguous for the JSON reader and the upstream write */
+#define BODY_CONTIG_MAX		(1024 * 1024)
 #define LINGER_MS		2000
 
-static void	 client_read_cb(struct bufferevent *, void *);
-static void	 client_write_cb(struct bufferevent *, void *);
-static void	 client_event_cb(struct bufferevent *, short, void *);
+static void	 client_read_cb(void *);
+static void	 client_write_cb(void *);
+static void	 client_event_cb(void *, int);
 static void	 client_read_head(struct client *);
 static void	 client_read_more(struct client *);
 static void	 client_finalize(struct client *);
 static void	 client_free(struct client *);
 
+/* Read with at most MS between reads (0: no limit), unless paused. */
 static void
 set_read_timeout(struct client *c, int ms)
 {
-	struct timeval rt, wt;
-
-	rt.tv_sec = ms / 1000;
-	rt.tv_usec = (ms % 1000) * 1000;
-	wt.tv_sec = c->w->cfg->send_timeout_ms / 1000;
-	wt.tv_usec = (c->w->cfg->send_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(c->bev, ms > 0 ? &rt : NULL, &wt);
+	sbuf_write_timeout(&c->sb, c->w->cfg->send_timeout_ms);
+	if (!c->read_paused)
+		sbuf_read_on(&c->sb, ms);
 }
 
 void
@@ -70,7 +68,7 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
     const struct client_handler *h)
 {
 	struct client	*c;
-	int		 one = 1;
+	int		 one = 1, sb_ok;
 
 	if (w->nclients >= w->cfg->max_connections) {
 		log_warnx("max_connections (%d) reached, closing a new client",
@@ -90,8 +88,8 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 		c->ife = &w->ift[w->ift_free[--w->ift_nfree]];
 	c->r.ev = c->ife != NULL ? &c->ife->ev : &c->ev_own;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL)
+	if (!(sb_ok = sbuf_init(&c->sb, w->base, fd, client_read_cb,
+	    client_write_cb, client_event_cb, c) == 0))
 		close(fd);
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr,
@@ -102,20 +100,14 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	TAILQ_INSERT_TAIL(&w->clients, c, entry);
 	w->nclients++;
 	cnt_gauge(&w->cw->conns, 1);
-	if (c->bev == NULL || (c->body = evbuffer_new()) == NULL ||
+	if (!sb_ok || (c->body = evbuffer_new()) == NULL ||
 	    (c->hdata = h->attach(c)) == NULL) {
 		log_warnx("client: out of memory");
 		client_free(c);
 		return;
 	}
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
-	    client_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
-	/* libevent's default is 16 KB a syscall: a 100 KB body took 7 reads */
-	bufferevent_set_max_single_read(c->bev, CLIENT_IO_MAX);
-	bufferevent_set_max_single_write(c->bev, CLIENT_IO_MAX);
+	sbuf_write_low(&c->sb, CLIENT_WRITE_LOW);
 	set_read_timeout(c, w->cfg->client_header_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void
@@ -128,8 +120,7 @@ client_free(struct client *c)
 	TAILQ_REMOVE(&w->clients, c, entry);
 	w->nclients--;
 	cnt_gauge(&w->cw->conns, -1);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	sbuf_free(&c->sb);
 	if (c->hdata != NULL)
 		c->h->detach(c->hdata);
 	if (c->body != NULL)
@@ -151,7 +142,7 @@ client_stop(struct client *c)
 	/* an idle keep-alive connection is closed now, as nginx does; one
 	 * accepted but not yet read gets its first request */
 	if (c->state == CL_IDLE && c->nrequests > 0 &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+	    evbuffer_get_length(c->sb.in) == 0)
 		client_free(c);
 	else {
 		c->r.keepalive = 0;
@@ -176,7 +167,13 @@ client_cut(struct client *c, const char *why)
 struct evbuffer *
 client_output(struct client *c)
 {
-	return bufferevent_get_output(c->bev);
+	return c->sb.out;
+}
+
+size_t
+client_flush(struct client *c)
+{
+	return sbuf_flush(&c->sb);
 }
 
 void
@@ -192,19 +189,19 @@ client_set_hooks(struct client *c, void (*drained)(void *),
 static void
 client_close(struct client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->sb.in;
 
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+	if (evbuffer_get_length(c->sb.out) > 0)
 		return;		/* the write callback comes back here */
 	if (evbuffer_get_length(in) == 0) {
 		client_free(c);
 		return;
 	}
 	evbuffer_drain(in, evbuffer_get_length(in));
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	shutdown(c->sb.fd, SHUT_WR);
+	sbuf_write_off(&c->sb);
+	c->read_paused = 0;
 	set_read_timeout(c, LINGER_MS);
-	bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, EV_READ);
 }
 
 /*
@@ -215,21 +212,18 @@ static void
 client_next(struct client *c)
 {
 	if (c->state == CL_WRITING)
-		bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_WRITE_LOW, 0);
+		sbuf_write_low(&c->sb, CLIENT_WRITE_LOW);
 	if (!c->keep) {
 		c->state = CL_CLOSING;
 		client_close(c);
 		return;
 	}
 	c->state = CL_IDLE;
+	c->read_paused = 0;
 	set_read_timeout(c, c->w->cfg->keepalive_timeout_ms);
-	if (c->read_paused) {
-		c->read_paused = 0;
-		bufferevent_enable(c->bev, EV_READ);
-	}
 	/* a pipelined request may already be buffered: read it, deferred */
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+	if (evbuffer_get_length(c->sb.in) > 0)
+		sbuf_trigger_read(&c->sb);
 }
 
 /*
@@ -253,6 +247,7 @@ client_finalize(struct client *c)
 	else
 		memset(ev, 0, sizeof(*ev));
 	c->keep = c->r.keepalive && !c->w->stopping;
+	sbuf_read_into(&c->sb, NULL, 0);	/* reads go to the input again */
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	/* the head's 100 header slots are rewritten by the next parse */
 	memset(&c->r, 0, offsetof(struct request, hd) +
@@ -264,13 +259,14 @@ void
 client_answered(struct client *c)
 {
 	client_finalize(c);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	/* written now, most often whole: no write event, no wake-up */
+	if (sbuf_flush(&c->sb) == 0) {
 		client_next(c);
 		return;
 	}
 	/* the next request waits until this answer is written */
 	c->state = CL_WRITING;
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	sbuf_write_low(&c->sb, 0);
 }
 
 /* An answer before the body was read: the rest of it is not read, so
@@ -289,7 +285,7 @@ client_error(struct client *c, int status, const char *type,
     const char *code, const char *fmt, ...)
 {
 	struct request	*r = &c->r;
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*out = c->sb.out;
 	struct evbuffer	*b;
 	char		 msg[512];
 	va_list		 ap;
@@ -327,7 +323,7 @@ void
 client_reply_json(struct client *c, int status, struct evbuffer *body)
 {
 	struct request	*r = &c->r;
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*out = c->sb.out;
 	size_t		 before = evbuffer_get_length(out);
 
 	client_no_body_follows(c);
@@ -342,9 +338,10 @@ client_reply_json(struct client *c, int status, struct evbuffer *body)
 }
 
 static void
-client_read_cb(struct bufferevent *bev, void *arg)
+client_read_cb(void *arg)
 {
-	struct client *c = arg;
+	struct client	*c = arg;
+	struct evbuffer	*in = c->sb.in;
 
 	switch (c->state) {
 	case CL_IDLE:
@@ -362,15 +359,13 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		 * over.  (A read watermark would do it too, at an event_add
 		 * on every read.)
 		 */
-		if (evbuffer_get_length(bufferevent_get_input(bev)) >=
-		    CLIENT_IO_MAX) {
-			bufferevent_disable(bev, EV_READ);
+		if (evbuffer_get_length(in) >= CLIENT_IO_MAX) {
+			sbuf_read_off(&c->sb);
 			c->read_paused = 1;
 		}
 		break;
 	case CL_CLOSING:
-		evbuffer_drain(bufferevent_get_input(bev),
-		    evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(in, evbuffer_get_length(in));
 		break;
 	}
 }
@@ -413,7 +408,7 @@ client_id_keep(struct request *r, const struct http_header *h)
 static void
 head_error(struct client *c, int status, const char *code, const char *msg)
 {
-	struct evbuffer	*in = bufferevent_get_input(c->bev);
+	struct evbuffer	*in = c->sb.in;
 	char		 peek[64];
 	size_t		 n = evbuffer_copyout(in, peek, sizeof(peek));
 
@@ -426,7 +421,7 @@ head_error(struct client *c, int status, const char *code, const char *msg)
 static void
 client_read_head(struct client *c)
 {
-	struct evbuffer		*in = bufferevent_get_input(c->bev);
+	struct evbuffer		*in = c->sb.in;
 	const struct config	*cfg = c->w->cfg;
 	struct request		*r = &c->r;
 	const struct http_header *h;
@@ -523,19 +518,40 @@ client_read_body(struct client *c, void (*done)(struct client *))
 	r->body_done = done;
 	r->body_need = r->hd.chunked ? 0 : r->hd.content_length;
 	if (r->hd.expect_continue && (r->hd.chunked || r->body_need > 0) &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
-		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	    evbuffer_get_length(c->sb.in) == 0) {
+		evbuffer_add(c->sb.out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		sbuf_flush(&c->sb);
+	}
 	c->state = CL_READ_BODY;
 	set_read_timeout(c, cfg->client_body_timeout_ms);
+	/* one extent for the whole body (c->body is empty between requests) */
+	if (r->body_need > 0)
+		evbuffer_expand(c->body, r->body_need < BODY_CONTIG_MAX ?
+		    (size_t)r->body_need : BODY_CONTIG_MAX);
 	client_read_more(c);
+}
+
+/* Move N buffered bytes of the body from IN to the body's extent. */
+static void
+body_take(struct client *c, struct evbuffer *in, size_t n)
+{
+	struct evbuffer_iovec v;
+
+	if (evbuffer_reserve_space(c->body, (ev_ssize_t)n, &v, 1) == 1 &&
+	    evbuffer_remove(in, v.iov_base, n) == (int)n) {
+		v.iov_len = n;
+		evbuffer_commit_space(c->body, &v, 1);
+	} else
+		evbuffer_remove_buffer(in, c->body, n);
 }
 
 static void
 client_read_more(struct client *c)
 {
 	struct request	*r = &c->r;
-	struct evbuffer	*in = bufferevent_get_input(c->bev);
+	struct evbuffer	*in = c->sb.in;
 	size_t		 avail = evbuffer_get_length(in), n;
+	int64_t		 direct;
 
 	if (r->hd.chunked) {
 		if (chunked_decode(&r->body_ck, in, c->body) < 0) {
@@ -556,14 +572,26 @@ client_read_more(struct client *c)
 		if (r->body_ck.state != CHUNK_DONE)
 			return;
 	} else {
+		/* what was read straight into the body since the last call */
+		direct = (int64_t)evbuffer_get_length(c->body) -
+		    (r->hd.content_length - r->body_need);
+		r->body_need -= direct;
+		r->ev->bytes_in += direct;
 		n = avail < (size_t)r->body_need ? avail : (size_t)r->body_need;
 		if (n > 0) {
-			evbuffer_remove_buffer(in, c->body, n);
+			body_take(c, in, n);
 			r->body_need -= (int64_t)n;
 			r->ev->bytes_in += (int64_t)n;
 		}
-		if (r->body_need > 0)
+		if (r->body_need > 0) {
+			/* the input is empty: the rest goes straight in, and
+			 * never past the body into a pipelined request */
+			sbuf_read_into(&c->sb, c->body, r->body_need <
+			    CLIENT_IO_MAX ? (size_t)r->body_need :
+			    CLIENT_IO_MAX);
 			return;
+		}
+		sbuf_read_into(&c->sb, NULL, 0);
 	}
 	r->body_read = 1;
 	c->state = CL_HANDLING;
@@ -578,7 +606,7 @@ client_handle(struct client *c)
 }
 
 static void
-client_write_cb(struct bufferevent *bev, void *arg)
+client_write_cb(void *arg)
 {
 	struct client *c = arg;
 
@@ -617,10 +645,10 @@ client_fail(struct client *c, int status, const char *class)
 }
 
 static void
-client_event_cb(struct bufferevent *bev, short what, void *arg)
+client_event_cb(void *arg, int what)
 {
 	struct client	*c = arg;
-	int		 timeout = (what & BEV_EVENT_TIMEOUT) != 0;
+	int		 timeout = (what & SB_TIMEOUT) != 0;
 
 	switch (c->state) {
 	case CL_IDLE:

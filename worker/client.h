@@ -30,9 +30,9 @@
 #include "common/event.h"
 #include "worker/endpoint.h"
 #include "worker/http.h"
+#include "worker/sbuf.h"
 #include "worker/wctx.h"
 
-struct bufferevent;
 struct evbuffer;
 struct client;
 struct inflight_entry;
@@ -81,7 +81,7 @@ struct request {
 struct client {
 	TAILQ_ENTRY(client) entry;
 	struct worker	*w;
-	struct bufferevent *bev;
+	struct sbuf	 sb;		/* the socket, its buffers and events */
 	enum client_state state;
 	char		 addr[EV_ADDR_MAX];
 	int		 nrequests;
@@ -111,6 +111,9 @@ void	 client_set_hooks(struct client *, void (*drained)(void *),
 	    void (*abort)(void *), void *arg);
 /* Where the handler writes the answer it relays. */
 struct evbuffer *client_output(struct client *);
+/* Write what the output holds now, as far as the socket takes it (the
+ * rest is written as it drains); the bytes still queued. */
+size_t	 client_flush(struct client *);
 /* The whole answer is queued: the request ends once it is written. */
 void	 client_answered(struct client *);
 /* Answer with an error of sluice's own, in the caller's shape; CODE is

@@ -808,7 +808,8 @@ px_read_cb(struct bufferevent *bev, void *arg)
 		px_finish(px);
 		return;
 	}
-	if (evbuffer_get_length(client_output(px->c)) > CLIENT_HIGH)
+	/* an event goes out as it came, not on the next loop turn */
+	if (client_flush(px->c) > CLIENT_HIGH)
 		bufferevent_disable(bev, EV_READ);
 }
 
