@@ -34,12 +34,6 @@ static const unsigned char tchar[256] = {
 	['y'] = 1, ['z'] = 1,
 };
 
-int
-http_name_is(const char *name, size_t len, const char *s)
-{
-	return strlen(s) == len && strncasecmp(name, s, len) == 0;
-}
-
 /* Does the comma-separated token list V contain TOKEN (TLEN bytes)? */
 static int
 list_has_n(const char *v, size_t len, const char *token, size_t tlen)
@@ -141,6 +135,8 @@ parse_headers(const char *p, const char *end, struct http_head *hh)
 				return 501;
 			hh->chunked = 1;
 		} else if (http_name_is(line, colon - line, "connection")) {
+			if (hh->conn_hdr == 0)
+				hh->conn_hdr = hh->nh + 1;
 			if (list_has(vs, ve - vs, "close"))
 				hh->conn_close = 1;
 			if (list_has(vs, ve - vs, "keep-alive"))
@@ -272,19 +268,25 @@ http_find(const struct http_head *hh, const char *name)
 int
 http_is_hop_by_hop(const struct http_head *hh, const struct http_header *h)
 {
-	static const char *const hop[] = {
-		"connection", "keep-alive", "proxy-connection", "te",
-		"trailer", "transfer-encoding", "upgrade",
-		"proxy-authorization", "proxy-authenticate", NULL,
-	};
-	const struct http_header *c;
-	int	 i;
+	const struct http_header	*c;
+	const char			*n = h->name;
+	size_t				 l = h->name_len;
 
-	for (i = 0; hop[i] != NULL; i++)
-		if (http_name_is(h->name, h->name_len, hop[i]))
-			return 1;
-	if ((c = http_find(hh, "connection")) == NULL)
+	/* literals, so that each costs a length compare (http_name_is) */
+	if (http_name_is(n, l, "connection") ||
+	    http_name_is(n, l, "keep-alive") ||
+	    http_name_is(n, l, "proxy-connection") ||
+	    http_name_is(n, l, "te") ||
+	    http_name_is(n, l, "trailer") ||
+	    http_name_is(n, l, "transfer-encoding") ||
+	    http_name_is(n, l, "upgrade") ||
+	    http_name_is(n, l, "proxy-authorization") ||
+	    http_name_is(n, l, "proxy-authenticate"))
+		return 1;
+	/* the first Connection header, as http_find would find it */
+	if (hh->conn_hdr == 0)
 		return 0;
+	c = &hh->h[hh->conn_hdr - 1];
 	/* a name of any length: one too long to test must not pass */
 	return list_has_n(c->value, c->value_len, h->name, h->name_len);
 }

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 struct evbuffer;
 
@@ -35,6 +37,7 @@ struct http_head {
 	int		 status;
 	int		 minor;		/* HTTP/1.minor */
 	int		 nh;
+	int		 conn_hdr;	/* 1 + index of the first Connection */
 	int64_t		 content_length;	/* -1 = absent */
 	unsigned	 chunked:1;		/* Transfer-Encoding: chunked */
 	unsigned	 conn_close:1;		/* Connection: close */
@@ -57,8 +60,14 @@ int	 http_parse_response(const char *buf, size_t len, struct http_head *);
 
 /* Case-insensitive header lookup: the first match, or NULL. */
 const struct http_header *http_find(const struct http_head *, const char *name);
-/* 1 if NAME (case-insensitive) equals the NUL-terminated S. */
-int	 http_name_is(const char *name, size_t len, const char *s);
+/* 1 if NAME (case-insensitive) equals the NUL-terminated S.  Inline: S
+ * is most often a literal, whose strlen the compiler folds, so a name of
+ * another length costs one compare. */
+static inline int
+http_name_is(const char *name, size_t len, const char *s)
+{
+	return strlen(s) == len && strncasecmp(name, s, len) == 0;
+}
 /* 1 if the header is hop-by-hop (RFC 9110 7.6.1) or named in Connection. */
 int	 http_is_hop_by_hop(const struct http_head *, const struct http_header *);
 /*

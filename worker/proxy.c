@@ -117,7 +117,8 @@ proxy_init(struct proxy *px, struct client *c)
 {
 	memset(px, 0, sizeof(*px));
 	px->c = c;
-	return (px->decoded = evbuffer_new()) == NULL ? -1 : 0;
+	return (px->decoded = evbuffer_new()) == NULL ||
+	    (px->req = evbuffer_new()) == NULL ? -1 : 0;
 }
 
 void
@@ -126,6 +127,8 @@ proxy_free(struct proxy *px)
 	px_abort(px);
 	if (px->decoded != NULL)
 		evbuffer_free(px->decoded);
+	if (px->req != NULL)
+		evbuffer_free(px->req);
 	free(px->head);
 	usage_tap_free(&px->tap);
 	dec_free(&px->dec);
@@ -250,7 +253,6 @@ px_write_betas(struct proxy *px, struct evbuffer *out,
 	    send);
 }
 
-/* Write the request to the upstream connection's output. */
 /*
  * Accept-Encoding as the client sent it, less the codings worker/decode
  * cannot read (see decode.h for why); none left, no header.
@@ -272,12 +274,17 @@ px_write_accept(struct evbuffer *out, const struct http_header *h)
 		evbuffer_add(out, "\r\n", 2);
 }
 
+/*
+ * Assemble the request in px->req, for up_conn_send: every evbuffer_add
+ * to a bufferevent's output runs its callbacks, and they were a tenth of
+ * a small request's instructions.
+ */
 static void
 px_write_request(struct proxy *px)
 {
 	struct client		*c = px->c;
 	struct upstream		*up = px->up;
-	struct evbuffer		*out = bufferevent_get_output(px->uc->bev);
+	struct evbuffer		*out = px->req;
 	const struct http_head	*rq = &c->r.hd;
 	const char		*body;
 	size_t			 blen = evbuffer_get_length(c->body), len, pos;
@@ -387,7 +394,7 @@ px_attempt(struct proxy *px)
 	}
 	px_write_request(px);
 	px->t_sent_us = now_us();
-	bufferevent_enable(px->uc->bev, EV_READ | EV_WRITE);
+	up_conn_send(px->uc, px->req, px->reused);
 }
 
 /* This attempt no longer counts as in flight on its upstream. */

@@ -55,6 +55,7 @@ struct proxy {
 	struct client	*c;
 	char		*head;		/* answer head, copied out */
 	size_t		 head_cap;
+	struct evbuffer	*req;		/* the request assembled, then moved */
 	struct evbuffer	*decoded;	/* dechunked bytes on their way out */
 	struct usage_tap tap;
 	struct decoder	 dec;		/* a copy of a compressed answer, for tap */

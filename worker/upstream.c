@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,6 +300,31 @@ up_conn_get(struct upstream *up, int *reused)
 }
 
 void
+up_conn_send(struct upconn *uc, struct evbuffer *req, int reused)
+{
+	int n;
+
+	/*
+	 * Written from REQ, not from the output: a socket bufferevent keeps
+	 * its output frozen for anyone but itself.  An idle connection's
+	 * output is empty (up_conn_done), so nothing can be overtaken.
+	 */
+	if (reused && uc->up->ssl_ctx == NULL) {
+		do {
+			n = evbuffer_write_atmost(req,
+			    bufferevent_getfd(uc->bev), UPSTREAM_IO_MAX);
+		} while (n == -1 && errno == EINTR);
+	}
+	/* what is left, or an error, the bufferevent writes or reports */
+	if (evbuffer_get_length(req) == 0) {
+		bufferevent_enable(uc->bev, EV_READ);
+		return;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(uc->bev), req);
+	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+}
+
+void
 up_conn_done(struct upconn *uc, int answer_complete)
 {
 	struct upstream	*up = uc->up;
@@ -322,6 +348,9 @@ up_conn_done(struct upconn *uc, int answer_complete)
 	tv.tv_usec = (up->cfg->idle_timeout_ms % 1000) * 1000;
 	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
 	bufferevent_set_timeouts(uc->bev, &tv, NULL);
+	/* the next request is queued with writing off: up_conn_send writes
+	 * it, and arms the write event only if it must */
+	bufferevent_disable(uc->bev, EV_WRITE);
 	bufferevent_enable(uc->bev, EV_READ);
 	TAILQ_INSERT_HEAD(&up->idle, uc, entry);
 	up->nidle++;

@@ -96,6 +96,13 @@ size_t	 up_filter_betas(const struct upstream *, const char *v, size_t n,
 
 /* A pooled connection when one is idle (*reused = 1), else a new one. */
 struct upconn *up_conn_get(struct upstream *, int *reused);
+/*
+ * Send REQ (moved out of it) on UC and wait for the answer.  On a pooled
+ * plain connection (REUSED) it is written at once, so the write event is
+ * armed only for what the socket did not take; a new or TLS one leaves
+ * it all to its bufferevent.
+ */
+void	 up_conn_send(struct upconn *uc, struct evbuffer *req, int reused);
 /* The caller is done with UC; ANSWER_COMPLETE: its answer was read to
  * the end and the connection may serve another request. */
 void	 up_conn_done(struct upconn *uc, int answer_complete);
