@@ -191,6 +191,11 @@ spawn_worker(int slot)
 	pid_t		 pid;
 
 	ch->respawn_at_ms = 0;
+	/* after a reload that raised max_connections, the table grows */
+	if (inflight_grow(shm_region(m.shm, "inflight", NULL), (uint32_t)slot,
+	    (uint32_t)m.cfg->max_connections) == -1)
+		log_warn("in-flight table of worker slot %d stays at its size: "
+		    "requests past it are not metered if the worker dies", slot);
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker slot %d", slot);
@@ -307,9 +312,8 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
  * cut by its death and estimated as usage_estimate does a stream that
  * never reported usage.  The dead worker was its lane's only producer, and
  * no worker holds the slot until we respawn it, so we push for it.  An
- * event the worker pushed just before it died may be pushed again here:
- * harmless, as its row is keyed by request_id and the collector loads ON
- * CONFLICT (request_id) DO NOTHING.
+ * event the worker pushed just before it died is not pushed again
+ * (inflight_unpushed), so each request has one row.
  */
 static void
 inflight_reap(int slot, pid_t pid)
@@ -318,19 +322,24 @@ inflight_reap(int slot, pid_t pid)
 	struct ring_lane	*lane = shm_lane(m.shm, (uint32_t)slot);
 	struct keystate_table	*kst = shm_region(m.shm, "keys", NULL);
 	uint32_t		 n, i, cut = 0;
+	uint64_t		 attempts;
 
 	t = inflight_table(shm_region(m.shm, "inflight", NULL),
 	    (uint32_t)slot, &n);
 	if (t == NULL || lane == NULL)
 		return;
+	attempts = ring_attempts(lane);	/* before we push any */
 	for (i = 0; i < n; i++) {
 		struct usage_event	*ev = &t[i].ev;
 		struct usage_acc	 a;
 		const struct cfg_alias	*al;
 		const char		*priced;
 
-		if (!inflight_live(&t[i]))
+		if (!inflight_unpushed(&t[i], attempts)) {
+			if (inflight_live(&t[i]))
+				inflight_end(&t[i]);
 			continue;
+		}
 		snprintf(ev->error_class, sizeof(ev->error_class),
 		    "worker_died");
 		if (ev->status == 0)

@@ -245,9 +245,8 @@ client_finalize(struct client *c)
 	struct usage_event *ev = c->r.ev;
 
 	c->h->finish(c);
-	/* pushed: no longer the master's to meter if we die (dying between
-	 * the push and this store pushes the event twice; harmless, as the
-	 * collector loads ON CONFLICT (request_id) DO NOTHING) */
+	/* pushed: no longer the master's to meter if we die (a death
+	 * between the push and this store is told apart by push_mark) */
 	if (c->ife != NULL)
 		inflight_end(c->ife);
 	else

@@ -19,6 +19,7 @@
 #include "common/json_strict.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "shm/inflight.h"
 #include "worker/auth.h"
 #include "worker/meter.h"
 #include "worker/models.h"
@@ -406,6 +407,9 @@ pl_finish(struct client *c)
 	/* numbers from an answer cut short are not the whole bill */
 	if (ev->usage_source == USAGE_UPSTREAM && !px->complete)
 		ev->usage_source = USAGE_ESTIMATED;
+	/* a death from here on must not push it a second time */
+	if (c->ife != NULL)
+		inflight_pushing(c->ife, c->w->lane);
 	meter_push(c->w, ev, r->ep != NULL ? r->ep->idx :
 	    endpoint_find("", 0)->idx, px->up != NULL ? px->up->cnt_idx : -1,
 	    ev->stream && px->head_sent);

@@ -749,6 +749,43 @@ def test_worker_killed_mid_stream_every_started_request_has_one_row(
                r["usage_source"] == "estimated" for r in died)
 
 
+def test_a_reload_raising_max_connections_covers_every_connection(
+        metered, db):
+    """The in-flight tables are sized from max_connections at start; a
+    reload that raises it gives the new workers tables of the new size,
+    so a death still meters every request of theirs."""
+    s = metered(workers=1, extra="max_connections 3;")
+    [old] = s.worker_pids()
+    with open(s.conf_path) as f:
+        text = f.read()
+    assert "max_connections 3;" in text
+    with open(s.conf_path, "w") as f:
+        f.write(text.replace("max_connections 3;", "max_connections 12;"))
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: len(s.worker_pids()) == 1 and
+             s.worker_pids() != [old], 10, what="the new generation alone")
+    [victim] = s.worker_pids()
+    streams = [SlowStream(s.port) for _ in range(8)]
+    for t in streams:
+        t.start()
+    for t in streams:
+        assert t.started.wait(20), "a stream never got going"
+    os.kill(victim, signal.SIGKILL)
+    for t in streams:
+        t.join(30)
+    assert all(t.rid and 2 <= t.events < SLOW_CHUNKS for t in streams), \
+        [(t.rid, t.events, t.error) for t in streams]
+    rids = {t.rid for t in streams}
+    wait_for(lambda: rids <= set(db.rows()), 15,
+             what="a row for each of the 8 streams")
+    rows = db.rows()
+    total, distinct = db.count()
+    assert total == distinct == len(rows) == 8
+    assert {(r["error_class"], r["worker_pid"], r["usage_source"])
+            for r in rows.values()} == {("worker_died", victim, "estimated")}
+    assert "stays at its size" not in s.log_text()
+
+
 # ---------------------------------------------------------------------------
 # The spool at a stop: emptied when PostgreSQL answers, or by sluicectl.
 # ---------------------------------------------------------------------------
