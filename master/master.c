@@ -334,6 +334,7 @@ inflight_reap(int slot, pid_t pid)
 		struct usage_acc	 a;
 		const struct cfg_alias	*al;
 		const char		*priced;
+		int64_t			 body;
 
 		if (!inflight_unpushed(&t[i], attempts)) {
 			if (inflight_live(&t[i]))
@@ -352,7 +353,9 @@ inflight_reap(int slot, pid_t pid)
 		ev->ttfb_us = -1;
 		memset(&a, 0, sizeof(a));
 		a.text_bytes = t[i].text_bytes;
-		usage_estimate(&a, ev->bytes_in > 0 ? (size_t)ev->bytes_in : 0);
+		/* as the worker estimates: from the body read, not the head */
+		body = ev->bytes_in - t[i].head_bytes;
+		usage_estimate(&a, body > 0 ? (size_t)body : 0);
 		/* an alias is billed as the model it stands for, as the
 		 * pipeline does */
 		al = cfg_alias_for(m.cfg, ev->model, strlen(ev->model));

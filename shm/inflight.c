@@ -99,6 +99,7 @@ inflight_end(struct inflight_entry *e)
 	atomic_store_explicit(&e->state, IFT_FREE, memory_order_release);
 	e->push_mark = 0;
 	e->text_bytes = 0;
+	e->head_bytes = 0;
 	memset(&e->ev, 0, sizeof(e->ev));
 }
 

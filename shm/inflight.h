@@ -33,6 +33,7 @@ struct inflight_entry {
 	_Alignas(64) _Atomic uint32_t state;	/* enum inflight_state */
 	uint64_t	 push_mark;	/* the lane's ring_attempts() before */
 	int64_t		 text_bytes;	/* generated text relayed so far */
+	int64_t		 head_bytes;	/* the request head's, of ev.bytes_in */
 	struct usage_event ev;		/* the request's event, as it goes */
 };
 

@@ -474,6 +474,8 @@ client_read_head(struct client *c)
 		return;
 	}
 	r->ev->bytes_in = (int64_t)len;
+	if (c->ife != NULL)	/* a cut request's input is its body's */
+		c->ife->head_bytes = (int64_t)len;
 	rc = http_parse_request(c->head, len, CLIENT_MAX_LINE, &r->hd);
 	if (rc != 0) {
 		r->ep = endpoint_peek(c->head, len);
