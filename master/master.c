@@ -281,10 +281,12 @@ backoff_ms(struct child *ch)
 	return d > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : d;
 }
 
-/* Charge a cut request to its key's tokens per minute and budget, as
- * auth_charge does for one that ended (its rpm was taken at the start). */
+/* Charge a cut request to its key's tokens per minute and budget in place
+ * of what it held, as auth_charge does for one that ended (its rpm was
+ * taken at the start). */
 static void
-inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
+inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
+    const struct ks_hold *hold)
 {
 	const struct key_entry	*k = NULL;
 	struct keystate		*ks;
@@ -302,7 +304,7 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, k->tpm, tokens, (int)k->budget_period,
+	ks_charge(ks, hold, k->tpm, tokens, (int)k->budget_period,
 	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
 }
 
@@ -337,6 +339,9 @@ inflight_reap(int slot, pid_t pid)
 		int64_t			 body;
 
 		if (!inflight_unpushed(&t[i], attempts)) {
+			/* pushed, and died before charging: charge it now */
+			if (t[i].hold.tokens != 0 || t[i].hold.micro_usd != 0)
+				inflight_charge(kst, ev, &t[i].hold);
 			if (inflight_live(&t[i]))
 				inflight_end(&t[i]);
 			continue;
@@ -366,7 +371,7 @@ inflight_reap(int slot, pid_t pid)
 			log_warnx("event ring lane %d full: the event of a "
 			    "request cut by worker %d was dropped", slot,
 			    (int)pid);
-		inflight_charge(kst, ev);
+		inflight_charge(kst, ev, &t[i].hold);
 		inflight_end(&t[i]);
 		cut++;
 	}

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "common/event.h"
+#include "shm/keystate.h"
 #include "shm/ring.h"
 
 #define INFLIGHT_MAX_SLOTS	128	/* 2 x the most workers config allows */
@@ -34,6 +35,7 @@ struct inflight_entry {
 	uint64_t	 push_mark;	/* the lane's ring_attempts() before */
 	int64_t		 text_bytes;	/* generated text relayed so far */
 	int64_t		 head_bytes;	/* the request head's, of ev.bytes_in */
+	struct ks_hold	 hold;		/* of its key's limits, until charged */
 	struct usage_event ev;		/* the request's event, as it goes */
 };
 
