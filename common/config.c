@@ -124,6 +124,7 @@ static const struct cp_dirspec main_dirs[] = {
 	FN("price", 5, 11, CP_MULTI, d_price),
 	FN("alias", 2, 2, CP_MULTI, d_alias),
 	C_INT("max_attempts", max_attempts, 1, 16),
+	C_INT("default_max_tokens", default_max_tokens, 1, 100000000),
 };
 
 static const struct cp_dirspec upstream_dirs[] = {
@@ -185,6 +186,7 @@ set_defaults(struct config *cfg)
 	cfg->keepalive_timeout_ms = 75 * 1000;
 	cfg->send_timeout_ms = 60 * 1000;
 	cfg->max_connections = 4096;
+	cfg->default_max_tokens = 4096;
 	cfg->ring_slots = 16384;
 	cfg->batch_rows = 1000;
 	cfg->batch_ms = 200;

@@ -143,6 +143,9 @@ struct config {
 	int		 naliases;
 	int		 max_attempts;		/* upstream tries per request; 0 =
 						   each upstream of the route once */
+	int		 default_max_tokens;	/* a request's output limit when
+						   it names none: what a budget
+						   or tpm holds for it */
 
 	struct keyring	*keys;		/* keys_file parsed; NULL without one */
 };

@@ -191,6 +191,11 @@ spawn_worker(int slot)
 	pid_t		 pid;
 
 	ch->respawn_at_ms = 0;
+	/* after a reload that raised max_connections, the table grows */
+	if (inflight_grow(shm_region(m.shm, "inflight", NULL), (uint32_t)slot,
+	    (uint32_t)m.cfg->max_connections) == -1)
+		log_warn("in-flight table of worker slot %d stays at its size: "
+		    "requests past it are not metered if the worker dies", slot);
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker slot %d", slot);
@@ -276,10 +281,12 @@ backoff_ms(struct child *ch)
 	return d > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : d;
 }
 
-/* Charge a cut request to its key's tokens per minute and budget, as
- * auth_charge does for one that ended (its rpm was taken at the start). */
+/* Charge a cut request to its key's tokens per minute and budget in place
+ * of what it held, as auth_charge does for one that ended (its rpm was
+ * taken at the start). */
 static void
-inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
+inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
+    const struct ks_hold *hold)
 {
 	const struct key_entry	*k = NULL;
 	struct keystate		*ks;
@@ -297,7 +304,7 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, k->tpm, tokens, (int)k->budget_period,
+	ks_charge(ks, hold, k->tpm, tokens, (int)k->budget_period,
 	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
 }
 
@@ -307,9 +314,8 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
  * cut by its death and estimated as usage_estimate does a stream that
  * never reported usage.  The dead worker was its lane's only producer, and
  * no worker holds the slot until we respawn it, so we push for it.  An
- * event the worker pushed just before it died may be pushed again here:
- * harmless, as its row is keyed by request_id and the collector loads ON
- * CONFLICT (request_id) DO NOTHING.
+ * event the worker pushed just before it died is not pushed again
+ * (inflight_unpushed), so each request has one row.
  */
 static void
 inflight_reap(int slot, pid_t pid)
@@ -318,19 +324,28 @@ inflight_reap(int slot, pid_t pid)
 	struct ring_lane	*lane = shm_lane(m.shm, (uint32_t)slot);
 	struct keystate_table	*kst = shm_region(m.shm, "keys", NULL);
 	uint32_t		 n, i, cut = 0;
+	uint64_t		 attempts;
 
 	t = inflight_table(shm_region(m.shm, "inflight", NULL),
 	    (uint32_t)slot, &n);
 	if (t == NULL || lane == NULL)
 		return;
+	attempts = ring_attempts(lane);	/* before we push any */
 	for (i = 0; i < n; i++) {
 		struct usage_event	*ev = &t[i].ev;
 		struct usage_acc	 a;
 		const struct cfg_alias	*al;
 		const char		*priced;
+		int64_t			 body;
 
-		if (!inflight_live(&t[i]))
+		if (!inflight_unpushed(&t[i], attempts)) {
+			/* pushed, and died before charging: charge it now */
+			if (t[i].hold.tokens != 0 || t[i].hold.micro_usd != 0)
+				inflight_charge(kst, ev, &t[i].hold);
+			if (inflight_live(&t[i]))
+				inflight_end(&t[i]);
 			continue;
+		}
 		snprintf(ev->error_class, sizeof(ev->error_class),
 		    "worker_died");
 		if (ev->status == 0)
@@ -343,7 +358,9 @@ inflight_reap(int slot, pid_t pid)
 		ev->ttfb_us = -1;
 		memset(&a, 0, sizeof(a));
 		a.text_bytes = t[i].text_bytes;
-		usage_estimate(&a, ev->bytes_in > 0 ? (size_t)ev->bytes_in : 0);
+		/* as the worker estimates: from the body read, not the head */
+		body = ev->bytes_in - t[i].head_bytes;
+		usage_estimate(&a, body > 0 ? (size_t)body : 0);
 		/* an alias is billed as the model it stands for, as the
 		 * pipeline does */
 		al = cfg_alias_for(m.cfg, ev->model, strlen(ev->model));
@@ -354,7 +371,7 @@ inflight_reap(int slot, pid_t pid)
 			log_warnx("event ring lane %d full: the event of a "
 			    "request cut by worker %d was dropped", slot,
 			    (int)pid);
-		inflight_charge(kst, ev);
+		inflight_charge(kst, ev, &t[i].hold);
 		inflight_end(&t[i]);
 		cut++;
 	}

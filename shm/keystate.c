@@ -111,6 +111,7 @@ keystate_assign(struct keystate_table *t, struct keyring *kr)
 		atomic_store(&ks->period, 0);
 		atomic_store(&ks->spend_base, 0);
 		atomic_store(&ks->spend_live, 0);
+		atomic_store(&ks->held, 0);
 		snprintf(ks->name, sizeof(ks->name), "%s", ke->name);
 	}
 	return 0;
@@ -152,6 +153,74 @@ ks_tpm_check(struct keystate *ks, int64_t tpm, int64_t now_ns)
 	return 0;
 }
 
+static int64_t
+tpm_ns(int64_t tpm, int64_t tokens)
+{
+	return (int64_t)((__int128)tokens * MINUTE_NS / tpm);
+}
+
+int64_t
+ks_tpm_hold(struct keystate *ks, int64_t tpm, int64_t tokens, int64_t now_ns)
+{
+	int64_t tat, base, add;
+
+	if (tpm <= 0 || tokens <= 0)
+		return 0;
+	add = tpm_ns(tpm, tokens);
+	tat = atomic_load_explicit(&ks->tpm_tat_ns, memory_order_relaxed);
+	for (;;) {
+		base = tat > now_ns ? tat : now_ns;
+		if (base > now_ns && base - now_ns + add > MINUTE_NS)
+			return base - now_ns + add - MINUTE_NS;
+		if (atomic_compare_exchange_weak_explicit(&ks->tpm_tat_ns,
+		    &tat, base + add, memory_order_relaxed,
+		    memory_order_relaxed))
+			return 0;
+	}
+}
+
+/* Give back TOKENS booked and not used: never into the past. */
+static void
+tpm_refund(struct keystate *ks, int64_t tpm, int64_t tokens, int64_t now_ns)
+{
+	int64_t tat, ntat, sub = tpm_ns(tpm, tokens);
+
+	tat = atomic_load_explicit(&ks->tpm_tat_ns, memory_order_relaxed);
+	do {
+		if (tat <= now_ns)
+			return;
+		ntat = tat - sub < now_ns ? now_ns : tat - sub;
+	} while (!atomic_compare_exchange_weak_explicit(&ks->tpm_tat_ns,
+	    &tat, ntat, memory_order_relaxed, memory_order_relaxed));
+}
+
+int
+ks_budget_hold(struct keystate *ks, int64_t period, int64_t budget,
+    int64_t micro_usd)
+{
+	int64_t held;
+
+	if (micro_usd <= 0)
+		return ks_spend(ks, period) < budget ? 0 : -1;
+	held = atomic_load_explicit(&ks->held, memory_order_relaxed);
+	for (;;) {
+		/* charges add to the spend before they leave held (ks_charge):
+		 * a settling request is counted twice here, never not at all */
+		if (ks_spend(ks, period) + held + micro_usd > budget)
+			return -1;
+		if (atomic_compare_exchange_weak_explicit(&ks->held, &held,
+		    held + micro_usd, memory_order_acq_rel,
+		    memory_order_relaxed))
+			return 0;
+	}
+}
+
+int64_t
+ks_held(struct keystate *ks)
+{
+	return atomic_load_explicit(&ks->held, memory_order_relaxed);
+}
+
 void
 ks_tpm_add(struct keystate *ks, int64_t tpm, int64_t tokens, int64_t now_ns)
 {
@@ -159,7 +228,7 @@ ks_tpm_add(struct keystate *ks, int64_t tpm, int64_t tokens, int64_t now_ns)
 
 	if (tpm <= 0 || tokens <= 0)
 		return;
-	add = (int64_t)((__int128)tokens * MINUTE_NS / tpm);
+	add = tpm_ns(tpm, tokens);
 	tat = atomic_load_explicit(&ks->tpm_tat_ns, memory_order_relaxed);
 	do {
 		ntat = (tat > now_ns ? tat : now_ns) + add;
@@ -233,14 +302,22 @@ ks_period(int kind, time_t now, time_t *start, time_t *end)
 }
 
 void
-ks_charge(struct keystate *ks, int64_t tpm, int64_t tokens, int period_kind,
-    int64_t micro_usd, int64_t now_ns, time_t now)
+ks_charge(struct keystate *ks, const struct ks_hold *hold, int64_t tpm,
+    int64_t tokens, int period_kind, int64_t micro_usd, int64_t now_ns,
+    time_t now)
 {
-	time_t start, end;
+	time_t	 start, end;
+	int64_t	 booked = hold != NULL ? hold->tokens : 0;
 
-	if (tpm > 0)
-		ks_tpm_add(ks, tpm, tokens, now_ns);
+	if (tpm > 0 && tokens > booked)
+		ks_tpm_add(ks, tpm, tokens - booked, now_ns);
+	else if (tpm > 0 && tokens < booked)
+		tpm_refund(ks, tpm, booked - (tokens > 0 ? tokens : 0), now_ns);
 	if (micro_usd > 0 && period_kind != 0)
 		ks_spend_add(ks, ks_period(period_kind, now, &start, &end),
 		    micro_usd);
+	/* after the spend: ks_budget_hold may count it twice, never none */
+	if (hold != NULL && hold->micro_usd > 0)
+		atomic_fetch_sub_explicit(&ks->held, hold->micro_usd,
+		    memory_order_acq_rel);
 }

@@ -30,6 +30,17 @@ struct keystate {
 	_Atomic int64_t	 period;	/* budget period the spend is for */
 	_Atomic int64_t	 spend_base;	/* micro-USD from PostgreSQL */
 	_Atomic int64_t	 spend_live;	/* micro-USD added by workers since */
+	_Atomic int64_t	 held;		/* micro-USD held by requests under way */
+};
+
+/*
+ * What a request under way holds of its key's limits, from admission to
+ * its charge: its worst case, in tokens against tpm and in micro-USD
+ * against the budget.
+ */
+struct ks_hold {
+	int64_t		 tokens;
+	int64_t		 micro_usd;
 };
 
 struct keystate_table {
@@ -55,6 +66,24 @@ struct keystate *keystate_at(struct keystate_table *, int slot);
 int64_t	 ks_rpm_take(struct keystate *, int64_t rpm, int64_t now_ns);
 /* 0 if tokens are within TPM per minute now; else the ns to wait. */
 int64_t	 ks_tpm_check(struct keystate *, int64_t tpm, int64_t now_ns);
+/*
+ * Book TOKENS against TPM per minute at admission, if they fit in what is
+ * left of the minute's allowance (or the allowance is all unused: one
+ * request larger than TPM still goes, alone).  0 booked; else the ns to
+ * wait, nothing booked.
+ */
+int64_t	 ks_tpm_hold(struct keystate *, int64_t tpm, int64_t tokens,
+	    int64_t now_ns);
+/*
+ * Hold MICRO_USD of the budget BUDGET in PERIOD, if the spend, what other
+ * requests hold and MICRO_USD stay within it: 0 held, -1 not (nothing
+ * held).  Lock-free: a CAS on the held sum, so concurrent requests can
+ * never hold more than the budget between them.
+ */
+int	 ks_budget_hold(struct keystate *, int64_t period, int64_t budget,
+	    int64_t micro_usd);
+/* Micro-USD held now by requests under way. */
+int64_t	 ks_held(struct keystate *);
 /* Count TOKENS used (after the response: the limit can be overshot by
  * the requests already in flight). */
 void	 ks_tpm_add(struct keystate *, int64_t tpm, int64_t tokens,
@@ -69,12 +98,14 @@ int64_t	 ks_spend(struct keystate *, int64_t period);
 void	 ks_spend_add(struct keystate *, int64_t period, int64_t micro_usd);
 /*
  * A finished request's charge: TOKENS against a tpm limit (0 = none) and
- * MICRO_USD against the budget of period kind PERIOD_KIND (0 = none).
- * The one charging rule, for the worker (auth_charge) and the master (a
- * request cut by a worker's death).
+ * MICRO_USD against the budget of period kind PERIOD_KIND (0 = none),
+ * in place of what it held at admission (HOLD, NULL = nothing).  The one
+ * charging rule, for the worker (auth_charge) and the master (a request
+ * cut by a worker's death).
  */
-void	 ks_charge(struct keystate *, int64_t tpm, int64_t tokens,
-	    int period_kind, int64_t micro_usd, int64_t now_ns, time_t now);
+void	 ks_charge(struct keystate *, const struct ks_hold *hold, int64_t tpm,
+	    int64_t tokens, int period_kind, int64_t micro_usd, int64_t now_ns,
+	    time_t now);
 /*
  * Collector: spend in PERIOD as PostgreSQL knows it, read after every
  * event counted in LIVE_SEEN (a value of spend_live read earlier) was

@@ -76,6 +76,13 @@ ring_push(struct ring_lane *l, const struct usage_event *ev)
 }
 
 uint64_t
+ring_attempts(struct ring_lane *l)
+{
+	return atomic_load_explicit(&l->tail, memory_order_relaxed) +
+	    atomic_load_explicit(&l->drops, memory_order_relaxed);
+}
+
+uint64_t
 ring_free(struct ring_lane *l)
 {
 	uint64_t	 tail, head;

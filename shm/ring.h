@@ -40,6 +40,11 @@ int	 ring_push(struct ring_lane *, const struct usage_event *ev);
  * loads): the consumer may free more at any moment, never fewer.
  */
 uint64_t ring_free(struct ring_lane *);
+/*
+ * Producer, or anyone once the producer is dead: pushes tried so far
+ * (published plus dropped).  A push changes it once it is done either way.
+ */
+uint64_t ring_attempts(struct ring_lane *);
 
 /* Consumer: how many events are readable; *head gets the current head. */
 uint64_t ring_readable(struct ring_lane *, uint64_t *head);

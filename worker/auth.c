@@ -8,9 +8,13 @@
  * limits are read.  After the response, the tokens and cost are added to
  * the key's shared state.  Without keys_file, sluice does not authenticate.
  *
- * A budget or token limit is checked before a request and charged after
- * it, so the requests already in flight when a key reaches its limit all
- * finish: the overshoot is bounded by what those requests cost.
+ * Token and budget limits are reserved, then settled: once the request is
+ * routed, its worst case (the input estimated from the body's bytes, the
+ * output its limit allows) is held against the key's tokens per minute
+ * and budget, and a request that cannot hold it is refused before
+ * anything goes upstream; when it ends, the hold is replaced by what it
+ * used.  So a burst of concurrent requests cannot overshoot a budget
+ * between them: only a request that uses more than its worst case can.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,9 +23,11 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/keys.h"
 #include "shm/keystate.h"
 #include "worker/auth.h"
+#include "worker/usage.h"
 
 /*
  * How long after a worker starts a budgeted key waits for the collector to
@@ -129,21 +135,14 @@ int
 auth_check_body(struct worker *w, const struct key_entry *k,
     const char *model, size_t mlen, struct auth_verdict *v)
 {
-	struct keystate		*ks;
-	int64_t			 wait, left, period, spend;
-
 	if (k == NULL)
 		return 0;
 	if (!keys_model_allowed(k, model, mlen))
 		return refuse(v, 403, "invalid_request_error",
 		    "model_not_allowed", 0, "This key may not use the model "
 		    "`%.*s`.", (int)mlen, model);
-	if ((ks = keystate_at(w->keystate, k->slot)) == NULL)
+	if (keystate_at(w->keystate, k->slot) == NULL)
 		return 0;
-	if (k->tpm > 0 && (wait = ks_tpm_check(ks, k->tpm, ns_now())) != 0)
-		return refuse(v, 429, "tokens", "rate_limit_exceeded",
-		    (int)(wait / 1000000000) + 1,
-		    "Rate limit reached for tokens per minute.");
 	if (k->budget_micro_usd <= 0 || k->budget_period == PERIOD_NONE)
 		return 0;
 	if (w->keystate != NULL && w->cfg->database[0] != '\0' &&
@@ -157,21 +156,67 @@ auth_check_body(struct worker *w, const struct key_entry *k,
 		 */
 		return refuse(v, 503, "server_error", "budget_loading", 1,
 		    "Budgets are being loaded; retry in a second.");
+	return 0;
+}
+
+/* The money in micro-USD, as $D.DDDDDD. */
+#define USD(m)	(long long)((m) / 1000000), (long long)((m) % 1000000)
+
+int
+auth_hold(struct worker *w, const struct key_entry *k,
+    const struct cfg_price *price, int64_t in_tokens, int64_t out_tokens,
+    struct ks_hold *hold, struct auth_verdict *v)
+{
+	struct keystate		*ks;
+	int64_t			 wait, left, period, spend;
+
+	memset(hold, 0, sizeof(*hold));
+	if (k == NULL || (ks = keystate_at(w->keystate, k->slot)) == NULL)
+		return 0;
+	if (k->tpm > 0) {
+		if ((wait = ks_tpm_hold(ks, k->tpm, in_tokens + out_tokens,
+		    ns_now())) != 0)
+			return refuse(v, 429, "tokens", "rate_limit_exceeded",
+			    (int)(wait / 1000000000) + 1, "Rate limit reached "
+			    "for tokens per minute: this request may use "
+			    "%lld tokens (%lld input estimated, %lld output "
+			    "at most).", (long long)(in_tokens + out_tokens),
+			    (long long)in_tokens, (long long)out_tokens);
+		hold->tokens = in_tokens + out_tokens;
+	}
+	if (k->budget_micro_usd <= 0 || k->budget_period == PERIOD_NONE)
+		return 0;
 	period = period_of(k->budget_period, &left);
+	/* unpriced: no cost to hold, but a used budget still refuses */
+	hold->micro_usd = price != NULL ? usage_cost(price, in_tokens, 0, 0, 0,
+	    out_tokens) : 0;
+	if (ks_budget_hold(ks, period, k->budget_micro_usd,
+	    hold->micro_usd) == 0)
+		return 0;
+	/* give back the tokens booked above: nothing goes upstream */
+	hold->micro_usd = 0;
+	ks_charge(ks, hold, k->tpm, 0, 0, 0, ns_now(), time(NULL));
+	hold->tokens = 0;
 	spend = ks_spend(ks, period);
 	if (spend >= k->budget_micro_usd)
 		return refuse(v, 429, "insufficient_quota", "budget_exceeded",
 		    (int)left, "This key has used its budget of "
-		    "$%lld.%06lld per %s.",
-		    (long long)(k->budget_micro_usd / 1000000),
-		    (long long)(k->budget_micro_usd % 1000000),
+		    "$%lld.%06lld per %s.", USD(k->budget_micro_usd),
 		    k->budget_period == PERIOD_DAY ? "day" : "month");
-	return 0;
+	return refuse(v, 429, "insufficient_quota", "budget_exceeded", 1,
+	    "This request may cost up to $%lld.%06lld (%lld input tokens "
+	    "estimated, %lld output tokens at most), more than the "
+	    "$%lld.%06lld left of this key's budget with the requests under "
+	    "way; lower max_tokens, or retry when they are done.",
+	    USD(usage_cost(price, in_tokens, 0, 0, 0, out_tokens)),
+	    (long long)in_tokens, (long long)out_tokens,
+	    USD(k->budget_micro_usd - spend - ks_held(ks) > 0 ?
+	    k->budget_micro_usd - spend - ks_held(ks) : 0));
 }
 
 void
 auth_charge(struct worker *w, const struct key_entry *k,
-    const struct usage_event *ev)
+    const struct ks_hold *hold, const struct usage_event *ev)
 {
 	struct keystate		*ks;
 	int64_t			 tokens = 0;
@@ -182,6 +227,6 @@ auth_charge(struct worker *w, const struct key_entry *k,
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, k->tpm, tokens, (int)k->budget_period,
+	ks_charge(ks, hold, k->tpm, tokens, (int)k->budget_period,
 	    ev->cost_micro_usd, ns_now(), time(NULL));
 }

@@ -17,9 +17,11 @@
 #include <stddef.h>
 
 #include "common/event.h"
+#include "shm/keystate.h"
 #include "worker/http.h"
 #include "worker/wctx.h"
 
+struct cfg_price;
 struct key_entry;
 
 struct auth_verdict {
@@ -38,12 +40,22 @@ struct auth_verdict {
  */
 int	 auth_check_head(struct worker *, const struct http_head *,
 	    const struct key_entry **key, struct auth_verdict *v);
-/* Once the body is read: the model (decoded), the token rate and the
- * budget.  0 admitted, -1 refused (V filled). */
+/* Once the body is read: the model (decoded), and whether budgets are
+ * loaded.  0 admitted, -1 refused (V filled). */
 int	 auth_check_body(struct worker *, const struct key_entry *,
 	    const char *model, size_t len, struct auth_verdict *v);
-/* The request is metered: add its tokens and cost to the key's state. */
+/*
+ * Once the request is routed: hold its worst case, IN_TOKENS estimated
+ * and OUT_TOKENS at most at PRICE (NULL: unpriced), against the key's
+ * tokens per minute and budget.  0 held (*HOLD, zero without limits),
+ * -1 refused (V filled, nothing held).  Every hold is given back by
+ * auth_charge exactly once.
+ */
+int	 auth_hold(struct worker *, const struct key_entry *,
+	    const struct cfg_price *price, int64_t in_tokens,
+	    int64_t out_tokens, struct ks_hold *hold, struct auth_verdict *v);
+/* The request is metered: its tokens and cost replace what it held. */
 void	 auth_charge(struct worker *, const struct key_entry *,
-	    const struct usage_event *);
+	    const struct ks_hold *hold, const struct usage_event *);
 
 #endif

@@ -239,9 +239,8 @@ client_finalize(struct client *c)
 	struct usage_event *ev = c->r.ev;
 
 	c->h->finish(c);
-	/* pushed: no longer the master's to meter if we die (dying between
-	 * the push and this store pushes the event twice; harmless, as the
-	 * collector loads ON CONFLICT (request_id) DO NOTHING) */
+	/* pushed: no longer the master's to meter if we die (a death
+	 * between the push and this store is told apart by push_mark) */
 	if (c->ife != NULL)
 		inflight_end(c->ife);
 	else
@@ -470,6 +469,8 @@ client_read_head(struct client *c)
 		return;
 	}
 	r->ev->bytes_in = (int64_t)len;
+	if (c->ife != NULL)	/* a cut request's input is its body's */
+		c->ife->head_bytes = (int64_t)len;
 	rc = http_parse_request(c->head, len, CLIENT_MAX_LINE, &r->hd);
 	if (rc != 0) {
 		r->ep = endpoint_peek(c->head, len);

@@ -10,13 +10,14 @@
 #define EP(p)	p, sizeof(p) - 1
 
 static const struct endpoint table[] = {
-	{ EP("/v1/chat/completions"), EP_PROXIED | EP_STREAM_USAGE,
-	    "/chat/completions", 0 },
-	{ EP("/v1/completions"), EP_PROXIED | EP_STREAM_USAGE,
+	{ EP("/v1/chat/completions"), EP_PROXIED | EP_STREAM_USAGE |
+	    EP_GENERATES, "/chat/completions", 0 },
+	{ EP("/v1/completions"), EP_PROXIED | EP_STREAM_USAGE | EP_GENERATES,
 	    "/completions", 1 },
 	{ EP("/v1/embeddings"), EP_PROXIED, "/embeddings", 2 },
-	{ EP("/v1/responses"), EP_PROXIED, NULL, 3 },
-	{ EP("/v1/messages"), EP_PROXIED | EP_ANTHROPIC, NULL, 4 },
+	{ EP("/v1/responses"), EP_PROXIED | EP_GENERATES, NULL, 3 },
+	{ EP("/v1/messages"), EP_PROXIED | EP_ANTHROPIC | EP_GENERATES, NULL,
+	    4 },
 	{ EP("/v1/messages/count_tokens"), EP_PROXIED | EP_ANTHROPIC, NULL, 5 },
 	{ EP("/v1/models"), EP_LOCAL, NULL, 6 },
 };

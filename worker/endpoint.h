@@ -17,6 +17,7 @@
 #define EP_ANTHROPIC	0x02	/* Anthropic's format: its error shape */
 #define EP_STREAM_USAGE	0x04	/* streams carry usage only if asked */
 #define EP_LOCAL	0x08	/* answered by sluice (GET /v1/models) */
+#define EP_GENERATES	0x10	/* answers with generated tokens */
 
 struct endpoint {
 	const char	*path;

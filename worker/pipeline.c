@@ -19,12 +19,14 @@
 #include "common/json_strict.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "shm/inflight.h"
 #include "worker/auth.h"
 #include "worker/meter.h"
 #include "worker/models.h"
 #include "worker/pipeline.h"
 #include "worker/proxy.h"
 #include "worker/upstream.h"
+#include "worker/usage.h"
 
 struct exchange {
 	struct client	*c;
@@ -32,6 +34,7 @@ struct exchange {
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
+	struct ks_hold	 hold;		/* of the key's limits, until charged */
 	char		 alias_tok[CFG_PATTERN_MAX + 2];	/* "alias model" */
 };
 
@@ -41,6 +44,8 @@ static void	 pl_head(struct client *);
 static void	 pl_body(struct client *);
 static void	 pl_finish(struct client *);
 static int	 pl_deployment_name_ok(const char *);
+static int64_t	 pl_output_limit(struct client *, const char *,
+		    const struct json_strict_field *, int);
 
 const struct client_handler pipeline_handler = {
 	pl_attach, pl_detach, pl_head, pl_finish,
@@ -259,6 +264,39 @@ pl_check_family(struct client *c, const struct cfg_route *route,
 	return 0;
 }
 
+/*
+ * The most output tokens the request allows: the largest of the N limits
+ * it names (F; a number that is no integer counts rounded up), or
+ * default_max_tokens; 0 where nothing is generated (embeddings, token
+ * counts).
+ */
+static int64_t
+pl_output_limit(struct client *c, const char *body,
+    const struct json_strict_field *f, int n)
+{
+	const struct endpoint	*ep = c->r.ep;
+	int64_t			 most = -1;
+	double			 d;
+	char			 num[32];
+	int			 i;
+
+	if (ep == NULL || !(ep->flags & EP_GENERATES))
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (f[i].type != JV_NUMBER || f[i].end - f[i].start >=
+		    sizeof(num))
+			continue;
+		memcpy(num, body + f[i].start, f[i].end - f[i].start);
+		num[f[i].end - f[i].start] = '\0';
+		d = strtod(num, NULL);
+		if (d > 1e9)
+			d = 1e9;
+		if (d >= 0 && (int64_t)d + (d > (int64_t)d) > most)
+			most = (int64_t)d + (d > (int64_t)d);
+	}
+	return most >= 0 ? most : c->w->cfg->default_max_tokens;
+}
+
 /* A model name that may stand as Azure's deployment path segment. */
 static int
 pl_deployment_name_ok(const char *s)
@@ -291,14 +329,17 @@ pl_body(struct client *c)
 	const char		*body;
 	char			 model[EV_MODEL_MAX];
 	size_t			 len = evbuffer_get_length(c->body), mlen;
-	struct json_strict_field f[3] = {
+	struct json_strict_field f[6] = {
 		{ .key = "model", .buf = model, .bufsize = sizeof(model) },
 		{ .key = "stream" }, { .key = "stream_options" },
+		/* the output limits: Messages and chat, chat, Responses */
+		{ .key = "max_tokens" }, { .key = "max_completion_tokens" },
+		{ .key = "max_output_tokens" },
 	};
 
 	body = (const char *)evbuffer_pullup(c->body, -1);
 	switch (body == NULL ? JSON_STRICT_INVALID :
-	    json_strict_read(body, len, f, 3, &err)) {
+	    json_strict_read(body, len, f, 6, &err)) {
 	case JSON_STRICT_OK:
 		break;
 	case JSON_STRICT_INVALID:
@@ -362,6 +403,16 @@ pl_body(struct client *c)
 	}
 	if (pl_check_family(c, route, x->model) == -1)
 		return;
+	/* its worst case, held against the key's limits until it ends */
+	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
+	    x->model, strlen(x->model)), (int64_t)(len +
+	    USAGE_BYTES_PER_TOKEN - 1) / USAGE_BYTES_PER_TOKEN,
+	    pl_output_limit(c, body, &f[3], 3), &x->hold, &v) == -1) {
+		pl_refuse(c, &v);
+		return;
+	}
+	if (c->ife != NULL)	/* a death gives it back (the master) */
+		c->ife->hold = x->hold;
 	if (ev->stream && pl_ask_stream_usage(x, route, body, len, &f[2]) == -1)
 		return;
 	proxy_start(&x->px, route, x->model);
@@ -406,11 +457,16 @@ pl_finish(struct client *c)
 	/* numbers from an answer cut short are not the whole bill */
 	if (ev->usage_source == USAGE_UPSTREAM && !px->complete)
 		ev->usage_source = USAGE_ESTIMATED;
+	/* a death from here on must not push it a second time */
+	if (c->ife != NULL)
+		inflight_pushing(c->ife, c->w->lane);
 	meter_push(c->w, ev, r->ep != NULL ? r->ep->idx :
 	    endpoint_find("", 0)->idx, px->up != NULL ? px->up->cnt_idx : -1,
 	    ev->stream && px->head_sent);
 	/* after the push: the collector's spend sync relies on this order */
-	auth_charge(c->w, x->key, ev);
+	auth_charge(c->w, x->key, &x->hold, ev);
+	if (c->ife != NULL)	/* given back: not the master's to give */
+		memset(&c->ife->hold, 0, sizeof(c->ife->hold));
 	log_debug("%s \"%.*s %.*s\" %d %lld %lldus %s", c->addr,
 	    (int)r->hd.method_len, r->hd.method, (int)r->hd.path_len,
 	    r->hd.target, ev->status, (long long)ev->bytes_out,

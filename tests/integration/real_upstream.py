@@ -22,7 +22,9 @@ it is one of the four), x-real-raw-deflate: 1 sends raw deflate for
 "deflate" (as some servers do) and x-real-corrupt: 1 flips bytes in the
 middle of the compressed body; x-real-close-after: N closes the
 connection after N pieces of the answer, mid-stream, as an edge that
-drops a stream does.
+drops a stream does; x-real-words: N makes the answer N words long
+(words(N): WORDS over and over, every seventh with its number, so that
+a long answer is not trivially compressible), for answers of 100 KB.
 
 A stream (body "stream": true) is SSE with CRLF line ends, starts with a
 ": keep-alive" comment and has another between events, and is written
@@ -30,7 +32,7 @@ in small pieces cut across events and inside JSON keys ("us" | "age"),
 each piece compressed and flushed on its own so that it leaves as it
 would from a real edge; the last event before [DONE] carries the usage.
 A whole answer is a chat.completion JSON, compressed at once and written
-in a few chunks.
+in a few chunks (of at most 4 KB).
 
 Bounded: at most max_conns connections, every recv has a timeout, heads
 of at most 64 KB, bodies of at most 1 MB, and the server stops by itself
@@ -54,6 +56,14 @@ COMPLETION = 29
 KNOWN = ("gzip", "deflate", "br", "zstd")
 WORDS = ["Hello", ",", " wor", "ld", "! ", "Compressed", " answers", " are",
          " metered", " exactly", "."]
+
+
+def words(n=None):
+    """The answer's words: WORDS, or N of them cycled and numbered."""
+    if n is None:
+        return list(WORDS)
+    return [WORDS[i % len(WORDS)] + (" %d" % i if i % 7 == 6 else "")
+            for i in range(n)]
 
 
 def pick_encoding(accept):
@@ -131,20 +141,20 @@ def usage():
             "total_tokens": PROMPT + COMPLETION}
 
 
-def whole_answer(model):
+def whole_answer(model, ws):
     return json.dumps({
         "id": "chatcmpl-real", "object": "chat.completion",
         "created": 1700000000, "model": model,
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant",
-                                 "content": "".join(WORDS)}}],
+                                 "content": "".join(ws)}}],
         "usage": usage()}).encode()
 
 
-def stream_text(model):
+def stream_text(model, ws):
     """The SSE text of a stream, CRLF line ends, with keep-alives."""
     ev = [": keep-alive\r\n\r\n"]
-    for i, w in enumerate(WORDS):
+    for i, w in enumerate(ws):
         ev.append("data: " + json.dumps({
             "id": "chatcmpl-real", "object": "chat.completion.chunk",
             "created": 1700000000, "model": model,
@@ -172,16 +182,16 @@ def anthropic_usage(output):
             "output_tokens": output}
 
 
-def anthropic_message(model):
+def anthropic_message(model, ws):
     return json.dumps({
         "id": "msg_real", "type": "message", "role": "assistant",
         "model": model, "content": [{"type": "text",
-                                     "text": "".join(WORDS)}],
+                                     "text": "".join(ws)}],
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": anthropic_usage(A_OUTPUT)}).encode()
 
 
-def anthropic_stream_text(model):
+def anthropic_stream_text(model, ws):
     """message_start (usage so far), pings between events, deltas, a
     message_delta repeating the input and cache counts with the output,
     message_stop; CRLF line ends."""
@@ -195,7 +205,7 @@ def anthropic_stream_text(model):
            ev("content_block_start", {"type": "content_block_start",
                                       "index": 0, "content_block":
                                       {"type": "text", "text": ""}})]
-    for i, w in enumerate(WORDS):
+    for i, w in enumerate(ws):
         out.append(ev("content_block_delta", {
             "type": "content_block_delta", "index": 0,
             "delta": {"type": "text_delta", "text": w}}))
@@ -346,18 +356,20 @@ class RealUpstream:
         enc = hdrs.get("x-real-encoding") or pick_encoding(
             hdrs.get("accept-encoding"))
         encoder = Encoder(enc, hdrs.get("x-real-raw-deflate") == "1")
+        n = hdrs.get("x-real-words")
+        ws = words(min(int(n), 40000) if n and n.isdigit() else None)
         if stream:
-            text = anthropic_stream_text(model) if anthropic else \
-                stream_text(model)
+            text = anthropic_stream_text(model, ws) if anthropic else \
+                stream_text(model, ws)
             pieces = [encoder.piece(p) for p in cut(text)]
             pieces.append(encoder.finish())
         else:
-            whole = encoder.piece(anthropic_message(model) if anthropic
-                                  else whole_answer(model)) + \
+            whole = encoder.piece(anthropic_message(model, ws) if anthropic
+                                  else whole_answer(model, ws)) + \
                 encoder.finish()
-            third = max(1, len(whole) // 3)
-            pieces = [whole[:third], whole[third:2 * third],
-                      whole[2 * third:]]
+            # a few chunks; a long answer in chunks of at most 4 KB
+            step = min(max(1, len(whole) // 3), 4096)
+            pieces = [whole[i:i + step] for i in range(0, len(whole), step)]
         pieces = [p for p in pieces if p]
         if hdrs.get("x-real-corrupt") == "1":
             allb = bytearray(b"".join(pieces))
@@ -382,7 +394,7 @@ class RealUpstream:
             if close_after and i == close_after:
                 return False        # dropped mid-answer: no last chunk
             s.sendall(b"%x\r\n%s\r\n" % (len(p), p))
-            if stream:
+            if stream and i < 64:   # the first ones alone; then in bulk
                 time.sleep(0.002)
         s.sendall(b"0\r\n\r\n")
         return True

@@ -32,6 +32,7 @@ UPSTREAM_KEY = "sk-upstream-dummy-" + "u" * 24
 CHAT = "/v1/chat/completions"
 MSGS = "/v1/messages"
 PRICES = ("price gpt-4o-mini input 100 output 0;\n"
+          "price gpt-4o input 100 output 1000;\n"
           "price claude-sonnet-4-5 input 100 output 0;\n")
 
 
@@ -148,7 +149,7 @@ def gateway(sluice, mock, tmp_path, monkeypatch):
 
 
 def chat(port, secret=None, model="gpt-4o-mini", how="bearer", prompt=None,
-         headers=None):
+         headers=None, max_tokens=None):
     """One chat completion on a fresh connection."""
     h = {}
     if secret is not None:
@@ -160,8 +161,10 @@ def chat(port, secret=None, model="gpt-4o-mini", how="bearer", prompt=None,
         h["x-mock-prompt-tokens"] = str(prompt)
         h["x-mock-completion-tokens"] = "0"
     h.update(headers or {})
-    return post(port, CHAT, {"model": model, "messages": [
-        {"role": "user", "content": "hi"}]}, headers=h)
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return post(port, CHAT, body, headers=h)
 
 
 def message(port, secret=None, model="claude-sonnet-4-5", how="x-api-key"):
@@ -362,17 +365,21 @@ def test_tpm_stops_key_after_usage_crosses_it(gateway, mock, tmp_path):
     other = keys.add("other", tpm=1000)
     s = gateway(keys)
 
-    # within the allowance: goes, and the next one too
-    st, _, body = chat(s.port, k, prompt=400)
+    # each holds its worst case (23 input tokens estimated from its 89
+    # bytes, 10 output at most) and is charged what it used: 400
+    st, _, body = chat(s.port, k, prompt=400, max_tokens=10)
     assert st == 200, body
-    # this one is admitted (checked before) and takes the key over 1000
-    st, _, body = chat(s.port, k, prompt=900)
+    # 400 booked and 33 held fit in 1000: admitted, and it uses 900
+    st, _, body = chat(s.port, k, prompt=900, max_tokens=10)
     assert st == 200, body
-    st, hdrs, body = chat(s.port, k, prompt=1)
+    st, hdrs, body = chat(s.port, k, prompt=1, max_tokens=10)
     j = openai_error(st, body, 429, "tokens", "rate_limit_exceeded")
     assert "tokens per minute" in j["error"]["message"]
-    # 1300 tokens booked at 1000/min: 18 s until under the minute again
-    assert 15 <= retry_after(hdrs) <= 19, hdrs
+    assert "33 tokens (23 input estimated, 10 output at most)" in \
+        j["error"]["message"], j
+    # 1300 tokens booked at 1000/min and 33 more asked: 20 s until they
+    # fit in the minute again
+    assert retry_after(hdrs) == 20, hdrs
     st, hdrs, body = message(s.port, k)
     anthropic_error(st, body, 429, "rate_limit_error")
     retry_after(hdrs)
@@ -573,7 +580,9 @@ def test_every_refusal_has_its_usage_row(gateway, mock, tmp_path, db):
     ok = keys.add("alice", models="gpt-*", rpm=2)
     off = keys.add("off", disabled=True)
     old = keys.add("old", expires="2020-01-01")
-    poor = keys.add("poor", budget="0.001 per day")
+    # its first request holds 1900 (19 input tokens estimated at 100) and
+    # costs 2000 (the mock's 20): the second finds the budget spent
+    poor = keys.add("poor", budget="0.002 per day")
     s = gateway(keys, db=db)
 
     want = []      # (x-request-id, status, key_name, error_class)

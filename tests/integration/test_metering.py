@@ -665,6 +665,7 @@ class SlowStream(threading.Thread):
     def run(self):
         body = json.dumps({"model": LOAD_MODEL, "messages": MSGS,
                            "stream": True}).encode()
+        self.body_len = len(body)
         conn = http.client.HTTPConnection(HOST, self.port, timeout=20)
         try:
             conn.request("POST", "/v1/chat/completions", body=body,
@@ -727,14 +728,17 @@ def test_worker_killed_mid_stream_every_started_request_has_one_row(
     for t in streams:
         row = rows[t.rid]
         # as the worker would have metered a stream without usage:
-        # 4 bytes a token, in from the bytes read, out from text relayed
+        # 4 bytes a token, in from the body read (its head is more than
+        # the body: counting it would change the figure), out from the
+        # text relayed
         assert {k: row[k] for k in ("status", "error_class", "stream",
                                     "usage_source", "worker_pid",
                                     "model", "cached_tokens")} == {
             "status": 200, "error_class": "worker_died", "stream": True,
             "usage_source": "estimated", "worker_pid": victim,
             "model": LOAD_MODEL, "cached_tokens": 0}
-        assert row["prompt_tokens"] == (bytes_in[t.rid] + 3) // 4 > 0
+        assert bytes_in[t.rid] > 2 * t.body_len
+        assert row["prompt_tokens"] == (t.body_len + 3) // 4 > 0
         # the worker relayed at least what the client read, and less
         # than the whole answer
         assert (len(t.text) + 3) // 4 <= row["completion_tokens"] < \
@@ -747,6 +751,43 @@ def test_worker_killed_mid_stream_every_started_request_has_one_row(
     assert {t.rid for t in streams} <= {r["request_id"] for r in died}
     assert all(r["worker_pid"] == victim and
                r["usage_source"] == "estimated" for r in died)
+
+
+def test_a_reload_raising_max_connections_covers_every_connection(
+        metered, db):
+    """The in-flight tables are sized from max_connections at start; a
+    reload that raises it gives the new workers tables of the new size,
+    so a death still meters every request of theirs."""
+    s = metered(workers=1, extra="max_connections 3;")
+    [old] = s.worker_pids()
+    with open(s.conf_path) as f:
+        text = f.read()
+    assert "max_connections 3;" in text
+    with open(s.conf_path, "w") as f:
+        f.write(text.replace("max_connections 3;", "max_connections 12;"))
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: len(s.worker_pids()) == 1 and
+             s.worker_pids() != [old], 10, what="the new generation alone")
+    [victim] = s.worker_pids()
+    streams = [SlowStream(s.port) for _ in range(8)]
+    for t in streams:
+        t.start()
+    for t in streams:
+        assert t.started.wait(20), "a stream never got going"
+    os.kill(victim, signal.SIGKILL)
+    for t in streams:
+        t.join(30)
+    assert all(t.rid and 2 <= t.events < SLOW_CHUNKS for t in streams), \
+        [(t.rid, t.events, t.error) for t in streams]
+    rids = {t.rid for t in streams}
+    wait_for(lambda: rids <= set(db.rows()), 15,
+             what="a row for each of the 8 streams")
+    rows = db.rows()
+    total, distinct = db.count()
+    assert total == distinct == len(rows) == 8
+    assert {(r["error_class"], r["worker_pid"], r["usage_source"])
+            for r in rows.values()} == {("worker_died", victim, "estimated")}
+    assert "stays at its size" not in s.log_text()
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from real_upstream import (A_INPUT, A_OUTPUT, A_READ, A_WRITE, COMPLETION,
-                           PROMPT, RealUpstream, decompress)
+                           PROMPT, RealUpstream, decompress, words)
 from test_hostile import (CHAT, PRICES, cost, db, gateway,  # noqa: F401
                           send, sse_events, strict)
 
@@ -84,6 +84,28 @@ def test_compressed_answer_reaches_client_as_sent_and_is_metered(
     assert content_of(stream, plain) == \
         "Hello, world! Compressed answers are metered exactly."
     exact_row(db, hdrs["x-request-id"])
+
+
+# ~100 KB answers: 19,000 words whole, 700 one-word events streamed
+LONG = {False: 19000, True: 700}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("enc", ENCODINGS)
+def test_a_compressed_100kb_answer_is_whole_and_metered(
+        gateway, real, db, enc, stream):
+    """An answer of ~100 KB, compressed: the usage comes after all the
+    text, many reads and many decoder outputs later."""
+    s, up = gateway(up=real())
+    hdrs, data, seen = exchange(s, up, stream, enc,
+                                {"x-real-words": str(LONG[stream])})
+    assert hdrs.get("content-encoding") == enc, hdrs
+    assert data == seen["sent"], "the client got other bytes than were sent"
+    plain = decompress(enc, data)
+    assert len(plain) >= 100 * 1024 > len(data), (len(plain), len(data))
+    assert content_of(stream, plain) == "".join(words(LONG[stream]))
+    row = exact_row(db, hdrs["x-request-id"])
+    assert row["bytes_out"] >= len(data), row
 
 
 def test_raw_deflate_is_metered(gateway, real, db):

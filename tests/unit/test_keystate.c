@@ -6,8 +6,10 @@
  * The clock is a parameter (now_ns), so every edge is driven exactly: a
  * key starting idle gets its whole per-minute allowance at once, then one
  * request per 60/rpm seconds, and a rejection says how long to wait to
- * the nanosecond.  The last test runs the limiter from 4 forked processes
- * on one MAP_SHARED table, the way workers use it.
+ * the nanosecond.  Token and budget holds are booked at admission and
+ * settled by the charge.  The forked tests run the limiter and the
+ * budget holds from 4 processes on one MAP_SHARED table, the way workers
+ * use it.
  */
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -451,6 +453,71 @@ test_assign_reuses_freed_slot_clean_and_reports_full(void **state)
 	free(t);
 }
 
+/* --- holds: reserve at admission, settle at the end ------------------ */
+
+static void
+test_tpm_hold_books_and_the_charge_settles(void **state)
+{
+	struct keystate_table	*t = table_new(1);
+	struct keystate		*ks = keystate_at(t, 0);
+	struct ks_hold		 h = { .tokens = 600 };
+
+	(void)state;
+	/* an unused allowance takes even more than a minute's worth */
+	assert_int_equal(ks_tpm_hold(ks, 1000, 1500, T0), 0);
+	assert_int_equal(ks_tpm_check(ks, 1000, T0), 30 * SEC);
+	keystate_init(t, 1);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 600, T0), 0);
+	/* 600 + 600 would pass the minute: refused, the wait exact */
+	assert_int_equal(ks_tpm_hold(ks, 1000, 600, T0), 12 * SEC);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 400, T0), 0);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 1, T0), 60 * 1000000LL);
+	/* the 600 used 100: 500 come back, and 500 fit again */
+	ks_charge(ks, &h, 1000, 100, 0, 0, T0, 0);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 501, T0), 60 * 1000000LL);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 500, T0), 0);
+	/* used more than held: the 60 more are added, past the minute */
+	h.tokens = 500;
+	ks_charge(ks, &h, 1000, 560, 0, 0, T0, 0);
+	assert_int_equal(ks_tpm_check(ks, 1000, T0), 3600 * 1000000LL);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 1, T0), 3660 * 1000000LL);
+	/* a refund never books the past: 60 s later all is free */
+	h.tokens = 5000;
+	ks_charge(ks, &h, 1000, 0, 0, 0, T0 + MINUTE + 1, 0);
+	assert_int_equal(ks_tpm_hold(ks, 1000, 1000, T0 + MINUTE + 1), 0);
+	assert_int_equal(ks_tpm_hold(ks, 0, 5, T0), 0);	/* no limit */
+	free(t);
+}
+
+static void
+test_budget_hold_counts_spend_and_holds(void **state)
+{
+	struct keystate_table	*t = table_new(1);
+	struct keystate		*ks = keystate_at(t, 0);
+	struct ks_hold		 h = { .micro_usd = 400 };
+	time_t			 now = 1700000000, start, end;
+	int64_t			 period = ks_period(1, now, &start, &end);
+
+	(void)state;
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 400), 0);
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 400), 0);
+	assert_int_equal(ks_held(ks), 800);
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 201), -1);
+	assert_int_equal(ks_held(ks), 800);	/* a refusal holds nothing */
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 200), 0);
+	/* one of the 400s cost 150: 250 of it comes back */
+	ks_charge(ks, &h, 0, 0, 1, 150, T0, now);
+	assert_int_equal(ks_spend(ks, period), 150);
+	assert_int_equal(ks_held(ks), 600);
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 251), -1);
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 250), 0);
+	/* unpriced (0 held): admitted while the spend is under budget */
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 0), 0);
+	ks_spend_add(ks, period, 850);
+	assert_int_equal(ks_budget_hold(ks, period, 1000, 0), -1);
+	free(t);
+}
+
 /* --- across processes ------------------------------------------------ */
 
 #define NPROC	4
@@ -463,60 +530,127 @@ struct shared {
 	_Atomic int	 admitted[NPROC];
 };
 
+/*
+ * Run CHILD in NPROC forked processes on T's first key, all let go at
+ * once; returns the sum of what they admitted.
+ */
+static int
+run_forked(struct keystate_table *t, int (*child)(struct keystate *))
+{
+	struct shared	*sh;
+	pid_t		 pids[NPROC];
+	int		 i, status, total = 0;
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sh != MAP_FAILED);
+	for (i = 0; i < NPROC; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] != -1);
+		if (pids[i] == 0) {
+			atomic_fetch_add(&sh->ready, 1);
+			while (!atomic_load(&sh->go))
+				;
+			atomic_store(&sh->admitted[i], child(keystate_at(t, 0)));
+			_exit(0);
+		}
+	}
+	while (atomic_load(&sh->ready) < NPROC)
+		usleep(100);
+	atomic_store(&sh->go, 1);
+	for (i = 0; i < NPROC; i++) {
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		total += atomic_load(&sh->admitted[i]);
+	}
+	munmap(sh, sizeof(*sh));
+	return total;
+}
+
+static struct keystate_table *
+shared_table(void)
+{
+	struct keystate_table *t = mmap(NULL, keystate_size(1),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(t != MAP_FAILED);
+	keystate_init(t, 1);
+	return t;
+}
+
+/* one instant: the burst is all there is */
+static int
+rpm_child(struct keystate *ks)
+{
+	int n = 0, j;
+
+	for (j = 0; j < TRIES; j++)
+		if (ks_rpm_take(ks, RPM, T0) == 0)
+			n++;
+	return n;
+}
+
 static void
 test_rpm_across_forked_processes(void **state)
 {
-	size_t			 tsize = keystate_size(1);
-	struct shared		*sh;
-	struct keystate_table	*t;
-	pid_t			 pids[NPROC];
-	int			 i, status, total = 0, round;
+	struct keystate_table	*t = shared_table();
+	int			 round;
 
 	(void)state;
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	t = mmap(NULL, tsize, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(sh != MAP_FAILED && t != MAP_FAILED);
-
 	for (round = 0; round < 5; round++) {
 		keystate_init(t, 1);
-		memset(sh, 0, sizeof(*sh));
-		for (i = 0; i < NPROC; i++) {
-			pids[i] = fork();
-			assert_true(pids[i] != -1);
-			if (pids[i] == 0) {
-				struct keystate *ks = keystate_at(t, 0);
-				int		 n = 0, j;
-
-				atomic_fetch_add(&sh->ready, 1);
-				while (!atomic_load(&sh->go))
-					;
-				/* one instant: the burst is all there is */
-				for (j = 0; j < TRIES; j++)
-					if (ks_rpm_take(ks, RPM, T0) == 0)
-						n++;
-				atomic_store(&sh->admitted[i], n);
-				_exit(0);
-			}
-		}
-		while (atomic_load(&sh->ready) < NPROC)
-			usleep(100);
-		atomic_store(&sh->go, 1);
-		total = 0;
-		for (i = 0; i < NPROC; i++) {
-			assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
-			assert_true(WIFEXITED(status) &&
-			    WEXITSTATUS(status) == 0);
-			total += atomic_load(&sh->admitted[i]);
-		}
-		assert_int_equal(total, RPM);
+		assert_int_equal(run_forked(t, rpm_child), RPM);
 		/* and the shared word says one interval more is needed */
 		assert_int_equal(ks_rpm_take(keystate_at(t, 0), RPM, T0),
 		    MINUTE / RPM);
 	}
-	munmap(sh, sizeof(*sh));
-	munmap(t, tsize);
+	munmap(t, keystate_size(1));
+}
+
+#define HOLD_MICRO	700
+#define BUDGET		(HOLD_MICRO * 13 + 699)
+#define HOLD_NOW	((time_t)1700000000)
+
+/* hold, and settle a third of them at once for 100 */
+static int
+hold_child(struct keystate *ks)
+{
+	struct ks_hold	 h = { .micro_usd = HOLD_MICRO };
+	time_t		 start, end;
+	int64_t		 period = ks_period(2, HOLD_NOW, &start, &end);
+	int		 n = 0, j;
+
+	for (j = 0; j < TRIES; j++) {
+		if (ks_budget_hold(ks, period, BUDGET, HOLD_MICRO) != 0)
+			continue;
+		n++;
+		if (j % 3 == 0)
+			ks_charge(ks, &h, 0, 0, 2, 100, T0, HOLD_NOW);
+	}
+	return n;
+}
+
+static void
+test_budget_holds_across_forked_processes(void **state)
+{
+	struct keystate_table	*t = shared_table();
+	struct keystate		*ks = keystate_at(t, 0);
+	time_t			 start, end;
+	int64_t			 period = ks_period(2, HOLD_NOW, &start, &end);
+	int64_t			 spent, held;
+	int			 total;
+
+	(void)state;
+	total = run_forked(t, hold_child);
+	/* never more held and spent than the budget, whatever the race */
+	spent = ks_spend(ks, period);
+	held = ks_held(ks);
+	assert_true(spent + held <= BUDGET);
+	assert_true(spent + held + HOLD_MICRO > BUDGET);
+	assert_int_equal(held % HOLD_MICRO, 0);
+	assert_int_equal(spent % 100, 0);
+	assert_int_equal(total, held / HOLD_MICRO + spent / 100);
+	munmap(t, keystate_size(1));
 }
 
 int
@@ -533,6 +667,9 @@ main(void)
 		cmocka_unit_test(test_assign_keeps_frees_and_renews),
 		cmocka_unit_test(test_assign_reuses_freed_slot_clean_and_reports_full),
 		cmocka_unit_test(test_rpm_across_forked_processes),
+		cmocka_unit_test(test_tpm_hold_books_and_the_charge_settles),
+		cmocka_unit_test(test_budget_hold_counts_spend_and_holds),
+		cmocka_unit_test(test_budget_holds_across_forked_processes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
