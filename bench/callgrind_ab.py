@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""callgrind_ab.py - instructions (or system calls) per request of one
-sluiced worker, for one or more builds, under valgrind --tool=callgrind.
+"""callgrind_ab.py - instructions (or system calls, or CPU time) per
+request of one sluiced worker, for one or more builds.
 
-    bench/callgrind_ab.py [-r REPEAT] [-w NAME,...] [-s] BUILD [BUILD ...]
+    bench/callgrind_ab.py [-r REPEAT] [-w NAME,...] [-s | -t] BUILD ...
 
 Time on a shared 2-core machine moves by tens of percent from run to run;
 instruction counts do not, so an A/B of two builds of the request path is
@@ -16,8 +16,10 @@ the once-per-process work of the first ones (lazy symbol binding,
 OpenSSL's SHA-256 fetch, the first upstream connection).  The key has
 rpm, tpm and a budget, so the limits are checked and charged.  With -s,
 sluiced runs without valgrind and `strace -c -f` on the worker counts
-its system calls per request instead (all calls, then the busiest
-kinds), over the same requests after the same warm-up.  The
+its system calls per request instead (all, then each kind made at
+least once in 20 requests), over the same requests after the same warm-up; with -t, the
+worker's CPU time per request from /proc/PID/schedstat (noisy on a
+shared machine: a check that instructions saved are time saved).  The
 workloads: a 1 KB chat with a key, a 100 KB chat, a 1 KB stream of 20
 events, a request refused for its key, and (-w to pick them) answers of
 1 KB and 100 KB, plain and gzip-compressed by mockllm (x-mock-gzip), for
@@ -161,6 +163,20 @@ def strace_counts(path):
     return counts
 
 
+def cpu_ns(pid):
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[0])
+
+
+def cpu_drive(sl, tmp, sport, warm, n, size, stream, key, extra):
+    """Serve WARM requests, then N: the worker's CPU time for those."""
+    drive(sport, warm, size, stream, key, extra)
+    wpid = worker_pid(sl.pid)
+    t0 = cpu_ns(wpid)
+    drive(sport, n, size, stream, key, extra)
+    return {"total": cpu_ns(wpid) - t0}
+
+
 def strace_drive(sl, tmp, sport, warm, n, size, stream, key, extra):
     """Serve WARM requests, then N under strace -c on the worker."""
     drive(sport, warm, size, stream, key, extra)
@@ -179,9 +195,9 @@ def strace_drive(sl, tmp, sport, warm, n, size, stream, key, extra):
     return strace_counts(out)
 
 
-def run(build, n, size, stream, key, extra=None, traced=False, warm=0):
-    """The worker's callgrind total after N requests; traced: the
-    syscall counts of N requests after WARM."""
+def run(build, n, size, stream, key, extra=None, traced=None, warm=0):
+    """The worker's callgrind total after N requests; traced (strace_drive
+    or cpu_drive): what it measures of N requests after WARM."""
     tmp = tempfile.mkdtemp(prefix="sluice-cg-")
     extra = extra or {}
     try:
@@ -222,8 +238,8 @@ def run(build, n, size, stream, key, extra=None, traced=False, warm=0):
             wait_port(mport, mock)
             wait_port(sport, sl)
             if traced:
-                res = strace_drive(sl, tmp, sport, warm, n, size, stream,
-                                   key, extra)
+                res = traced(sl, tmp, sport, warm, n, size, stream, key,
+                             extra)
             elif n > 0:
                 drive(sport, n, size, stream, key, extra)
         finally:
@@ -256,10 +272,10 @@ def main():
     args = sys.argv[1:]
     repeat = 3
     names = DEFAULT
-    traced = False
-    while args and args[0] in ("-r", "-w", "-s"):
-        if args[0] == "-s":
-            traced = True
+    traced = None
+    while args and args[0] in ("-r", "-w", "-s", "-t"):
+        if args[0] in ("-s", "-t"):
+            traced = strace_drive if args[0] == "-s" else cpu_drive
             args = args[1:]
             continue
         if len(args) < 2:
@@ -276,7 +292,7 @@ def main():
     builds = args
     if not builds:
         sys.exit(__doc__)
-    tool = "strace" if traced else "valgrind"
+    tool = {None: "valgrind", strace_drive: "strace"}.get(traced, "cat")
     if shutil.which(tool) is None:
         sys.exit("callgrind_ab: %s not found (apt-get install %s)" %
                  (tool, tool))
@@ -288,7 +304,7 @@ def main():
         for b in builds:
             for name, n, size, stream, key, extra in work:
                 if traced:
-                    c = run(b, n, size, stream, key, extra, True, WARM)
+                    c = run(b, n, size, stream, key, extra, traced, WARM)
                     v = {k: x / n for k, x in c.items()}
                     if (b, name) not in res or \
                             v.get("total", 0) < res[(b, name)]["total"]:
@@ -303,15 +319,20 @@ def main():
               "(instructions per request in the worker, the first %d "
               "subtracted; least of %d runs)" % (WARM, repeat))
         return
+    if traced == cpu_drive:
+        table(builds, [(name, [res[(b, name)]["total"] / 1000 for b in
+                               builds], "%20.1f") for name, *_ in work],
+              "(CPU us per request in the worker, schedstat, after %d "
+              "requests; least of %d runs)" % (WARM, repeat))
+        return
     rows = []
     for name, *_ in work:
         rows.append((name, [res[(b, name)].get("total", 0) for b in builds],
                      "%20.2f"))
         calls = set()
         for b in builds:
-            top = sorted((x, k) for k, x in res[(b, name)].items()
-                         if k != "total")[-6:]
-            calls |= {k for x, k in top if x >= 0.05}
+            calls |= {k for k, x in res[(b, name)].items()
+                      if k != "total" and x >= 0.05}
         for k in sorted(calls):
             rows.append(("  " + k, [res[(b, name)].get(k, 0) for b in builds],
                          "%20.2f"))

@@ -41,9 +41,10 @@
 #define CLIENT_WRITE_LOW	(64 * 1024)
 #define CLIENT_MAX_LINE		8192
 #define CLIENT_IO_MAX		(256 * 1024)	/* bytes per read or write */
-/* a body up to this size is read into one extent: no copy to make it
- * contiguous for the JSON reader and the upstream write */
-#define BODY_CONTIG_MAX		(1024 * 1024)
+/* a Content-Length body is first given at most this much memory, and
+ * twice as much each time it is full: a head that announces 16 MB takes
+ * no more until the bytes come */
+#define BODY_FIRST_MAX		(1024 * 1024)
 #define LINGER_MS		2000
 
 static void	 client_read_cb(void *);
@@ -130,6 +131,7 @@ client_free(struct client *c)
 		inflight_end(c->ife);
 		w->ift_free[w->ift_nfree++] = (uint32_t)(c->ife - w->ift);
 	}
+	free(c->r.body_mem);
 	free(c->head);
 	free(c);
 	if (w->client_gone != NULL)
@@ -246,8 +248,9 @@ client_finalize(struct client *c)
 	else
 		memset(ev, 0, sizeof(*ev));
 	c->keep = c->r.keepalive && !c->w->stopping;
-	sbuf_read_into(&c->sb, NULL, 0);	/* reads go to the input again */
+	sbuf_read_span(&c->sb, NULL, 0);	/* reads go to the input again */
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	free(c->r.body_mem);		/* a body cut short; else NULL */
 	/* the head's 100 header slots are rewritten by the next parse */
 	memset(&c->r, 0, offsetof(struct request, hd) +
 	    offsetof(struct http_head, h));
@@ -517,33 +520,83 @@ client_read_body(struct client *c, void (*done)(struct client *))
 		return;
 	}
 	r->body_done = done;
-	r->body_need = r->hd.chunked ? 0 : r->hd.content_length;
-	if (r->hd.expect_continue && (r->hd.chunked || r->body_need > 0) &&
-	    evbuffer_get_length(c->sb.in) == 0) {
+	if (r->hd.expect_continue && (r->hd.chunked ||
+	    r->hd.content_length > 0) && evbuffer_get_length(c->sb.in) == 0) {
 		evbuffer_add(c->sb.out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		sbuf_flush(&c->sb);
 	}
 	c->state = CL_READ_BODY;
 	set_read_timeout(c, cfg->client_body_timeout_ms);
-	/* one extent for the whole body (c->body is empty between requests) */
-	if (r->body_need > 0)
-		evbuffer_expand(c->body, r->body_need < BODY_CONTIG_MAX ?
-		    (size_t)r->body_need : BODY_CONTIG_MAX);
 	client_read_more(c);
 }
 
-/* Move N buffered bytes of the body from IN to the body's extent. */
 static void
-body_take(struct client *c, struct evbuffer *in, size_t n)
+body_mem_free(const void *p, size_t len, void *arg)
 {
-	struct evbuffer_iovec v;
+	free((void *)p);
+}
 
-	if (evbuffer_reserve_space(c->body, (ev_ssize_t)n, &v, 1) == 1 &&
-	    evbuffer_remove(in, v.iov_base, n) == (int)n) {
-		v.iov_len = n;
-		evbuffer_commit_space(c->body, &v, 1);
-	} else
-		evbuffer_remove_buffer(in, c->body, n);
+/* Room in r->body_mem for more of a LEN-byte body: 0, or -1. */
+static int
+body_grow(struct request *r, size_t len)
+{
+	size_t	 cap = r->body_cap == 0 ? BODY_FIRST_MAX : 2 * r->body_cap;
+	char	*p;
+
+	if (cap > len)
+		cap = len;
+	if ((p = realloc(r->body_mem, cap)) == NULL)
+		return -1;
+	r->body_mem = p;
+	r->body_cap = cap;
+	return 0;
+}
+
+/*
+ * A Content-Length body: what the head's read brought along is copied
+ * out of the input, and the rest is read straight into r->body_mem
+ * (sbuf_read_span), in as few reads as the socket allows.  Whole, it is
+ * handed to c->body as one reference: contiguous, no copy.  1 whole, 0
+ * more to come, -1 out of memory.
+ */
+static int
+body_fill(struct client *c)
+{
+	struct request	*r = &c->r;
+	struct evbuffer	*in = c->sb.in;
+	size_t		 len = (size_t)r->hd.content_length, got, n;
+
+	got = r->body_span - sbuf_span_left(&c->sb);
+	r->body_have += got;
+	r->ev->bytes_in += (int64_t)got;
+	r->body_span = 0;
+	n = evbuffer_get_length(in);
+	if (n > len - r->body_have)
+		n = len - r->body_have;
+	while (r->body_have + n > r->body_cap)
+		if (body_grow(r, len) == -1)
+			return -1;
+	if (n > 0) {
+		evbuffer_remove(in, r->body_mem + r->body_have, n);
+		r->body_have += n;
+		r->ev->bytes_in += (int64_t)n;
+	}
+	if (r->body_have < len) {
+		if (r->body_have == r->body_cap && body_grow(r, len) == -1)
+			return -1;
+		r->body_span = r->body_cap - r->body_have;
+		sbuf_read_span(&c->sb, r->body_mem + r->body_have,
+		    r->body_span);
+		return 0;
+	}
+	sbuf_read_span(&c->sb, NULL, 0);
+	if (len > 0) {
+		if (evbuffer_add_reference(c->body, r->body_mem, len,
+		    body_mem_free, NULL) == -1)
+			return -1;
+		r->body_mem = NULL;	/* c->body's now */
+	}
+	return 1;
 }
 
 static void
@@ -551,8 +604,8 @@ client_read_more(struct client *c)
 {
 	struct request	*r = &c->r;
 	struct evbuffer	*in = c->sb.in;
-	size_t		 avail = evbuffer_get_length(in), n;
-	int64_t		 direct;
+	size_t		 avail = evbuffer_get_length(in);
+	int		 rc;
 
 	if (r->hd.chunked) {
 		if (chunked_decode(&r->body_ck, in, c->body) < 0) {
@@ -572,27 +625,13 @@ client_read_more(struct client *c)
 		}
 		if (r->body_ck.state != CHUNK_DONE)
 			return;
-	} else {
-		/* what was read straight into the body since the last call */
-		direct = (int64_t)evbuffer_get_length(c->body) -
-		    (r->hd.content_length - r->body_need);
-		r->body_need -= direct;
-		r->ev->bytes_in += direct;
-		n = avail < (size_t)r->body_need ? avail : (size_t)r->body_need;
-		if (n > 0) {
-			body_take(c, in, n);
-			r->body_need -= (int64_t)n;
-			r->ev->bytes_in += (int64_t)n;
+	} else if ((rc = body_fill(c)) <= 0) {
+		if (rc == -1) {
+			r->keepalive = 0;
+			client_error(c, 500, "server_error", "no_memory",
+			    "out of memory");
 		}
-		if (r->body_need > 0) {
-			/* the input is empty: the rest goes straight in, and
-			 * never past the body into a pipelined request */
-			sbuf_read_into(&c->sb, c->body, r->body_need <
-			    CLIENT_IO_MAX ? (size_t)r->body_need :
-			    CLIENT_IO_MAX);
-			return;
-		}
-		sbuf_read_into(&c->sb, NULL, 0);
+		return;
 	}
 	r->body_read = 1;
 	c->state = CL_HANDLING;

@@ -14,11 +14,13 @@
  * drained/abort hooks an exchange installs for its duration (as nginx's
  * upstream sets r->write_event_handler and a cleanup on the request).
  *
- * A request's memory: its head copy and its body buffer belong to the
- * connection and are reused by the next request, so keep-alive costs no
- * allocation per request.  The body is drained in client_finalize, after
- * the handler's finish hook: whoever still references it (an upstream
- * connection's output) must have let go by then.
+ * A request's memory: its head copy and its body evbuffer belong to the
+ * connection and are reused by the next request.  A Content-Length body
+ * is read into one allocation of its size, which the body evbuffer then
+ * references, so it is contiguous without a copy.  The body is drained
+ * (and that allocation freed) in client_finalize, after the handler's
+ * finish hook: whoever still references it (an upstream connection's
+ * output) must have let go by then.
  */
 #ifndef SLUICE_CLIENT_H
 #define SLUICE_CLIENT_H
@@ -63,7 +65,10 @@ struct request {
 	const struct endpoint *ep;	/* classified once, at the head */
 	int		 keepalive;	/* the connection outlives it */
 	int		 body_read;	/* its body was read to the end */
-	int64_t		 body_need;	/* Content-Length still to read */
+	char		*body_mem;	/* a Content-Length body as it comes */
+	size_t		 body_cap;
+	size_t		 body_have;
+	size_t		 body_span;	/* asked of the socket straight in */
 	struct chunked	 body_ck;
 	int		 retry_after_s;	/* > 0: an error sends Retry-After */
 	void		(*body_done)(struct client *);

@@ -5,10 +5,10 @@
  * while the owner wants input (its timeout is then the longest silence
  * between two reads, as a bufferevent's: libevent restarts a persistent
  * event's timeout each time it fires); the write event only while out
- * holds bytes the socket did not take.  A read is one read(2) of at most
- * rmax bytes into one extent reserved in rdst, so an owner that reserved
- * a whole body there gets it contiguous; level-triggered epoll wakes the
- * loop again if more is waiting.  Owners are called only from these
+ * holds bytes the socket did not take.  A read is one read(2): into the
+ * span its owner named (a request body, read where it will stay), or
+ * into one extent reserved in in; level-triggered epoll wakes the loop
+ * again if more is waiting.  Owners are called only from these
  * events, never from an sbuf_ function, so no call can free the sbuf
  * under its caller.
  */
@@ -55,8 +55,6 @@ sbuf_init(struct sbuf *sb, struct event_base *base, int fd,
 		return -1;
 	}
 	sb->fd = fd;
-	sb->rdst = sb->in;
-	sb->rmax = SBUF_READ_DEFAULT;
 	sb->read_cb = read_cb;
 	sb->write_cb = write_cb;
 	sb->event_cb = event_cb;
@@ -101,10 +99,16 @@ sbuf_read_off(struct sbuf *sb)
 }
 
 void
-sbuf_read_into(struct sbuf *sb, struct evbuffer *dst, size_t max)
+sbuf_read_span(struct sbuf *sb, char *p, size_t len)
 {
-	sb->rdst = dst != NULL ? dst : sb->in;
-	sb->rmax = dst != NULL ? max : SBUF_READ_DEFAULT;
+	sb->span = len > 0 ? p : NULL;
+	sb->span_left = sb->span != NULL ? len : 0;
+}
+
+size_t
+sbuf_span_left(const struct sbuf *sb)
+{
+	return sb->span_left;
 }
 
 void
@@ -221,13 +225,19 @@ sbuf_on_read(evutil_socket_t fd, short what, void *arg)
 		sb->event_cb(sb->arg, SB_READING | SB_TIMEOUT);
 		return;
 	}
-	if (evbuffer_reserve_space(sb->rdst, (ev_ssize_t)sb->rmax, &v, 1) != 1) {
+	if (sb->span != NULL) {
+		v.iov_base = sb->span;
+		v.iov_len = sb->span_left;
+	} else if (evbuffer_reserve_space(sb->in, SBUF_READ_DEFAULT, &v,
+	    1) == 1)
+		v.iov_len = SBUF_READ_DEFAULT;
+	else {
 		sbuf_read_off(sb);
 		sb->event_cb(sb->arg, SB_READING | SB_ERROR);
 		return;
 	}
 	do {
-		n = read(sb->fd, v.iov_base, sb->rmax);
+		n = read(sb->fd, v.iov_base, v.iov_len);
 	} while (n == -1 && errno == EINTR);
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return;
@@ -237,8 +247,14 @@ sbuf_on_read(evutil_socket_t fd, short what, void *arg)
 		    SB_ERROR));
 		return;
 	}
-	v.iov_len = (size_t)n;
-	evbuffer_commit_space(sb->rdst, &v, 1);
+	if (sb->span != NULL) {
+		sb->span += n;
+		if ((sb->span_left -= (size_t)n) == 0)
+			sb->span = NULL;
+	} else {
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(sb->in, &v, 1);
+	}
 	sb->read_cb(sb->arg);
 }
 

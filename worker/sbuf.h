@@ -5,8 +5,9 @@
  * a read event and a write event, each with an idle timeout.  It does
  * what libevent 2.1's socket bufferevents do, less what they cost on a
  * request path: a read takes as many bytes as its owner asks for, into
- * the evbuffer its owner names (a bufferevent asks ioctl(FIONREAD) and
- * then reads at most 4096 bytes, so a 100 KB body took 27 wake-ups), and
+ * the input or straight into memory its owner names (a bufferevent asks
+ * ioctl(FIONREAD) and then reads at most 4096 bytes, so a 100 KB body
+ * took 27 wake-ups), and
  * queued output is written at once by sbuf_flush, so the write event is
  * armed (an epoll_ctl and a wake-up) only when the socket is full.
  *
@@ -39,8 +40,8 @@ struct sbuf {
 	struct event	*tev;		/* sbuf_trigger_read's */
 	struct evbuffer	*in;
 	struct evbuffer	*out;
-	struct evbuffer	*rdst;		/* where reads go: in, or the owner's */
-	size_t		 rmax;		/* the most one read takes */
+	char		*span;		/* reads go here, not to in, if set */
+	size_t		 span_left;	/* ... this many bytes more */
 	struct timeval	 rtv, wtv;
 	int		 rtv_on, wtv_on;	/* 0: no timeout */
 	int		 reading;	/* the read event is added */
@@ -62,8 +63,13 @@ void	 sbuf_free(struct sbuf *);
 /* Wait for input, at most MS between reads (0: for ever), or stop. */
 void	 sbuf_read_on(struct sbuf *, int ms);
 void	 sbuf_read_off(struct sbuf *);
-/* Reads go to DST, MAX bytes a read at most; NULL: back to in. */
-void	 sbuf_read_into(struct sbuf *, struct evbuffer *dst, size_t max);
+/*
+ * Reads fill the LEN bytes at P, then go to in again (P NULL: at once).
+ * sbuf_span_left says how many are still to come; never more than LEN
+ * is read, so nothing past them (a pipelined request) lands there.
+ */
+void	 sbuf_read_span(struct sbuf *, char *p, size_t len);
+size_t	 sbuf_span_left(const struct sbuf *);
 /* Run read_cb from the loop, without a read (input already buffered). */
 void	 sbuf_trigger_read(struct sbuf *);
 /* The longest a queued output waits for the socket (0: for ever). */
