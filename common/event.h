@@ -9,7 +9,9 @@
 #ifndef SLUICE_EVENT_H
 #define SLUICE_EVENT_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum usage_source {
 	USAGE_NONE = 0,		/* no usage reported and none estimated */
@@ -61,5 +63,19 @@ struct usage_event {
 	int64_t		 reasoning_tokens;	/* -1 = unknown */
 	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
 };
+
+/*
+ * Set a string field of CAP bytes to the N bytes at S, truncated to fit
+ * with its NUL, as snprintf's "%.*s" would (S holds no NUL): three of
+ * those per request were 5 % of a small request's instructions.
+ */
+static inline void
+ev_str(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+}
 
 #endif

@@ -164,10 +164,14 @@ json_scan_top(const char *js, size_t len, struct json_field *fields,
 		if ((i = value(js, len, i, &vt, &vs, &ve)) == 0)
 			return -1;
 		for (f = 0; f < nfields; f++) {
-			size_t kl = strlen(fields[f].key);
+			const char	*k = fields[f].key;
+			size_t		 kl;
 
-			if (ke - ks != kl || memcmp(js + ks, fields[f].key,
-			    kl) != 0)
+			/* the first byte rules most keys out, without strlen */
+			if (k[0] != (ke > ks ? js[ks] : '\0'))
+				continue;
+			kl = strlen(k);
+			if (ke - ks != kl || memcmp(js + ks, k, kl) != 0)
 				continue;
 			if (fields[f].count++ == 0) {
 				fields[f].type = vt;

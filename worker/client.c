@@ -487,8 +487,8 @@ client_read_head(struct client *c)
 	r->keepalive = r->hd.minor == 1 && !r->hd.conn_close &&
 	    cfg->keepalive_timeout_ms > 0;
 	c->nrequests++;
-	snprintf(r->ev->endpoint, sizeof(r->ev->endpoint), "%.*s",
-	    (int)r->hd.path_len, r->hd.target);
+	ev_str(r->ev->endpoint, sizeof(r->ev->endpoint), r->hd.target,
+	    r->hd.path_len);
 	/*
 	 * A client's own id is kept beside ours and echoed back, never used
 	 * as the row's key: one id sent ten times must still be ten rows.

@@ -93,8 +93,8 @@ pl_auth_head(struct exchange *x)
 
 	rc = auth_check_head(c->w, &c->r.hd, &x->key, &v);
 	if (x->key != NULL)
-		snprintf(c->r.ev->key_name, sizeof(c->r.ev->key_name), "%s",
-		    x->key->name);
+		ev_str(c->r.ev->key_name, sizeof(c->r.ev->key_name),
+		    x->key->name, strlen(x->key->name));
 	if (rc == -1) {
 		pl_refuse(c, &v);
 		return -1;

@@ -434,7 +434,8 @@ px_note_upstream(struct proxy *px)
 {
 	struct usage_event *ev = px->c->r.ev;
 
-	snprintf(ev->upstream, sizeof(ev->upstream), "%s", px->up->cfg->name);
+	ev_str(ev->upstream, sizeof(ev->upstream), px->up->cfg->name,
+	    strlen(px->up->cfg->name));
 	ev->attempts = (uint8_t)(px->attempts > 255 ? 255 : px->attempts);
 }
 
