@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
 #include "common/config.h"
 #include "common/keys.h"
@@ -376,6 +377,41 @@ test_hash_secret(void **state)
 	assert_memory_equal(h, want, 32);
 }
 
+/*
+ * keys_hash_secret remembers the digests it made: over 300 secrets of
+ * one length, many sharing a slot, each hashed three times, every call
+ * still returns that secret's own SHA-256; so do secrets longer than
+ * the memo keeps, and one that differs from a remembered one in its last
+ * byte only.
+ */
+static void
+test_hash_secret_memo(void **state)
+{
+	char	 s[200];
+	uint8_t	 h[32], want[32];
+	int	 round, i;
+
+	(void)state;
+	for (round = 0; round < 3; round++)
+		for (i = 0; i < 300; i++) {
+			snprintf(s, sizeof(s), "sk-sluice-memo-%05d", i);
+			keys_hash_secret(s, strlen(s), h);
+			SHA256((const unsigned char *)s, strlen(s), want);
+			assert_memory_equal(h, want, 32);
+		}
+	memset(s, 'k', sizeof(s));
+	for (i = 0; i < 2; i++) {
+		keys_hash_secret(s, sizeof(s), h);
+		SHA256((const unsigned char *)s, sizeof(s), want);
+		assert_memory_equal(h, want, 32);
+	}
+	keys_hash_secret(s, 40, h);
+	s[39] = 'j';
+	keys_hash_secret(s, 40, h);
+	SHA256((const unsigned char *)s, 40, want);
+	assert_memory_equal(h, want, 32);
+}
+
 static void
 test_names(void **state)
 {
@@ -472,6 +508,7 @@ main(void)
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_model_allowed),
 		cmocka_unit_test(test_hash_secret),
+		cmocka_unit_test(test_hash_secret_memo),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_config_keys_file),
 	};
