@@ -388,7 +388,6 @@ request_begin(struct client *c)
 	memcpy(r->ev->client_addr, c->addr, sizeof(r->ev->client_addr));
 	if (c->ife != NULL)
 		inflight_begin(c->ife);
-	set_read_timeout(c, c->w->cfg->client_header_timeout_ms);
 }
 
 /* A client-sent request id, if it is short and printable ASCII. */
@@ -428,6 +427,7 @@ client_read_head(struct client *c)
 	struct request		*r = &c->r;
 	const struct http_header *h;
 	size_t			 len;
+	int64_t			 left = cfg->client_header_timeout_ms;
 	char			 first;
 	int			 rc;
 
@@ -440,28 +440,27 @@ client_read_head(struct client *c)
 	}
 	if (evbuffer_get_length(in) == 0)
 		return;
+	/*
+	 * client_header_timeout bounds the whole head, as in nginx, so a
+	 * client trickling a byte at a time (slowloris) is cut at the
+	 * deadline, not kept alive by every byte.  It is armed only when a
+	 * read leaves the head incomplete: most heads come whole, and every
+	 * timer set is a heap operation.
+	 */
 	if (c->state == CL_IDLE)
 		request_begin(c);
-	else {
-		/*
-		 * client_header_timeout bounds the whole head, as in nginx,
-		 * so a client trickling a byte at a time (slowloris) is cut
-		 * at the deadline, not kept alive by every byte.
-		 */
-		int64_t left = (int64_t)cfg->client_header_timeout_ms -
-		    (now_us() - r->t_start_us) / 1000;
-
-		if (left <= 0) {
-			head_error(c, 408, "request_timeout",
-			    "timed out reading the request");
-			return;
-		}
-		set_read_timeout(c, (int)left);
+	else if ((left = (int64_t)cfg->client_header_timeout_ms -
+	    (now_us() - r->t_start_us) / 1000) <= 0) {
+		head_error(c, 408, "request_timeout",
+		    "timed out reading the request");
+		return;
 	}
 	rc = http_head_take(in, &c->head_scanned, cfg->client_max_header_size,
 	    &c->head, &c->head_cap, &len);
-	if (rc == 0)
+	if (rc == 0) {
+		set_read_timeout(c, (int)left);
 		return;
+	}
 	if (rc == -1) {
 		head_error(c, 431, "header_too_large",
 		    "request header too large");
@@ -526,8 +525,18 @@ client_read_body(struct client *c, void (*done)(struct client *))
 		sbuf_flush(&c->sb);
 	}
 	c->state = CL_READ_BODY;
-	set_read_timeout(c, cfg->client_body_timeout_ms);
 	client_read_more(c);
+}
+
+/* More of the body is to come: wait for it, client_body_timeout between
+ * two reads (armed once: each read restarts it). */
+static void
+body_wait(struct client *c)
+{
+	if (!c->r.body_timed) {
+		c->r.body_timed = 1;
+		set_read_timeout(c, c->w->cfg->client_body_timeout_ms);
+	}
 }
 
 static void
@@ -623,14 +632,17 @@ client_read_more(struct client *c)
 			    "bytes", c->w->cfg->client_max_body_size);
 			return;
 		}
-		if (r->body_ck.state != CHUNK_DONE)
+		if (r->body_ck.state != CHUNK_DONE) {
+			body_wait(c);
 			return;
+		}
 	} else if ((rc = body_fill(c)) <= 0) {
 		if (rc == -1) {
 			r->keepalive = 0;
 			client_error(c, 500, "server_error", "no_memory",
 			    "out of memory");
-		}
+		} else
+			body_wait(c);
 		return;
 	}
 	r->body_read = 1;

@@ -65,6 +65,7 @@ struct request {
 	const struct endpoint *ep;	/* classified once, at the head */
 	int		 keepalive;	/* the connection outlives it */
 	int		 body_read;	/* its body was read to the end */
+	int		 body_timed;	/* client_body_timeout is armed */
 	char		*body_mem;	/* a Content-Length body as it comes */
 	size_t		 body_cap;
 	size_t		 body_have;

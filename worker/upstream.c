@@ -315,9 +315,11 @@ up_conn_send(struct upconn *uc, struct evbuffer *req, int reused)
 			    bufferevent_getfd(uc->bev), UPSTREAM_IO_MAX);
 		} while (n == -1 && errno == EINTR);
 	}
-	/* what is left, or an error, the bufferevent writes or reports */
+	/* what is left, or an error, the bufferevent writes or reports;
+	 * a pooled connection is read already (enabling again re-adds) */
 	if (evbuffer_get_length(req) == 0) {
-		bufferevent_enable(uc->bev, EV_READ);
+		if (!(bufferevent_get_enabled(uc->bev) & EV_READ))
+			bufferevent_enable(uc->bev, EV_READ);
 		return;
 	}
 	evbuffer_add_buffer(bufferevent_get_output(uc->bev), req);
@@ -347,11 +349,13 @@ up_conn_done(struct upconn *uc, int answer_complete)
 	tv.tv_sec = up->cfg->idle_timeout_ms / 1000;
 	tv.tv_usec = (up->cfg->idle_timeout_ms % 1000) * 1000;
 	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
-	bufferevent_set_timeouts(uc->bev, &tv, NULL);
 	/* the next request is queued with writing off: up_conn_send writes
 	 * it, and arms the write event only if it must */
 	bufferevent_disable(uc->bev, EV_WRITE);
-	bufferevent_enable(uc->bev, EV_READ);
+	/* this re-adds the read event if it is on, with the idle timeout */
+	bufferevent_set_timeouts(uc->bev, &tv, NULL);
+	if (!(bufferevent_get_enabled(uc->bev) & EV_READ))
+		bufferevent_enable(uc->bev, EV_READ);
 	TAILQ_INSERT_HEAD(&up->idle, uc, entry);
 	up->nidle++;
 }
