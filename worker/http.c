@@ -323,12 +323,32 @@ http_head_take(struct evbuffer *in, size_t *scanned, size_t max, char **buf,
 }
 
 void
-http_put_header(struct evbuffer *out, const struct http_header *h)
+http_out_flush(struct http_out *o)
 {
-	evbuffer_add(out, h->name, h->name_len);
-	evbuffer_add(out, ": ", 2);
-	evbuffer_add(out, h->value, h->value_len);
-	evbuffer_add(out, "\r\n", 2);
+	if (o->n > 0)
+		evbuffer_add(o->to, o->b, o->n);
+	o->n = 0;
+}
+
+void
+http_out_spill(struct http_out *o, const void *s, size_t n)
+{
+	http_out_flush(o);
+	if (n > sizeof(o->b))
+		evbuffer_add(o->to, s, n);
+	else {
+		memcpy(o->b, s, n);
+		o->n = n;
+	}
+}
+
+void
+http_out_header(struct http_out *o, const struct http_header *h)
+{
+	http_out_put(o, h->name, h->name_len);
+	http_out_put(o, ": ", 2);
+	http_out_put(o, h->value, h->value_len);
+	http_out_put(o, "\r\n", 2);
 }
 
 const char *

@@ -209,18 +209,19 @@ px_try_next(struct proxy *px)
 /* The request target upstream: path prefix, then the client's target or
  * Azure's deployment path. */
 static void
-px_write_target(struct proxy *px, struct evbuffer *out)
+px_write_target(struct proxy *px, struct http_out *o)
 {
 	const struct cfg_upstream	*u = px->up->cfg;
 	const struct request		*r = &px->c->r;
 	const char			*tail = r->ep->azure_tail;
 
-	evbuffer_add(out, u->path_prefix, strlen(u->path_prefix));
+	http_out_put(o, u->path_prefix, strlen(u->path_prefix));
 	if (u->protocol != PROTO_AZURE || tail == NULL) {
-		evbuffer_add(out, r->hd.target, r->hd.target_len);
+		http_out_put(o, r->hd.target, r->hd.target_len);
 		return;
 	}
-	evbuffer_add_printf(out, "/openai/deployments/%s%s?api-version=%s",
+	http_out_flush(o);
+	evbuffer_add_printf(o->to, "/openai/deployments/%s%s?api-version=%s",
 	    cfg_deployment_for(u, px->model), tail, u->api_version);
 }
 
@@ -229,7 +230,7 @@ px_write_target(struct proxy *px, struct evbuffer *out)
  * (a beta such as the 1M-token context changes the price).
  */
 static void
-px_write_betas(struct proxy *px, struct evbuffer *out,
+px_write_betas(struct proxy *px, struct http_out *o,
     const struct http_header *h)
 {
 	char		*rec = px->c->r.ev->anthropic_beta;
@@ -246,9 +247,9 @@ px_write_betas(struct proxy *px, struct evbuffer *out,
 			return;
 		send = v;
 	}
-	evbuffer_add(out, "anthropic-beta: ", 16);
-	evbuffer_add(out, send, n);
-	evbuffer_add(out, "\r\n", 2);
+	http_out_put(o, "anthropic-beta: ", 16);
+	http_out_put(o, send, n);
+	http_out_put(o, "\r\n", 2);
 	snprintf(rec + had, cap - had, "%s%.*s", had > 0 ? "," : "", (int)n,
 	    send);
 }
@@ -258,20 +259,20 @@ px_write_betas(struct proxy *px, struct evbuffer *out,
  * cannot read (see decode.h for why); none left, no header.
  */
 static void
-px_write_accept(struct evbuffer *out, const struct http_header *h)
+px_write_accept(struct http_out *o, const struct http_header *h)
 {
 	const char	*p = h->value, *end = h->value + h->value_len, *el;
 	size_t		 n;
 	int		 first = 1;
 
 	while (dec_accept_next(&p, end, &el, &n) == 1) {
-		evbuffer_add(out, first ? "Accept-Encoding: " : ", ",
+		http_out_put(o, first ? "Accept-Encoding: " : ", ",
 		    first ? 17 : 2);
-		evbuffer_add(out, el, n);
+		http_out_put(o, el, n);
 		first = 0;
 	}
 	if (!first)
-		evbuffer_add(out, "\r\n", 2);
+		http_out_put(o, "\r\n", 2);
 }
 
 /*
@@ -289,14 +290,16 @@ px_write_request(struct proxy *px)
 	const char		*body;
 	size_t			 blen = evbuffer_get_length(c->body), len, pos;
 	size_t			 start;
+	struct http_out		 o;
 	int			 i;
 
 	c->r.ev->anthropic_beta[0] = '\0';	/* this attempt's */
-	evbuffer_add(out, rq->method, rq->method_len);
-	evbuffer_add(out, " ", 1);
-	px_write_target(px, out);
-	evbuffer_add(out, " HTTP/1.1\r\n", 11);
-	evbuffer_add(out, up->host_hdr, strlen(up->host_hdr));
+	http_out_init(&o, out);
+	http_out_put(&o, rq->method, rq->method_len);
+	http_out_put(&o, " ", 1);
+	px_write_target(px, &o);
+	http_out_put(&o, " HTTP/1.1\r\n", 11);
+	http_out_put(&o, up->host_hdr, strlen(up->host_hdr));
 	for (i = 0; i < rq->nh; i++) {
 		const struct http_header *h = &rq->h[i];
 
@@ -316,22 +319,22 @@ px_write_request(struct proxy *px)
 		if (!up_header_allowed(up, h))
 			continue;
 		if (http_name_is(h->name, h->name_len, "anthropic-beta")) {
-			px_write_betas(px, out, h);
+			px_write_betas(px, &o, h);
 			continue;
 		}
 		if (http_name_is(h->name, h->name_len, "accept-encoding")) {
-			px_write_accept(out, h);
+			px_write_accept(&o, h);
 			continue;
 		}
-		http_put_header(out, h);
+		http_out_header(&o, h);
 	}
 	if (up->auth_hdr != NULL)
-		evbuffer_add(out, up->auth_hdr, strlen(up->auth_hdr));
+		http_out_put(&o, up->auth_hdr, strlen(up->auth_hdr));
 	if (up->extra_hdr[0] != '\0')
-		evbuffer_add(out, up->extra_hdr, strlen(up->extra_hdr));
+		http_out_put(&o, up->extra_hdr, strlen(up->extra_hdr));
 	if (up->cfg->protocol == PROTO_ANTHROPIC &&
 	    http_find(rq, "anthropic-version") == NULL)
-		evbuffer_add(out, "anthropic-version: 2023-06-01\r\n", 31);
+		http_out_put(&o, "anthropic-version: 2023-06-01\r\n", 31);
 	len = blen;
 	for (i = 0; i < px->nedits; i++)
 		len = len - px->edits[i].skip + strlen(px->edits[i].str);
@@ -343,8 +346,9 @@ px_write_request(struct proxy *px)
 		q = put_str(q, "\r\nContent-Length: ", 18);
 		q = put_u64(q, len);
 		q = put_str(q, "\r\n\r\n", 4);
-		evbuffer_add(out, line, (size_t)(q - line));
+		http_out_put(&o, line, (size_t)(q - line));
 	}
+	http_out_flush(&o);
 	/*
 	 * The body is referenced, not copied: it stays in c->body until the
 	 * request ends, and up_conn_done closes a connection whose output
@@ -598,17 +602,19 @@ px_send_head(struct proxy *px)
 	struct evbuffer		*out = client_output(c);
 	const struct http_head	*rh = &px->rh;
 	size_t			 before = evbuffer_get_length(out);
+	struct http_out		 o;
 	int			 i;
 
+	http_out_init(&o, out);
 	{
 		char	 line[16], *q = line;
 
 		q = put_str(q, "HTTP/1.1 ", 9);
 		q = put_u64(q, (uint64_t)rh->status);
 		*q++ = ' ';
-		evbuffer_add(out, line, (size_t)(q - line));
-		evbuffer_add(out, rh->target, rh->target_len);
-		evbuffer_add(out, "\r\n", 2);
+		http_out_put(&o, line, (size_t)(q - line));
+		http_out_put(&o, rh->target, rh->target_len);
+		http_out_put(&o, "\r\n", 2);
 	}
 	for (i = 0; i < rh->nh; i++) {
 		const struct http_header *h = &rh->h[i];
@@ -620,7 +626,7 @@ px_send_head(struct proxy *px)
 		    http_name_is(h->name, h->name_len, "openai-organization") ||
 		    http_name_is(h->name, h->name_len, "openai-project"))
 			continue;
-		http_put_header(out, h);
+		http_out_header(&o, h);
 	}
 	{
 		char	 line[96], *q = line;
@@ -639,14 +645,18 @@ px_send_head(struct proxy *px)
 			else
 				c->r.keepalive = 0; /* HTTP/1.0: ends at close */
 		}
-		evbuffer_add(out, line, (size_t)(q - line));
+		http_out_put(&o, line, (size_t)(q - line));
 	}
-	reply_client_id(out, c->r.ev->client_request_id);
+	if (c->r.ev->client_request_id[0] != '\0') {
+		http_out_flush(&o);
+		reply_client_id(out, c->r.ev->client_request_id);
+	}
 	if (c->w->stopping)
 		c->r.keepalive = 0;
 	if (!c->r.keepalive)
-		evbuffer_add(out, "Connection: close\r\n", 19);
-	evbuffer_add(out, "\r\n", 2);
+		http_out_put(&o, "Connection: close\r\n", 19);
+	http_out_put(&o, "\r\n", 2);
+	http_out_flush(&o);
 	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
 	c->r.ev->status = (uint16_t)rh->status;
 	px->head_sent = 1;
