@@ -11,6 +11,9 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common/hex.h"
 #include "worker/http.h"
@@ -78,6 +81,43 @@ parse_content_length(const char *v, size_t len, int64_t *out)
 	return 0;
 }
 
+/* A byte a field value may not hold: a control other than HTAB, or DEL. */
+static int
+is_ctl(unsigned char ch)
+{
+	return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+/*
+ * The first is_ctl() byte from P, or END.  A value ends at its CR, so
+ * this one pass both finds the end of the line and checks the value,
+ * 16 bytes a step where SSE2 is there.
+ */
+static const char *
+ctl_find(const char *p, const char *end)
+{
+#if defined(__SSE2__)
+	const __m128i	 low = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+	const __m128i	 tab = _mm_set1_epi8('\t');
+
+	while (end - p >= 16) {
+		__m128i	 v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i	 c = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, low),
+			    v), _mm_cmpeq_epi8(v, del));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_andnot_si128(
+			    _mm_cmpeq_epi8(v, tab), c));
+
+		if (m != 0)
+			return p + __builtin_ctz(m);
+		p += 16;
+	}
+#endif
+	for (; p < end; p++)
+		if (is_ctl((unsigned char)*p))
+			return p;
+	return end;
+}
+
 /*
  * Header lines from P to END (END is just past the final CRLFCRLF).
  * Returns 0 or an HTTP status.
@@ -92,29 +132,26 @@ parse_headers(const char *p, const char *end, struct http_head *hh)
 	while (p < end) {
 		const char *line = p, *colon, *eol, *vs, *ve;
 
-		eol = memchr(p, '\r', (size_t)(end - p));
-		if (eol == NULL || eol + 1 >= end || eol[1] != '\n')
-			return 400;
-		if (eol == line)	/* the empty line */
-			return p + 2 == end ? 0 : 400;
+		if (*line == '\r')	/* the empty line */
+			return end - p == 2 && p[1] == '\n' ? 0 : 400;
 		if (*line == ' ' || *line == '\t')
 			return 400;	/* obsolete line folding */
-		for (colon = line; colon < eol && tchar[(unsigned char)*colon];
+		for (colon = line; colon < end && tchar[(unsigned char)*colon];
 		    colon++)
 			;
-		if (colon == line || colon == eol || *colon != ':')
+		if (colon == line || colon == end || *colon != ':')
 			return 400;	/* empty name, bad char, space before ':' */
 		vs = colon + 1;
-		while (vs < eol && (*vs == ' ' || *vs == '\t'))
+		while (vs < end && (*vs == ' ' || *vs == '\t'))
 			vs++;
+		/* the line's CR, unless a control comes first (a bare LF,
+		 * a NUL): then the value holds it, and the head is refused */
+		eol = ctl_find(vs, end);
+		if (end - eol < 2 || eol[0] != '\r' || eol[1] != '\n')
+			return 400;
 		ve = eol;
 		while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t'))
 			ve--;
-		for (const char *c = vs; c < ve; c++) {
-			unsigned char ch = (unsigned char)*c;
-			if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-				return 400;
-		}
 		if (hh->nh == HTTP_MAX_HEADERS)
 			return 431;
 		if (colon - line > 0xffff)
