@@ -807,6 +807,62 @@ test_hop_by_hop(void **state)
 	assert_int_equal(http_is_hop_by_hop(&hh, &hh.h[1]), 0);
 }
 
+/*
+ * http_head_take finds the blank line wherever it falls: at every
+ * offset against the 16-byte steps of its search, in one chain or split
+ * across two at every point, and fed a byte at a time (resuming from
+ * where it stopped); it moves exactly the head out and leaves the rest.
+ */
+static void
+test_head_take(void **state)
+{
+	char		 head[200], all[220], *buf = NULL;
+	size_t		 cap = 0, len, scanned, hlen, k, cut, i;
+	struct evbuffer	*in;
+	int		 rc;
+
+	(void)state;
+	assert_non_null(in = evbuffer_new());
+	for (k = 0; k < 70; k++) {
+		snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nX: %.*s\r\n\r\n",
+		    (int)k, "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+		    "yyyyyyyyyyyyyyyyyyy\r\r\n\n");
+		hlen = strlen(head);
+		snprintf(all, sizeof(all), "%sBODY", head);
+		for (cut = 0; cut <= hlen + 4; cut++) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			/* references stay separate chains */
+			evbuffer_add_reference(in, all, cut, NULL, NULL);
+			evbuffer_add_reference(in, all + cut, hlen + 4 - cut,
+			    NULL, NULL);
+			scanned = 0;
+			rc = http_head_take(in, &scanned, 4096, &buf, &cap,
+			    &len);
+			assert_int_equal(rc, 1);
+			assert_int_equal(len, hlen);
+			assert_memory_equal(buf, head, hlen);
+			assert_int_equal(evbuffer_get_length(in), 4);
+		}
+		evbuffer_drain(in, evbuffer_get_length(in));
+		scanned = 0;
+		for (i = 0; i < hlen; i++) {
+			evbuffer_add(in, all + i, 1);
+			rc = http_head_take(in, &scanned, 4096, &buf, &cap,
+			    &len);
+			assert_int_equal(rc, i + 1 == hlen ? 1 : 0);
+		}
+		assert_int_equal(len, hlen);
+		assert_memory_equal(buf, head, hlen);
+		assert_int_equal(evbuffer_get_length(in), 0);
+	}
+	/* no blank line within MAX: -1 */
+	evbuffer_add(in, "GET / HTTP/1.1\r\nX: 1\r\n", 24);
+	scanned = 0;
+	assert_int_equal(http_head_take(in, &scanned, 20, &buf, &cap, &len), -1);
+	free(buf);
+	evbuffer_free(in);
+}
+
 static void
 test_reason(void **state)
 {
@@ -1066,6 +1122,7 @@ main(void)
 		cmocka_unit_test(test_response_reused_head_forgets_flags),
 		cmocka_unit_test(test_find_case_insensitive),
 		cmocka_unit_test(test_hop_by_hop),
+		cmocka_unit_test(test_head_take),
 		cmocka_unit_test(test_reason),
 		cmocka_unit_test(test_chunked_whole),
 		cmocka_unit_test(test_chunked_every_split),
