@@ -30,52 +30,95 @@
 #define USAGE_LINE_MAX	(1024 * 1024)
 
 static void
-take(const struct json_doc *d, int obj, const char *key, int64_t *dst,
-    int *found)
+take(const struct json_doc *d, int tok, int64_t *dst, int *found)
 {
 	int64_t v;
 
-	if (json_int(d, json_get(d, obj, key), &v) == 0 && v >= 0) {
+	if (json_int(d, tok, &v) == 0 && v >= 0) {
 		*dst = v;
 		*found = 1;
+	}
+}
+
+/* The members of a usage object merge_usage reads. */
+enum {
+	U_PROMPT, U_COMPLETION, U_INPUT, U_OUTPUT, U_PROMPT_DET, U_INPUT_DET,
+	U_CACHE_READ, U_CACHE_CREATE, U_CACHE_CREATION, U_COMPLETION_DET,
+	U_OUTPUT_DET, U_N
+};
+
+static const struct {
+	const char	*key;
+	size_t		 len;
+} ukeys[U_N] = {
+	{ "prompt_tokens", 13 }, { "completion_tokens", 17 },
+	{ "input_tokens", 12 }, { "output_tokens", 13 },
+	{ "prompt_tokens_details", 21 }, { "input_tokens_details", 20 },
+	{ "cache_read_input_tokens", 23 },
+	{ "cache_creation_input_tokens", 27 }, { "cache_creation", 14 },
+	{ "completion_tokens_details", 25 }, { "output_tokens_details", 21 },
+};
+
+/*
+ * The value token of each of ukeys directly in object U, or -1: what
+ * json_get finds for it (the first such member), in one walk over the
+ * members instead of one per key.
+ */
+static void
+usage_members(const struct json_doc *d, int u, int v[U_N])
+{
+	int	 i, k, end = d->tok[u].end;
+
+	for (k = 0; k < U_N; k++)
+		v[k] = -1;
+	for (i = u + 1; i < d->ntok && d->tok[i].start < end; i++) {
+		const jsmntok_t	*t = &d->tok[i];
+		size_t		 n = (size_t)(t->end - t->start);
+
+		if (t->parent != u || t->type != JSMN_STRING)
+			continue;
+		for (k = 0; k < U_N; k++)
+			if (v[k] == -1 && n == ukeys[k].len &&
+			    memcmp(d->js + t->start, ukeys[k].key, n) == 0)
+				v[k] = i + 1 < d->ntok ? i + 1 : -1;
+		/* skip the value's subtree */
+		i = json_skip(d, i + 1) - 1;
 	}
 }
 
 static void
 merge_usage(struct usage_acc *a, const struct json_doc *d, int u)
 {
-	int	 found = 0, det;
+	int	 found = 0, det, m[U_N];
 	int64_t	 v;
 
 	if (!json_is_obj(d, u))
 		return;
-	take(d, u, "prompt_tokens", &a->input, &found);
-	take(d, u, "completion_tokens", &a->output, &found);
-	take(d, u, "input_tokens", &a->input, &found);
-	take(d, u, "output_tokens", &a->output, &found);
-	if ((det = json_get(d, u, "prompt_tokens_details")) >= 0 ||
-	    (det = json_get(d, u, "input_tokens_details")) >= 0) {
+	usage_members(d, u, m);
+	take(d, m[U_PROMPT], &a->input, &found);
+	take(d, m[U_COMPLETION], &a->output, &found);
+	take(d, m[U_INPUT], &a->input, &found);
+	take(d, m[U_OUTPUT], &a->output, &found);
+	if ((det = m[U_PROMPT_DET]) >= 0 || (det = m[U_INPUT_DET]) >= 0) {
 		if (json_int(d, json_get(d, det, "cached_tokens"), &v) == 0 &&
 		    v >= 0)
 			a->cache_read = v;
 	}
-	if (json_int(d, json_get(d, u, "cache_read_input_tokens"), &v) == 0 &&
-	    v >= 0) {
+	if (json_int(d, m[U_CACHE_READ], &v) == 0 && v >= 0) {
 		a->cache_read = v;
 		a->anthropic = 1;
 	}
-	if (json_int(d, json_get(d, u, "cache_creation_input_tokens"),
-	    &v) == 0 && v >= 0) {
+	if (json_int(d, m[U_CACHE_CREATE], &v) == 0 && v >= 0) {
 		a->cache_create = v;
 		a->anthropic = 1;
 	}
 	/* Anthropic splits the writes by cache lifetime, priced apart */
-	if ((det = json_get(d, u, "cache_creation")) >= 0 &&
+	if ((det = m[U_CACHE_CREATION]) >= 0 &&
 	    json_int(d, json_get(d, det, "ephemeral_1h_input_tokens"),
 	    &v) == 0 && v >= 0)
 		a->cache_1h = v;
-	if ((det = json_get(d, u, "completion_tokens_details")) >= 0 ||
-	    (det = json_get(d, u, "output_tokens_details")) >= 0) {
+	if ((det = m[U_COMPLETION_DET]) >= 0 ||
+	    (det = m[U_OUTPUT_DET]) >= 0) {
 		if (json_int(d, json_get(d, det, "reasoning_tokens"),
 		    &v) == 0 && v >= 0) {
 			a->reasoning = v;

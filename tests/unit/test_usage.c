@@ -180,6 +180,32 @@ test_openai_chat(void **state)
 	assert_int_equal(ev.cost_micro_usd, 165);
 }
 
+/*
+ * A member named twice in a usage object: the first is the one read,
+ * for the counts, the details objects and the members inside those.
+ */
+static void
+test_usage_duplicate_members_first_wins(void **state)
+{
+	static const char s[] =
+	    "{\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":50,"
+	    "\"prompt_tokens\":7,\"prompt_tokens_details\":"
+	    "{\"cached_tokens\":200,\"cached_tokens\":9},"
+	    "\"completion_tokens\":3,\"prompt_tokens_details\":"
+	    "{\"cached_tokens\":8},\"completion_tokens_details\":"
+	    "{\"reasoning_tokens\":20},\"completion_tokens_details\":"
+	    "{\"reasoning_tokens\":1}}}";
+	struct usage_acc a;
+
+	(void)state;
+	a = from_json(s);
+	assert_true(a.seen);
+	assert_int_equal(a.input, 1000);
+	assert_int_equal(a.output, 50);
+	assert_int_equal(a.cache_read, 200);
+	assert_int_equal(a.reasoning, 20);
+}
+
 static void
 test_openai_chat_without_details(void **state)
 {
@@ -1220,6 +1246,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_openai_chat),
 		cmocka_unit_test(test_openai_chat_without_details),
+		cmocka_unit_test(test_usage_duplicate_members_first_wins),
 		cmocka_unit_test(test_openai_embeddings),
 		cmocka_unit_test(test_responses_api),
 		cmocka_unit_test(test_anthropic_message),
