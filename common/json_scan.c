@@ -9,6 +9,9 @@
  * against jsmn: where jsmn accepts an object, both must agree).
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common/json_scan.h"
 
@@ -26,24 +29,43 @@ skip_ws(const char *js, size_t len, size_t i)
 	return i;
 }
 
-/* JS[I] is '"': the index of the closing quote, or LEN. */
+/*
+ * JS[I] is '"': the index of the closing quote, or LEN.  A backslash
+ * escapes the byte after it, whatever it is (so an odd run of them
+ * escapes a quote); the next quote or backslash is found 16 bytes a
+ * step, since most strings here are keys shorter than that and a memchr
+ * call cost more than the search.
+ */
 static size_t
 string_end(const char *js, size_t len, size_t i)
 {
-	const char *q;
-	size_t	    bs;
+#if defined(__SSE2__)
+	const __m128i	 q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+#endif
 
 	i++;
 	for (;;) {
-		if (i >= len || (q = memchr(js + i, '"', len - i)) == NULL)
+#if defined(__SSE2__)
+		while (i < len && len - i >= 16) {
+			__m128i	 v = _mm_loadu_si128((const __m128i *)(const void *)
+			    (js + i));
+			unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			    _mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
+
+			if (m != 0) {
+				i += (size_t)__builtin_ctz(m);
+				break;
+			}
+			i += 16;
+		}
+#endif
+		while (i < len && js[i] != '"' && js[i] != '\\')
+			i++;
+		if (i >= len)
 			return len;
-		/* an odd run of backslashes escapes the quote */
-		for (bs = 0; q - bs > js + i && q[-1 - (ptrdiff_t)bs] == '\\';
-		    bs++)
-			;
-		if (bs % 2 == 0)
-			return (size_t)(q - js);
-		i = (size_t)(q - js) + 1;
+		if (js[i] == '"')
+			return i;
+		i += 2;		/* the backslash and the byte it escapes */
 	}
 }
 
