@@ -29,12 +29,33 @@ skip_ws(const char *js, size_t len, size_t i)
 	return i;
 }
 
+/* From I, where no backslash run reaches back past I: the index of the
+ * first quote not escaped by an odd run of backslashes, or LEN. */
+static size_t
+string_end_long(const char *js, size_t len, size_t i)
+{
+	const char *q;
+	size_t	    bs;
+
+	for (;;) {
+		if (i >= len || (q = memchr(js + i, '"', len - i)) == NULL)
+			return len;
+		for (bs = 0; q - bs > js + i && q[-1 - (ptrdiff_t)bs] == '\\';
+		    bs++)
+			;
+		if (bs % 2 == 0)
+			return (size_t)(q - js);
+		i = (size_t)(q - js) + 1;
+	}
+}
+
 /*
  * JS[I] is '"': the index of the closing quote, or LEN.  A backslash
  * escapes the byte after it, whatever it is (so an odd run of them
- * escapes a quote); the next quote or backslash is found 16 bytes a
- * step, since most strings here are keys shorter than that and a memchr
- * call cost more than the search.
+ * escapes a quote).  Most strings here are keys shorter than 16 bytes,
+ * where a memchr call cost more than the search: the next quote or
+ * backslash is looked for 16 bytes a step (SSE2), and a string that
+ * runs past 32 bytes of neither goes to memchr, faster on long text.
  */
 static size_t
 string_end(const char *js, size_t len, size_t i)
@@ -42,9 +63,11 @@ string_end(const char *js, size_t len, size_t i)
 #if defined(__SSE2__)
 	const __m128i	 q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
 #endif
+	size_t		 plain;
 
 	i++;
 	for (;;) {
+		plain = 0;
 #if defined(__SSE2__)
 		while (i < len && len - i >= 16) {
 			__m128i	 v = _mm_loadu_si128((const __m128i *)(const void *)
@@ -57,6 +80,9 @@ string_end(const char *js, size_t len, size_t i)
 				break;
 			}
 			i += 16;
+			/* JS[I - 1] is no backslash: a run starts at I */
+			if ((plain += 16) >= 32)
+				return string_end_long(js, len, i);
 		}
 #endif
 		while (i < len && js[i] != '"' && js[i] != '\\')
