@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -324,6 +325,29 @@ up_conn_send(struct upconn *uc, struct evbuffer *req, int reused)
 	}
 	evbuffer_add_buffer(bufferevent_get_output(uc->bev), req);
 	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+}
+
+size_t
+up_conn_read_direct(struct upconn *uc, struct evbuffer *dst, size_t max,
+    const char **at)
+{
+	struct evbuffer_iovec	 v;
+	ssize_t			 n;
+
+	if (uc->up->ssl_ctx != NULL || max == 0 ||
+	    evbuffer_reserve_space(dst, (ev_ssize_t)max, &v, 1) != 1)
+		return 0;
+	do {
+		n = read(bufferevent_getfd(uc->bev), v.iov_base, max);
+	} while (n == -1 && errno == EINTR);
+	/* an end or an error stays for the bufferevent's read to report:
+	 * a socket at its end is readable again, and one reset reads 0 */
+	if (n <= 0)
+		return 0;
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(dst, &v, 1);
+	*at = v.iov_base;
+	return (size_t)n;
 }
 
 void

@@ -103,6 +103,15 @@ struct upconn *up_conn_get(struct upstream *, int *reused);
  * it all to its bufferevent.
  */
 void	 up_conn_send(struct upconn *uc, struct evbuffer *req, int reused);
+/*
+ * Read at most MAX bytes of UC's answer straight into DST, past its
+ * bufferevent (which takes at most 4096 bytes a wake-up, after an ioctl):
+ * a plain connection only.  The bytes read (*AT: where they are in DST,
+ * until DST changes), or 0 when nothing is waiting, the socket is at its
+ * end or failed, or UC is TLS: the bufferevent then reads and reports it.
+ */
+size_t	 up_conn_read_direct(struct upconn *uc, struct evbuffer *dst,
+	    size_t max, const char **at);
 /* The caller is done with UC; ANSWER_COMPLETE: its answer was read to
  * the end and the connection may serve another request. */
 void	 up_conn_done(struct upconn *uc, int answer_complete);

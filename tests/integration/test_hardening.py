@@ -864,6 +864,25 @@ def test_upstream_content_length_that_lies_truncates(evil, pg):
     assert body == payload
 
 
+def test_upstream_reset_mid_content_length_answer_truncates(evil, pg):
+    """A 200 KB answer whose upstream resets after 60 KB in pieces: read
+    past the bufferevent, the client gets a prefix of what was sent, no
+    more, and the row says upstream_truncated."""
+    payload = (b'{"id":"x","object":"chat.completion","choices":[],"pad":"'
+               + b"p" * 200000 + b'"}')
+
+    def handler(e, conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: %d\r\n\r\n" % len(payload))
+        for i in range(6):
+            conn.sendall(payload[i * 10000:(i + 1) * 10000])
+            e.stop_ev.wait(0.05)
+        reset(conn)
+    s = evil(handler)
+    body = expect_truncated(s, pg, "upstream_truncated", stream=False)
+    assert 0 < len(body) <= 60000 and payload.startswith(body), len(body)
+
+
 def test_upstream_sse_that_goes_silent_ends_at_read_timeout(evil, pg):
     def handler(e, conn):
         conn.sendall(SSE_HEAD + chunk(EVENT))
