@@ -6,7 +6,7 @@
  * USAGE_TAIL bytes are kept and the usage object is found from the end,
  * where every provider puts it.  Streams: each SSE line is assembled as it
  * passes and only "data:" lines that mention "usage" are parsed, so the
- * per-event cost is one memmem.  Shapes:
+ * per-event cost is a pass or two of memchr.  Shapes:
  *   OpenAI:     usage.{prompt_tokens, completion_tokens,
  *               prompt_tokens_details.cached_tokens}
  *   Responses:  usage.{input_tokens, output_tokens,
@@ -235,11 +235,42 @@ tap_append(struct usage_tap *t, const char *p, size_t n, size_t max)
 }
 
 /*
+ * The first "\":" from Q to END, or NULL.  glibc's memmem sets up a
+ * table on every call, which cost more than the search on an event's
+ * couple of hundred bytes, a dozen calls an event: memchr for the quote.
+ */
+static const char *
+next_sep(const char *q, const char *end)
+{
+	while (end - q >= 2 && (q = memchr(q, '"', (size_t)(end - q - 1))) !=
+	    NULL) {
+		if (q[1] == ':')
+			return q;
+		q++;
+	}
+	return NULL;
+}
+
+/* The first "\"usage\"" from Q to END, or NULL (memchr, as next_sep). */
+static const char *
+find_usage_key(const char *q, const char *end)
+{
+	while (end - q >= 7 && (q = memchr(q, '"', (size_t)(end - q - 6))) !=
+	    NULL) {
+		if (memcmp(q + 1, "usage\"", 6) == 0)
+			return q;
+		q++;
+	}
+	return NULL;
+}
+
+/*
  * The bytes of generated text in one event: the string values of the
  * keys that carry it in OpenAI's chunks ("content", "arguments",
  * "refusal") and Anthropic's deltas ("text", "partial_json",
  * "thinking"), escapes counted as they stand.  Only for an estimate when
- * an answer never reports usage; one memmem per key-value separator.
+ * an answer never reports usage; one search per key-value separator,
+ * and a key compared only if its last letter is one of theirs.
  */
 static size_t
 text_bytes(const char *p, size_t n)
@@ -252,11 +283,16 @@ text_bytes(const char *p, size_t n)
 	const char	*end = p + n, *q = p, *s;
 	size_t		 total = 0, i;
 
-	while ((q = memmem(q, (size_t)(end - q), "\":", 2)) != NULL) {
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			if ((size_t)(q - p) >= keys[i].len &&
-			    memcmp(q - keys[i].len, keys[i].k, keys[i].len) == 0)
-				break;
+	while ((q = next_sep(q, end)) != NULL) {
+		/* t(ext, content), s, n, g, l: the keys' last letters */
+		if (q > p && memchr("tsngl", q[-1], 5) == NULL)
+			i = sizeof(keys) / sizeof(keys[0]);
+		else
+			for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+				if ((size_t)(q - p) >= keys[i].len &&
+				    memcmp(q - keys[i].len, keys[i].k,
+				    keys[i].len) == 0)
+					break;
 		q += 2;
 		if (i == sizeof(keys) / sizeof(keys[0]))
 			continue;
@@ -290,7 +326,7 @@ usage_null(const char *u, const char *end)
 		q++;
 	if ((size_t)(end - q) < 4 || memcmp(q, "null", 4) != 0)
 		return 0;
-	return memmem(q, (size_t)(end - q), "\"usage\"", 7) == NULL;
+	return find_usage_key(q, end) == NULL;
 }
 
 /* One complete SSE line (without its newline). */
@@ -308,8 +344,7 @@ sse_line(struct usage_acc *a, struct json_doc *d, const char *p, size_t n)
 	/* a chunk may carry text and "usage":null (include_usage): count
 	 * its text all the same, for a stream cut before its usage came */
 	a->text_bytes += text_bytes(p, n);
-	if ((u = memmem(p, n, "\"usage\"", 7)) == NULL || usage_null(u,
-	    p + n))
+	if ((u = find_usage_key(p, p + n)) == NULL || usage_null(u, p + n))
 		return;
 	usage_from_json(a, d, p, n);
 }
