@@ -237,31 +237,62 @@ tap_append(struct usage_tap *t, const char *p, size_t n, size_t max)
 /*
  * The first "\":" from Q to END, or NULL.  glibc's memmem sets up a
  * table on every call, which cost more than the search on an event's
- * couple of hundred bytes, a dozen calls an event: memchr for the quote.
+ * couple of hundred bytes, a dozen calls an event: memchr for the colon,
+ * rarer than the quote, then the byte before it.
  */
 static const char *
 next_sep(const char *q, const char *end)
 {
-	while (end - q >= 2 && (q = memchr(q, '"', (size_t)(end - q - 1))) !=
-	    NULL) {
-		if (q[1] == ':')
-			return q;
-		q++;
-	}
+	const char *c;
+
+	if (end - q < 2)
+		return NULL;
+	for (c = q + 1; c < end && (c = memchr(c, ':', (size_t)(end - c))) !=
+	    NULL; c++)
+		if (c[-1] == '"')
+			return c - 1;
 	return NULL;
 }
 
-/* The first "\"usage\"" from Q to END, or NULL (memchr, as next_sep). */
+/* The first "\"usage\"" from Q to END, or NULL: memchr for its 'u'. */
 static const char *
 find_usage_key(const char *q, const char *end)
 {
-	while (end - q >= 7 && (q = memchr(q, '"', (size_t)(end - q - 6))) !=
-	    NULL) {
-		if (memcmp(q + 1, "usage\"", 6) == 0)
-			return q;
-		q++;
-	}
+	const char *c;
+
+	if (end - q < 7)
+		return NULL;
+	for (c = q + 1; end - c >= 6 && (c = memchr(c, 'u',
+	    (size_t)(end - c - 5))) != NULL; c++)
+		if (c[-1] == '"' && memcmp(c, "usage\"", 6) == 0)
+			return c - 1;
 	return NULL;
+}
+
+/* Does the key that ends at Q (its closing quote; P the event's start)
+ * carry generated text?  Told apart by its last letter first. */
+static int
+text_key(const char *p, const char *q)
+{
+#define KEY_IS(k) ((size_t)(q - p) >= sizeof(k) - 1 && \
+	memcmp(q - (sizeof(k) - 1), k, sizeof(k) - 1) == 0)
+	if (q == p)
+		return 0;
+	switch (q[-1]) {
+	case 't':
+		return KEY_IS("\"content") || KEY_IS("\"text");
+	case 's':
+		return KEY_IS("\"arguments");
+	case 'n':
+		return KEY_IS("\"partial_json");
+	case 'g':
+		return KEY_IS("\"thinking");
+	case 'l':
+		return KEY_IS("\"refusal");
+	default:
+		return 0;
+	}
+#undef KEY_IS
 }
 
 /*
@@ -269,32 +300,19 @@ find_usage_key(const char *q, const char *end)
  * keys that carry it in OpenAI's chunks ("content", "arguments",
  * "refusal") and Anthropic's deltas ("text", "partial_json",
  * "thinking"), escapes counted as they stand.  Only for an estimate when
- * an answer never reports usage; one search per key-value separator,
- * and a key compared only if its last letter is one of theirs.
+ * an answer never reports usage; one search per key-value separator.
  */
 static size_t
 text_bytes(const char *p, size_t n)
 {
-	static const struct { const char *k; size_t len; } keys[] = {
-		{ "\"content", 8 }, { "\"text", 5 }, { "\"arguments", 10 },
-		{ "\"partial_json", 13 }, { "\"thinking", 9 },
-		{ "\"refusal", 8 },
-	};
 	const char	*end = p + n, *q = p, *s;
-	size_t		 total = 0, i;
+	size_t		 total = 0;
+	int		 text;
 
 	while ((q = next_sep(q, end)) != NULL) {
-		/* t(ext, content), s, n, g, l: the keys' last letters */
-		if (q > p && memchr("tsngl", q[-1], 5) == NULL)
-			i = sizeof(keys) / sizeof(keys[0]);
-		else
-			for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-				if ((size_t)(q - p) >= keys[i].len &&
-				    memcmp(q - keys[i].len, keys[i].k,
-				    keys[i].len) == 0)
-					break;
+		text = text_key(p, q);
 		q += 2;
-		if (i == sizeof(keys) / sizeof(keys[0]))
+		if (!text)
 			continue;
 		while (q < end && (*q == ' ' || *q == '\t'))
 			q++;
