@@ -25,6 +25,10 @@ enum usage_source {
 #define EV_ADDR_MAX	48
 #define EV_CLIENT_ID_MAX 72
 #define EV_BETA_MAX	128
+#define EV_USER_MAX	257	/* Anthropic's metadata.user_id: 256 */
+#define EV_TAG_MAX	64	/* bytes of one tag */
+#define EV_TAGS_MAX	16	/* tags a request may carry */
+#define EV_TAGS_BYTES	(EV_TAGS_MAX * (EV_TAG_MAX + 1))	/* a,b,c */
 
 struct usage_event {
 	uint8_t		 request_id[16];	/* UUIDv7 bytes, sluice's own */
@@ -60,6 +64,11 @@ struct usage_event {
 	int64_t		 cache_write_1h_tokens;	/* -1 = unknown */
 	int64_t		 reasoning_tokens;	/* -1 = unknown */
 	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
+	/* Added in the fourth event size (schema version 4): for whom. */
+	char		 team[EV_KEY_MAX];	/* the key's team, "" = none */
+	char		 end_user[EV_USER_MAX];	/* "" = none said */
+	char		 tags[EV_TAGS_BYTES];	/* "a,b": printable, no commas
+						   inside one; "" = none */
 };
 
 #endif

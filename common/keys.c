@@ -37,6 +37,8 @@ struct keys_state {
 	struct keyring	*kr;
 	size_t		 cap;
 	int		*hash_line;	/* parallel to kr->keys */
+	size_t		 team_cap;
+	int		*team_line;	/* of each key's "team", parallel */
 };
 
 static int	 d_key(struct cp_parser *, struct cp_directive *, void *);
@@ -45,6 +47,10 @@ static int	 d_models(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_budget(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_expires(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_disabled(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_team(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_key_team(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_tags(struct cp_parser *, struct cp_directive *, void *);
+static int	 resolve_teams(struct cp_parser *, struct keys_state *);
 static int	 build_index(struct cp_parser *, struct keys_state *);
 static int	 check_names(struct cp_parser *, struct keyring *);
 
@@ -52,18 +58,30 @@ static int	 check_names(struct cp_parser *, struct keyring *);
 
 static const struct cp_dirspec file_dirs[] = {
 	{ "key", 1, 1, CP_MULTI | CP_BLOCK, CP_FN, 0, 0, 0, 0, d_key },
+	{ "team", 1, 1, CP_MULTI | CP_BLOCK, CP_FN, 0, 0, 0, 0, d_team },
 };
+
+#define K_I64(n, f, hi) { n, 1, 1, 0, CP_I64, offsetof(struct key_entry, f), \
+			    0, 1, hi, NULL }
 
 static const struct cp_dirspec key_dirs[] = {
 	K_FN("hash", 1, 1, d_hash),
 	K_FN("models", 1, KEY_MAX_MODELS, d_models),
-	{ "rpm", 1, 1, 0, CP_I64, offsetof(struct key_entry, rpm), 0,
-	    1, KEY_RPM_MAX, NULL },
-	{ "tpm", 1, 1, 0, CP_I64, offsetof(struct key_entry, tpm), 0,
-	    1, KEY_TPM_MAX, NULL },
+	K_I64("rpm", rpm, KEY_RPM_MAX),
+	K_I64("tpm", tpm, KEY_TPM_MAX),
 	K_FN("budget", 3, 3, d_budget),
 	K_FN("expires", 1, 1, d_expires),
 	K_FN("disabled", 0, 0, d_disabled),
+	K_FN("team", 1, 1, d_key_team),
+	K_FN("tags", 1, EV_TAGS_MAX, d_tags),
+};
+
+/* what a team limits: the same directives, read the same way */
+static const struct cp_dirspec team_dirs[] = {
+	K_FN("models", 1, KEY_MAX_MODELS, d_models),
+	K_I64("rpm", rpm, KEY_RPM_MAX),
+	K_I64("tpm", tpm, KEY_TPM_MAX),
+	K_FN("budget", 3, 3, d_budget),
 };
 
 _Static_assert(cp_nitems(key_dirs) <= 64, "seen mask is 64 bits");
@@ -112,6 +130,10 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 		if (lines == NULL)
 			return cp_err(p, d->line, "out of memory");
 		st->hash_line = lines;
+		lines = reallocarray(st->team_line, ncap, sizeof(*lines));
+		if (lines == NULL)
+			return cp_err(p, d->line, "out of memory");
+		st->team_line = lines;
 		st->cap = ncap;
 	}
 	k = &kr->keys[kr->nkeys];
@@ -119,8 +141,10 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 	cp_set_str(k->name, sizeof(k->name), name);
 	k->budget_period = PERIOD_NONE;
 	k->slot = -1;
+	k->team = -1;
 	k->line = d->line;
 	st->hash_line[kr->nkeys] = 0;
+	st->team_line[kr->nkeys] = 0;
 	kr->nkeys++;
 
 	snprintf(p->ctx, sizeof(p->ctx), "key \"%s\": ", name);
@@ -130,6 +154,138 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 		return cp_err(p, d->line, "missing \"hash\"");
 	p->ctx[0] = '\0';
 	return 0;
+}
+
+static int
+d_team(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct keys_state	*st = p->udata;
+	struct keyring		*kr = st->kr;
+	struct key_entry	*t;
+	const char		*name = d->args[1].s;
+	int			 i;
+
+	(void)obj;
+	if (!keys_valid_name(name) || strlen(name) > TEAM_NAME_MAX - 1)
+		return cp_err(p, d->line, "invalid team name \"%s\" (1 to %d "
+		    "of A-Z a-z 0-9 _ . -)", name, TEAM_NAME_MAX - 1);
+	for (i = 0; i < kr->nteams; i++)
+		if (strcmp(kr->teams[i].name, name) == 0)
+			return cp_err(p, d->line, "duplicate team \"%s\" "
+			    "(first at line %d)", name, kr->teams[i].line);
+	if (kr->nteams == KEYS_MAX)
+		return cp_err(p, d->line, "too many teams (max %d)", KEYS_MAX);
+	if ((size_t)kr->nteams == st->team_cap) {
+		size_t ncap = st->team_cap == 0 ? 8 : st->team_cap * 2;
+
+		t = reallocarray(kr->teams, ncap, sizeof(*t));
+		if (t == NULL)
+			return cp_err(p, d->line, "out of memory");
+		kr->teams = t;
+		st->team_cap = ncap;
+	}
+	t = &kr->teams[kr->nteams++];
+	memset(t, 0, sizeof(*t));
+	cp_set_str(t->name, sizeof(t->name), name);
+	t->budget_period = PERIOD_NONE;
+	t->slot = -1;
+	t->team = -1;
+	t->line = d->line;
+	snprintf(p->ctx, sizeof(p->ctx), "team \"%s\": ", name);
+	if (cp_parse_block(p, team_dirs, cp_nitems(team_dirs), t) == -1)
+		return -1;
+	p->ctx[0] = '\0';
+	return 0;
+}
+
+static int
+d_key_team(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct keys_state	*st = p->udata;
+	struct key_entry	*k = obj;
+
+	if (strlen(d->args[1].s) >= sizeof(k->team_name))
+		return cp_err(p, d->line, "invalid team name");
+	cp_set_str(k->team_name, sizeof(k->team_name), d->args[1].s);
+	st->team_line[k - st->kr->keys] = d->line;
+	return 0;
+}
+
+int
+keys_tag_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > EV_TAG_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == ',')
+			return 0;
+	return 1;
+}
+
+static int
+d_tags(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	size_t			 used = 0, len;
+	int			 i;
+
+	for (i = 1; i < d->nargs; i++) {
+		len = strlen(d->args[i].s);
+		if (!keys_tag_ok(d->args[i].s, len))
+			return cp_err(p, d->line, "invalid tag \"%s\" (1 to %d "
+			    "printable ASCII bytes, no comma)", d->args[i].s,
+			    EV_TAG_MAX);
+		if (used > 0)
+			k->tags[used++] = ',';
+		memcpy(k->tags + used, d->args[i].s, len);
+		used += len;
+	}
+	k->tags[used] = '\0';
+	return 0;
+}
+
+/* Teams may come after the keys that name them: resolved at the end. */
+static int
+resolve_teams(struct cp_parser *p, struct keys_state *st)
+{
+	struct keyring	*kr = st->kr;
+	int		 i, j;
+
+	for (i = 0; i < kr->nkeys; i++) {
+		struct key_entry *k = &kr->keys[i];
+
+		k->team = -1;
+		if (k->team_name[0] == '\0')
+			continue;
+		for (j = 0; j < kr->nteams; j++)
+			if (strcmp(kr->teams[j].name, k->team_name) == 0)
+				k->team = j;
+		if (k->team == -1)
+			return cp_err(p, st->team_line[i], "key \"%s\": no "
+			    "team \"%s\" in this file", k->name, k->team_name);
+	}
+	return 0;
+}
+
+const struct key_entry *
+keys_team(const struct keyring *kr, const struct key_entry *k)
+{
+	if (kr == NULL || k == NULL || k->team < 0 || k->team >= kr->nteams)
+		return NULL;
+	return &kr->teams[k->team];
+}
+
+const struct key_entry *
+keys_by_name(const struct keyring *kr, const char *name)
+{
+	int i;
+
+	for (i = 0; kr != NULL && i < kr->nkeys; i++)
+		if (strcmp(kr->keys[i].name, name) == 0)
+			return &kr->keys[i];
+	return NULL;
 }
 
 static int
@@ -373,7 +529,8 @@ keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
 		goto done;
 	}
 	if (cp_parse_file(&p, file_dirs, cp_nitems(file_dirs), kr) == -1 ||
-	    check_names(&p, kr) == -1 || build_index(&p, &st) == -1)
+	    check_names(&p, kr) == -1 || resolve_teams(&p, &st) == -1 ||
+	    build_index(&p, &st) == -1)
 		goto done;
 	*out = kr;
 	kr = NULL;
@@ -381,6 +538,7 @@ keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
  done:
 	cp_close(&p);
 	free(st.hash_line);
+	free(st.team_line);
 	keys_free(kr);
 	return rv;
 }
@@ -394,6 +552,7 @@ keys_free(struct keyring *kr)
 		explicit_bzero(kr->keys, (size_t)kr->nkeys * sizeof(*kr->keys));
 		free(kr->keys);
 	}
+	free(kr->teams);
 	free(kr->index);
 	free(kr);
 }

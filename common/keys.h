@@ -13,7 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/event.h"
+
 #define KEY_NAME_MAX	64
+#define TEAM_NAME_MAX	63	/* with its "@" it is a key state name */
 #define KEY_MAX_MODELS	32
 #define KEY_PATTERN_MAX	128
 #define KEY_SECRET_PREFIX "sk-sluice-"
@@ -39,12 +42,21 @@ struct key_entry {
 	int		 disabled;
 	int		 slot;			/* shm key state; -1 = none yet */
 	int		 line;
+	char		 team_name[KEY_NAME_MAX];	/* "" = no team */
+	char		 tags[EV_TAGS_BYTES];	/* on every row: "a,b", "" = none */
+	int		 team;			/* index in teams[], -1 = none */
 };
 
+/*
+ * A team is a key_entry without a hash: its models, rpm, tpm and budget
+ * bind every key of the team on top of the key's own, shared by them.
+ */
 struct keyring {
 	char		 path[4096];
 	struct key_entry *keys;
 	int		 nkeys;
+	struct key_entry *teams;
+	int		 nteams;
 	int32_t		*index;		/* open addressing on the hash */
 	uint32_t	 index_mask;
 };
@@ -59,6 +71,11 @@ struct keyring {
  *       budget   USD per day|month;    optional, e.g. "25.00 per day"
  *       expires  YYYY-MM-DD;           optional, expires at 00:00 UTC
  *       disabled;                      optional
+ *       team     NAME;                 optional, a team of this file
+ *       tags     TAG...;               optional, on every row of the key
+ *   }
+ *   team NAME {
+ *       models GLOB...; rpm N; tpm N; budget USD per day|month;
  *   }
  * Duplicate names or duplicate hashes are errors.
  */
@@ -75,6 +92,13 @@ int	 keys_model_allowed(const struct key_entry *, const char *model,
 	    size_t len);
 /* 1 if NAME is a valid key name: [A-Za-z0-9_.-]{1,63}. */
 int	 keys_valid_name(const char *name);
+/* A tag: 1 to EV_TAG_MAX printable ASCII bytes, no space, no comma. */
+int	 keys_tag_ok(const char *s, size_t len);
+/* The team of key K, or NULL. */
+const struct key_entry *keys_team(const struct keyring *,
+	    const struct key_entry *k);
+/* The key named NAME, or NULL (a linear search: not for the request path). */
+const struct key_entry *keys_by_name(const struct keyring *, const char *name);
 /* "YYYY-MM-DD" (a real date, 1970 on) -> unix time of 00:00 UTC; 0/-1. */
 int	 keys_parse_date(const char *s, int64_t *out);
 

@@ -281,31 +281,39 @@ backoff_ms(struct child *ch)
 	return d > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : d;
 }
 
-/* Charge a cut request to its key's tokens per minute and budget in place
- * of what it held, as auth_charge does for one that ended (its rpm was
- * taken at the start). */
+/* Charge a cut request to one level (its key, or the key's team) in place
+ * of what it held there, as auth_charge does for one that ended. */
 static void
-inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
-    const struct ks_hold *hold)
+level_charge(struct keystate_table *kst, const struct key_entry *e,
+    const struct usage_event *ev, const struct ks_hold *hold)
 {
-	const struct key_entry	*k = NULL;
 	struct keystate		*ks;
 	int64_t			 tokens = 0;
-	int			 i;
 
-	if (m.cfg->keys == NULL || ev->key_name[0] == '\0')
-		return;
-	for (i = 0; i < m.cfg->keys->nkeys && k == NULL; i++)
-		if (strcmp(m.cfg->keys->keys[i].name, ev->key_name) == 0)
-			k = &m.cfg->keys->keys[i];
-	if (k == NULL || (ks = keystate_at(kst, k->slot)) == NULL)
+	if (e == NULL || (ks = keystate_at(kst, e->slot)) == NULL)
 		return;
 	if (ev->prompt_tokens > 0)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, hold, k->tpm, tokens, (int)k->budget_period,
+	ks_charge(ks, hold, e->tpm, tokens, (int)e->budget_period,
 	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
+}
+
+/* Charge a cut request to its key and team (its rpm was taken at the
+ * start); HOLD: what it held at each, key first. */
+static void
+inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
+    const struct ks_hold hold[2])
+{
+	const struct key_entry	*k;
+
+	if (m.cfg->keys == NULL || ev->key_name[0] == '\0')
+		return;
+	if ((k = keys_by_name(m.cfg->keys, ev->key_name)) == NULL)
+		return;
+	level_charge(kst, k, ev, &hold[0]);
+	level_charge(kst, keys_team(m.cfg->keys, k), ev, &hold[1]);
 }
 
 /*
@@ -340,8 +348,10 @@ inflight_reap(int slot, pid_t pid)
 
 		if (!inflight_unpushed(&t[i], attempts)) {
 			/* pushed, and died before charging: charge it now */
-			if (t[i].hold.tokens != 0 || t[i].hold.micro_usd != 0)
-				inflight_charge(kst, ev, &t[i].hold);
+			if (t[i].hold[0].tokens != 0 ||
+			    t[i].hold[0].micro_usd != 0 ||
+			    t[i].hold[1].tokens != 0 || t[i].hold[1].micro_usd != 0)
+				inflight_charge(kst, ev, t[i].hold);
 			if (inflight_live(&t[i]))
 				inflight_end(&t[i]);
 			continue;
@@ -371,7 +381,7 @@ inflight_reap(int slot, pid_t pid)
 			log_warnx("event ring lane %d full: the event of a "
 			    "request cut by worker %d was dropped", slot,
 			    (int)pid);
-		inflight_charge(kst, ev, &t[i].hold);
+		inflight_charge(kst, ev, t[i].hold);
 		inflight_end(&t[i]);
 		cut++;
 	}

@@ -100,7 +100,7 @@ inflight_end(struct inflight_entry *e)
 	e->push_mark = 0;
 	e->text_bytes = 0;
 	e->head_bytes = 0;
-	memset(&e->hold, 0, sizeof(e->hold));
+	memset(e->hold, 0, sizeof(e->hold));
 	memset(&e->ev, 0, sizeof(e->ev));
 }
 

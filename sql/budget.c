@@ -1,5 +1,6 @@
 /*
- * budget.c - spend per key from usage_events into shared memory.
+ * budget.c - spend per key and per team from usage_events into shared
+ * memory.
  *
  * Workers add each finished request's cost to spend_live; PostgreSQL holds
  * what has been written.  To combine the two without counting a request
@@ -32,7 +33,14 @@ budgeted(const struct key_entry *k)
 int
 budget_nkeys(const struct config *cfg)
 {
-	return cfg->keys != NULL ? cfg->keys->nkeys : 0;
+	return cfg->keys != NULL ? cfg->keys->nkeys + cfg->keys->nteams : 0;
+}
+
+/* Entry I of budget_nkeys(): the keys, then the teams. */
+static const struct key_entry *
+entry(const struct keyring *kr, int i)
+{
+	return i < kr->nkeys ? &kr->keys[i] : &kr->teams[i - kr->nkeys];
 }
 
 void
@@ -43,11 +51,55 @@ budget_snapshot(const struct config *cfg, struct keystate_table *t,
 
 	snapshot_at = time(NULL);
 	for (i = 0; i < budget_nkeys(cfg); i++) {
-		struct keystate *ks = keystate_at(t, cfg->keys->keys[i].slot);
+		const struct key_entry	*e = entry(cfg->keys, i);
+		struct keystate		*ks = keystate_at(t, e->slot);
 
-		live[i] = ks != NULL && budgeted(&cfg->keys->keys[i]) ?
+		live[i] = ks != NULL && budgeted(e) ?
 		    atomic_load(&ks->spend_live) : 0;
 	}
+}
+
+/*
+ * The day's and month's spend by COLUMN (key_name or team) into DSUM and
+ * MSUM at the index of the entry so named, FROM to N of budget_nkeys().
+ */
+static int
+spend_by(PGconn *conn, const char *column, const struct keyring *kr,
+    int from, int n, const char *const params[2], int64_t *dsum,
+    int64_t *msum)
+{
+	PGresult	*res;
+	char		 sql[512];
+	int		 r, i;
+
+	snprintf(sql, sizeof(sql),
+	    "SELECT %s,"
+	    " coalesce(sum(cost_micro_usd) FILTER (WHERE ts_start >="
+	    "  to_timestamp($1::bigint)), 0),"
+	    " coalesce(sum(cost_micro_usd), 0)"
+	    " FROM usage_events"
+	    " WHERE ts_start >= to_timestamp(least($1::bigint, $2::bigint))"
+	    " AND %s IS NOT NULL GROUP BY %s", column, column, column);
+	res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warnx("loading %s spend: %s", column,
+		    PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	for (r = 0; r < PQntuples(res); r++) {
+		const char *name = PQgetvalue(res, r, 0);
+
+		for (i = from; i < n; i++) {
+			if (strcmp(entry(kr, i)->name, name) != 0)
+				continue;
+			dsum[i] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+			msum[i] = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+			break;
+		}
+	}
+	PQclear(res);
+	return 0;
 }
 
 int
@@ -55,12 +107,11 @@ budget_load(PGconn *conn, const struct config *cfg, struct keystate_table *t,
     const int64_t *live)
 {
 	const struct keyring	*kr = cfg->keys;
-	PGresult		*res;
 	time_t			 now = time(NULL), dstart, mstart, end;
 	int64_t			 day, month, *dsum, *msum;
 	char			 p0[32], p1[32];
 	const char		*params[2] = { p0, p1 };
-	int			 i, r, n;
+	int			 i, n;
 
 	if (kr == NULL || kr->nkeys == 0)
 		return 0;
@@ -73,43 +124,19 @@ budget_load(PGconn *conn, const struct config *cfg, struct keystate_table *t,
 	}
 	snprintf(p0, sizeof(p0), "%lld", (long long)dstart);
 	snprintf(p1, sizeof(p1), "%lld", (long long)mstart);
-	res = PQexecParams(conn,
-	    "SELECT key_name,"
-	    " coalesce(sum(cost_micro_usd) FILTER (WHERE ts_start >="
-	    "  to_timestamp($1::bigint)), 0),"
-	    " coalesce(sum(cost_micro_usd), 0)"
-	    " FROM usage_events"
-	    " WHERE ts_start >= to_timestamp(least($1::bigint, $2::bigint))"
-	    " AND key_name IS NOT NULL GROUP BY key_name",
-	    2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_warnx("loading key spend: %s", PQerrorMessage(conn));
-		PQclear(res);
-		return -1;
-	}
-	dsum = calloc((size_t)kr->nkeys, sizeof(*dsum));
-	msum = calloc((size_t)kr->nkeys, sizeof(*msum));
-	if (dsum == NULL || msum == NULL) {
+	n = budget_nkeys(cfg);
+	dsum = calloc((size_t)n, sizeof(*dsum));
+	msum = calloc((size_t)n, sizeof(*msum));
+	if (dsum == NULL || msum == NULL ||
+	    spend_by(conn, "key_name", kr, 0, kr->nkeys, params, dsum,
+	    msum) == -1 || (kr->nteams > 0 && spend_by(conn, "team", kr,
+	    kr->nkeys, n, params, dsum, msum) == -1)) {
 		free(dsum);
 		free(msum);
-		PQclear(res);
 		return -1;
 	}
-	n = PQntuples(res);
-	for (r = 0; r < n; r++) {
-		const char *name = PQgetvalue(res, r, 0);
-
-		for (i = 0; i < kr->nkeys; i++) {
-			if (strcmp(kr->keys[i].name, name) != 0)
-				continue;
-			dsum[i] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-			msum[i] = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-			break;
-		}
-	}
-	PQclear(res);
-	for (i = 0; i < kr->nkeys; i++) {
-		const struct key_entry	*k = &kr->keys[i];
+	for (i = 0; i < n; i++) {
+		const struct key_entry	*k = entry(kr, i);
 		struct keystate		*ks = keystate_at(t, k->slot);
 
 		if (ks == NULL || !budgeted(k))

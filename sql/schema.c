@@ -123,6 +123,42 @@ static const char *const migrations[] = {
 	"  ADD COLUMN cache_write_1h_tokens bigint,"
 	"  ADD COLUMN reasoning_tokens bigint,"
 	"  ADD COLUMN served_model text;",
+
+	/*
+	 * 4: for whom a request was made: the key's team, the end user the
+	 * caller named, and its tags; and the views that answer by them.
+	 */
+	"ALTER TABLE usage_events ADD COLUMN team text,"
+	"  ADD COLUMN end_user text,"
+	"  ADD COLUMN tags text[];"
+	"CREATE INDEX usage_events_tags ON usage_events USING gin (tags);"
+	"CREATE INDEX usage_events_team_ts ON usage_events (team, ts_start)"
+	"  WHERE team IS NOT NULL;"
+	"CREATE VIEW cost_by_team_day AS"
+	" SELECT ts_start::date AS day, team,"
+	"   count(*) AS requests,"
+	"   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+	"   coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+	"   round(coalesce(sum(cost_micro_usd), 0) / 1e6, 6) AS cost_usd,"
+	"   count(*) FILTER (WHERE status >= 400) AS errors"
+	" FROM usage_events WHERE team IS NOT NULL GROUP BY 1, 2;"
+	"CREATE VIEW cost_by_tag_day AS"
+	" SELECT ts_start::date AS day, tag,"
+	"   count(*) AS requests,"
+	"   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+	"   coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+	"   round(coalesce(sum(cost_micro_usd), 0) / 1e6, 6) AS cost_usd,"
+	"   count(*) FILTER (WHERE status >= 400) AS errors"
+	" FROM usage_events, unnest(tags) AS tag GROUP BY 1, 2;"
+	"CREATE VIEW top_end_users_month AS"
+	" SELECT key_name, end_user,"
+	"   count(*) AS requests,"
+	"   coalesce(sum(prompt_tokens), 0) AS prompt_tokens,"
+	"   coalesce(sum(completion_tokens), 0) AS completion_tokens,"
+	"   round(coalesce(sum(cost_micro_usd), 0) / 1e6, 6) AS cost_usd"
+	" FROM usage_events"
+	" WHERE end_user IS NOT NULL AND ts_start >= date_trunc('month', now())"
+	" GROUP BY 1, 2 ORDER BY cost_usd DESC, key_name, end_user;",
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -96,8 +96,8 @@ auth_check_head(struct worker *w, const struct http_head *rq,
     const struct key_entry **key, struct auth_verdict *v)
 {
 	const struct keyring	*kr = w->cfg->keys;
-	const struct key_entry	*k;
-	struct keystate		*ks;
+	const struct key_entry	*k, *t;
+	struct keystate		*ks, *ts;
 	const char		*secret;
 	size_t			 len = 0;
 	uint8_t			 hash[32];
@@ -128,22 +128,39 @@ auth_check_head(struct worker *w, const struct http_head *rq,
 		return refuse(v, 429, "requests", "rate_limit_exceeded",
 		    (int)(wait / 1000000000) + 1,
 		    "Rate limit reached for requests per minute.");
-	return 0;
+	if ((t = keys_team(kr, k)) == NULL || t->rpm <= 0 ||
+	    (ts = keystate_at(w->keystate, t->slot)) == NULL ||
+	    (wait = ks_rpm_take(ts, t->rpm, ns_now())) == 0)
+		return 0;
+	/* the team refused: the key's request was not made */
+	if (ks != NULL && k->rpm > 0)
+		ks_rpm_give_back(ks, k->rpm);
+	return refuse(v, 429, "requests", "rate_limit_exceeded",
+	    (int)(wait / 1000000000) + 1, "Rate limit reached for requests "
+	    "per minute of team `%s`.", t->name);
 }
 
 int
 auth_check_body(struct worker *w, const struct key_entry *k,
     const char *model, size_t mlen, struct auth_verdict *v)
 {
+	const struct key_entry	*t = keys_team(w->cfg->keys, k);
+
 	if (k == NULL)
 		return 0;
 	if (!keys_model_allowed(k, model, mlen))
 		return refuse(v, 403, "invalid_request_error",
 		    "model_not_allowed", 0, "This key may not use the model "
 		    "`%.*s`.", (int)mlen, model);
+	if (t != NULL && !keys_model_allowed(t, model, mlen))
+		return refuse(v, 403, "invalid_request_error",
+		    "model_not_allowed", 0, "This key's team `%s` may not use "
+		    "the model `%.*s`.", t->name, (int)mlen, model);
 	if (keystate_at(w->keystate, k->slot) == NULL)
 		return 0;
-	if (k->budget_micro_usd <= 0 || k->budget_period == PERIOD_NONE)
+	if ((k->budget_micro_usd <= 0 || k->budget_period == PERIOD_NONE) &&
+	    (t == NULL || t->budget_micro_usd <= 0 ||
+	    t->budget_period == PERIOD_NONE))
 		return 0;
 	if (w->keystate != NULL && w->cfg->database[0] != '\0' &&
 	    !atomic_load_explicit(&w->keystate->spend_loaded,
@@ -162,71 +179,117 @@ auth_check_body(struct worker *w, const struct key_entry *k,
 /* The money in micro-USD, as $D.DDDDDD. */
 #define USD(m)	(long long)((m) / 1000000), (long long)((m) % 1000000)
 
-int
-auth_hold(struct worker *w, const struct key_entry *k,
+/*
+ * Hold the worst case against one level's limits (E: the key, or its
+ * team, named in messages by WHO: "key" or "team `eng`").
+ */
+static int
+hold_level(struct worker *w, const struct key_entry *e, const char *who,
     const struct cfg_price *price, int64_t in_tokens, int64_t out_tokens,
     struct ks_hold *hold, struct auth_verdict *v)
 {
 	struct keystate		*ks;
-	int64_t			 wait, left, period, spend;
+	int64_t			 wait, left, period, spend, worst, room;
 
 	memset(hold, 0, sizeof(*hold));
-	if (k == NULL || (ks = keystate_at(w->keystate, k->slot)) == NULL)
+	if ((ks = keystate_at(w->keystate, e->slot)) == NULL)
 		return 0;
-	if (k->tpm > 0) {
-		if ((wait = ks_tpm_hold(ks, k->tpm, in_tokens + out_tokens,
+	if (e->tpm > 0) {
+		if ((wait = ks_tpm_hold(ks, e->tpm, in_tokens + out_tokens,
 		    ns_now())) != 0)
 			return refuse(v, 429, "tokens", "rate_limit_exceeded",
 			    (int)(wait / 1000000000) + 1, "Rate limit reached "
-			    "for tokens per minute: this request may use "
-			    "%lld tokens (%lld input estimated, %lld output "
-			    "at most).", (long long)(in_tokens + out_tokens),
+			    "for tokens per minute of this %s: this request "
+			    "may use %lld tokens (%lld input estimated, %lld "
+			    "output at most).", who,
+			    (long long)(in_tokens + out_tokens),
 			    (long long)in_tokens, (long long)out_tokens);
 		hold->tokens = in_tokens + out_tokens;
 	}
-	if (k->budget_micro_usd <= 0 || k->budget_period == PERIOD_NONE)
+	if (e->budget_micro_usd <= 0 || e->budget_period == PERIOD_NONE)
 		return 0;
-	period = period_of(k->budget_period, &left);
+	period = period_of(e->budget_period, &left);
 	/* unpriced: no cost to hold, but a used budget still refuses */
-	hold->micro_usd = price != NULL ? usage_cost(price, in_tokens, 0, 0, 0,
+	worst = price != NULL ? usage_cost(price, in_tokens, 0, 0, 0,
 	    out_tokens) : 0;
-	if (ks_budget_hold(ks, period, k->budget_micro_usd,
-	    hold->micro_usd) == 0)
+	if (ks_budget_hold(ks, period, e->budget_micro_usd, worst) == 0) {
+		hold->micro_usd = worst;
 		return 0;
+	}
 	/* give back the tokens booked above: nothing goes upstream */
-	hold->micro_usd = 0;
-	ks_charge(ks, hold, k->tpm, 0, 0, 0, ns_now(), time(NULL));
+	ks_charge(ks, hold, e->tpm, 0, 0, 0, ns_now(), time(NULL));
 	hold->tokens = 0;
 	spend = ks_spend(ks, period);
-	if (spend >= k->budget_micro_usd)
+	if (spend >= e->budget_micro_usd || worst == 0)
 		return refuse(v, 429, "insufficient_quota", "budget_exceeded",
-		    (int)left, "This key has used its budget of "
-		    "$%lld.%06lld per %s.", USD(k->budget_micro_usd),
-		    k->budget_period == PERIOD_DAY ? "day" : "month");
+		    (int)left, "This %s has used its budget of "
+		    "$%lld.%06lld per %s.", who, USD(e->budget_micro_usd),
+		    e->budget_period == PERIOD_DAY ? "day" : "month");
+	room = e->budget_micro_usd - spend - ks_held(ks);
 	return refuse(v, 429, "insufficient_quota", "budget_exceeded", 1,
 	    "This request may cost up to $%lld.%06lld (%lld input tokens "
 	    "estimated, %lld output tokens at most), more than the "
-	    "$%lld.%06lld left of this key's budget with the requests under "
+	    "$%lld.%06lld left of this %s's budget with the requests under "
 	    "way; lower max_tokens, or retry when they are done.",
-	    USD(usage_cost(price, in_tokens, 0, 0, 0, out_tokens)),
-	    (long long)in_tokens, (long long)out_tokens,
-	    USD(k->budget_micro_usd - spend - ks_held(ks) > 0 ?
-	    k->budget_micro_usd - spend - ks_held(ks) : 0));
+	    USD(worst), (long long)in_tokens, (long long)out_tokens,
+	    USD(room > 0 ? room : 0), who);
 }
 
-void
-auth_charge(struct worker *w, const struct key_entry *k,
+/* The request's charge to one level, in place of what it held there. */
+static void
+charge_level(struct worker *w, const struct key_entry *e,
     const struct ks_hold *hold, const struct usage_event *ev)
 {
 	struct keystate		*ks;
 	int64_t			 tokens = 0;
 
-	if (k == NULL || (ks = keystate_at(w->keystate, k->slot)) == NULL)
+	if ((ks = keystate_at(w->keystate, e->slot)) == NULL)
 		return;
 	if (ev->prompt_tokens > 0)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, hold, k->tpm, tokens, (int)k->budget_period,
+	ks_charge(ks, hold, e->tpm, tokens, (int)e->budget_period,
 	    ev->cost_micro_usd, ns_now(), time(NULL));
+}
+
+int
+auth_hold(struct worker *w, const struct key_entry *k,
+    const struct cfg_price *price, int64_t in_tokens, int64_t out_tokens,
+    struct auth_holds *h, struct auth_verdict *v)
+{
+	const struct key_entry	*t = keys_team(w->cfg->keys, k);
+	struct usage_event	 none;
+	char			 who[TEAM_NAME_MAX + 8];
+
+	memset(h, 0, sizeof(*h));
+	if (k == NULL)
+		return 0;
+	if (hold_level(w, k, "key", price, in_tokens, out_tokens, &h->key,
+	    v) == -1)
+		return -1;
+	if (t == NULL)
+		return 0;
+	snprintf(who, sizeof(who), "team `%s`", t->name);
+	if (hold_level(w, t, who, price, in_tokens, out_tokens, &h->team,
+	    v) == 0)
+		return 0;
+	/* the team refused: what the key held goes back, unused */
+	memset(&none, 0, sizeof(none));
+	charge_level(w, k, &h->key, &none);
+	memset(h, 0, sizeof(*h));
+	return -1;
+}
+
+void
+auth_charge(struct worker *w, const struct key_entry *k,
+    const struct auth_holds *h, const struct usage_event *ev)
+{
+	const struct key_entry *t;
+
+	if (k == NULL)
+		return;
+	charge_level(w, k, h != NULL ? &h->key : NULL, ev);
+	if ((t = keys_team(w->cfg->keys, k)) != NULL)
+		charge_level(w, t, h != NULL ? &h->team : NULL, ev);
 }

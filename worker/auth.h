@@ -24,6 +24,12 @@
 struct cfg_price;
 struct key_entry;
 
+/* What a request holds of its key's and its team's limits. */
+struct auth_holds {
+	struct ks_hold	 key;
+	struct ks_hold	 team;
+};
+
 struct auth_verdict {
 	int		 status;	/* 401, 403, 429 or 503 */
 	const char	*type;		/* OpenAI's error type */
@@ -46,16 +52,17 @@ int	 auth_check_body(struct worker *, const struct key_entry *,
 	    const char *model, size_t len, struct auth_verdict *v);
 /*
  * Once the request is routed: hold its worst case, IN_TOKENS estimated
- * and OUT_TOKENS at most at PRICE (NULL: unpriced), against the key's
- * tokens per minute and budget.  0 held (*HOLD, zero without limits),
- * -1 refused (V filled, nothing held).  Every hold is given back by
- * auth_charge exactly once.
+ * and OUT_TOKENS at most at PRICE (NULL: unpriced), against the tokens
+ * per minute and budget of the key and of its team.  0 held (*HOLDS,
+ * zero without limits), -1 refused (V filled, saying which level, nothing
+ * held).  Every hold is given back by auth_charge exactly once.
  */
 int	 auth_hold(struct worker *, const struct key_entry *,
 	    const struct cfg_price *price, int64_t in_tokens,
-	    int64_t out_tokens, struct ks_hold *hold, struct auth_verdict *v);
-/* The request is metered: its tokens and cost replace what it held. */
+	    int64_t out_tokens, struct auth_holds *, struct auth_verdict *v);
+/* The request is metered: its tokens and cost replace what it held, at
+ * the key and at its team (HOLDS NULL: it held nothing). */
 void	 auth_charge(struct worker *, const struct key_entry *,
-	    const struct ks_hold *hold, const struct usage_event *);
+	    const struct auth_holds *, const struct usage_event *);
 
 #endif

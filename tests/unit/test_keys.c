@@ -460,6 +460,61 @@ test_config_keys_file(void **state)
 	rmdir(dir);
 }
 
+/* Teams: their limits, keys naming them before or after, and the errors. */
+static void
+test_teams(void **state)
+{
+	struct keyring		*kr;
+	const struct key_entry	*a, *b, *t;
+
+	(void)state;
+	kr = load_ok(
+	    "key a { hash " H1 "; team eng; tags web prod; }\n"
+	    "team eng {\n"
+	    "\tmodels gpt-*;\n"
+	    "\trpm 100; tpm 5000;\n"
+	    "\tbudget 10.50 per month;\n"
+	    "}\n"
+	    "key b { hash " H2 "; }\n");
+	assert_int_equal(kr->nkeys, 2);
+	assert_int_equal(kr->nteams, 1);
+	a = keys_by_name(kr, "a");
+	b = keys_by_name(kr, "b");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(keys_by_name(kr, "eng"));
+	t = keys_team(kr, a);
+	assert_non_null(t);
+	assert_string_equal(t->name, "eng");
+	assert_int_equal(t->rpm, 100);
+	assert_int_equal(t->tpm, 5000);
+	assert_int_equal(t->budget_micro_usd, 10500000);
+	assert_int_equal(t->budget_period, PERIOD_MONTH);
+	assert_true(keys_model_allowed(t, "gpt-4o", 6));
+	assert_false(keys_model_allowed(t, "claude-x", 8));
+	assert_string_equal(a->tags, "web,prod");
+	assert_null(keys_team(kr, b));
+	assert_string_equal(b->tags, "");
+	keys_free(kr);
+
+	expect_err("key a { hash " H1 "; team ops; }\n", 1,
+	    "key \"a\": no team \"ops\" in this file");
+	expect_err("team x { }\nteam x { }\n", 2,
+	    "duplicate team \"x\" (first at line 1)");
+	expect_err("team x { hash " H1 "; }\n", 1,
+	    "team \"x\": unknown directive \"hash\"");
+	expect_err("team " "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    " { }\n", 1, "invalid team name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" (1 to 62 of A-Z a-z 0-9 _ . -)");
+	expect_err("key a { hash " H1 "; tags ok no,comma; }\n", 1,
+	    "key \"a\": invalid tag \"no,comma\" (1 to 64 printable ASCII "
+	    "bytes, no comma)");
+	assert_true(keys_tag_ok("a-b_c.d:e/f", 11));
+	assert_false(keys_tag_ok("", 0));
+	assert_false(keys_tag_ok("a b", 3));
+	assert_false(keys_tag_ok("a\x7f", 2));
+}
+
 int
 main(void)
 {
@@ -474,6 +529,7 @@ main(void)
 		cmocka_unit_test(test_hash_secret),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_config_keys_file),
+		cmocka_unit_test(test_teams),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
