@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -29,8 +30,11 @@
 #include <event2/listener.h>
 
 #include "common/clock.h"
+#include "common/config.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "shm/counters.h"
+#include "shm/keystate.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
 #include "worker/admin.h"
@@ -564,6 +568,37 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	    "1 when /healthz answers 200.", (uint64_t)v->healthy);
 }
 
+/* Each budgeted key's and team's spend over its budget, for alerts. */
+static void
+m_budgets(struct evbuffer *b, struct worker *w)
+{
+	const struct keyring	*kr = w->cfg->keys;
+	const struct key_entry	*e;
+	struct keystate		*ks;
+	time_t			 now = time(NULL), start, end;
+	int64_t			 spend;
+	int			 i, n, head = 0;
+
+	n = kr != NULL ? kr->nkeys + kr->nteams : 0;
+	for (i = 0; i < n; i++) {
+		e = i < kr->nkeys ? &kr->keys[i] : &kr->teams[i - kr->nkeys];
+		if (e->budget_micro_usd <= 0 || e->budget_period ==
+		    PERIOD_NONE || (ks = keystate_at(w->keystate, e->slot)) ==
+		    NULL)
+			continue;
+		if (!head++)
+			m_head(b, "sluice_budget_used_ratio", "gauge",
+			    "Spend in the budget period over the budget, per "
+			    "key and team.");
+		spend = ks_spend(ks, ks_period((int)e->budget_period, now,
+		    &start, &end));
+		/* names are [A-Za-z0-9_.-]: no label escaping needed */
+		evbuffer_add_printf(b, "sluice_budget_used_ratio{%s=\"%s\"} "
+		    "%.6f\n", i < kr->nkeys ? "key" : "team", e->name,
+		    (double)spend / (double)e->budget_micro_usd);
+	}
+}
+
 /* -- /status ------------------------------------------------------------- */
 
 static void
@@ -802,6 +837,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	admin_read_view(v);
 	if (PATH_IS("/metrics")) {
 		admin_metrics(body, v);
+		m_budgets(body, ac->w);
 		admin_reply(ac, 200, "text/plain; version=0.0.4; charset=utf-8",
 		    body, head_only);
 	} else if (PATH_IS("/healthz")) {

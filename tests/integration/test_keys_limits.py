@@ -125,9 +125,9 @@ def gateway(sluice, mock, tmp_path, monkeypatch):
     both carrying their own key from UPSTREAM_ENV."""
     monkeypatch.setenv(UPSTREAM_ENV, UPSTREAM_KEY)
 
-    def make(keys, workers=2, db=None, start=True):
+    def make(keys, workers=2, db=None, start=True, extra=""):
         keys.write()
-        extra = "keys_file %s;\n%s" % (keys.path, PRICES)
+        extra = "keys_file %s;\n%s%s" % (keys.path, PRICES, extra)
         if db is not None:
             extra += 'database "%s";\n' % db.conninfo()
         s = sluice(
