@@ -50,6 +50,10 @@ static int	 d_disabled(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_team(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_key_team(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_tags(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_user_budget(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 parse_budget(struct cp_parser *, struct cp_directive *,
+		    int64_t *, enum key_period *);
 static int	 resolve_teams(struct cp_parser *, struct keys_state *);
 static int	 build_index(struct cp_parser *, struct keys_state *);
 static int	 check_names(struct cp_parser *, struct keyring *);
@@ -74,6 +78,7 @@ static const struct cp_dirspec key_dirs[] = {
 	K_FN("disabled", 0, 0, d_disabled),
 	K_FN("team", 1, 1, d_key_team),
 	K_FN("tags", 1, EV_TAGS_MAX, d_tags),
+	K_FN("end_user_budget", 3, 3, d_user_budget),
 };
 
 /* what a team limits: the same directives, read the same way */
@@ -339,28 +344,43 @@ d_models(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return 0;
 }
 
-/* budget USD per day|month */
+/* budget USD per day|month, into *MICRO and *PERIOD */
 static int
-d_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+parse_budget(struct cp_parser *p, struct cp_directive *d, int64_t *micro,
+    enum key_period *period)
 {
-	struct key_entry	*k = obj;
-	const char		*amount = d->args[1].s, *per = d->args[2].s;
-	const char		*period = d->args[3].s;
-	int64_t			 micro;
+	const char	*amount = d->args[1].s, *per = d->args[2].s;
+	const char	*kind = d->args[3].s;
 
-	if (cp_parse_usd_micro(amount, &micro) == -1)
+	if (cp_parse_usd_micro(amount, micro) == -1)
 		return cp_err(p, d->line, "invalid budget \"%s\" (expected "
 		    "USD, e.g. 25.00)", amount);
-	if (micro == 0)
+	if (*micro == 0)
 		return cp_err(p, d->line, "budget must be more than 0 (use "
 		    "\"disabled;\" to refuse every request)");
 	if (strcmp(per, "per") != 0 ||
-	    (strcmp(period, "day") != 0 && strcmp(period, "month") != 0))
+	    (strcmp(kind, "day") != 0 && strcmp(kind, "month") != 0))
 		return cp_err(p, d->line, "invalid budget period \"%s %s\" "
-		    "(expected \"per day\" or \"per month\")", per, period);
-	k->budget_micro_usd = micro;
-	k->budget_period = period[0] == 'd' ? PERIOD_DAY : PERIOD_MONTH;
+		    "(expected \"per day\" or \"per month\")", per, kind);
+	*period = kind[0] == 'd' ? PERIOD_DAY : PERIOD_MONTH;
 	return 0;
+}
+
+static int
+d_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry *k = obj;
+
+	return parse_budget(p, d, &k->budget_micro_usd, &k->budget_period);
+}
+
+static int
+d_user_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry *k = obj;
+
+	return parse_budget(p, d, &k->user_budget_micro_usd,
+	    &k->user_budget_period);
 }
 
 int

@@ -38,6 +38,8 @@ struct key_entry {
 	int64_t		 tpm;			/* 0 = no limit */
 	int64_t		 budget_micro_usd;	/* 0 = no budget */
 	enum key_period	 budget_period;
+	int64_t		 user_budget_micro_usd;	/* each end user's; 0 = none */
+	enum key_period	 user_budget_period;
 	int64_t		 expires;		/* unix time, 0 = never */
 	int		 disabled;
 	int		 slot;			/* shm key state; -1 = none yet */
@@ -73,6 +75,7 @@ struct keyring {
  *       disabled;                      optional
  *       team     NAME;                 optional, a team of this file
  *       tags     TAG...;               optional, on every row of the key
+ *       end_user_budget USD per day|month;  optional, each end user's
  *   }
  *   team NAME {
  *       models GLOB...; rpm N; tpm N; budget USD per day|month;

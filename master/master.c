@@ -37,6 +37,7 @@
 #include "master/rlimit.h"
 #include "shm/counters.h"
 #include "shm/inflight.h"
+#include "shm/userstate.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
 #include "sql/collector.h"
@@ -300,13 +301,15 @@ level_charge(struct keystate_table *kst, const struct key_entry *e,
 	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
 }
 
-/* Charge a cut request to its key and team (its rpm was taken at the
- * start); HOLD: what it held at each, key first. */
+/* Charge a cut request to its key, team and end user (its rpm was taken
+ * at the start); HOLD: what it held at each, in that order. */
 static void
 inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
-    const struct ks_hold hold[2])
+    const struct ks_hold hold[3])
 {
 	const struct key_entry	*k;
+	struct keystate		*us;
+	int64_t			 tokens = 0;
 
 	if (m.cfg->keys == NULL || ev->key_name[0] == '\0')
 		return;
@@ -314,6 +317,28 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
 		return;
 	level_charge(kst, k, ev, &hold[0]);
 	level_charge(kst, keys_team(m.cfg->keys, k), ev, &hold[1]);
+	if (ev->end_user[0] == '\0' || k->user_budget_micro_usd <= 0 ||
+	    (us = userstate_find(shm_region(m.shm, "users", NULL),
+	    userstate_tag(k->name, ev->end_user))) == NULL)
+		return;
+	if (ev->prompt_tokens > 0)
+		tokens += ev->prompt_tokens;
+	if (ev->completion_tokens > 0)
+		tokens += ev->completion_tokens;
+	ks_charge(us, &hold[2], 0, tokens, (int)k->user_budget_period,
+	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
+}
+
+/* Whether an entry holds anything of a key's, team's or user's limits. */
+static int
+holds_any(const struct ks_hold hold[3])
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (hold[i].tokens != 0 || hold[i].micro_usd != 0)
+			return 1;
+	return 0;
 }
 
 /*
@@ -348,9 +373,7 @@ inflight_reap(int slot, pid_t pid)
 
 		if (!inflight_unpushed(&t[i], attempts)) {
 			/* pushed, and died before charging: charge it now */
-			if (t[i].hold[0].tokens != 0 ||
-			    t[i].hold[0].micro_usd != 0 ||
-			    t[i].hold[1].tokens != 0 || t[i].hold[1].micro_usd != 0)
+			if (holds_any(t[i].hold))
 				inflight_charge(kst, ev, t[i].hold);
 			if (inflight_live(&t[i]))
 				inflight_end(&t[i]);

@@ -74,6 +74,17 @@ entry_at(struct keyring *kr, int n, char *name, size_t size)
 	return e;
 }
 
+void
+ks_reset(struct keystate *ks)
+{
+	atomic_store(&ks->rpm_tat_ns, 0);
+	atomic_store(&ks->tpm_tat_ns, 0);
+	atomic_store(&ks->period, 0);
+	atomic_store(&ks->spend_base, 0);
+	atomic_store(&ks->spend_live, 0);
+	atomic_store(&ks->held, 0);
+}
+
 int
 keystate_assign(struct keystate_table *t, struct keyring *kr)
 {
@@ -132,12 +143,7 @@ keystate_assign(struct keystate_table *t, struct keyring *kr)
 		if (ke->slot == -1)
 			return -1;
 		ks = &t->slots[ke->slot];
-		atomic_store(&ks->rpm_tat_ns, 0);
-		atomic_store(&ks->tpm_tat_ns, 0);
-		atomic_store(&ks->period, 0);
-		atomic_store(&ks->spend_base, 0);
-		atomic_store(&ks->spend_live, 0);
-		atomic_store(&ks->held, 0);
+		ks_reset(ks);
 		snprintf(ks->name, sizeof(ks->name), "%s", name);
 	}
 	return 0;

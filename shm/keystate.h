@@ -58,6 +58,8 @@ void	 keystate_init(struct keystate_table *, uint32_t nslots);
  */
 int	 keystate_assign(struct keystate_table *, struct keyring *kr);
 struct keystate *keystate_at(struct keystate_table *, int slot);
+/* A state with nothing booked, spent or held (for a new owner). */
+void	 ks_reset(struct keystate *);
 
 /*
  * Take one request from a GCRA allowing RPM per minute with a burst of

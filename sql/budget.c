@@ -19,9 +19,11 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "shm/keystate.h"
+#include "shm/userstate.h"
 #include "sql/budget.h"
 
-static time_t	 snapshot_at;
+static time_t			 snapshot_at;
+static struct userstate_table	*users;	/* end users' budgets, if any */
 
 static int
 budgeted(const struct key_entry *k)
@@ -30,10 +32,31 @@ budgeted(const struct key_entry *k)
 	    k->slot >= 0;
 }
 
+void
+budget_set_users(struct userstate_table *t)
+{
+	users = t;
+}
+
+/* Whether any key gives each of its end users a budget. */
+static int
+user_budgets(const struct keyring *kr)
+{
+	int i;
+
+	for (i = 0; kr != NULL && i < kr->nkeys; i++)
+		if (kr->keys[i].user_budget_micro_usd > 0)
+			return 1;
+	return 0;
+}
+
 int
 budget_nkeys(const struct config *cfg)
 {
-	return cfg->keys != NULL ? cfg->keys->nkeys + cfg->keys->nteams : 0;
+	if (cfg->keys == NULL)
+		return 0;
+	return cfg->keys->nkeys + cfg->keys->nteams + (users != NULL &&
+	    user_budgets(cfg->keys) ? (int)users->nslots : 0);
 }
 
 /* Entry I of budget_nkeys(): the keys, then the teams. */
@@ -49,14 +72,72 @@ budget_snapshot(const struct config *cfg, struct keystate_table *t,
 {
 	int i;
 
-	snapshot_at = time(NULL);
-	for (i = 0; i < budget_nkeys(cfg); i++) {
-		const struct key_entry	*e = entry(cfg->keys, i);
-		struct keystate		*ks = keystate_at(t, e->slot);
+	const struct keyring	*kr = cfg->keys;
+	struct keystate		*ks;
+	uint64_t		 tag;
+	int			 nk = kr != NULL ? kr->nkeys + kr->nteams : 0;
 
+	snapshot_at = time(NULL);
+	for (i = 0; i < nk; i++) {
+		const struct key_entry	*e = entry(kr, i);
+
+		ks = keystate_at(t, e->slot);
 		live[i] = ks != NULL && budgeted(e) ?
 		    atomic_load(&ks->spend_live) : 0;
 	}
+	for (; i < budget_nkeys(cfg); i++) {
+		ks = userstate_at(users, (uint32_t)(i - nk), &tag);
+		live[i] = ks != NULL && tag > 1 ?
+		    atomic_load(&ks->spend_live) : 0;
+	}
+}
+
+/*
+ * The day's and month's spend of each end user of the keys with an
+ * end_user_budget: synced into the user's slot (claimed if it has none,
+ * as after a restart), with what LIVE (from budget_snapshot, at NK on)
+ * saw.  A slot no row names keeps what this host added.
+ */
+static int
+user_spend(PGconn *conn, const struct keyring *kr, const char *const p[2],
+    int64_t day, int64_t month, const int64_t *live, int nk)
+{
+	PGresult		*res;
+	const struct key_entry	*k;
+	struct keystate		*ks, *base;
+	uint64_t		 tag;
+	int			 r;
+
+	res = PQexecParams(conn,
+	    "SELECT key_name, end_user,"
+	    " coalesce(sum(cost_micro_usd) FILTER (WHERE ts_start >="
+	    "  to_timestamp($1::bigint)), 0),"
+	    " coalesce(sum(cost_micro_usd), 0)"
+	    " FROM usage_events"
+	    " WHERE ts_start >= to_timestamp(least($1::bigint, $2::bigint))"
+	    " AND end_user IS NOT NULL AND key_name IS NOT NULL"
+	    " GROUP BY 1, 2", 2, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warnx("loading end-user spend: %s", PQerrorMessage(conn));
+		PQclear(res);
+		return -1;
+	}
+	base = userstate_at(users, 0, &tag);
+	for (r = 0; r < PQntuples(res); r++) {
+		k = keys_by_name(kr, PQgetvalue(res, r, 0));
+		if (k == NULL || k->user_budget_micro_usd <= 0)
+			continue;
+		ks = userstate_get(users, userstate_tag(k->name,
+		    PQgetvalue(res, r, 1)), (int)k->user_budget_period,
+		    time(NULL));
+		if (ks == NULL)
+			continue;	/* full: the worker refuses it too */
+		ks_spend_sync(ks, k->user_budget_period == PERIOD_DAY ? day :
+		    month, strtoll(PQgetvalue(res, r, k->user_budget_period ==
+		    PERIOD_DAY ? 2 : 3), NULL, 10), live[nk + (ks - base)]);
+	}
+	PQclear(res);
+	return 0;
 }
 
 /*
@@ -135,7 +216,13 @@ budget_load(PGconn *conn, const struct config *cfg, struct keystate_table *t,
 		free(msum);
 		return -1;
 	}
-	for (i = 0; i < n; i++) {
+	if (n > kr->nkeys + kr->nteams && user_spend(conn, kr, params, day,
+	    month, live, kr->nkeys + kr->nteams) == -1) {
+		free(dsum);
+		free(msum);
+		return -1;
+	}
+	for (i = 0; i < kr->nkeys + kr->nteams; i++) {
 		const struct key_entry	*k = entry(kr, i);
 		struct keystate		*ks = keystate_at(t, k->slot);
 

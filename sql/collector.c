@@ -249,6 +249,7 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	memset(&coll, 0, sizeof(coll));
 	coll.cfg = cfg;
 	coll.kst = shm_region(shm, "keys", NULL);
+	budget_set_users(shm_region(shm, "users", NULL));
 	coll.ppid = getppid();
 #ifdef __linux__
 	/* If the master dies without telling us, drain and go. */

@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "common/keys.h"
 #include "shm/keystate.h"
+#include "shm/userstate.h"
 #include "worker/auth.h"
 #include "worker/usage.h"
 
@@ -160,7 +161,7 @@ auth_check_body(struct worker *w, const struct key_entry *k,
 		return 0;
 	if ((k->budget_micro_usd <= 0 || k->budget_period == PERIOD_NONE) &&
 	    (t == NULL || t->budget_micro_usd <= 0 ||
-	    t->budget_period == PERIOD_NONE))
+	    t->budget_period == PERIOD_NONE) && k->user_budget_micro_usd <= 0)
 		return 0;
 	if (w->keystate != NULL && w->cfg->database[0] != '\0' &&
 	    !atomic_load_explicit(&w->keystate->spend_loaded,
@@ -179,104 +180,153 @@ auth_check_body(struct worker *w, const struct key_entry *k,
 /* The money in micro-USD, as $D.DDDDDD. */
 #define USD(m)	(long long)((m) / 1000000), (long long)((m) % 1000000)
 
-/*
- * Hold the worst case against one level's limits (E: the key, or its
- * team, named in messages by WHO: "key" or "team `eng`").
- */
-static int
-hold_level(struct worker *w, const struct key_entry *e, const char *who,
-    const struct cfg_price *price, int64_t in_tokens, int64_t out_tokens,
-    struct ks_hold *hold, struct auth_verdict *v)
+/* One level of limits a request must pass: its key, team or end user. */
+struct level {
+	struct keystate	*ks;		/* NULL: nothing to hold or charge */
+	int64_t		 tpm;		/* 0 = none */
+	int64_t		 budget;	/* micro-USD, 0 = none */
+	enum key_period	 period;
+	char		 who[TEAM_NAME_MAX + 16];	/* in messages */
+};
+
+static void
+level_of(struct worker *w, const struct key_entry *e, const char *kind,
+    struct level *l)
 {
-	struct keystate		*ks;
-	int64_t			 wait, left, period, spend, worst, room;
+	memset(l, 0, sizeof(*l));
+	if (e == NULL)
+		return;
+	l->ks = keystate_at(w->keystate, e->slot);
+	l->tpm = e->tpm;
+	l->budget = e->budget_period != PERIOD_NONE ? e->budget_micro_usd : 0;
+	l->period = e->budget_period;
+	if (strcmp(kind, "key") == 0)
+		snprintf(l->who, sizeof(l->who), "key");
+	else
+		snprintf(l->who, sizeof(l->who), "%s `%s`", kind, e->name);
+}
+
+/* The end user's level of key K, claiming its slot (NULL ks: none). */
+static int
+user_level(struct worker *w, const struct key_entry *k, const char *user,
+    struct level *l, struct auth_verdict *v)
+{
+	memset(l, 0, sizeof(*l));
+	if (k->user_budget_micro_usd <= 0 || k->user_budget_period ==
+	    PERIOD_NONE || user == NULL || *user == '\0' || w->users == NULL)
+		return 0;
+	l->ks = userstate_get(w->users, userstate_tag(k->name, user),
+	    (int)k->user_budget_period, time(NULL));
+	if (l->ks == NULL)
+		return refuse(v, 503, "server_error", "end_users_full", 1,
+		    "Too many end users with a budget at once; retry later.");
+	l->budget = k->user_budget_micro_usd;
+	l->period = k->user_budget_period;
+	snprintf(l->who, sizeof(l->who), "end user");
+	return 0;
+}
+
+/* Hold the worst case against one level's limits. */
+static int
+hold_level(const struct level *l, const struct cfg_price *price,
+    int64_t in_tokens, int64_t out_tokens, struct ks_hold *hold,
+    struct auth_verdict *v)
+{
+	int64_t	 wait, left, period, spend, worst, room;
 
 	memset(hold, 0, sizeof(*hold));
-	if ((ks = keystate_at(w->keystate, e->slot)) == NULL)
+	if (l->ks == NULL)
 		return 0;
-	if (e->tpm > 0) {
-		if ((wait = ks_tpm_hold(ks, e->tpm, in_tokens + out_tokens,
+	if (l->tpm > 0) {
+		if ((wait = ks_tpm_hold(l->ks, l->tpm, in_tokens + out_tokens,
 		    ns_now())) != 0)
 			return refuse(v, 429, "tokens", "rate_limit_exceeded",
 			    (int)(wait / 1000000000) + 1, "Rate limit reached "
 			    "for tokens per minute of this %s: this request "
 			    "may use %lld tokens (%lld input estimated, %lld "
-			    "output at most).", who,
+			    "output at most).", l->who,
 			    (long long)(in_tokens + out_tokens),
 			    (long long)in_tokens, (long long)out_tokens);
 		hold->tokens = in_tokens + out_tokens;
 	}
-	if (e->budget_micro_usd <= 0 || e->budget_period == PERIOD_NONE)
+	if (l->budget <= 0)
 		return 0;
-	period = period_of(e->budget_period, &left);
+	period = period_of(l->period, &left);
 	/* unpriced: no cost to hold, but a used budget still refuses */
 	worst = price != NULL ? usage_cost(price, in_tokens, 0, 0, 0,
 	    out_tokens) : 0;
-	if (ks_budget_hold(ks, period, e->budget_micro_usd, worst) == 0) {
+	if (ks_budget_hold(l->ks, period, l->budget, worst) == 0) {
 		hold->micro_usd = worst;
 		return 0;
 	}
 	/* give back the tokens booked above: nothing goes upstream */
-	ks_charge(ks, hold, e->tpm, 0, 0, 0, ns_now(), time(NULL));
+	ks_charge(l->ks, hold, l->tpm, 0, 0, 0, ns_now(), time(NULL));
 	hold->tokens = 0;
-	spend = ks_spend(ks, period);
-	if (spend >= e->budget_micro_usd || worst == 0)
+	spend = ks_spend(l->ks, period);
+	if (spend >= l->budget || worst == 0)
 		return refuse(v, 429, "insufficient_quota", "budget_exceeded",
 		    (int)left, "This %s has used its budget of "
-		    "$%lld.%06lld per %s.", who, USD(e->budget_micro_usd),
-		    e->budget_period == PERIOD_DAY ? "day" : "month");
-	room = e->budget_micro_usd - spend - ks_held(ks);
+		    "$%lld.%06lld per %s.", l->who, USD(l->budget),
+		    l->period == PERIOD_DAY ? "day" : "month");
+	room = l->budget - spend - ks_held(l->ks);
 	return refuse(v, 429, "insufficient_quota", "budget_exceeded", 1,
 	    "This request may cost up to $%lld.%06lld (%lld input tokens "
 	    "estimated, %lld output tokens at most), more than the "
 	    "$%lld.%06lld left of this %s's budget with the requests under "
 	    "way; lower max_tokens, or retry when they are done.",
 	    USD(worst), (long long)in_tokens, (long long)out_tokens,
-	    USD(room > 0 ? room : 0), who);
+	    USD(room > 0 ? room : 0), l->who);
 }
 
 /* The request's charge to one level, in place of what it held there. */
 static void
-charge_level(struct worker *w, const struct key_entry *e,
-    const struct ks_hold *hold, const struct usage_event *ev)
+charge_level(const struct level *l, const struct ks_hold *hold,
+    const struct usage_event *ev)
 {
-	struct keystate		*ks;
-	int64_t			 tokens = 0;
+	int64_t	 tokens = 0;
 
-	if ((ks = keystate_at(w->keystate, e->slot)) == NULL)
+	if (l->ks == NULL)
 		return;
 	if (ev->prompt_tokens > 0)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, hold, e->tpm, tokens, (int)e->budget_period,
-	    ev->cost_micro_usd, ns_now(), time(NULL));
+	ks_charge(l->ks, hold, l->tpm, tokens, l->budget > 0 ? (int)l->period :
+	    0, ev->cost_micro_usd, ns_now(), time(NULL));
 }
 
 int
 auth_hold(struct worker *w, const struct key_entry *k,
     const struct cfg_price *price, int64_t in_tokens, int64_t out_tokens,
-    struct auth_holds *h, struct auth_verdict *v)
+    const char *end_user, struct auth_holds *h, struct auth_verdict *v)
 {
-	const struct key_entry	*t = keys_team(w->cfg->keys, k);
+	struct level		 l[3];
+	struct ks_hold		*held[3];
 	struct usage_event	 none;
-	char			 who[TEAM_NAME_MAX + 8];
+	int			 i, n;
 
 	memset(h, 0, sizeof(*h));
 	if (k == NULL)
 		return 0;
-	if (hold_level(w, k, "key", price, in_tokens, out_tokens, &h->key,
-	    v) == -1)
+	held[0] = &h->key;
+	held[1] = &h->team;
+	held[2] = &h->user;
+	level_of(w, k, "key", &l[0]);
+	level_of(w, keys_team(w->cfg->keys, k), "team", &l[1]);
+	if (user_level(w, k, end_user, &l[2], v) == -1)
 		return -1;
-	if (t == NULL)
+	for (n = 0; n < 3; n++)
+		if (hold_level(&l[n], price, in_tokens, out_tokens, held[n],
+		    v) == -1)
+			break;
+	if (n == 3) {
+		h->user_ks = l[2].ks;
 		return 0;
-	snprintf(who, sizeof(who), "team `%s`", t->name);
-	if (hold_level(w, t, who, price, in_tokens, out_tokens, &h->team,
-	    v) == 0)
-		return 0;
-	/* the team refused: what the key held goes back, unused */
+	}
+	/* a level refused: what the others held goes back, unused */
 	memset(&none, 0, sizeof(none));
-	charge_level(w, k, &h->key, &none);
+	for (i = 0; i < n; i++)
+		charge_level(&l[i], held[i], &none);
 	memset(h, 0, sizeof(*h));
 	return -1;
 }
@@ -285,11 +335,19 @@ void
 auth_charge(struct worker *w, const struct key_entry *k,
     const struct auth_holds *h, const struct usage_event *ev)
 {
-	const struct key_entry *t;
+	struct level	 l;
 
 	if (k == NULL)
 		return;
-	charge_level(w, k, h != NULL ? &h->key : NULL, ev);
-	if ((t = keys_team(w->cfg->keys, k)) != NULL)
-		charge_level(w, t, h != NULL ? &h->team : NULL, ev);
+	level_of(w, k, "key", &l);
+	charge_level(&l, h != NULL ? &h->key : NULL, ev);
+	level_of(w, keys_team(w->cfg->keys, k), "team", &l);
+	charge_level(&l, h != NULL ? &h->team : NULL, ev);
+	if (h == NULL || h->user_ks == NULL)
+		return;
+	memset(&l, 0, sizeof(l));
+	l.ks = h->user_ks;
+	l.budget = k->user_budget_micro_usd;
+	l.period = k->user_budget_period;
+	charge_level(&l, &h->user, ev);
 }

@@ -24,10 +24,13 @@
 struct cfg_price;
 struct key_entry;
 
-/* What a request holds of its key's and its team's limits. */
+/* What a request holds of its key's, its team's and its end user's
+ * limits (USER_KS: the end user's state, NULL without one). */
 struct auth_holds {
 	struct ks_hold	 key;
 	struct ks_hold	 team;
+	struct ks_hold	 user;
+	struct keystate	*user_ks;
 };
 
 struct auth_verdict {
@@ -53,13 +56,15 @@ int	 auth_check_body(struct worker *, const struct key_entry *,
 /*
  * Once the request is routed: hold its worst case, IN_TOKENS estimated
  * and OUT_TOKENS at most at PRICE (NULL: unpriced), against the tokens
- * per minute and budget of the key and of its team.  0 held (*HOLDS,
+ * per minute and budget of the key, of its team, and of END_USER when
+ * the key has an end_user_budget.  0 held (*HOLDS,
  * zero without limits), -1 refused (V filled, saying which level, nothing
  * held).  Every hold is given back by auth_charge exactly once.
  */
 int	 auth_hold(struct worker *, const struct key_entry *,
 	    const struct cfg_price *price, int64_t in_tokens,
-	    int64_t out_tokens, struct auth_holds *, struct auth_verdict *v);
+	    int64_t out_tokens, const char *end_user, struct auth_holds *,
+	    struct auth_verdict *v);
 /* The request is metered: its tokens and cost replace what it held, at
  * the key and at its team (HOLDS NULL: it held nothing). */
 void	 auth_charge(struct worker *, const struct key_entry *,

@@ -498,13 +498,15 @@ pl_body(struct client *c)
 	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
 	    x->model, strlen(x->model)), (int64_t)(len +
 	    USAGE_BYTES_PER_TOKEN - 1) / USAGE_BYTES_PER_TOKEN,
-	    pl_output_limit(c, body, &f[3], 3), &x->hold, &v) == -1) {
+	    pl_output_limit(c, body, &f[3], 3), ev->end_user, &x->hold,
+	    &v) == -1) {
 		pl_refuse(c, &v);
 		return;
 	}
 	if (c->ife != NULL) {	/* a death gives it back (the master) */
 		c->ife->hold[0] = x->hold.key;
 		c->ife->hold[1] = x->hold.team;
+		c->ife->hold[2] = x->hold.user;
 	}
 	if (ev->stream && pl_ask_stream_usage(x, route, body, len, &f[2]) == -1)
 		return;

@@ -24,6 +24,7 @@ struct evdns_base;
 struct evconnlistener;
 struct ring_lane;
 struct keystate_table;
+struct userstate_table;
 struct cnt_region;
 struct cnt_worker;
 struct upstream;
@@ -38,6 +39,7 @@ struct worker {
 	const struct config *cfg;
 	struct ring_lane *lane;		/* NULL: events are not pushed */
 	struct keystate_table *keystate;
+	struct userstate_table *users;	/* end users' budgets; NULL: none */
 	struct cnt_region *cnt;		/* the counters region, or NULL */
 	struct cnt_worker *cw;		/* this slot's counters (never NULL) */
 	struct evconnlistener *admin;	/* admin_listen, or NULL */

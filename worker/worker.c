@@ -227,6 +227,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	if (shm != NULL)
 		w->keystate = shm_region(shm, "keys", NULL);
 	if (shm != NULL)
+		w->users = shm_region(shm, "users", NULL);
+	if (shm != NULL)
 		w->cnt = shm_region(shm, "counters", NULL);
 	if (shm != NULL)
 		ift_setup(w, shm_region(shm, "inflight", NULL));

@@ -9,12 +9,13 @@ x-sluice-tags); the x-sluice-* headers never reach the upstream.
 """
 
 import json
+import threading
 
 from conftest import post, wait_for
 from test_keys_limits import (CHAT, MSGS, Keys, anthropic_error,  # noqa: F401
                               db, gateway, limits_block, message,
                               openai_error)
-from test_holds import IN_PRICE, OUT_PRICE, body_of, held
+from test_holds import IN_PRICE, OUT_PRICE, body_of, burst, held
 
 
 def team_block(name, **limits):
@@ -201,3 +202,58 @@ def test_bad_tags_and_end_users_get_400_and_a_row(gateway, mock, tmp_path,
     assert rows == dict(rids)
     assert db.query("SELECT count(*) FROM usage_events WHERE "
                     "tags IS NOT NULL OR end_user IS NOT NULL") == [(0,)]
+
+
+def user_key(keys, name, per_user):
+    return keys.add(name, end_user_budget="%s per day" % usd(per_user))
+
+
+def test_each_end_user_has_a_budget_of_their_own(gateway, mock, tmp_path,
+                                                  db):
+    _, worst = held(20)
+    actual = 5 * IN_PRICE + 10 * OUT_PRICE
+    per_user = 2 * worst + worst // 2          # 2 holds fit, 3 do not
+    keys = Keys(tmp_path / "keys.conf")
+    k = user_key(keys, "app", per_user)
+    s = gateway(keys, db=db)
+    h = {"Authorization": "Bearer " + k, "x-mock-prompt-tokens": "5",
+         "x-mock-completion-tokens": "10"}
+
+    def ask(user):
+        hh = dict(h, **({"x-sluice-user": user} if user else {}))
+        return post(s.port, CHAT, body_of(20), headers=hh)
+
+    # one after another: u1 spends `actual` a request
+    n_ok = next(i for i in range(10) if i * actual + worst > per_user)
+    got = [ask("u1")[0] for _ in range(n_ok + 1)]
+    assert got == [200] * n_ok + [429], got
+    st, _, body = ask("u1")
+    j = openai_error(st, body, 429, "insufficient_quota", "budget_exceeded")
+    assert "end user" in j["error"]["message"], j
+    # another end user, and a request naming none, are not held to it
+    assert ask("u2")[0] == 200
+    assert ask(None)[0] == 200
+    # at once: 10 requests naming no user all go; 10 of a new user,
+    # and 2 worst cases fit
+    got = burst(s.port, k, 10, 20, 1000)
+    assert sorted(st for st, _ in got) == [200] * 10
+    hb = dict(h, **{"x-sluice-user": "u3", "x-mock-latency-ms": "1000"})
+    out = []
+    ts = [threading.Thread(target=lambda: out.append(post(
+        s.port, CHAT, body_of(20), headers=hb, timeout=30)[0]))
+        for _ in range(10)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert sorted(out) == [200, 200] + [429] * 8, out
+    # a restart loads each end user's spend from the rows
+    wait_for(lambda: db.count() == n_ok + 2 + 2 + 10 + 10, 15,
+             what="every row")
+    assert s.stop() == 0
+    s.start()
+    wait_for(lambda: s.log_text().count("key spend loaded") >= 2, 15,
+             what="the spend loaded again")
+    st, _, body = ask("u1")
+    openai_error(st, body, 429, "insufficient_quota", "budget_exceeded")
+    assert ask("u2")[0] == 200

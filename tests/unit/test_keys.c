@@ -469,7 +469,8 @@ test_teams(void **state)
 
 	(void)state;
 	kr = load_ok(
-	    "key a { hash " H1 "; team eng; tags web prod; }\n"
+	    "key a { hash " H1 "; team eng; tags web prod;\n"
+	    "\tend_user_budget 0.25 per day; }\n"
 	    "team eng {\n"
 	    "\tmodels gpt-*;\n"
 	    "\trpm 100; tpm 5000;\n"
@@ -493,6 +494,9 @@ test_teams(void **state)
 	assert_true(keys_model_allowed(t, "gpt-4o", 6));
 	assert_false(keys_model_allowed(t, "claude-x", 8));
 	assert_string_equal(a->tags, "web,prod");
+	assert_int_equal(a->user_budget_micro_usd, 250000);
+	assert_int_equal(a->user_budget_period, PERIOD_DAY);
+	assert_int_equal(a->budget_micro_usd, 0);
 	assert_null(keys_team(kr, b));
 	assert_string_equal(b->tags, "");
 	keys_free(kr);
