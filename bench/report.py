@@ -69,10 +69,10 @@ def latency_table(cells, out):
 
 
 def cpu_table(cells, out):
-    hdr = ("%-9s %-5s %3s | %7s %7s %7s %7s %7s | %5s %5s | %6s %6s | "
+    hdr = ("%-9s %-5s %3s | %7s %7s %7s %7s %7s | %5s %5s | %6s %6s %6s | "
            "%5s %5s" % ("mode", "size", "c", "slc", "slc wk", "nodb",
                         "ngx", "hap", "s/n", "s/h", "pg/row", "rows/r",
-                        "rps/n", "rps/h"))
+                        "drops", "rps/n", "rps/h"))
     print(hdr, file=out)
     print("-" * len(hdr), file=out)
     for c in cells:
@@ -82,7 +82,9 @@ def cpu_table(cells, out):
         s = t["sluice"]
         n = s.get("served", s.get("requests"))
         rows = s.get("pg_rows")
-        print("%-9s %-5s %3d | %s %s %s %s %s | %s %s | %s %s | %s %s" % (
+        drops = None if "ring_drops" not in s else \
+            sum(s["ring_drops"].values())
+        print("%-9s %-5s %3d | %s %s %s %s %s | %s %s | %s %s %s | %s %s" % (
             c["mode"], c["size"], c["concurrency"],
             num(cpu["sluice"], 7, 1), num(s.get("workers_cpu_us_per_req"),
                                           7, 1),
@@ -91,7 +93,7 @@ def cpu_table(cells, out):
             num(ratio(cpu["sluice"], cpu["nginx"]), 5, 2),
             num(ratio(cpu["sluice"], cpu["haproxy"]), 5, 2),
             num(s.get("pg_cpu_us_per_row"), 6, 1),
-            num(ratio(rows, n, 1), 6, 2),
+            num(ratio(rows, n, 1), 6, 2), num(drops, 6),
             num(ratio(s["rps"], get(t, "nginx", "rps"), 1e-9), 5, 2),
             num(ratio(s["rps"], get(t, "haproxy", "rps"), 1e-9), 5, 2)),
             file=out)
@@ -99,8 +101,10 @@ def cpu_table(cells, out):
           "process, slc wk = its workers alone, nodb = sluice without "
           "database, ngx/hap = every nginx/haproxy process or thread; "
           "s/n, s/h = sluice over nginx, haproxy; pg/row = PostgreSQL's "
-          "CPU per usage row added, rows/r = rows per request; rps/n, "
-          "rps/h = sluice's throughput over nginx's, haproxy's)", file=out)
+          "CPU per usage row added, rows/r = rows per request, drops = "
+          "usage events sluice dropped because a ring lane was full; "
+          "rps/n, rps/h = sluice's throughput over nginx's, haproxy's)",
+          file=out)
 
 
 def tail_table(cells, out):
@@ -161,11 +165,13 @@ def spread_table(spread, out):
         return
     for s in spread:
         print("spread %d workers, %2d clients: max share / fair share %s "
-              "(target <= %.1f: %s); shares %s; worker CPU s %s" % (
+              "(target <= %.1f: %s); shares %s; worker CPU s %s; %.0f "
+              "rps" % (
                   s["workers"], s["clients"], num(s["max_over_fair"], 1, 2),
                   s["target"], "met" if s["met"] else "NOT MET",
                   " ".join("%.0f%%" % (100 * x) for x in s["shares"]),
-                  " ".join("%.2f" % x for x in s["worker_cpu_s"])),
+                  " ".join("%.2f" % x for x in s["worker_cpu_s"]),
+                  s["rps"]),
               file=out)
 
 
@@ -204,5 +210,12 @@ def report(result, out):
                   pg["wal_sync_method"]), file=out)
         print("PostgreSQL CPU per usage row over all cells: %s us" %
               num(pg_per_row(cells), 1, 1), file=out)
+    drops = [(c["mode"], c["size"], c["concurrency"],
+              sum(c["targets"]["sluice"]["ring_drops"].values()))
+             for c in cells if c["targets"]["sluice"].get("ring_drops")]
+    if drops:
+        print("usage events dropped (ring lane full): %d, in %s" % (
+            sum(d[3] for d in drops), ", ".join(
+                "%s %s c=%d (%d)" % d for d in drops)), file=out)
     print("usage rows in the table at the end: %s" %
           result.get("usage_rows"), file=out)

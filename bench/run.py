@@ -309,11 +309,16 @@ class Bench:
                         conf], PROXY_CPU, name)
         wait_port(port, p)
         wait_port(admin, p)
-        self.targets[name] = {
+        t = self.targets[name] = {
             "port": port, "admin": admin, "dir": d, "nworkers": workers,
             "pids": lambda: tree(p.pid),
             "workers": lambda: [c for c in children(p.pid)
                                 if comm(c).startswith("worker")]}
+        # the master binds before it forks: a port that accepts says
+        # nothing of the workers, and the per-worker figures need them all
+        end = time.time() + 10
+        while len(t["workers"]()) < workers and time.time() < end:
+            time.sleep(0.05)
 
     def start_nginx(self):
         d = os.path.join(self.tmp, "nginx")
@@ -540,6 +545,8 @@ class Bench:
         ratio = round(counts[0] / fair, 2) if total else None
         return {"workers": t["nworkers"], "clients": clients,
                 "rps": r["rps"], "requests": r["requests"],
+                "errors": r["errors"], "non2xx": r["non2xx"],
+                "latency_us": r["latency_us"],
                 "pushes_by_lane": r["ring_pushes"],
                 "shares": [round(c / total, 3) for c in counts]
                 if total else [],

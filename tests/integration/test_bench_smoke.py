@@ -55,8 +55,10 @@ def test_bench_smoke_measures_every_target(tmp_path):
         s = t["sluice"]
         assert 0 < s["workers_cpu_us_per_req"] <= s["proxy_cpu_us_per_req"]
         # metering on: the table got a row for every request it served
-        # (and for those cut in flight when the load stopped)
-        assert s["pg_rows"] >= s["served"], (where, s)
+        # (and for those cut in flight when the load stopped), or the
+        # harness counted the event as dropped by a full ring lane
+        assert s["pg_rows"] + sum(s["ring_drops"].values()) >= \
+            s["served"], (where, s)
         assert s["pg_cpu_us_per_row"] > 0, where
         assert sum(s["ring_pushes"].values()) >= s["served"], where
         if c["mode"] == "nonstream":
