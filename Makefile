@@ -22,7 +22,7 @@ PYTHON	 = /usr/bin/python3
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
-	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light \
+	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light haproxy \
 	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard
 
 MAINS	 = master/sluiced.c master/sluicectl.c
@@ -105,10 +105,11 @@ run: deps
 	$(MAKE) all
 	./etc/run.sh $(B)
 
-# bench/: sluice against mockllm direct and against nginx, one run, ratios.
-# QUICK=1: the 1 KB, c=10 subset (SIZES=1KB,100KB for more sizes).  The
-# Debian tools are installed if missing.
-BENCH_PKGS = wrk nginx-light
+# bench/: sluice against mockllm direct, nginx and haproxy, one run, ratios
+# (about 10 minutes).  QUICK=1: the 1 KB cells at 1 and 10 clients, the
+# compressed answers and the spread cells, about 2 minutes (SIZES=1KB,100KB
+# for more sizes).  The Debian tools are installed if missing.
+BENCH_PKGS = wrk nginx-light haproxy
 
 $(B)/streamload: bench/streamload.c
 	$(CC) $(CFLAGS) -o $@ bench/streamload.c
