@@ -30,6 +30,7 @@
 #include "shm/inflight.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
 
@@ -91,7 +92,7 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
-	struct shm_region_req	 regions[3];
+	struct shm_region_req	 regions[4];
 	struct keystate_table	*kst;
 	const char		*path = DEFAULT_CONFIG;
 	char			 err[1024], abspath[PATH_MAX];
@@ -169,14 +170,18 @@ main(int argc, char **argv)
 	regions[2].name = "inflight";
 	regions[2].size = inflight_size((uint32_t)cfg->workers * 2,
 	    (uint32_t)cfg->max_connections);
+	regions[3].name = "spread";
+	regions[3].size = spread_size((uint32_t)cfg->workers * 2);
 	shm = shm_create_regions((uint32_t)cfg->workers * 2,
-	    (uint32_t)cfg->ring_slots, regions, 3);
+	    (uint32_t)cfg->ring_slots, regions, 4);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
 	cnt_region_init(shm_region(shm, "counters", NULL),
 	    (uint32_t)cfg->workers * 2);
 	inflight_init(shm_region(shm, "inflight", NULL),
 	    (uint32_t)cfg->workers * 2, (uint32_t)cfg->max_connections);
+	spread_init(shm_region(shm, "spread", NULL),
+	    (uint32_t)cfg->workers * 2);
 	kst = shm_region(shm, "keys", NULL);
 	keystate_init(kst, KEYSTATE_SLOTS);
 	if (keystate_assign(kst, cfg->keys) == -1)
