@@ -107,6 +107,22 @@ def stop(p):
             p.wait(5)
 
 
+def start_sluiced(build, d, lines):
+    """sluiced -f with LINES, its pid file, log and spool in D."""
+    conf = os.path.join(d, "sluice.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join(lines + [
+            "pid_file %s/sluiced.pid;" % d,
+            "log %s/sluiced.log warn;" % d,
+            "spool_dir %s/spool;" % d,
+            "user root;" if os.geteuid() == 0 else "",
+        ]) + "\n")
+    return subprocess.Popen([os.path.join(build, "sluiced"), "-f", "-c",
+                             conf], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def start_mock(build, tmp):
     out = os.path.join(tmp, "mockllm.out")
     with open(out, "w") as f:
@@ -126,24 +142,15 @@ def start_mock(build, tmp):
 def one_run(args, tmp, mock_port, conns, body):
     d = tempfile.mkdtemp(dir=tmp)
     port, admin = free_port(), free_port()
-    conf = os.path.join(d, "sluice.conf")
-    with open(conf, "w") as f:
-        f.write("\n".join([
-            "listen %s:%d;" % (HOST, port),
-            "admin_listen %s:%d;" % (HOST, admin),
-            "workers %d;" % args.workers,
-            "pid_file %s/sluiced.pid;" % d,
-            "log %s/sluiced.log warn;" % d,
-            "spool_dir %s/spool;" % d,
-            "shutdown_timeout 5s;",
-            "user root;" if os.geteuid() == 0 else "",
-            "upstream mock { url http://%s:%d; max_idle 256; }" %
-            (HOST, mock_port),
-            "route * mock;",
-        ]) + "\n")
-    p = subprocess.Popen([os.path.join(args.build, "sluiced"), "-f", "-c",
-                          conf], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = start_sluiced(args.build, d, [
+        "listen %s:%d;" % (HOST, port),
+        "admin_listen %s:%d;" % (HOST, admin),
+        "workers %d;" % args.workers,
+        "shutdown_timeout 5s;",
+        "upstream mock { url http://%s:%d; max_idle 256; }" %
+        (HOST, mock_port),
+        "route * mock;",
+    ])
     try:
         wait_until("sluiced", lambda: accepts(port) and accepts(admin))
         # every worker up (its lane is listed once its slot has a pid)

@@ -1059,8 +1059,8 @@ cfg_nofile_needed(const struct config *cfg)
 		return cfg->worker_rlimit_nofile;
 	for (i = 0; i < cfg->nupstreams; i++)
 		n += cfg->upstreams[i].max_idle;
-	/* every slot's accept kick (shm/spread.c) */
-	n += 2L * cfg->workers;
+	/* every slot's accept kick and the lanes' bell (shm/) */
+	n += 2L * cfg->workers + 1;
 	return n;
 }
 
