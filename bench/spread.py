@@ -1,8 +1,13 @@
 #!/usr/bin/python3
 """spread.py - how evenly sluiced's workers share keep-alive clients.
 
-    bench/spread.py [--build DIR] [--workers N] [--conns 8,16,64]
+    bench/spread.py [--build DIR]... [--workers N] [--conns 8,16,64]
                     [--secs S] [--rounds R]
+
+Several --build give an A/B, the builds alternating within each client
+count so that drift hits all of them; for the code before the workers
+took turns: git archive e7bc8cb | tar -x -C /tmp/before && make -C
+/tmp/before, then --build /tmp/before/build --build build.
 
 For each client count C and round, a fresh sluiced with N workers (no
 database: events are spooled) runs in front of the build's mockllm, and
@@ -139,10 +144,10 @@ def start_mock(build, tmp):
     return p, wait_until("mockllm", port)
 
 
-def one_run(args, tmp, mock_port, conns, body):
+def one_run(args, build, tmp, mock_port, conns, body):
     d = tempfile.mkdtemp(dir=tmp)
     port, admin = free_port(), free_port()
-    p = start_sluiced(args.build, d, [
+    p = start_sluiced(build, d, [
         "listen %s:%d;" % (HOST, port),
         "admin_listen %s:%d;" % (HOST, admin),
         "workers %d;" % args.workers,
@@ -179,12 +184,13 @@ def one_run(args, tmp, mock_port, conns, body):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default=os.path.join(TOP, "build"))
+    ap.add_argument("--build", action="append")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--conns", default="8,16,64")
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    builds = args.build or [os.path.join(TOP, "build")]
     if shutil.which("wrk") is None:
         sys.exit("spread.py: wrk is not installed (make bench installs it)")
     tmp = tempfile.mkdtemp(prefix="sluice-spread-")
@@ -194,22 +200,25 @@ def main():
         with open(body, "w") as f:
             json.dump({"model": "gpt-4o-mini", "messages": [
                 {"role": "user", "content": "x" * 900}]}, f)
-        mock, mock_port = start_mock(args.build, tmp)
-        print("%d workers, %ds per run, build %s" %
-              (args.workers, args.secs, args.build))
-        print("%6s %5s %9s %8s %9s  %s" % (
-            "conns", "round", "max/fair", "rps", "cpu/req",
+        mock, mock_port = start_mock(builds[-1], tmp)
+        print("%d workers, %ds per run" % (args.workers, args.secs))
+        print("%-5s %6s %5s %9s %8s %9s  %s" % (
+            "build", "conns", "round", "max/fair", "rps", "cpu/req",
             "requests per worker"))
         worst = {}
         for c in [int(x) for x in args.conns.split(",")]:
             for r in range(1, args.rounds + 1):
-                share, per, rps, us = one_run(args, tmp, mock_port, c, body)
-                worst[c] = max(worst.get(c, 0.0), share)
-                print("%6d %5d %9.2f %8.0f %6.1f us  %s" %
-                      (c, r, share, rps, us, " ".join(map(str, per))),
-                      flush=True)
-        print("worst max/fair: " + ", ".join(
-            "c=%d %.2f" % (c, s) for c, s in sorted(worst.items())))
+                for k, b in enumerate(builds):
+                    share, per, rps, us = one_run(args, b, tmp, mock_port,
+                                                  c, body)
+                    worst[k, c] = max(worst.get((k, c), 0.0), share)
+                    print("%-5s %6d %5d %9.2f %8.0f %6.1f us  %s" %
+                          ("#%d" % (k + 1), c, r, share, rps, us,
+                           " ".join(map(str, per))), flush=True)
+        for k, b in enumerate(builds):
+            print("#%d %s: worst max/fair " % (k + 1, b) + ", ".join(
+                "c=%d %.2f" % (c, s) for (kk, c), s in sorted(worst.items())
+                if kk == k))
     finally:
         if mock is not None:
             stop(mock)
