@@ -1061,6 +1061,8 @@ cfg_nofile_needed(const struct config *cfg)
 		return cfg->worker_rlimit_nofile;
 	for (i = 0; i < cfg->nupstreams; i++)
 		n += cfg->upstreams[i].max_idle;
+	/* every slot's accept kick and the lanes' bell (shm/) */
+	n += 2L * cfg->workers + 1;
 	return n;
 }
 

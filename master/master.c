@@ -40,6 +40,7 @@
 #include "shm/userstate.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
 #include "sql/collector.h"
 #include "worker/usage.h"
 #include "worker/worker.h"
@@ -450,6 +451,9 @@ reap(void)
 				continue;
 			ch->pid = 0;
 			slot_publish(i, 0, ch->gen);
+			/* its share of the connections no longer counts */
+			spread_clear(shm_region(m.shm, "spread", NULL),
+			    (uint32_t)i);
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 				inflight_reap(i, pid);
 			if (ch->stopping || m.stop != RUNNING) {

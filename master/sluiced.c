@@ -30,6 +30,7 @@
 #include "shm/inflight.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
 #include "shm/userstate.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
@@ -92,7 +93,7 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
-	struct shm_region_req	 regions[4];
+	struct shm_region_req	 regions[5];
 	struct keystate_table	*kst;
 	const char		*path = DEFAULT_CONFIG;
 	char			 err[1024], abspath[PATH_MAX];
@@ -172,8 +173,10 @@ main(int argc, char **argv)
 	    (uint32_t)cfg->max_connections);
 	regions[3].name = "users";
 	regions[3].size = userstate_size(USERSTATE_SLOTS);
+	regions[4].name = "spread";
+	regions[4].size = spread_size((uint32_t)cfg->workers * 2);
 	shm = shm_create_regions((uint32_t)cfg->workers * 2,
-	    (uint32_t)cfg->ring_slots, regions, 4);
+	    (uint32_t)cfg->ring_slots, regions, 5);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
 	cnt_region_init(shm_region(shm, "counters", NULL),
@@ -181,6 +184,8 @@ main(int argc, char **argv)
 	inflight_init(shm_region(shm, "inflight", NULL),
 	    (uint32_t)cfg->workers * 2, (uint32_t)cfg->max_connections);
 	userstate_init(shm_region(shm, "users", NULL), USERSTATE_SLOTS);
+	spread_init(shm_region(shm, "spread", NULL),
+	    (uint32_t)cfg->workers * 2);
 	kst = shm_region(shm, "keys", NULL);
 	keystate_init(kst, KEYSTATE_SLOTS);
 	if (keystate_assign(kst, cfg->keys) == -1)

@@ -11,13 +11,15 @@
  * Everything is laid out once at create time and never moves: lanes at a
  * fixed stride, then the named regions other modules asked for.  Each
  * piece starts on a 64-byte line so that no two writers share one.  The
- * header is read-only after shm_create_regions() returns.
+ * header is read-only after shm_create_regions() returns.  The segment
+ * also owns the lanes' bell, an eventfd every child inherits.
  */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "shm/ring.h"
 #include "shm/shm.h"
@@ -40,6 +42,7 @@ struct shm_segment {
 	uint64_t	 lane_stride;
 	uint32_t	 nregions;
 	struct shm_region_ent regions[SHM_REGIONS_MAX];
+	int32_t		 bell_fd;	/* the lanes' eventfd, or -1 */
 };
 
 static int	 shm_add(size_t *, size_t);
@@ -112,8 +115,10 @@ shm_create_regions(uint32_t nlanes, uint32_t lane_slots,
 		seg->regions[i].off = off[i];
 		seg->regions[i].size = reqs[i].size;
 	}
+	/* one bell for all lanes: the collector sleeps on one descriptor */
+	seg->bell_fd = ring_bell_open();
 	for (i = 0; i < nlanes; i++)
-		ring_lane_init(shm_lane(seg, i), lane_slots);
+		ring_lane_init(shm_lane(seg, i), lane_slots, seg->bell_fd);
 	return seg;
 
  toobig:
@@ -126,6 +131,8 @@ shm_destroy(struct shm_segment *seg)
 {
 	if (seg == NULL)
 		return;
+	if (seg->bell_fd != -1)
+		(void)close(seg->bell_fd);
 	(void)munmap(seg, seg->size);
 }
 

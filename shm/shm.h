@@ -45,6 +45,7 @@ struct shm_segment *shm_create(uint32_t nlanes, uint32_t lane_slots);
  */
 struct shm_segment *shm_create_regions(uint32_t nlanes, uint32_t lane_slots,
 		    const struct shm_region_req *reqs, size_t nreq);
+/* Unmap, and close the lanes' bell (ring.h), which shm_create opened. */
 void		 shm_destroy(struct shm_segment *);
 uint32_t	 shm_nlanes(const struct shm_segment *);
 uint32_t	 shm_lane_slots(const struct shm_segment *);

@@ -18,7 +18,13 @@
  * A batch is read in place from the ring (slots below tail are stable
  * until we release them), up to batch_rows events taken round-robin over
  * the lanes, and flushed when full or batch_ms after its first event.
- * The loop polls: it sleeps 1-2 ms when there is nothing to do.
+ * While a batch fills, the loop looks at the lanes every millisecond.
+ *
+ * With nothing to do it sleeps until there is: the lanes' bell (ring.h)
+ * wakes it on the first push, and otherwise only its timers do (the
+ * heartbeat /healthz reads, a reconnect, reloading key spend, a spool
+ * file to retry).  Signals are blocked except while it sleeps in
+ * ppoll(), so one that comes just before the sleep ends it at once.
  */
 #include <sys/types.h>
 
@@ -50,10 +56,11 @@
 #include "sql/pgsession.h"
 #include "sql/spool.h"
 
-#define COLL_IDLE_MS		20	/* sleep when all lanes are empty: a
-					   lane holds seconds of traffic, and
-					   waking 500 times a second cost the
-					   workers' core 1% */
+#define COLL_HEARTBEAT_MS	1000	/* idle, wake up this often anyway:
+					   /healthz wants a heartbeat within
+					   CNT_HEARTBEAT_MAX_MS */
+#define COLL_POLL_MS		20	/* idle without a bell: look this often
+					   (a lane holds seconds of traffic) */
 #define COLL_SPOOL_RETRY_MS	1000	/* after the spool failed too */
 #define COLL_DRAIN_MIN_MS	10000	/* keep trying to drain at least */
 #define COLL_BUDGET_MS		30000	/* reload key spend from PG */
@@ -89,6 +96,7 @@ static struct {
 	size_t			 count;
 	int64_t			 first_ms;	/* when its first event came */
 	uint32_t		 rr;		/* lane to read first */
+	int			 bell_fd;	/* the lanes' eventfd, or -1 */
 
 	struct pgsession	 db;
 
@@ -113,11 +121,14 @@ static struct coll_totals	 coll_st;
 
 static volatile sig_atomic_t	 coll_quit;
 static volatile sig_atomic_t	 coll_reopen;
+static sigset_t			 coll_waitmask;	/* ours unblocked */
 
 static void	 coll_signals(void);
 static void	 coll_onsig(int);
 static void	 coll_setup(const struct config *, struct shm_segment *);
 static void	 coll_sleep(int);
+static void	 coll_wait(int64_t, int);
+static void	 coll_idle(int64_t);
 static void	 coll_gather(int64_t);
 static int	 coll_pressure(void);
 static uint64_t	 coll_backlog(void);
@@ -188,7 +199,10 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		    (coll.db.state != PGS_CONNECTING || coll_pressure()) &&
 		    coll_flush(now) == 0)
 			continue;
-		coll_sleep(coll.count > 0 ? 1 : COLL_IDLE_MS);
+		if (coll.count > 0)
+			coll_sleep(1);
+		else
+			coll_idle(now);
 	}
 	coll_drain();
 	coll_publish((now_us() / 1000));
@@ -198,10 +212,11 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 }
 
 /*
- * Handlers only set flags and are installed without SA_RESTART, so that
- * the poll() we sleep in returns at once.  SIGINT and SIGHUP reach us
- * from a terminal together with the master; the master decides what they
- * mean and tells us with SIGTERM, so we ignore them.
+ * Handlers only set flags.  Our signals stay blocked but while we sleep
+ * in ppoll(), so that one arriving after the loop looked at the flags and
+ * before it slept still ends the sleep at once.  SIGINT and SIGHUP reach
+ * us from a terminal together with the master; the master decides what
+ * they mean and tells us with SIGTERM, so we ignore them.
  */
 static void
 coll_signals(void)
@@ -225,8 +240,11 @@ coll_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
-	if (sigprocmask(SIG_UNBLOCK, &set, NULL) == -1)
+	if (sigprocmask(SIG_BLOCK, &set, &coll_waitmask) == -1)
 		fatal("sigprocmask");
+	sigdelset(&coll_waitmask, SIGTERM);
+	sigdelset(&coll_waitmask, SIGQUIT);
+	sigdelset(&coll_waitmask, SIGUSR1);
 }
 
 static void
@@ -271,6 +289,7 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 		(void)ring_readable(coll.lanes[i], &head);
 		coll.start[i] = coll.end[i] = head;
 	}
+	coll.bell_fd = ring_bell_fd(coll.lanes[0]);
 
 	if ((coll.spool = spool_open(cfg->spool_dir, err, sizeof(err))) ==
 	    NULL) {
@@ -297,12 +316,61 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 static void
 coll_sleep(int ms)
 {
-	struct pollfd	 pfd;
-	int		 n;
+	coll_wait(ms, 0);
+}
 
-	n = pgs_pollfd(&coll.db, &pfd);
-	if (poll(n ? &pfd : NULL, n, ms) == -1 && errno != EINTR)
-		log_warn("poll");
+/*
+ * Sleep up to MS, waking early for a signal, the connecting socket, and
+ * with BELL for the lanes' bell.
+ */
+static void
+coll_wait(int64_t ms, int bell)
+{
+	struct pollfd	 pfd[2];
+	struct timespec	 ts;
+	int		 n = 0;
+
+	if (bell && coll.bell_fd != -1) {
+		pfd[n].fd = coll.bell_fd;
+		pfd[n].events = POLLIN;
+		pfd[n++].revents = 0;
+	}
+	n += pgs_pollfd(&coll.db, &pfd[n]);
+	if (ms < 0)
+		ms = 0;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	if (ppoll(pfd, (nfds_t)n, &ts, &coll_waitmask) == -1 &&
+	    errno != EINTR)
+		log_warn("ppoll");
+}
+
+/*
+ * Nothing to do: sleep until a push rings the bell or a timer is due.
+ * The bell is drained before it is armed, so that what rings it after
+ * the last look is what wakes us.
+ */
+static void
+coll_idle(int64_t now)
+{
+	int64_t		 due = now + COLL_HEARTBEAT_MS, t;
+
+	/* the timers of the loop above, under the same conditions */
+	if ((t = pgs_due(&coll.db)) < due)
+		due = t;
+	if (coll.db.state == PGS_UP && (coll.spool == NULL ||
+	    spool_pending(coll.spool) == 0) && coll.next_budget < due)
+		due = coll.next_budget;
+	if (coll.db.state == PGS_UP && coll.spool != NULL &&
+	    spool_pending(coll.spool) > 0 && coll.replay_hold < due)
+		due = coll.replay_hold;
+	if (coll.bell_fd == -1 && now + COLL_POLL_MS < due)
+		due = now + COLL_POLL_MS;
+	ring_bell_drain(coll.bell_fd);
+	if (ring_bell_arm(coll.lanes, coll.nlanes) == 0 && !coll_quit &&
+	    !coll_reopen)
+		coll_wait(due - now, 1);
+	ring_bell_disarm(coll.lanes, coll.nlanes);
 }
 
 /* Take what the lanes hold, round-robin, up to batch_rows in all. */

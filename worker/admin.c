@@ -37,6 +37,7 @@
 #include "shm/keystate.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
 #include "worker/admin.h"
 #include "worker/endpoint.h"
 #include "worker/http.h"
@@ -79,6 +80,8 @@ struct admin_view {
 	uint64_t		 drops[CNT_SLOTS_MAX];
 	uint64_t		 depth[CNT_SLOTS_MAX];
 	int64_t			 lag_us[CNT_SLOTS_MAX];	/* oldest waiting */
+	uint64_t		 listening[CNT_SLOTS_MAX];	/* shm/spread */
+	uint64_t		 sconns[CNT_SLOTS_MAX];
 	uint64_t		 t_pushes, t_drops, t_depth;
 	int64_t			 t_lag_us;
 	int			 alive;		/* current-generation workers */
@@ -256,6 +259,7 @@ admin_read_view(struct admin_view *v)
 	struct cnt_region	*r = shm_region(admin_shm, "counters", NULL);
 	struct cnt_master	*m = &r->master;
 	struct cnt_collector	*cc = &r->collector;
+	struct spread_region	*sp = shm_region(admin_shm, "spread", NULL);
 	struct ring_lane	*l;
 	uint32_t		 i;
 	uint64_t		 head, n;
@@ -283,6 +287,13 @@ admin_read_view(struct admin_view *v)
 			v->slot[i].conns = v->slot[i].streams = 0;
 		} else if (v->sgen[i] == v->gen)
 			v->alive++;
+		if (sp != NULL && i < sp->nslots && v->pid[i] != 0) {
+			v->listening[i] = (uint64_t)atomic_load_explicit(
+			    &sp->s[i].listening, memory_order_relaxed);
+			v->sconns[i] = (uint64_t)atomic_load_explicit(
+			    &sp->s[i].conns, memory_order_relaxed);
+		} else
+			v->listening[i] = v->sconns[i] = 0;
 		l = shm_lane(admin_shm, i);
 		n = ring_readable(l, &head);
 		v->pushes[i] = atomic_load_explicit(&l->pushes,
@@ -486,6 +497,12 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	    UPOFF(retries));
 #undef UPOFF
 
+	m_lanes(b, v, "sluice_worker_listening", "gauge",
+	    "1 while the worker takes part in accepting new connections.",
+	    v->listening);
+	m_lanes(b, v, "sluice_worker_connections", "gauge",
+	    "Client connections the worker holds: its turn to accept a new "
+	    "one comes when it holds fewer than the others.", v->sconns);
 	m_lanes(b, v, "sluice_ring_pushes_total", "counter",
 	    "Usage events pushed into the worker's ring lane.", v->pushes);
 	m_lanes(b, v, "sluice_ring_drops_total", "counter",

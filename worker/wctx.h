@@ -44,8 +44,6 @@ struct worker {
 	struct cnt_worker *cw;		/* this slot's counters (never NULL) */
 	struct evconnlistener *admin;	/* admin_listen, or NULL */
 	int		 slot;
-	struct evconnlistener *listeners[CFG_MAX_LISTEN];
-	int		 nlisteners;
 	struct upstream	*ups;		/* one per cfg->upstreams[] */
 	unsigned	*route_rr;	/* per route: balance tie-breaker */
 	struct client_list clients;
@@ -56,7 +54,6 @@ struct worker {
 	void		(*client_gone)(struct worker *);
 	int		 nadmin;	/* admin connections open */
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
-	struct event	*ev_accept_resume;	/* after EMFILE */
 	int64_t		 started_us;	/* monotonic */
 	int32_t		 pid;
 	/* this slot's in-flight table (NULL without a segment) and the

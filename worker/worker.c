@@ -19,13 +19,13 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
 #include "shm/inflight.h"
 #include "shm/shm.h"
+#include "worker/accept.h"
 #include "worker/admin.h"
 #include "worker/client.h"
 #include "worker/pipeline.h"
@@ -35,81 +35,9 @@
 #include "worker/worker.h"
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	struct worker *w = arg;
-
-	if (w->stopping) {
-		close(fd);
-		return;
-	}
-	client_accept(w, fd, sa, &pipeline_handler);
-}
-
-/* Out of descriptors: stop accepting this long, as nginx does. */
-#define ACCEPT_PAUSE_MS		500
-#define ACCEPT_WARN_EVERY_US	(5LL * 1000000)
-
-static void
-accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker	*w = arg;
-	int		 i;
-
-	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_enable(w->listeners[i]);
-}
-
-/*
- * EMFILE or ENFILE leave the connection in the backlog, so a listener
- * that stays armed is woken for it again at once: 100 % CPU and a log
- * line per wake-up.  Pause all listeners instead; the connections wait
- * in the backlog until a descriptor is free.  One warning per interval.
- */
-static void
-accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	static int64_t	 last_warn_us;
-	static unsigned	 quiet;
-	struct worker	*w = arg;
-	struct timeval	 tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	int		 err = EVUTIL_SOCKET_ERROR(), i;
-	int64_t		 now = now_us();
-
-	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
-		log_warnx("accept: %s", evutil_socket_error_to_string(err));
-		return;
-	}
-	if (now - last_warn_us >= ACCEPT_WARN_EVERY_US) {
-		log_warnx("accept: %s: not accepting for %d ms (%u more "
-		    "pauses since the last warning); raise "
-		    "worker_rlimit_nofile or lower max_connections",
-		    evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, quiet);
-		last_warn_us = now;
-		quiet = 0;
-	} else
-		quiet++;
-	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_disable(w->listeners[i]);
-	if (w->ev_accept_resume == NULL)
-		w->ev_accept_resume = evtimer_new(w->base, accept_resume_cb, w);
-	if (w->ev_accept_resume != NULL)
-		evtimer_add(w->ev_accept_resume, &tv);
-}
-
-static void
 stop_listening(struct worker *w)
 {
-	int i;
-
-	if (w->ev_accept_resume != NULL)
-		evtimer_del(w->ev_accept_resume);
-	for (i = 0; i < w->nlisteners; i++) {
-		evconnlistener_free(w->listeners[i]);
-		w->listeners[i] = NULL;
-	}
-	w->nlisteners = 0;
+	accept_stop(w);
 	admin_stop(w);
 }
 
@@ -128,6 +56,7 @@ cut_and_exit(struct worker *w, const char *why)
 static void
 client_gone(struct worker *w)
 {
+	accept_conns_changed(w);
 	/* an admin answer under way finishes too: a prober asking
 	 * /status during a reload must not see its connection dropped */
 	if (w->stopping && w->nclients == 0 && w->nadmin == 0)
@@ -206,7 +135,6 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 {
 	static struct cnt_worker scratch;	/* counters without a segment */
 	struct worker	 wk, *w = &wk;
-	int		 i;
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
@@ -259,15 +187,9 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	if (w->route_rr == NULL)
 		fatal("calloc");
 
-	for (i = 0; i < nfds; i++) {
-		w->listeners[i] = evconnlistener_new(w->base, accept_cb, w,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
-		    listen_fds[i]);
-		if (w->listeners[i] == NULL)
-			fatalx("evconnlistener_new failed");
-		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
-		w->nlisteners++;
-	}
+	if (accept_start(w, listen_fds, nfds, shm != NULL ?
+	    shm_region(shm, "spread", NULL) : NULL, &pipeline_handler) == -1)
+		fatalx("cannot set up the listening sockets' events");
 	if (admin_fd != -1 && admin_init(w, shm, admin_fd) == -1)
 		log_warnx("cannot serve admin_listen in this worker");
 	w->ev_term = evsignal_new(w->base, SIGTERM, sigterm_cb, w);
