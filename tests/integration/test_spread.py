@@ -112,7 +112,10 @@ def test_new_connections_go_to_the_new_generation_after_a_reload(
     s.signal(signal.SIGHUP)
     # the new generation runs in the two other slots; the old one stops
     # accepting at once (what its backlog held stays for the new one)
-    wait_for(lambda: sorted(per_worker(s, "sluice_worker_listening", 4)) ==
+    # (the reload forks the new generation into the first free slots, 2
+    # and 3; until slot 0 has stopped and slot 3 started, the sorted
+    # flags can read [0, 0, 1, 1] with an old worker still among them)
+    wait_for(lambda: per_worker(s, "sluice_worker_listening", 4) ==
              [0, 0, 1, 1], 10, what="only the new generation listening")
     listening = per_worker(s, "sluice_worker_listening", 4)
     new_slots = [i for i in range(4) if listening[i] == 1]
