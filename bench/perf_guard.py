@@ -8,7 +8,7 @@ make check; make perf-guard-update rewrites the baseline).
 
 Time on a shared 2-core machine moves by tens of percent between runs;
 the instructions one worker spends on a fixed workload under callgrind
-do not (two runs agree within 0.2 %, see bench/callgrind_run.py for
+do not (two runs agree within 0.05 %, see bench/callgrind_run.py for
 why), so they can fail a build.  Each kind of request is sent COUNT
 times and its instructions per request printed; the guard fails when a
 kind costs more than TOLERANCE over the baseline, and names the kinds
@@ -47,9 +47,9 @@ BASELINE = os.path.join(TOP, "bench", "perf-guard.json")
 GZIP_1K = {"x-mock-gzip": "1", "Accept-Encoding": "gzip",
            "x-mock-chunks": "110"}	# a ~1 KB answer, gzipped by mockllm
 
-# name, count, request.  100 of each: two runs agree within 0.2 % at
-# this count (0.16 % at worst, gzip_answer), and make perf-guard takes
-# about 20 s with the machine's load average at 10 (README: the guard).
+# name, count, request.  100 of each: seven runs at this count agreed
+# within 0.03 %, and make perf-guard takes 7 to 20 s with the machine's
+# load average at 10 (bench/RESULTS.md, issue 22).
 KINDS = [
     ("chat_1k", 100, cg.Request(1024)),
     ("chat_100k", 100, cg.Request(100 * 1024)),
