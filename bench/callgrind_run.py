@@ -270,6 +270,9 @@ def run(build, phases, warmup=()):
     outside every phase."""
     if shutil.which("valgrind") is None:
         raise Failed("valgrind not found (apt-get install valgrind)")
+    for prog in ("sluiced", "mockllm"):
+        if not os.access(os.path.join(build, prog), os.X_OK):
+            raise Failed("no %s in %s (make)" % (prog, build))
     tmp = tempfile.mkdtemp(prefix="sluice-cg-", dir="/tmp")
     procs = []
     try:
@@ -308,7 +311,10 @@ def run(build, phases, warmup=()):
                 raise Failed("the closer left its connection open")
         admin.send(Marker())
         sl.send_signal(signal.SIGTERM)
-        sl.wait(timeout=120)
+        try:
+            sl.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise Failed("sluiced did not stop in 120 s")
         # part 1 ends at the first marker; after the last one comes
         # the file of the exit, unnumbered
         parts = worker_parts(cg)
@@ -317,10 +323,15 @@ def run(build, phases, warmup=()):
                          % (len(parts), len(phases)))
         return parts[1:]
     finally:
-        for p in procs:
+        # a graceful stop first: SIGKILL would orphan the worker
+        for p in reversed(procs):
             if p.poll() is None:
-                p.kill()
-                p.wait()
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -32,7 +32,6 @@ written or compared then).
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -190,8 +189,8 @@ def update(build, path, kinds):
         for n in bad:
             print("%s: %d then %d" % (n, a[n], b[n]))
         sys.exit("perf-guard-update: two runs disagree by more than "
-                 "%.1f %%: no baseline written (is something else "
-                 "answering on the ports, or a timer firing?)"
+                 "%.1f %%: no baseline written (bench/callgrind_run.py "
+                 "lists what has to stay fixed between runs)"
                  % (AGREE * 100))
     old = load(path).get("kinds", {})
     table([(n, old.get(n, {}).get("instructions"), min(a[n], b[n]))
@@ -214,6 +213,9 @@ def update(build, path, kinds):
     os.replace(path + ".tmp", path)
     print("perf-guard-update: wrote %s (taken at %s)" % (
         os.path.relpath(path), doc["taken_at"]))
+    if doc["taken_at"].endswith("-dirty"):
+        print("perf-guard-update: the tree has uncommitted changes, and "
+              "the baseline counts them")
 
 
 def main():
