@@ -23,7 +23,8 @@ PYTHON	 = /usr/bin/python3
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
 	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light haproxy \
-	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard
+	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard \
+	   valgrind
 
 MAINS	 = master/sluiced.c master/sluicectl.c
 LIB_SRCS = $(filter-out $(MAINS),$(wildcard common/*.c shm/*.c worker/*.c sql/*.c master/*.c))
@@ -32,7 +33,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
-	fuzz fuzz-build soak bench-ring bench-counters
+	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -89,6 +90,7 @@ check: deps
 	$(MAKE) man-lint
 	$(MAKE) fuzz FUZZ_SECONDS=3
 	$(MAKE) integration
+	$(if $(filter 1,$(SAN)),@echo "perf-guard: not run with SAN=1 (ASan does not run under valgrind)",$(MAKE) perf-guard)
 
 # Calls go downward: no include of a higher layer's header, no circle
 # (the layer of every module is written in tests/layers.conf).
@@ -104,6 +106,19 @@ integration: all
 run: deps
 	$(MAKE) all
 	./etc/run.sh $(B)
+
+# The request path's cost: instructions per request of one worker under
+# callgrind against bench/perf-guard.json (fails above +5 %).  The
+# baseline records the toolchain and flags; -update rewrites it (README:
+# the performance guard says when that is legitimate).
+PERF_GUARD = CC="$(CC)" SLUICE_CFLAGS="$(CFLAGS)" SLUICE_LDFLAGS="$(LDFLAGS)" \
+	     $(PYTHON) bench/perf_guard.py --build $(B)
+
+perf-guard: all
+	$(PERF_GUARD)
+
+perf-guard-update: all
+	$(PERF_GUARD) --update
 
 # bench/: sluice against mockllm direct, nginx and haproxy, one run, ratios
 # (about 10 minutes).  QUICK=1: the 1 KB cells at 1 and 10 clients, the
