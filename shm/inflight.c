@@ -101,7 +101,7 @@ inflight_end(struct inflight_entry *e)
 	e->text_bytes = 0;
 	e->head_bytes = 0;
 	memset(e->hold, 0, sizeof(e->hold));
-	memset(&e->ev, 0, sizeof(e->ev));
+	ev_clear(&e->ev);
 }
 
 void

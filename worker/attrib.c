@@ -37,8 +37,9 @@ attrib_tags(const char *fixed, const char *hdr, size_t hlen, char *out,
 	size_t	 used, i = 0, s, e, n = 0;
 	const char *p;
 
-	snprintf(out, outsize, "%s", fixed != NULL ? fixed : "");
-	used = strlen(out);
+	used = fixed != NULL ? strnlen(fixed, outsize - 1) : 0;
+	memcpy(out, fixed != NULL ? fixed : "", used);
+	out[used] = '\0';
 	for (p = out; *p != '\0'; p++)
 		n += *p == ',';
 	n += used > 0;

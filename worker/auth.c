@@ -186,8 +186,19 @@ struct level {
 	int64_t		 tpm;		/* 0 = none */
 	int64_t		 budget;	/* micro-USD, 0 = none */
 	enum key_period	 period;
-	char		 who[TEAM_NAME_MAX + 16];	/* in messages */
+	const char	*kind;		/* in messages: "key", "team", ... */
+	const char	*name;		/* NULL: the kind alone says it */
 };
+
+/* "key", "team `eng`", "end user": who refused, for a message. */
+static const char *
+who(const struct level *l, char *buf, size_t size)
+{
+	if (l->name == NULL)
+		return l->kind;
+	snprintf(buf, size, "%s `%s`", l->kind, l->name);
+	return buf;
+}
 
 static void
 level_of(struct worker *w, const struct key_entry *e, const char *kind,
@@ -200,10 +211,8 @@ level_of(struct worker *w, const struct key_entry *e, const char *kind,
 	l->tpm = e->tpm;
 	l->budget = e->budget_period != PERIOD_NONE ? e->budget_micro_usd : 0;
 	l->period = e->budget_period;
-	if (strcmp(kind, "key") == 0)
-		snprintf(l->who, sizeof(l->who), "key");
-	else
-		snprintf(l->who, sizeof(l->who), "%s `%s`", kind, e->name);
+	l->kind = kind;
+	l->name = strcmp(kind, "key") != 0 ? e->name : NULL;
 }
 
 /* The end user's level of key K, claiming its slot (NULL ks: none). */
@@ -222,7 +231,7 @@ user_level(struct worker *w, const struct key_entry *k, const char *user,
 		    "Too many end users with a budget at once; retry later.");
 	l->budget = k->user_budget_micro_usd;
 	l->period = k->user_budget_period;
-	snprintf(l->who, sizeof(l->who), "end user");
+	l->kind = "end user";
 	return 0;
 }
 
@@ -233,6 +242,7 @@ hold_level(const struct level *l, const struct cfg_price *price,
     struct auth_verdict *v)
 {
 	int64_t	 wait, left, period, spend, worst, room;
+	char	 wb[TEAM_NAME_MAX + 16];
 
 	memset(hold, 0, sizeof(*hold));
 	if (l->ks == NULL)
@@ -244,7 +254,7 @@ hold_level(const struct level *l, const struct cfg_price *price,
 			    (int)(wait / 1000000000) + 1, "Rate limit reached "
 			    "for tokens per minute of this %s: this request "
 			    "may use %lld tokens (%lld input estimated, %lld "
-			    "output at most).", l->who,
+			    "output at most).", who(l, wb, sizeof(wb)),
 			    (long long)(in_tokens + out_tokens),
 			    (long long)in_tokens, (long long)out_tokens);
 		hold->tokens = in_tokens + out_tokens;
@@ -266,7 +276,7 @@ hold_level(const struct level *l, const struct cfg_price *price,
 	if (spend >= l->budget || worst == 0)
 		return refuse(v, 429, "insufficient_quota", "budget_exceeded",
 		    (int)left, "This %s has used its budget of "
-		    "$%lld.%06lld per %s.", l->who, USD(l->budget),
+		    "$%lld.%06lld per %s.", who(l, wb, sizeof(wb)), USD(l->budget),
 		    l->period == PERIOD_DAY ? "day" : "month");
 	room = l->budget - spend - ks_held(l->ks);
 	return refuse(v, 429, "insufficient_quota", "budget_exceeded", 1,
@@ -275,7 +285,7 @@ hold_level(const struct level *l, const struct cfg_price *price,
 	    "$%lld.%06lld left of this %s's budget with the requests under "
 	    "way; lower max_tokens, or retry when they are done.",
 	    USD(worst), (long long)in_tokens, (long long)out_tokens,
-	    USD(room > 0 ? room : 0), l->who);
+	    USD(room > 0 ? room : 0), who(l, wb, sizeof(wb)));
 }
 
 /* The request's charge to one level, in place of what it held there. */

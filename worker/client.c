@@ -88,7 +88,13 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	/* the event lives in the in-flight table, where a death leaves it */
 	if (w->ift != NULL && w->ift_nfree > 0)
 		c->ife = &w->ift[w->ift_free[--w->ift_nfree]];
-	c->r.ev = c->ife != NULL ? &c->ife->ev : &c->ev_own;
+	else if ((c->ev_own = calloc(1, sizeof(*c->ev_own))) == NULL) {
+		log_warn("client");
+		close(fd);
+		free(c);
+		return;
+	}
+	c->r.ev = c->ife != NULL ? &c->ife->ev : c->ev_own;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
@@ -140,6 +146,7 @@ client_free(struct client *c)
 		w->ift_free[w->ift_nfree++] = (uint32_t)(c->ife - w->ift);
 	}
 	free(c->head);
+	free(c->ev_own);
 	free(c);
 	if (w->client_gone != NULL)
 		w->client_gone(w);
@@ -250,7 +257,7 @@ client_finalize(struct client *c)
 	if (c->ife != NULL)
 		inflight_end(c->ife);
 	else
-		memset(ev, 0, sizeof(*ev));
+		ev_clear(ev);
 	c->keep = c->r.keepalive && !c->w->stopping;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	/* the head's 100 header slots are rewritten by the next parse */

@@ -94,7 +94,8 @@ struct client {
 	const struct client_handler *h;
 	void		*hdata;		/* the handler's, from attach */
 	struct inflight_entry *ife;	/* its in-flight entry, or NULL */
-	struct usage_event ev_own;	/* the event without one */
+	struct usage_event *ev_own;	/* the event without one, allocated
+					   only then (2 KB a connection) */
 	struct request	 r;
 };
 
