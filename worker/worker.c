@@ -28,6 +28,7 @@
 #include "shm/shm.h"
 #include "worker/admin.h"
 #include "worker/client.h"
+#include "worker/handshake.h"
 #include "worker/pipeline.h"
 #include "worker/reqid.h"
 #include "worker/upstream.h"
@@ -39,11 +40,19 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	struct worker *w = arg;
+	int i;
 
 	if (w->stopping) {
 		close(fd);
 		return;
 	}
+	/* a "listen ... ssl" socket: the handshake first */
+	for (i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i] == l && w->cfg->listen[i].ssl &&
+		    w->tls != NULL) {
+			hs_accept(w, w->tls, fd, sa, salen, &pipeline_handler);
+			return;
+		}
 	client_accept(w, fd, sa, &pipeline_handler);
 }
 
@@ -130,7 +139,8 @@ client_gone(struct worker *w)
 {
 	/* an admin answer under way finishes too: a prober asking
 	 * /status during a reload must not see its connection dropped */
-	if (w->stopping && w->nclients == 0 && w->nadmin == 0)
+	if (w->stopping && w->nclients == 0 && w->nadmin == 0 &&
+	    w->nhandshakes == 0)
 		event_base_loopbreak(w->base);
 }
 
@@ -156,7 +166,7 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		next = TAILQ_NEXT(c, entry);
 		client_stop(c);
 	}
-	if (w->nclients == 0 && w->nadmin == 0) {
+	if (w->nclients == 0 && w->nadmin == 0 && w->nhandshakes == 0) {
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -202,7 +212,7 @@ ift_setup(struct worker *w, struct inflight_region *rg)
 
 void
 worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
-    const int *listen_fds, int nfds, int admin_fd)
+    const int *listen_fds, int nfds, int admin_fd, struct tls_server *tls)
 {
 	static struct cnt_worker scratch;	/* counters without a segment */
 	struct worker	 wk, *w = &wk;
@@ -210,6 +220,7 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
+	w->tls = tls;
 	w->slot = slot;
 	w->started_us = now_us();
 	w->pid = (int32_t)getpid();

@@ -1,0 +1,290 @@
+"""TLS for clients: "listen ... ssl" beside a plain listener, TLS 1.2 and
+1.3 only, ALPN http/1.1, handshake failures counted by reason and never
+metered, plain HTTP answered as nginx does, session tickets shared by
+every worker and rotated, certificates reloaded on SIGHUP and checked by
+sluiced -t, client certificates as an identity.
+
+Certificates are made with the openssl CLI (pki.py); clients are curl,
+openssl s_client, Python's ssl module and the npm SDKs."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import HOST, SLUICED, free_port, request, wait_for
+from pki import make_ca, make_cert, openssl
+from test_metrics import check_exposition, value
+
+CHAT = {"model": "gpt-test",
+        "messages": [{"role": "user", "content": "hello"}]}
+CHAT_PATH = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clienttls")
+    make_ca(d, "ca")
+    make_ca(d, "otherca")
+    server = make_cert(d, "ca", "server", "IP:127.0.0.1,DNS:localhost")
+    renewed = make_cert(d, "ca", "renewed", "IP:127.0.0.1,DNS:localhost",
+                        subject="/CN=renewed")
+    alice = make_cert(d, "ca", "alice", usage="clientAuth",
+                      subject="/O=Example/CN=alice")
+    bob = make_cert(d, "ca", "bob", usage="clientAuth", subject="/CN=bob")
+    mallory = make_cert(d, "otherca", "mallory", usage="clientAuth",
+                        subject="/O=Example/CN=alice")
+    return {"dir": d, "ca": str(d / "ca.pem"),
+            "other_ca": str(d / "otherca.pem"), "server": server,
+            "renewed": renewed, "alice": alice, "bob": bob,
+            "mallory": mallory}
+
+
+def tls_lines(pki, port, cert=None, extra=""):
+    cert = cert or pki["server"]
+    return ("listen %s:%d ssl;\nssl_certificate %s;\n"
+            "ssl_certificate_key %s;\n%s\n" % (HOST, port, cert[0], cert[1],
+                                               extra))
+
+
+def start(sluice, mock, pki, extra="", workers=2, cert=None, **kw):
+    """sluiced with a plain listener (s.port), a TLS one (s.tls_port) and
+    admin_listen (s.admin_port)."""
+    tls_port, admin_port = free_port(), free_port()
+    s = sluice(upstreams={"mock": mock.url}, workers=workers,
+               extra="admin_listen %s:%d;\n" % (HOST, admin_port) +
+               tls_lines(pki, tls_port, cert, extra), **kw)
+    # bound by the master with the plain one, which start() waited for
+    s.tls_port, s.admin_port = tls_port, admin_port
+    return s
+
+
+def metrics(s):
+    st, _, body = request(s.admin_port, "GET", "/metrics")
+    assert st == 200, (st, body)
+    return check_exposition(body.decode())
+
+
+def status(s):
+    st, _, body = request(s.admin_port, "GET", "/status")
+    assert st == 200, (st, body)
+    return json.loads(body)
+
+
+def failures(s):
+    fam = metrics(s).get("sluice_tls_handshake_failures_total",
+                         {"samples": []})
+    return {l["reason"]: v for _, l, v in fam["samples"] if v}
+
+
+def handshakes(s):
+    f = metrics(s)
+    return (value(f, "sluice_tls_handshakes_total", session="full"),
+            value(f, "sluice_tls_handshakes_total", session="resumed"))
+
+
+def requests_total(s):
+    return status(s)["totals"]["requests"]
+
+
+def curl(port, *args, ca=None, path="/v1/chat/completions", body=CHAT,
+         headers=()):
+    """curl over https to 127.0.0.1:PORT: (exit code, status, body, -v
+    output)."""
+    cmd = ["curl", "-sS", "-v", "--max-time", "15", "-o", "-", "-w",
+           "\n%{http_code}"]
+    if ca:
+        cmd += ["--cacert", ca]
+    for h in headers:
+        cmd += ["-H", h]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary",
+                json.dumps(body)]
+    cmd += list(args) + ["https://%s:%d%s" % (HOST, port, path)]
+    r = subprocess.run(cmd, capture_output=True, timeout=30)
+    out = r.stdout.decode(errors="replace")
+    text, _, code = out.rpartition("\n")
+    return (r.returncode, int(code or 0), text,
+            r.stderr.decode(errors="replace"))
+
+
+def s_client(port, *args, ca=None, path="/v1/models", headers=""):
+    """openssl s_client sending one GET; (exit code, its output)."""
+    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close"
+           "\r\n\r\n" % (path, headers)).encode()
+    cmd = ["openssl", "s_client", "-connect", "%s:%d" % (HOST, port),
+           "-ign_eof"]
+    if ca:
+        cmd += ["-CAfile", ca, "-verify_return_error"]
+    r = subprocess.run(cmd + list(args), input=req, capture_output=True,
+                       timeout=30)
+    return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def reused(out):
+    return "\nReused, " in out
+
+
+# ---------------------------------------------------------------------------
+# listen ... ssl
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version,args", [
+    ("TLSv1.3", ["--tlsv1.3"]),
+    ("TLSv1.2", ["--tlsv1.2", "--tls-max", "1.2"]),
+])
+def test_https_and_plain_listeners_serve_side_by_side(mock, sluice, pki,
+                                                      version, args):
+    s = start(sluice, mock, pki)
+    rc, st, body, err = curl(s.tls_port, *args, ca=pki["ca"])
+    assert rc == 0 and st == 200, (rc, st, body, err)
+    assert json.loads(body)["object"] == "chat.completion"
+    assert "SSL connection using %s" % version in err, err
+    assert "ALPN: server accepted http/1.1" in err, err
+    # the plain listener, at the same time
+    st, _, body = request(s.port, "POST", CHAT_PATH, CHAT)
+    assert st == 200, body
+    assert handshakes(s) == (1, 0)
+    assert requests_total(s) == 2
+    assert failures(s) == {}
+
+
+def test_a_request_on_tls_is_metered_as_on_plain(mock, sluice, pki):
+    """Keep-alive over TLS: three requests on one connection, one
+    handshake, three requests counted."""
+    s = start(sluice, mock, pki)
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    import http.client
+    conn = http.client.HTTPSConnection(HOST, s.tls_port, timeout=10,
+                                       context=ctx)
+    try:
+        for _ in range(3):
+            conn.request("POST", CHAT_PATH, body=json.dumps(CHAT),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            assert resp.status == 200, data
+            assert json.loads(data)["usage"]["completion_tokens"] == 10
+    finally:
+        conn.close()
+    assert handshakes(s) == (1, 0)
+    assert requests_total(s) == 3
+
+
+def test_tls_below_1_2_is_refused_and_counted(mock, sluice, pki):
+    s = start(sluice, mock, pki)
+    rc, out = s_client(s.tls_port, "-tls1_1", "-cipher",
+                       "DEFAULT:@SECLEVEL=0")
+    assert rc != 0 and "protocol version" in out, out
+    wait_for(lambda: failures(s) == {"protocol_version": 1}, 5,
+             what="the failure counted")
+    assert requests_total(s) == 0
+
+
+def test_tls13_only_refuses_a_tls12_client(mock, sluice, pki):
+    s = start(sluice, mock, pki, extra="ssl_protocols TLSv1.3;")
+    rc, st, _, err = curl(s.tls_port, "--tlsv1.2", "--tls-max", "1.2",
+                          ca=pki["ca"])
+    assert rc != 0 and st == 0, err
+    rc, st, _, err = curl(s.tls_port, "--tlsv1.3", ca=pki["ca"])
+    assert rc == 0 and st == 200, err
+    assert failures(s) == {"protocol_version": 1}
+    assert requests_total(s) == 1
+
+
+def test_no_shared_cipher_is_refused_and_counted(mock, sluice, pki):
+    s = start(sluice, mock, pki,
+              extra="ssl_ciphers ECDHE-RSA-AES256-GCM-SHA384;")
+    rc, st, _, err = curl(s.tls_port, "--tls-max", "1.2", "--ciphers",
+                          "ECDHE-RSA-AES128-GCM-SHA256", ca=pki["ca"])
+    assert rc != 0 and st == 0, err
+    rc, st, _, err = curl(s.tls_port, "--tls-max", "1.2", "--ciphers",
+                          "ECDHE-RSA-AES256-GCM-SHA384", ca=pki["ca"])
+    assert rc == 0 and st == 200, err
+    assert failures(s) == {"no_shared_cipher": 1}
+
+
+def test_alpn_offering_only_h2_is_refused(mock, sluice, pki):
+    s = start(sluice, mock, pki)
+    rc, out = s_client(s.tls_port, "-alpn", "h2", ca=pki["ca"])
+    assert rc != 0 and "no application protocol" in out, out
+    rc, out = s_client(s.tls_port, "-alpn", "h2,http/1.1", ca=pki["ca"])
+    assert rc == 0 and "ALPN protocol: http/1.1" in out, out
+    assert "HTTP/1.1 200" in out, out
+    assert failures(s) == {"alpn": 1}
+
+
+def test_a_client_that_distrusts_the_certificate_is_counted(mock, sluice,
+                                                            pki):
+    s = start(sluice, mock, pki)
+    rc, st, _, err = curl(s.tls_port, ca=pki["other_ca"])
+    assert rc == 60 and st == 0, err        # curl: peer certificate
+    wait_for(lambda: failures(s) == {"client_alert": 1}, 5,
+             what="the client's alert counted")
+    assert requests_total(s) == 0
+
+
+def test_plain_http_on_the_tls_port_gets_nginx_400(mock, sluice, pki):
+    s = start(sluice, mock, pki)
+    body = json.dumps(CHAT).encode()
+    with socket.create_connection((HOST, s.tls_port), timeout=10) as c:
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        data = b""
+        for _ in range(100):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, html = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+    assert b"Connection: close" in head
+    assert (b"<center>The plain HTTP request was sent to HTTPS port"
+            b"</center>") in html
+    assert b"Content-Length: %d\r\n" % len(html) in head
+    # curl's plain http:// to the TLS port: the same answer
+    r = subprocess.run(["curl", "-sS", "--max-time", "10",
+                        "http://%s:%d/v1/models" % (HOST, s.tls_port)],
+                       capture_output=True, timeout=30)
+    assert b"400 The plain HTTP request was sent to HTTPS port" in r.stdout
+    assert failures(s) == {"http_request": 2}
+    assert requests_total(s) == 0           # never a request, never a row
+    assert mock.stats()["requests"] == 0
+
+
+def test_the_handshake_is_bounded_by_client_header_timeout(mock, sluice,
+                                                           pki):
+    """A ClientHello trickled a byte at a time is cut at the deadline, not
+    kept alive by each byte (an inactivity timeout would never fire)."""
+    s = start(sluice, mock, pki, extra="client_header_timeout 1s;")
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40
+    with socket.create_connection((HOST, s.tls_port), timeout=10) as c:
+        closed = False
+        for i in range(len(hello)):             # 0.25 s a byte: ~13 s
+            try:
+                c.sendall(hello[i:i + 1])
+            except OSError:
+                closed = True
+                break
+            c.settimeout(0.25)
+            try:
+                if c.recv(100) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+                break
+    assert closed, "the server kept a trickling handshake open"
+    assert failures(s) == {"timeout": 1}
+    assert requests_total(s) == 0
