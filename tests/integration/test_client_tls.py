@@ -288,3 +288,81 @@ def test_the_handshake_is_bounded_by_client_header_timeout(mock, sluice,
     assert closed, "the server kept a trickling handshake open"
     assert failures(s) == {"timeout": 1}
     assert requests_total(s) == 0
+
+
+# ---------------------------------------------------------------------------
+# Session tickets, shared by the workers
+# ---------------------------------------------------------------------------
+
+def tls_by_slot(s):
+    """{worker pid: its slot's TLS counters}, for the current workers."""
+    return {w["pid"]: w["tls"] for w in status(s)["workers"]
+            if w["alive"]}
+
+
+@pytest.mark.parametrize("proto", ["-tls1_3", "-tls1_2"])
+def test_a_session_resumes_on_the_other_worker(mock, sluice, pki, tmp_path,
+                                               proto):
+    """A ticket one worker issued opens a session on another: the worker
+    that did the full handshake is stopped (SIGSTOP), so the resumption
+    can only be served by the other, whose counter shows it."""
+    s = start(sluice, mock, pki, workers=2)
+    sess = str(tmp_path / "sess.pem")
+    rc, out = s_client(s.tls_port, proto, "-sess_out", sess, ca=pki["ca"])
+    assert rc == 0 and "HTTP/1.1 200" in out and not reused(out), out
+    before = tls_by_slot(s)
+    full = [pid for pid, t in before.items() if t["full"] == 1]
+    assert len(full) == 1, before
+    first, other = full[0], [p for p in before if p != full[0]][0]
+    os.kill(first, signal.SIGSTOP)
+    try:
+        rc, out = s_client(s.tls_port, proto, "-sess_in", sess,
+                           ca=pki["ca"])
+    finally:
+        os.kill(first, signal.SIGCONT)
+    assert rc == 0 and reused(out) and "HTTP/1.1 200" in out, out
+    after = tls_by_slot(s)
+    assert after[other]["resumed"] == 1 and after[other]["full"] == 0, after
+    assert after[first] == before[first]
+    assert handshakes(s) == (1, 1)
+
+
+def test_ticket_keys_rotate_and_the_previous_key_still_resumes(mock, sluice,
+                                                               pki,
+                                                               tmp_path):
+    """ssl_session_timeout 4s: a new key every 4 s.  A ticket issued just
+    before a rotation resumes just after it, under the previous key."""
+    s = start(sluice, mock, pki, extra="ssl_session_timeout 4s;")
+
+    def rotations():
+        return value(metrics(s), "sluice_tls_ticket_key_rotations_total")
+
+    r0 = rotations()
+    assert r0 >= 1                      # the key made at start
+    wait_for(lambda: rotations() > r0, 10, interval=0.05,
+             what="a key rotation")
+    time.sleep(2.5)                     # 1.5 s before the next one
+    sess = str(tmp_path / "sess.pem")
+    rc, out = s_client(s.tls_port, "-tls1_3", "-sess_out", sess,
+                       ca=pki["ca"])
+    assert rc == 0 and not reused(out), out
+    wait_for(lambda: rotations() > r0 + 1, 10, interval=0.05,
+             what="the next rotation")
+    rc, out = s_client(s.tls_port, "-tls1_3", "-sess_in", sess,
+                       ca=pki["ca"])
+    assert rc == 0 and reused(out), out
+    # the keys are never written anywhere: nothing new in the spool dir
+    assert not any(f.endswith(".pem") or "ticket" in f
+                   for f in os.listdir(s.dir / "spool"))
+
+
+def test_no_resumption_with_session_tickets_off(mock, sluice, pki, tmp_path):
+    s = start(sluice, mock, pki, extra="ssl_session_tickets off;")
+    sess = str(tmp_path / "sess.pem")
+    for proto in ("-tls1_3", "-tls1_2"):
+        rc, out = s_client(s.tls_port, proto, "-sess_out", sess,
+                           ca=pki["ca"])
+        assert rc == 0, out
+        # no ticket, and no session id either: no worker keeps sessions
+        assert not os.path.exists(sess), "%s: a session to resume" % proto
+    assert handshakes(s) == (2, 0)
