@@ -146,7 +146,7 @@ upstreams_publish(const struct config *cfg)
 static void
 reload_record(int ok, const char *fmt, ...)
 {
-	char	 msg[256];
+	char	 msg[2048];	/* whole in the log, cut in /status */
 	va_list	 ap;
 
 	va_start(ap, fmt);

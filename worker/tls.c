@@ -58,11 +58,12 @@ tls_failure_name(int f)
 	return f >= 0 && f < TLSF_MAX ? failure_names[f] : "other";
 }
 
-/* OpenSSL's reason for the last error, and the queue emptied. */
+/* OpenSSL's reason for the first error queued (the cause: the later ones
+ * say where it surfaced, "PEM lib"), and the queue emptied. */
 static const char *
 ssl_reason(void)
 {
-	unsigned long	 e = ERR_peek_last_error();
+	unsigned long	 e = ERR_peek_error();
 	const char	*r = e != 0 ? ERR_reason_error_string(e) : NULL;
 
 	ERR_clear_error();

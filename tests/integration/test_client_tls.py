@@ -23,6 +23,7 @@ import pytest
 from conftest import HOST, SLUICED, free_port, request, wait_for
 from pki import make_ca, make_cert, openssl
 from test_metrics import check_exposition, value
+from test_signals import RequestLoop
 
 CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}
@@ -36,7 +37,7 @@ def pki(tmp_path_factory):
     make_ca(d, "otherca")
     server = make_cert(d, "ca", "server", "IP:127.0.0.1,DNS:localhost")
     renewed = make_cert(d, "ca", "renewed", "IP:127.0.0.1,DNS:localhost",
-                        subject="/CN=renewed")
+                        subject="/CN=renewed", days=3)
     alice = make_cert(d, "ca", "alice", usage="clientAuth",
                       subject="/O=Example/CN=alice")
     bob = make_cert(d, "ca", "bob", usage="clientAuth", subject="/CN=bob")
@@ -366,3 +367,157 @@ def test_no_resumption_with_session_tickets_off(mock, sluice, pki, tmp_path):
         # no ticket, and no session id either: no worker keeps sessions
         assert not os.path.exists(sess), "%s: a session to resume" % proto
     assert handshakes(s) == (2, 0)
+
+
+# ---------------------------------------------------------------------------
+# Certificates on reload, and sluiced -t
+# ---------------------------------------------------------------------------
+
+def install(pair, d, name="live"):
+    """Copy a certificate and its key where the config names them, as an
+    ACME client renews them: new files moved over the old ones."""
+    dst = (str(d / ("%s.pem" % name)), str(d / ("%s.key" % name)))
+    for src, path in zip(pair, dst):
+        tmp = path + ".new"
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    return dst
+
+
+def not_after(pem):
+    out = openssl("x509", "-in", pem, "-noout", "-enddate", cwd="/")
+    return int(ssl.cert_time_to_seconds(out.strip().split("=", 1)[1]))
+
+
+def served_cn(port, ca):
+    """The CN of the certificate a new TLS connection is served with."""
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection((HOST, port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+            return dict(x[0] for x in c.getpeercert()["subject"])[
+                "commonName"]
+
+
+def tls_chat(ca, seen):
+    """A RequestLoop sender: one chat over a new TLS connection (a full
+    handshake each time), noting the certificate's CN in SEEN."""
+    import http.client
+    ctx = ssl.create_default_context(cafile=ca)
+
+    def send(port):
+        conn = http.client.HTTPSConnection(HOST, port, timeout=10,
+                                           context=ctx)
+        try:
+            conn.connect()
+            seen.add(dict(x[0] for x in conn.sock.getpeercert()[
+                "subject"])["commonName"])
+            conn.request("POST", CHAT_PATH, body=json.dumps(CHAT),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status == 200, (resp.status, data[:200])
+        finally:
+            conn.close()
+    return send
+
+
+def reloads(s, result):
+    return value(metrics(s), "sluice_reloads_total", result=result)
+
+
+def test_sighup_picks_up_a_renewed_certificate_with_no_failed_request(
+        mock, sluice, pki, tmp_path):
+    live = install(pki["server"], tmp_path)
+    s = start(sluice, mock, pki, cert=live)
+    expiry = "sluice_tls_certificate_expiry_timestamp_seconds"
+    assert value(metrics(s), expiry) == not_after(pki["server"][0])
+    sess = str(tmp_path / "sess.pem")
+    rc, out = s_client(s.tls_port, "-sess_out", sess, ca=pki["ca"])
+    assert rc == 0, out
+    seen = set()
+    with RequestLoop(s.tls_port, threads=3, send=tls_chat(pki["ca"],
+                                                          seen)) as loop:
+        wait_for(lambda: loop.ok >= 20, 15, what="requests before reload")
+        install(pki["renewed"], tmp_path)
+        s.signal(signal.SIGHUP)
+        wait_for(lambda: "renewed" in seen, 15,
+                 what="the renewed certificate served")
+        ok = loop.ok
+        wait_for(lambda: loop.ok >= ok + 20, 15, what="requests after it")
+    assert loop.failures == [], "%d ok, %d failed: %r" % (
+        loop.ok, len(loop.failures), loop.failures[:5])
+    assert seen == {"server", "renewed"}
+    assert served_cn(s.tls_port, pki["ca"]) == "renewed"
+    assert value(metrics(s), expiry) == not_after(pki["renewed"][0])
+    assert reloads(s, "ok") == 1
+    # the ticket keys outlive the reload: the old session resumes
+    rc, out = s_client(s.tls_port, "-sess_in", sess, ca=pki["ca"])
+    assert rc == 0 and reused(out), out
+
+
+def test_a_bad_key_on_reload_is_logged_and_the_old_certificate_serves(
+        mock, sluice, pki, tmp_path):
+    live = install(pki["server"], tmp_path)
+    s = start(sluice, mock, pki, cert=live)
+    # a renewal that went half-way: the new certificate, the old key
+    shutil.copyfile(pki["renewed"][0], live[0])
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: reloads(s, "failed") == 1, 10, what="a failed reload")
+    log = s.log_text()
+    assert ('ssl_certificate_key "%s" does not match ssl_certificate "%s"'
+            % (live[1], live[0])) in log, s.log_tail()
+    assert "keeping the running configuration and certificate" in log
+    assert served_cn(s.tls_port, pki["ca"]) == "server"
+    rc, st, _, err = curl(s.tls_port, ca=pki["ca"])
+    assert rc == 0 and st == 200, err
+    # a key that is no key at all, named in the message with the reason
+    with open(live[1], "w") as f:
+        f.write("-----BEGIN PRIVATE KEY-----\nnot base64\n"
+                "-----END PRIVATE KEY-----\n")
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: reloads(s, "failed") == 2, 10, what="a failed reload")
+    assert 'ssl_certificate_key "%s": ' % live[1] in s.log_text()
+    assert served_cn(s.tls_port, pki["ca"]) == "server"
+    # the renewal finished: the next reload takes it
+    install(pki["renewed"], tmp_path)
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: reloads(s, "ok") == 1, 10, what="a reload")
+    wait_for(lambda: served_cn(s.tls_port, pki["ca"]) == "renewed", 10,
+             what="the renewed certificate served")
+
+
+def sluiced_t(conf):
+    r = subprocess.run([SLUICED, "-t", "-c", conf], capture_output=True,
+                       text=True, timeout=30)
+    return r.returncode, r.stderr
+
+
+def test_sluiced_t_checks_the_pair_and_says_when_it_expires(mock, sluice,
+                                                            pki, tmp_path):
+    live = install(pki["server"], tmp_path)
+    s = start(sluice, mock, pki, cert=live, start=False)
+    rc, err = sluiced_t(s.conf_path)
+    assert rc == 0, err
+    assert ('ssl_certificate "%s" (CN=server) expires ' % live[0]) in err
+    assert ", in 1 day\n" in err or ", in 2 days\n" in err, err
+    assert "test is successful" in err
+    # the key of another certificate
+    shutil.copyfile(pki["renewed"][1], live[1])
+    rc, err = sluiced_t(s.conf_path)
+    assert rc == 1, err
+    assert ('ssl_certificate_key "%s" does not match ssl_certificate "%s"'
+            % (live[1], live[0])) in err
+    assert "test failed" in err
+    # a certificate file with no certificate in it: file and reason
+    install(pki["server"], tmp_path)
+    with open(live[0], "w") as f:
+        f.write("hello\n")
+    rc, err = sluiced_t(s.conf_path)
+    assert rc == 1 and 'ssl_certificate "%s": no start line' % live[0] \
+        in err, err
+    # a key readable by every user is refused before it is read
+    install(pki["server"], tmp_path)
+    os.chmod(live[1], 0o644)
+    rc, err = sluiced_t(s.conf_path)
+    assert rc == 1 and "is readable by every user (mode 0644)" in err, err
