@@ -521,3 +521,159 @@ def test_sluiced_t_checks_the_pair_and_says_when_it_expires(mock, sluice,
     os.chmod(live[1], 0o644)
     rc, err = sluiced_t(s.conf_path)
     assert rc == 1 and "is readable by every user (mode 0644)" in err, err
+
+
+# ---------------------------------------------------------------------------
+# Client certificates as an identity
+# ---------------------------------------------------------------------------
+
+BOB_SECRET = "sk-sluice-bob-0123456789abcdef"
+CAROL_SECRET = "sk-sluice-carol-0123456789abcdef"
+
+
+def cert_keys(pki, tmp_path):
+    """alice: her certificate alone (by subject); bob: his secret and his
+    certificate (by fingerprint, as openssl prints it); carol: a secret.
+    alice and bob may use gpt-test only, so a 403 for another model shows
+    which key a request was taken for."""
+    subject = openssl("x509", "-in", pki["alice"][0], "-noout", "-subject",
+                      "-nameopt", "RFC2253", cwd="/").strip()
+    assert subject == "subject=CN=alice,O=Example", subject
+    fp = openssl("x509", "-in", pki["bob"][0], "-noout", "-fingerprint",
+                 "-sha256", cwd="/").strip().split("=", 1)[1]
+    path = tmp_path / "keys.conf"
+    path.write_text(
+        'key alice {\n\tclient_cert subject "%s";\n\tmodels gpt-test;\n}\n'
+        "key bob {\n\thash sha256:%s;\n\tclient_cert sha256:%s;\n"
+        "\tmodels gpt-test;\n}\n"
+        "key carol {\n\thash sha256:%s;\n}\n" % (
+            subject.split("=", 1)[1],
+            hashlib.sha256(BOB_SECRET.encode()).hexdigest(), fp,
+            hashlib.sha256(CAROL_SECRET.encode()).hexdigest()))
+    path.chmod(0o600)
+    return str(path)
+
+
+def mtls(sluice, mock, pki, tmp_path, verify="optional"):
+    return start(sluice, mock, pki, extra="ssl_client_ca %s;\n"
+                 "ssl_verify_client %s;\nkeys_file %s;" % (
+                     pki["ca"], verify, cert_keys(pki, tmp_path)))
+
+
+def as_client(who, pki):
+    return ["--cert", pki[who][0], "--key", pki[who][1]]
+
+
+def bearer(secret):
+    return ("Authorization: Bearer %s" % secret,)
+
+
+def error_code(body):
+    return json.loads(body)["error"]["code"]
+
+
+def test_a_client_certificate_alone_authenticates_its_key(mock, sluice, pki,
+                                                          tmp_path):
+    s = mtls(sluice, mock, pki, tmp_path)
+    rc, st, body, err = curl(s.tls_port, *as_client("alice", pki),
+                             ca=pki["ca"])
+    assert rc == 0 and st == 200, (body, err)
+    # it is alice's key: her models only
+    rc, st, body, _ = curl(s.tls_port, *as_client("alice", pki),
+                           ca=pki["ca"], body=dict(CHAT, model="other"))
+    assert st == 403 and error_code(body) == "model_not_allowed", body
+    # an SDK's placeholder secret does not get in the way of the cert
+    rc, st, body, _ = curl(s.tls_port, *as_client("alice", pki),
+                           ca=pki["ca"], headers=bearer("sk-placeholder"))
+    assert st == 200, body
+    # no certificate, no secret: nobody
+    rc, st, body, _ = curl(s.tls_port, ca=pki["ca"])
+    assert st == 401 and error_code(body) == "missing_api_key", body
+    # carol's secret works with or without a certificate
+    for args in ([], as_client("bob", pki)):
+        rc, st, body, _ = curl(s.tls_port, *args, ca=pki["ca"],
+                               headers=bearer(CAROL_SECRET))
+        assert st == 200, body
+    assert mock.stats()["requests"] == 4
+
+
+def test_a_key_with_a_certificate_and_a_secret_needs_both(mock, sluice, pki,
+                                                          tmp_path):
+    s = mtls(sluice, mock, pki, tmp_path)
+    rc, st, body, _ = curl(s.tls_port, *as_client("bob", pki), ca=pki["ca"],
+                           headers=bearer(BOB_SECRET))
+    assert st == 200, body
+    for args in ([], as_client("alice", pki)):
+        rc, st, body, _ = curl(s.tls_port, *args, ca=pki["ca"],
+                               headers=bearer(BOB_SECRET))
+        assert st == 401 and error_code(body) == "client_cert_required", \
+            body
+    # his certificate alone is not enough for a key that has a secret
+    rc, st, body, _ = curl(s.tls_port, *as_client("bob", pki), ca=pki["ca"])
+    assert st == 401 and error_code(body) == "missing_api_key", body
+    # and over plain HTTP the secret alone is refused the same way
+    st, _, body = request(s.port, "POST", CHAT_PATH, CHAT,
+                          headers=dict([bearer(BOB_SECRET)[0].split(": ")]))
+    assert st == 401 and error_code(body) == "client_cert_required", body
+    assert mock.stats()["requests"] == 1
+
+
+def test_a_certificate_from_another_ca_fails_the_handshake(mock, sluice, pki,
+                                                           tmp_path):
+    """mallory's certificate has alice's subject but another issuer."""
+    s = mtls(sluice, mock, pki, tmp_path)
+    rc, st, _, err = curl(s.tls_port, *as_client("mallory", pki),
+                          ca=pki["ca"])
+    assert rc != 0 and st == 0, err
+    wait_for(lambda: failures(s) == {"bad_certificate": 1}, 5,
+             what="the failure counted")
+    assert requests_total(s) == 0 and mock.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize("proto", ["--tlsv1.3", "--tls-max"])
+def test_verify_client_on_refuses_a_client_without_certificate(
+        mock, sluice, pki, tmp_path, proto):
+    s = mtls(sluice, mock, pki, tmp_path, verify="on")
+    args = [proto] if proto == "--tlsv1.3" else ["--tls-max", "1.2"]
+    rc, st, _, err = curl(s.tls_port, *args, ca=pki["ca"],
+                          headers=bearer(CAROL_SECRET))
+    assert rc != 0 and st == 0, err
+    wait_for(lambda: failures(s) == {"bad_certificate": 1}, 5,
+             what="the failure counted")
+    rc, st, body, err = curl(s.tls_port, *args, *as_client("alice", pki),
+                             ca=pki["ca"])
+    assert rc == 0 and st == 200, (body, err)
+    assert requests_total(s) == 1
+
+
+def test_a_resumed_session_keeps_its_client_certificate(mock, sluice, pki,
+                                                        tmp_path):
+    s = mtls(sluice, mock, pki, tmp_path)
+    sess = str(tmp_path / "sess.pem")
+    rc, out = s_client(s.tls_port, "-cert", pki["alice"][0], "-key",
+                       pki["alice"][1], "-sess_out", sess, ca=pki["ca"])
+    assert rc == 0 and "HTTP/1.1 200" in out, out
+    rc, out = s_client(s.tls_port, "-sess_in", sess, ca=pki["ca"])
+    assert rc == 0 and reused(out) and "HTTP/1.1 200" in out, out
+    # without the session, and without the certificate: refused
+    rc, out = s_client(s.tls_port, ca=pki["ca"])
+    assert rc == 0 and "HTTP/1.1 401" in out, out
+
+
+def test_a_session_verified_under_one_client_ca_never_resumes_under_another(
+        mock, sluice, pki, tmp_path):
+    s = mtls(sluice, mock, pki, tmp_path)
+    sess = str(tmp_path / "sess.pem")
+    rc, out = s_client(s.tls_port, "-cert", pki["alice"][0], "-key",
+                       pki["alice"][1], "-sess_out", sess, ca=pki["ca"])
+    assert rc == 0 and "HTTP/1.1 200" in out, out
+    with open(s.conf_path) as f:
+        conf = f.read()
+    with open(s.conf_path, "w") as f:
+        f.write(conf.replace("ssl_client_ca %s;" % pki["ca"],
+                             "ssl_client_ca %s;" % pki["other_ca"]))
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: reloads(s, "ok") == 1, 10, what="the reload")
+    rc, out = s_client(s.tls_port, "-sess_in", sess, ca=pki["ca"])
+    assert not reused(out), out
+    assert "HTTP/1.1 200" not in out, out
