@@ -494,6 +494,8 @@ tls_failure_of(unsigned long e)
 		return TLSF_CERT;
 	case SSL_R_NO_APPLICATION_PROTOCOL:
 		return TLSF_ALPN;
+	case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+		return TLSF_CLOSED;
 	default:
 		/* an alert the client sent us: reasons 1000 + alert code */
 		if (r >= SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256)

@@ -15,15 +15,17 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import HOST, SLUICED, free_port, request, wait_for
 from pki import make_ca, make_cert, openssl
-from test_metrics import check_exposition, value
+from test_metrics import check_exposition, promtool_check, value
+from test_sdks import assert_sdk_results, run_sdk_check, sdk, sdk_keys
 from test_signals import RequestLoop
+
+assert sdk         # a fixture, used by name below
 
 CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}
@@ -56,11 +58,12 @@ def tls_lines(pki, port, cert=None, extra=""):
                                                extra))
 
 
-def start(sluice, mock, pki, extra="", workers=2, cert=None, **kw):
+def start(sluice, mock, pki, extra="", workers=2, cert=None, upstreams=None,
+          **kw):
     """sluiced with a plain listener (s.port), a TLS one (s.tls_port) and
     admin_listen (s.admin_port)."""
     tls_port, admin_port = free_port(), free_port()
-    s = sluice(upstreams={"mock": mock.url}, workers=workers,
+    s = sluice(upstreams=upstreams or {"mock": mock.url}, workers=workers,
                extra="admin_listen %s:%d;\n" % (HOST, admin_port) +
                tls_lines(pki, tls_port, cert, extra), **kw)
     # bound by the master with the plain one, which start() waited for
@@ -289,6 +292,46 @@ def test_the_handshake_is_bounded_by_client_header_timeout(mock, sluice,
     assert closed, "the server kept a trickling handshake open"
     assert failures(s) == {"timeout": 1}
     assert requests_total(s) == 0
+
+
+def test_official_sdks_over_https_with_the_test_ca(sdk, sluice, mock, pki,
+                                                  tmp_path):
+    """The npm SDKs, unchanged but for an https:// base URL and the test
+    CA in NODE_EXTRA_CA_CERTS (node verifies the certificate)."""
+    s = start(sluice, mock, pki,
+              upstreams={"oai": mock.url,
+                         "anth": {"url": mock.url, "protocol": "anthropic"}},
+              routes=[("claude-*", "anth"), ("*", "oai")],
+              extra="keys_file %s;" % sdk_keys(tmp_path))
+    url = "https://127.0.0.1:%d" % s.tls_port
+    assert_sdk_results(run_sdk_check(sdk, url,
+                                     {"NODE_EXTRA_CA_CERTS": pki["ca"]}))
+    full, resumed = handshakes(s)
+    assert full >= 1 and requests_total(s) == 8   # the calls it makes
+    assert failures(s) == {}
+    # without the CA node refuses the certificate: the check is real
+    r = subprocess.run(["node", "sdk_check.mjs"], cwd=sdk,
+                       env=dict(os.environ, SLUICE_URL=url, SLUICE_KEY="x"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "APIConnectionError" in r.stderr, r.stderr
+    # node hangs up without an alert
+    wait_for(lambda: failures(s) == {"closed": 1}, 5,
+             what="node's refusal counted")
+    assert requests_total(s) == 8
+
+
+def test_tls_metrics_pass_promtool(mock, sluice, pki):
+    s = start(sluice, mock, pki)
+    curl(s.tls_port, ca=pki["ca"])
+    curl(s.tls_port, ca=pki["other_ca"])
+    st, _, body = request(s.admin_port, "GET", "/metrics")
+    fams = check_exposition(body.decode())
+    for fam in ("sluice_tls_handshakes_total",
+                "sluice_tls_handshake_failures_total",
+                "sluice_tls_certificate_expiry_timestamp_seconds",
+                "sluice_tls_ticket_key_rotations_total"):
+        assert fam in fams, fam
+    promtool_check(body)
 
 
 # ---------------------------------------------------------------------------
