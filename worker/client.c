@@ -290,6 +290,7 @@ client_finalize(struct client *c)
 void
 client_answered(struct client *c)
 {
+	tls_coalesce(c->bev);
 	client_finalize(c);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		client_next(c);

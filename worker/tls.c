@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 
@@ -450,6 +451,26 @@ tls_peer(struct bufferevent *bev)
 	if (peer_idx == -1 || (ssl = bufferevent_openssl_get_ssl(bev)) == NULL)
 		return NULL;
 	return SSL_get_ex_data(ssl, peer_idx);
+}
+
+/* What bufferevent_openssl hands SSL_write at most in one go (libevent's
+ * WRITE_FRAME): more in one piece would not make one record. */
+#define TLS_COALESCE_MAX	15000
+
+void
+tls_coalesce(struct bufferevent *bev)
+{
+	struct evbuffer	*out;
+	ev_ssize_t	 n;
+
+	if (bufferevent_openssl_get_ssl(bev) == NULL)
+		return;
+	out = bufferevent_get_output(bev);
+	n = (ev_ssize_t)evbuffer_get_length(out);
+	if (n > TLS_COALESCE_MAX)
+		n = TLS_COALESCE_MAX;
+	if (n > 0 && evbuffer_peek(out, n, NULL, NULL, 0) > 1)
+		evbuffer_pullup(out, n);
 }
 
 void

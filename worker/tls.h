@@ -83,6 +83,13 @@ int	 tls_peer_capture(SSL *);
 const struct key_cert_id *tls_peer(struct bufferevent *);
 
 /*
+ * A whole answer is queued: make its first bytes one piece, so that they
+ * go out as one TLS record and one write (bufferevent_openssl writes
+ * each piece of its output with its own SSL_write: a head and a body
+ * were two records and two syscalls).  Nothing for a plain connection.
+ */
+void	 tls_coalesce(struct bufferevent *);
+/*
  * The connection is being closed: tell a TLS client with close_notify
  * (once, best effort, never blocking), so that it can tell our close from
  * a cut.  Nothing for a plain connection.

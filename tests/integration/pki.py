@@ -27,8 +27,11 @@ def make_ca(d, name):
 def make_cert(d, ca, name, san=None, usage="serverAuth", days=2,
               subject=None, key="rsa:2048"):
     """A certificate for NAME signed by CA (a make_ca name): (pem, key).
-    usage: serverAuth or clientAuth; key: an openssl -newkey argument."""
-    openssl("req", "-newkey", key, "-nodes", "-subj",
+    usage: serverAuth or clientAuth; key: an openssl -newkey argument, or
+    "ec" for ECDSA P-256."""
+    newkey = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+              if key == "ec" else ["-newkey", key])
+    openssl("req", *newkey, "-nodes", "-subj",
             subject or "/CN=%s" % name, "-keyout", "%s.key" % name,
             "-out", "%s.csr" % name, cwd=d)
     (d / ("%s.key" % name)).chmod(0o600)

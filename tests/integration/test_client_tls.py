@@ -183,6 +183,52 @@ def test_a_request_on_tls_is_metered_as_on_plain(mock, sluice, pki):
     assert requests_total(s) == 3
 
 
+def test_large_and_streamed_answers_arrive_whole_over_tls(mock, sluice,
+                                                          pki):
+    """A 100 KB request, an answer of many records, and a stream of 200
+    events: the same bytes over TLS as over the plain listener."""
+    import http.client
+    s = start(sluice, mock, pki)
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    big = dict(CHAT, messages=[{"role": "user", "content": "x" * 100000}])
+    cases = [(big, {"x-mock-chunks": "20000"}),
+             (dict(CHAT, stream=True), {"x-mock-chunks": "200"})]
+    for body, hdrs in cases:
+        got = []
+        for tls in (True, False):
+            if tls:
+                conn = http.client.HTTPSConnection(HOST, s.tls_port,
+                                                   timeout=20, context=ctx)
+            else:
+                conn = http.client.HTTPConnection(HOST, s.port, timeout=20)
+            try:
+                conn.request("POST", CHAT_PATH, body=json.dumps(body),
+                             headers=dict(hdrs, **{
+                                 "Content-Type": "application/json"}))
+                resp = conn.getresponse()
+                data = resp.read()
+                assert resp.status == 200, data[:300]
+            finally:
+                conn.close()
+            got.append(answer_text(data, body.get("stream")))
+        assert len(got[0]) > (100000 if not body.get("stream") else 1000)
+        assert got[0] == got[1]
+
+
+def answer_text(data, stream):
+    """The text of a chat answer, whole or streamed (ids and times differ
+    from one answer to the next)."""
+    if not stream:
+        return json.loads(data)["choices"][0]["message"]["content"]
+    text = []
+    for ln in data.decode().split("\n"):
+        if ln.startswith("data: {"):
+            for ch in json.loads(ln[6:])["choices"]:
+                text.append(ch["delta"].get("content") or "")
+    assert data.rstrip().endswith(b"data: [DONE]"), data[-200:]
+    return "".join(text)
+
+
 def test_tls_below_1_2_is_refused_and_counted(mock, sluice, pki):
     s = start(sluice, mock, pki)
     rc, out = s_client(s.tls_port, "-tls1_1", "-cipher",
