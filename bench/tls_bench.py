@@ -18,6 +18,8 @@ machine's drift hits both alike:
                a new connection and a full TLS handshake (no session is
                resumed: sluice's counters show it), connections/s and CPU
                per connection
+    newconn    the same over the plain listener: what a new connection
+               costs without TLS, the baseline of the handshake rows
 
 CPU is the sum of the first field of /proc/PID/schedstat (nanoseconds on
 the CPU) over the server's processes: for sluice its master, workers and
@@ -65,6 +67,19 @@ def schedstat_ns(pids):
         except (OSError, ValueError, IndexError):
             pass
     return t
+
+
+def role_of(pid):
+    """master, worker or collector, from the process title."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            title = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    for role in ("worker", "collector"):
+        if role in title:
+            return role
+    return "master"
 
 
 class TlsBench(Bench):
@@ -203,6 +218,7 @@ http {
             argv.append("Connection: close")
         pids = t["pids"]()
         c0 = schedstat_ns(pids)
+        w0 = {p: schedstat_ns([p]) for p in pids}
         r = subprocess.run(argv, stdout=subprocess.PIPE, text=True,
                            timeout=self.args.seconds + 30, check=True)
         c1 = schedstat_ns(pids)
@@ -215,13 +231,21 @@ http {
         n = max(1, res["requests"])
         res["cpu_s"] = round((c1 - c0) / 1e9, 3)
         res["cpu_us_per_req"] = round((c1 - c0) / 1e3 / n, 1)
+        # the same per process role: the worker's share is the proxy's
+        by = {}
+        for p, ns in w0.items():
+            role = role_of(p)
+            by[role] = by.get(role, 0) + schedstat_ns([p]) - ns
+        res["cpu_us_per_req_by_role"] = {k: round(v / 1e3 / n, 1)
+                                         for k, v in by.items()}
         return res
 
     def run(self):
         """Each cell twice, sluice and nginx in turn (ABBA)."""
         cells = [("keepalive_tls", "sluice", "nginx", "tls", False),
                  ("keepalive_plain", "sluice", "nginx", "plain", False),
-                 ("handshake_tls", "sluice_new", "nginx_new", "tls", True)]
+                 ("handshake_tls", "sluice_new", "nginx_new", "tls", True),
+                 ("newconn_plain", "sluice", "nginx", "plain", True)]
         out = {}
         for rnd in range(self.args.rounds):
             for key, s, n, listener, close in cells:
@@ -236,9 +260,10 @@ http {
                         res["full_handshakes"] = after[0] - before[0]
                         res["resumed_handshakes"] = after[1] - before[1]
                     out.setdefault(key, {}).setdefault(side, []).append(res)
-                    log("%-15s %-6s %8.0f req/s %7.1f us CPU/req errors %d"
-                        "%s" % (key, side, res["rps"],
-                                res["cpu_us_per_req"],
+                    log("%-15s %-6s %8.0f req/s %7.1f us CPU/req (worker "
+                        "%.1f) errors %d%s" % (
+                            key, side, res["rps"], res["cpu_us_per_req"],
+                            res["cpu_us_per_req_by_role"].get("worker", 0),
                                 res["errors"] + res["non2xx"],
                                 "" if "full_handshakes" not in res else
                                 ", handshakes %d full %d resumed" % (
@@ -257,6 +282,9 @@ def summary(out):
                 "rps": round(sum(r["rps"] for r in runs) / len(runs), 1),
                 "cpu_us_per_req": round(sum(r["cpu_us_per_req"]
                                             for r in runs) / len(runs), 1),
+                "worker_cpu_us_per_req": round(sum(
+                    r["cpu_us_per_req_by_role"].get("worker", 0)
+                    for r in runs) / len(runs), 1),
                 "p99_us": max(r["latency_us"]["p99"] for r in runs),
                 "errors": sum(r["errors"] + r["non2xx"] for r in runs),
             }
@@ -264,6 +292,9 @@ def summary(out):
                                  max(row["nginx"]["rps"], 1), 3)
         row["cpu_ratio"] = round(row["sluice"]["cpu_us_per_req"] /
                                  max(row["nginx"]["cpu_us_per_req"], 0.1), 3)
+        row["worker_cpu_ratio"] = round(
+            row["sluice"]["worker_cpu_us_per_req"] /
+            max(row["nginx"]["worker_cpu_us_per_req"], 0.1), 3)
         rows[key] = row
     return rows
 
@@ -297,14 +328,18 @@ def main():
     finally:
         b.stop_all()
     rows = summary(out)
-    print("%-15s %12s %12s %7s %12s %12s %7s" % (
+    # CPU per request: all of each server's processes, then the workers
+    # alone (sluice's collector spools a usage row for every request)
+    print("%-15s %9s %9s %6s %9s %9s %6s %9s %9s %6s" % (
         "cell", "sluice/s", "nginx/s", "ratio", "sluice us", "nginx us",
-        "ratio"))
+        "ratio", "s.wrk us", "n.wrk us", "ratio"))
     for key, r in rows.items():
-        print("%-15s %12.0f %12.0f %7.3f %12.1f %12.1f %7.3f" % (
-            key, r["sluice"]["rps"], r["nginx"]["rps"], r["rps_ratio"],
-            r["sluice"]["cpu_us_per_req"], r["nginx"]["cpu_us_per_req"],
-            r["cpu_ratio"]))
+        print("%-15s %9.0f %9.0f %6.3f %9.1f %9.1f %6.3f %9.1f %9.1f %6.3f"
+              % (key, r["sluice"]["rps"], r["nginx"]["rps"], r["rps_ratio"],
+                 r["sluice"]["cpu_us_per_req"], r["nginx"]["cpu_us_per_req"],
+                 r["cpu_ratio"], r["sluice"]["worker_cpu_us_per_req"],
+                 r["nginx"]["worker_cpu_us_per_req"],
+                 r["worker_cpu_ratio"]))
     sha, dirty = git_sha()
     result = {"tool": "bench/tls_bench.py",
               "sha": sha + ("-dirty" if dirty else ""),
