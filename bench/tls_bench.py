@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """tls_bench.py - HTTPS on the client side: sluice against nginx, one run.
 
-    make bench-tls             about 1 minute
+    make bench-tls             about 2 minutes
     bench/tls_bench.py --quick the same code path, 2 s a measurement
 
 One mockllm (plain HTTP), and in front of it sluiced and nginx, each with
