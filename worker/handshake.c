@@ -191,6 +191,9 @@ hs_tls(struct hs *hs)
 	hs->bev = bufferevent_openssl_socket_new(hs->w->base, hs->fd, ssl,
 	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (hs->bev == NULL) {
+		/* libevent gave the socket to the SSL's BIO, which closes it */
+		if (SSL_get_fd(ssl) == hs->fd)
+			hs->fd = -1;
 		SSL_free(ssl);
 		hs_fail(hs, TLSF_OTHER, 0);
 		return;
