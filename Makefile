@@ -33,7 +33,8 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
-	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update
+	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update \
+	bench-tls
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -162,6 +163,16 @@ bench: all $(B)/streamload
 		|| exit 1; done
 	$(PYTHON) bench/run.py --build $(B) $(if $(filter 1,$(QUICK)),--quick) \
 	    $(if $(SIZES),--sizes $(SIZES))
+
+# HTTPS on the client side: sluice next to nginx with the same certificate,
+# keep-alive requests/s and full handshakes/s, CPU per request (schedstat).
+# TLS_BENCH_ARGS=--quick for 2 s a run, --key rsa for an RSA certificate.
+bench-tls: all
+	@for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 && continue; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$p || \
+		exit 1; done
+	$(PYTHON) bench/tls_bench.py --build $(B) $(TLS_BENCH_ARGS)
 
 clean:
 	rm -rf build run

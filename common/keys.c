@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -43,6 +44,9 @@ struct keys_state {
 
 static int	 d_key(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_hash(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_client_cert(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 index_cert_only(struct cp_parser *, struct keyring *);
 static int	 d_models(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_budget(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_expires(struct cp_parser *, struct cp_directive *, void *);
@@ -70,6 +74,7 @@ static const struct cp_dirspec file_dirs[] = {
 
 static const struct cp_dirspec key_dirs[] = {
 	K_FN("hash", 1, 1, d_hash),
+	K_FN("client_cert", 1, 2, d_client_cert),
 	K_FN("models", 1, KEY_MAX_MODELS, d_models),
 	K_I64("rpm", rpm, KEY_RPM_MAX),
 	K_I64("tpm", tpm, KEY_TPM_MAX),
@@ -155,10 +160,37 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 	snprintf(p->ctx, sizeof(p->ctx), "key \"%s\": ", name);
 	if (cp_parse_block(p, key_dirs, cp_nitems(key_dirs), k) == -1)
 		return -1;
-	if (st->hash_line[kr->nkeys - 1] == 0)
-		return cp_err(p, d->line, "missing \"hash\"");
+	if (st->hash_line[kr->nkeys - 1] == 0 && k->cert_kind == KEY_CERT_NONE)
+		return cp_err(p, d->line, "missing \"hash\" (or "
+		    "\"client_cert\")");
 	p->ctx[0] = '\0';
 	return 0;
+}
+
+/*
+ * 64 hex digits (and, when COLONS, the ':' openssl x509 -fingerprint puts
+ * between bytes) into OUT.  0; -1 for the wrong count, with the number
+ * of digits in *POS; -2 for a non-digit, its 1-based position in *POS.
+ */
+static int
+parse_hex32(const char *v, int colons, uint8_t out[32], size_t *pos)
+{
+	size_t	 i, n = 0;
+	int	 d;
+
+	for (i = 0; v[i] != '\0'; i++) {
+		if (colons && v[i] == ':')
+			continue;
+		if ((d = hex_digit((unsigned char)v[i])) == -1) {
+			*pos = i + 1;
+			return -2;
+		}
+		if (n < 64)
+			out[n / 2] = (uint8_t)(n % 2 ? out[n / 2] | d : d << 4);
+		n++;
+	}
+	*pos = n;
+	return n == 64 ? 0 : -1;
 }
 
 static int
@@ -299,27 +331,52 @@ d_hash(struct cp_parser *p, struct cp_directive *d, void *obj)
 	struct keys_state	*st = p->udata;
 	struct key_entry	*k = obj;
 	const char		*v = d->args[1].s;
-	size_t			 i;
-	int			 hi, lo;
+	size_t			 pos;
+	int			 rc;
 
 	/* never echo the value: it may be a secret pasted by mistake */
 	if (strncmp(v, "sha256:", 7) != 0)
 		return cp_err(p, d->line, "invalid hash (expected \"sha256:\" "
 		    "and 64 hex digits)");
-	v += 7;
-	if (strlen(v) != 64)
+	if ((rc = parse_hex32(v + 7, 0, k->hash, &pos)) == -1)
 		return cp_err(p, d->line, "invalid hash: %zu hex digits, "
-		    "expected 64", strlen(v));
-	for (i = 0; i < 32; i++) {
-		hi = hex_digit((unsigned char)v[2 * i]);
-		lo = hex_digit((unsigned char)v[2 * i + 1]);
-		if (hi == -1 || lo == -1)
-			return cp_err(p, d->line, "invalid hash: not a hex "
-			    "digit at position %zu", (hi == -1 ? 2 * i :
-			    2 * i + 1) + 1);
-		k->hash[i] = (uint8_t)(hi << 4 | lo);
-	}
+		    "expected 64", pos);
+	if (rc == -2)
+		return cp_err(p, d->line, "invalid hash: not a hex digit at "
+		    "position %zu", pos);
+	k->has_hash = 1;
 	st->hash_line[k - st->kr->keys] = d->line;
+	return 0;
+}
+
+/* client_cert sha256:<fingerprint>; or client_cert subject "DN"; */
+static int
+d_client_cert(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*v = d->args[1].s;
+	size_t			 pos;
+	int			 rc;
+
+	if (d->nargs == 3 && strcmp(v, "subject") == 0) {
+		v = d->args[2].s;
+		if (*v == '\0' || strlen(v) >= sizeof(k->cert_subject))
+			return cp_err(p, d->line, "invalid subject in "
+			    "\"client_cert\" directive");
+		cp_set_str(k->cert_subject, sizeof(k->cert_subject), v);
+		k->cert_kind = KEY_CERT_SUBJECT;
+		return 0;
+	}
+	if (d->nargs != 2 || strncasecmp(v, "sha256:", 7) != 0)
+		return cp_err(p, d->line, "invalid \"client_cert\" directive "
+		    "(expected sha256:<fingerprint> or subject \"DN\")");
+	if ((rc = parse_hex32(v + 7, 1, k->cert_sha256, &pos)) == -1)
+		return cp_err(p, d->line, "invalid client_cert fingerprint: "
+		    "%zu hex digits, expected 64", pos);
+	if (rc == -2)
+		return cp_err(p, d->line, "invalid client_cert fingerprint: "
+		    "not a hex digit at position %zu", pos + 7);
+	k->cert_kind = KEY_CERT_SHA256;
 	return 0;
 }
 
@@ -462,6 +519,8 @@ build_index(struct cp_parser *p, struct keys_state *st)
 	kr->index_mask = size - 1;
 	memset(kr->index, 0xff, size * sizeof(*kr->index));	/* -1 */
 	for (n = 0; n < kr->nkeys; n++) {
+		if (!kr->keys[n].has_hash)
+			continue;	/* a certificate alone: keys_find_cert */
 		i = hash_slot(kr->keys[n].hash) & kr->index_mask;
 		while ((j = kr->index[i]) != -1) {
 			if (memcmp(kr->keys[j].hash, kr->keys[n].hash, 32) == 0)
@@ -550,7 +609,7 @@ keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
 	}
 	if (cp_parse_file(&p, file_dirs, cp_nitems(file_dirs), kr) == -1 ||
 	    check_names(&p, kr) == -1 || resolve_teams(&p, &st) == -1 ||
-	    build_index(&p, &st) == -1)
+	    build_index(&p, &st) == -1 || index_cert_only(&p, kr) == -1)
 		goto done;
 	*out = kr;
 	kr = NULL;
@@ -574,6 +633,7 @@ keys_free(struct keyring *kr)
 	}
 	free(kr->teams);
 	free(kr->index);
+	free(kr->cert_only);
 	free(kr);
 }
 
@@ -591,6 +651,73 @@ keys_find(const struct keyring *kr, const uint8_t hash[32])
 			return &kr->keys[j];
 		i = (i + 1) & kr->index_mask;
 	}
+	return NULL;
+}
+
+int
+keys_cert_match(const struct key_entry *k, const struct key_cert_id *id)
+{
+	if (id == NULL)
+		return 0;
+	switch (k->cert_kind) {
+	case KEY_CERT_SHA256:
+		return memcmp(k->cert_sha256, id->sha256, 32) == 0;
+	case KEY_CERT_SUBJECT:
+		return strcmp(k->cert_subject, id->subject) == 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The keys a certificate alone authenticates, apart: there are few, and
+ * they are looked at only for a request without a secret that names a
+ * key.  Two of them naming one certificate could not be told apart.
+ */
+static int
+index_cert_only(struct cp_parser *p, struct keyring *kr)
+{
+	const struct key_entry	*a, *b;
+	int			 n, j;
+
+	for (n = 0; n < kr->nkeys; n++)
+		if (!kr->keys[n].has_hash)
+			kr->ncert_only++;
+	if (kr->ncert_only == 0)
+		return 0;
+	kr->cert_only = calloc((size_t)kr->ncert_only, sizeof(*kr->cert_only));
+	if (kr->cert_only == NULL)
+		return cp_err(p, 0, "out of memory");
+	kr->ncert_only = 0;
+	for (n = 0; n < kr->nkeys; n++) {
+		if (kr->keys[n].has_hash)
+			continue;
+		a = &kr->keys[n];
+		for (j = 0; j < kr->ncert_only; j++) {
+			b = &kr->keys[kr->cert_only[j]];
+			if (a->cert_kind == b->cert_kind &&
+			    (a->cert_kind == KEY_CERT_SHA256 ?
+			    memcmp(a->cert_sha256, b->cert_sha256, 32) == 0 :
+			    strcmp(a->cert_subject, b->cert_subject) == 0))
+				return cp_err(p, a->line, "key \"%s\": same "
+				    "client_cert as key \"%s\" (line %d)",
+				    a->name, b->name, b->line);
+		}
+		kr->cert_only[kr->ncert_only++] = n;
+	}
+	return 0;
+}
+
+const struct key_entry *
+keys_find_cert(const struct keyring *kr, const struct key_cert_id *id)
+{
+	int i;
+
+	if (kr == NULL || id == NULL)
+		return NULL;
+	for (i = 0; i < kr->ncert_only; i++)
+		if (keys_cert_match(&kr->keys[kr->cert_only[i]], id))
+			return &kr->keys[kr->cert_only[i]];
 	return NULL;
 }
 

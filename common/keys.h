@@ -22,6 +22,22 @@
 #define KEY_SECRET_PREFIX "sk-sluice-"
 #define KEY_RPM_MAX	1000000000LL		/* rpm 1..KEY_RPM_MAX */
 #define KEY_TPM_MAX	1000000000000LL		/* tpm 1..KEY_TPM_MAX */
+#define KEY_SUBJECT_MAX	256
+
+/*
+ * A verified client certificate, as the TLS layer (worker/tls.c) saw it
+ * at the handshake: what a key's client_cert is compared with.
+ */
+struct key_cert_id {
+	uint8_t		 sha256[32];		/* of the certificate, DER */
+	char		 subject[KEY_SUBJECT_MAX];	/* RFC 2253 */
+};
+
+enum key_cert_kind {
+	KEY_CERT_NONE = 0,
+	KEY_CERT_SHA256,	/* client_cert sha256:<fingerprint>; */
+	KEY_CERT_SUBJECT,	/* client_cert subject "CN=..,O=.."; */
+};
 
 enum key_period {
 	PERIOD_NONE = 0,
@@ -32,6 +48,10 @@ enum key_period {
 struct key_entry {
 	char		 name[KEY_NAME_MAX];
 	uint8_t		 hash[32];		/* SHA-256 of the secret */
+	int		 has_hash;		/* 0: a certificate alone */
+	enum key_cert_kind cert_kind;		/* client_cert, or none */
+	uint8_t		 cert_sha256[32];
+	char		 cert_subject[KEY_SUBJECT_MAX];
 	char		 models[KEY_MAX_MODELS][KEY_PATTERN_MAX]; /* globs */
 	int		 nmodels;		/* 0 = every routed model */
 	int64_t		 rpm;			/* 0 = no limit */
@@ -61,13 +81,17 @@ struct keyring {
 	int		 nteams;
 	int32_t		*index;		/* open addressing on the hash */
 	uint32_t	 index_mask;
+	int32_t		*cert_only;	/* keys with client_cert, no hash */
+	int		 ncert_only;
 };
 
 /*
  * Parse keys.conf at PATH.  0 and *out on success; -1 with "PATH:LINE:
  * message" in err.  Grammar (same lexer as sluice.conf):
  *   key NAME {
- *       hash     sha256:<64 hex>;      required
+ *       hash     sha256:<64 hex>;      a bearer secret's hash, and/or
+ *       client_cert sha256:<64 hex>;   a client certificate's SHA-256
+ *       client_cert subject "DN";      or its subject (RFC 2253)
  *       models   GLOB...;              optional, default every model
  *       rpm      N;  tpm N;            optional
  *       budget   USD per day|month;    optional, e.g. "25.00 per day"
@@ -80,7 +104,10 @@ struct keyring {
  *   team NAME {
  *       models GLOB...; rpm N; tpm N; budget USD per day|month;
  *   }
- * Duplicate names or duplicate hashes are errors.
+ * A key needs hash or client_cert; with both, a caller must present the
+ * secret on a connection made with that certificate.  Duplicate names,
+ * duplicate hashes and two certificate-only keys naming one certificate
+ * are errors.
  */
 int	 keys_load(const char *path, struct keyring **out, char *err,
 	    size_t errlen);
@@ -88,6 +115,11 @@ void	 keys_free(struct keyring *);
 /* The key whose secret hashes to HASH, or NULL. */
 const struct key_entry *keys_find(const struct keyring *,
 	    const uint8_t hash[32]);
+/* The key a certificate alone authenticates (client_cert, no hash). */
+const struct key_entry *keys_find_cert(const struct keyring *,
+	    const struct key_cert_id *);
+/* 1 if ID is the certificate K's client_cert names (0 if it names none). */
+int	 keys_cert_match(const struct key_entry *, const struct key_cert_id *);
 /* SHA-256 of a secret, for keys_find and `sluicectl key hash`. */
 void	 keys_hash_secret(const char *secret, size_t len, uint8_t out[32]);
 /* 1 if the key may use MODEL (LEN bytes). */

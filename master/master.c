@@ -41,7 +41,9 @@
 #include "shm/keystate.h"
 #include "shm/shm.h"
 #include "shm/spread.h"
+#include "shm/tickets.h"
 #include "sql/collector.h"
+#include "worker/tls.h"
 #include "worker/usage.h"
 #include "worker/worker.h"
 
@@ -84,6 +86,9 @@ static struct {
 	enum stop_mode		 stop;
 	int64_t			 kill_at_ms;
 	sigset_t		 waitmask;
+	struct tls_server	*tls;		/* the next generation's */
+	struct tickets_region	*tickets;
+	int64_t			 rotate_at_ms;	/* next ticket key; 0 = none */
 } m;
 
 static void
@@ -143,7 +148,7 @@ upstreams_publish(const struct config *cfg)
 static void
 reload_record(int ok, const char *fmt, ...)
 {
-	char	 msg[256];
+	char	 msg[2048];	/* whole in the log, cut in /status */
 	va_list	 ap;
 
 	va_start(ap, fmt);
@@ -152,6 +157,37 @@ reload_record(int ok, const char *fmt, ...)
 	if (!ok)
 		log_warnx("%s", msg);
 	cnt_master_reload(m.cnt, ok, msg, wall_us());
+}
+
+/*
+ * The certificate in force: its expiry where /metrics reads it, a line in
+ * the log (a warning once expired), and the ticket key rotation timer.
+ */
+static void
+tls_publish(void)
+{
+	char	 line[PATH_MAX + 512];
+	int64_t	 now = now_us() / 1000;
+
+	atomic_store_explicit(&m.cnt->master.tls_not_after,
+	    tls_server_not_after(m.tls), memory_order_relaxed);
+	if (m.tls == NULL) {
+		m.rotate_at_ms = 0;
+		return;
+	}
+	/* the first "listen ... ssl" may come with a reload */
+	if (tickets_rotations(m.tickets) == 0 &&
+	    tls_tickets_rotate(m.tickets, wall_us()) == -1)
+		log_warnx("cannot make a TLS session ticket key: sessions do "
+		    "not resume");
+	if (tls_server_describe(m.tls, m.cfg, time(NULL), line,
+	    sizeof(line)) < 0)
+		log_warnx("%s", line);
+	else
+		log_info("%s", line);
+	if (m.rotate_at_ms == 0 ||
+	    m.rotate_at_ms > now + m.cfg->ssl_session_timeout_ms)
+		m.rotate_at_ms = now + m.cfg->ssl_session_timeout_ms;
 }
 
 /* Drop to cfg->user in a child (no-op when not root or no user set). */
@@ -214,7 +250,8 @@ spawn_worker(int slot)
 		}
 		master_drop_privileges(m.cfg);
 		/* signals stay blocked until worker_main has its handlers */
-		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds, m.admin_fd);
+		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds, m.admin_fd,
+		    m.tls);
 	default:
 		ch->pid = pid;
 		ch->gen = m.gen;
@@ -513,6 +550,7 @@ reload(void)
 	char		 err[1024];
 	int		 nfds[CFG_MAX_LISTEN], nn = 0, i, free_slots = 0;
 	int		 rebind, admin_rebind;
+	struct tls_server *ntls = NULL;
 
 	log_info("SIGHUP: reloading %s", m.cfg_path);
 	if (cfg_load(m.cfg_path, &ncfg, err, sizeof(err)) == -1) {
@@ -564,6 +602,15 @@ reload(void)
 		cfg_free(ncfg);
 		return;
 	}
+	/* a certificate that does not load keeps the old one serving */
+	if (ncfg->ssl_certificate[0] != '\0' &&
+	    (ntls = tls_server_new(ncfg, m.tickets, err, sizeof(err))) ==
+	    NULL) {
+		reload_record(0, "reload failed, keeping the running "
+		    "configuration and certificate: %s", err);
+		cfg_free(ncfg);
+		return;
+	}
 	admin_rebind = !admin_same(m.cfg, ncfg);
 	if (admin_rebind) {
 		/* release the old admin address first: it may be reused */
@@ -575,6 +622,7 @@ reload(void)
 			    -1)
 				log_warnx("cannot re-bind the old admin "
 				    "address: %s", err);
+			tls_server_free(ntls);
 			cfg_free(ncfg);
 			return;
 		}
@@ -598,6 +646,7 @@ reload(void)
 					log_warnx("cannot re-bind the old "
 					    "admin address: %s", err);
 			}
+			tls_server_free(ntls);
 			cfg_free(ncfg);
 			return;
 		}
@@ -632,6 +681,10 @@ reload(void)
 	m.cfg = ncfg;
 	m.gen++;
 	upstreams_publish(m.cfg);
+	/* the old generation has its own copy, inherited when it forked */
+	tls_server_free(m.tls);
+	m.tls = ntls;
+	tls_publish();
 	for (i = 0; i < m.nslots; i++)
 		if (m.slots[i].pid == 0)
 			m.slots[i].respawn_at_ms = 0;
@@ -713,6 +766,15 @@ run_timers(int64_t *next)
 				NEXT(ch->respawn_at_ms);
 		}
 	}
+	if (m.rotate_at_ms != 0) {
+		if (m.rotate_at_ms <= now) {
+			if (tls_tickets_rotate(m.tickets, wall_us()) == -1)
+				log_warnx("cannot make a new TLS session ticket "
+				    "key; the current one stays");
+			m.rotate_at_ms = now + m.cfg->ssl_session_timeout_ms;
+		}
+		NEXT(m.rotate_at_ms);
+	}
 	if (m.collector.pid == 0 && m.collector.respawn_at_ms != 0) {
 		if (m.collector.respawn_at_ms <= now)
 			spawn_collector();
@@ -760,7 +822,7 @@ stop_progress(void)
 
 int
 master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
-    int *fds, int nfds, int admin_fd, int ready_fd)
+    int *fds, int nfds, int admin_fd, int ready_fd, struct tls_server *tls)
 {
 	struct sigaction sa;
 	sigset_t	 block;
@@ -777,6 +839,8 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	m.admin_fd = admin_fd;
 	m.nslots = (int)shm_nlanes(shm);
 	m.gen = 1;
+	m.tls = tls;
+	m.tickets = shm_region(shm, "tickets", NULL);
 	if ((m.cnt = shm_region(shm, "counters", NULL)) == NULL)
 		fatalx("no counters region in the shared segment");
 	atomic_store_explicit(&m.cnt->master.pid, (int32_t)getpid(),
@@ -786,6 +850,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	atomic_store_explicit(&m.cnt->master.generation, m.gen,
 	    memory_order_relaxed);
 	upstreams_publish(cfg);
+	tls_publish();
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatal("calloc");
 
@@ -865,6 +930,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	if (m.cfg->pid_file[0] != '\0' && unlink(m.cfg->pid_file) == -1)
 		log_warn("unlink %s", m.cfg->pid_file);
 	cfg_free(m.cfg);
+	tls_server_free(m.tls);
 	free(m.slots);
 	return 0;
 }

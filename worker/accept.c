@@ -32,6 +32,7 @@
 #include "shm/spread.h"
 #include "worker/accept.h"
 #include "worker/client.h"
+#include "worker/handshake.h"
 #include "worker/wctx.h"
 
 #define ACCEPT_BURST		16	/* connections per wake-up, at most */
@@ -153,6 +154,21 @@ acc_resume_cb(evutil_socket_t fd, short what, void *arg)
 		acc_arm();
 }
 
+/* Whether the listening socket FD is one of the ssl listens. */
+static int
+acc_tls(int fd)
+{
+	int i;
+
+	if (acc.w->tls == NULL)
+		return 0;
+	/* the sockets come in the order of the config's listen lines */
+	for (i = 0; i < acc.n; i++)
+		if (event_get_fd(acc.ev[i]) == fd)
+			return acc.w->cfg->listen[i].ssl;
+	return 0;
+}
+
 static void
 acc_ready_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -191,7 +207,12 @@ acc_ready_cb(evutil_socket_t fd, short what, void *arg)
 				return;
 			}
 		}
-		client_accept(w, cfd, (struct sockaddr *)&ss, acc.h);
+		/* a "listen ... ssl" socket: the handshake first */
+		if (acc_tls(fd))
+			hs_accept(w, w->tls, cfd, (struct sockaddr *)&ss,
+			    (int)len, acc.h);
+		else
+			client_accept(w, cfd, (struct sockaddr *)&ss, acc.h);
 		if (acc.sp != NULL)
 			spread_set(acc.sp, (uint32_t)w->slot, 1, w->nclients,
 			    now_us());

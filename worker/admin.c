@@ -38,11 +38,13 @@
 #include "shm/ring.h"
 #include "shm/shm.h"
 #include "shm/spread.h"
+#include "shm/tickets.h"
 #include "worker/admin.h"
 #include "worker/endpoint.h"
 #include "worker/http.h"
 #include "worker/meter.h"
 #include "worker/reply.h"
+#include "worker/tls.h"
 
 #define ADMIN_HEAD_MAX		8192
 #define ADMIN_TIMEOUT_S		10	/* to write the answer */
@@ -431,6 +433,43 @@ m_lanes(struct evbuffer *b, const struct admin_view *v, const char *name,
 		    i, val[i]);
 }
 
+/* TLS on "listen ... ssl": handshakes, failures by reason, the
+ * certificate's expiry (when one is loaded) and ticket key rotations. */
+static void
+m_tls(struct evbuffer *b, const struct cnt_worker_snap *t,
+    const struct cnt_master *m)
+{
+	const struct tickets_region	*tk = shm_region(admin_shm, "tickets",
+					    NULL);
+	int64_t				 exp;
+	int				 k;
+
+	m_head(b, "sluice_tls_handshakes_total", "counter",
+	    "TLS handshakes done, full or resumed by a session ticket.");
+	evbuffer_add_printf(b, "sluice_tls_handshakes_total{session=\"full\"} "
+	    "%" PRIu64 "\nsluice_tls_handshakes_total{session=\"resumed\"} %"
+	    PRIu64 "\n", t->tls_full, t->tls_resumed);
+	m_head(b, "sluice_tls_handshake_failures_total", "counter",
+	    "TLS handshakes that failed, by reason; the connection was "
+	    "closed.");
+	for (k = 0; k < CNT_TLS_REASONS; k++)
+		evbuffer_add_printf(b, "sluice_tls_handshake_failures_total{"
+		    "reason=\"%s\"} %" PRIu64 "\n", tls_failure_name(k),
+		    t->tls_failed[k]);
+	if ((exp = atomic_load_explicit(&m->tls_not_after,
+	    memory_order_relaxed)) != 0) {
+		m_head(b, "sluice_tls_certificate_expiry_timestamp_seconds",
+		    "gauge", "When ssl_certificate expires, in seconds since "
+		    "the epoch.");
+		evbuffer_add_printf(b, "sluice_tls_certificate_expiry_timestamp"
+		    "_seconds %" PRId64 "\n", exp);
+	}
+	if (tk != NULL)
+		m_u64(b, "sluice_tls_ticket_key_rotations_total", "counter",
+		    "Session ticket keys made (one at start, then one per "
+		    "ssl_session_timeout).", tickets_rotations(tk));
+}
+
 static void
 admin_metrics(struct evbuffer *b, const struct admin_view *v)
 {
@@ -480,6 +519,7 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	    "(metering_full reject).", t->metering_full);
 	for (k = 0; k < CNT_H_MAX; k++)
 		m_hist(b, k, &t->hist[k]);
+	m_tls(b, t, m);
 
 #define UPOFF(f) offsetof(struct cnt_worker_snap, up[0].f) - \
 	offsetof(struct cnt_worker_snap, up[0])
@@ -675,6 +715,11 @@ j_block(struct evbuffer *b, const struct admin_view *v, int slot)
 	    ",\"upstream_failures\":%" PRIu64 ",\"upstream_retries\":%" PRIu64
 	    ",", s->bytes_in, s->bytes_out, s->conns, s->streams, op, ru, fa,
 	    re);
+	for (k = 0, fa = 0; k < CNT_TLS_REASONS; k++)
+		fa += s->tls_failed[k];
+	evbuffer_add_printf(b, "\"tls\":{\"full\":%" PRIu64 ",\"resumed\":%"
+	    PRIu64 ",\"failed\":%" PRIu64 "},", s->tls_full, s->tls_resumed,
+	    fa);
 	for (k = 0; k < CNT_H_MAX; k++) {
 		j_hist(b, hist_json[k], &s->hist[k]);
 		evbuffer_add(b, ",", 1);

@@ -7,6 +7,9 @@
  * the model is checked against the key's globs and the token and budget
  * limits are read.  After the response, the tokens and cost are added to
  * the key's shared state.  Without keys_file, sluice does not authenticate.
+ * A key may name a client certificate (client_cert): then the TLS
+ * connection's verified certificate is the caller's identity, alone or
+ * with the secret.
  *
  * Token and budget limits are reserved, then settled: once the request is
  * routed, its worst case (the input estimated from the body's bytes, the
@@ -94,10 +97,11 @@ refuse(struct auth_verdict *v, int status, const char *type,
 
 int
 auth_check_head(struct worker *w, const struct http_head *rq,
-    const struct key_entry **key, struct auth_verdict *v)
+    const struct key_cert_id *peer, const struct key_entry **key,
+    struct auth_verdict *v)
 {
 	const struct keyring	*kr = w->cfg->keys;
-	const struct key_entry	*k, *t;
+	const struct key_entry	*k = NULL, *t;
 	struct keystate		*ks, *ts;
 	const char		*secret;
 	size_t			 len = 0;
@@ -107,16 +111,27 @@ auth_check_head(struct worker *w, const struct http_head *rq,
 	*key = NULL;
 	if (kr == NULL)
 		return 0;
-	if ((secret = find_secret(rq, &len)) == NULL || len == 0)
+	if ((secret = find_secret(rq, &len)) != NULL && len > 0) {
+		keys_hash_secret(secret, len, hash);
+		k = keys_find(kr, hash);
+	}
+	/* a secret that names no key may be an SDK's placeholder: the
+	 * certificate alone may still name one */
+	if (k == NULL && peer != NULL)
+		k = keys_find_cert(kr, peer);
+	if (k == NULL && (secret == NULL || len == 0))
 		return refuse(v, 401, "invalid_request_error",
 		    "missing_api_key", 0, "You didn't provide an API key. "
 		    "Provide it in the Authorization header (Bearer) or "
 		    "x-api-key.");
-	keys_hash_secret(secret, len, hash);
-	if ((k = keys_find(kr, hash)) == NULL)
+	if (k == NULL)
 		return refuse(v, 401, "invalid_request_error",
 		    "invalid_api_key", 0, "Incorrect API key provided.");
 	*key = k;
+	if (k->cert_kind != KEY_CERT_NONE && !keys_cert_match(k, peer))
+		return refuse(v, 401, "invalid_request_error",
+		    "client_cert_required", 0, "This API key must be used over "
+		    "TLS with its client certificate.");
 	if (k->disabled)
 		return refuse(v, 401, "invalid_request_error", "key_disabled",
 		    0, "This API key is disabled.");

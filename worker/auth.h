@@ -23,6 +23,7 @@
 
 struct cfg_price;
 struct key_entry;
+struct key_cert_id;
 
 /* What a request holds of its key's, its team's and its end user's
  * limits (USER_KS: the end user's state, NULL without one). */
@@ -42,13 +43,17 @@ struct auth_verdict {
 };
 
 /*
- * At the request head: the presented secret's key (*KEY, also when it is
- * refused, so the row names it) and its request-rate limit.  0 admitted,
- * -1 refused (V filled).  Without keys_file everyone is admitted with
- * *KEY = NULL.
+ * At the request head: the caller's key (*KEY, also when it is refused,
+ * so the row names it) and its request-rate limit.  The key is the one
+ * the presented secret names; failing that, the one PEER (the verified
+ * client certificate of the connection, or NULL) authenticates alone.  A
+ * key whose client_cert is set is refused without that certificate.  0
+ * admitted, -1 refused (V filled).  Without keys_file everyone is
+ * admitted with *KEY = NULL.
  */
 int	 auth_check_head(struct worker *, const struct http_head *,
-	    const struct key_entry **key, struct auth_verdict *v);
+	    const struct key_cert_id *peer, const struct key_entry **key,
+	    struct auth_verdict *v);
 /* Once the body is read: the model (decoded), and whether budgets are
  * loaded.  0 admitted, -1 refused (V filled). */
 int	 auth_check_body(struct worker *, const struct key_entry *,

@@ -38,6 +38,7 @@
 #include "worker/client.h"
 #include "worker/reply.h"
 #include "worker/reqid.h"
+#include "worker/tls.h"
 
 /* Queue more than this to a client and the upstream stops being read. */
 #define CLIENT_WRITE_LOW	(64 * 1024)
@@ -69,8 +70,8 @@ void
 client_accept(struct worker *w, int fd, struct sockaddr *sa,
     const struct client_handler *h)
 {
-	struct client	*c;
-	int		 one = 1;
+	struct bufferevent	*bev;
+	int			 one = 1;
 
 	if (w->nclients >= w->cfg->max_connections) {
 		log_warnx("max_connections (%d) reached, closing a new client",
@@ -78,37 +79,58 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 		close(fd);
 		return;
 	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((bev = bufferevent_socket_new(w->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		log_warnx("client: out of memory");
+		close(fd);
+		return;
+	}
+	client_accept_bev(w, bev, sa, h);
+}
+
+void
+client_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    buf, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+		    (socklen_t)len);
+}
+
+void
+client_accept_bev(struct worker *w, struct bufferevent *bev,
+    struct sockaddr *sa, const struct client_handler *h)
+{
+	struct client	*c;
+
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("client");
-		close(fd);
+		bufferevent_free(bev);
 		return;
 	}
 	c->w = w;
 	c->h = h;
+	c->bev = bev;
 	/* the event lives in the in-flight table, where a death leaves it */
 	if (w->ift != NULL && w->ift_nfree > 0)
 		c->ife = &w->ift[w->ift_free[--w->ift_nfree]];
 	else if ((c->ev_own = calloc(1, sizeof(*c->ev_own))) == NULL) {
 		log_warn("client");
-		close(fd);
+		bufferevent_free(bev);
 		free(c);
 		return;
 	}
 	c->r.ev = c->ife != NULL ? &c->ife->ev : c->ev_own;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL)
-		close(fd);
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr,
-		    c->addr, sizeof(c->addr));
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
-		    c->addr, sizeof(c->addr));
+	client_addr_str(sa, c->addr, sizeof(c->addr));
 	TAILQ_INSERT_TAIL(&w->clients, c, entry);
 	w->nclients++;
 	cnt_gauge(&w->cw->conns, 1);
-	if (c->bev == NULL || (c->body = evbuffer_new()) == NULL ||
+	if ((c->body = evbuffer_new()) == NULL ||
 	    (c->hdata = h->attach(c)) == NULL) {
 		log_warnx("client: out of memory");
 		client_free(c);
@@ -122,6 +144,9 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	bufferevent_set_max_single_write(c->bev, CLIENT_IO_MAX);
 	set_read_timeout(c, w->cfg->client_header_timeout_ms);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* a TLS client's first request may have come with its Finished */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void
@@ -134,8 +159,10 @@ client_free(struct client *c)
 	TAILQ_REMOVE(&w->clients, c, entry);
 	w->nclients--;
 	cnt_gauge(&w->cw->conns, -1);
-	if (c->bev != NULL)
+	if (c->bev != NULL) {
+		tls_close_notify(c->bev);
 		bufferevent_free(c->bev);
+	}
 	if (c->hdata != NULL)
 		c->h->detach(c->hdata);
 	if (c->body != NULL)
@@ -208,6 +235,7 @@ client_close(struct client *c)
 		return;
 	}
 	evbuffer_drain(in, evbuffer_get_length(in));
+	tls_close_notify(c->bev);
 	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 	set_read_timeout(c, LINGER_MS);
 	bufferevent_disable(c->bev, EV_WRITE);
@@ -269,6 +297,7 @@ client_finalize(struct client *c)
 void
 client_answered(struct client *c)
 {
+	tls_coalesce(c->bev);
 	client_finalize(c);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		client_next(c);

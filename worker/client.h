@@ -101,6 +101,12 @@ struct client {
 
 void	 client_accept(struct worker *, int fd, struct sockaddr *,
 	    const struct client_handler *);
+/* A peer's address as usage rows and logs show it. */
+void	 client_addr_str(const struct sockaddr *, char *buf, size_t len);
+/* The same as client_accept for a connection already wrapped (TLS, its handshake done,
+ * worker/handshake.c): the client owns BEV from here, even on failure. */
+void	 client_accept_bev(struct worker *, struct bufferevent *,
+	    struct sockaddr *, const struct client_handler *);
 /* Read the request body into c->body, then call DONE (411 and 413 are
  * answered here). */
 void	 client_read_body(struct client *, void (*done)(struct client *));

@@ -26,6 +26,7 @@
 #include "worker/models.h"
 #include "worker/pipeline.h"
 #include "worker/proxy.h"
+#include "worker/tls.h"
 #include "worker/upstream.h"
 #include "worker/usage.h"
 
@@ -96,7 +97,7 @@ pl_auth_head(struct exchange *x)
 	struct auth_verdict	 v;
 	int			 rc;
 
-	rc = auth_check_head(c->w, &c->r.hd, &x->key, &v);
+	rc = auth_check_head(c->w, &c->r.hd, tls_peer(c->bev), &x->key, &v);
 	if (x->key != NULL)
 		snprintf(c->r.ev->key_name, sizeof(c->r.ev->key_name), "%s",
 		    x->key->name);

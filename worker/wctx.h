@@ -30,6 +30,7 @@ struct cnt_worker;
 struct upstream;
 struct client;
 struct inflight_entry;
+struct tls_server;
 
 TAILQ_HEAD(client_list, client);
 
@@ -48,6 +49,8 @@ struct worker {
 	unsigned	*route_rr;	/* per route: balance tie-breaker */
 	struct client_list clients;
 	int		 nclients;
+	struct tls_server *tls;		/* "listen ... ssl", or NULL */
+	int		 nhandshakes;	/* TLS connections not yet clients */
 	int		 stopping;	/* graceful stop: no new requests */
 	struct json_doc	 json;		/* token array reused by every request */
 	/* a client or admin connection was freed: installed by worker.c */

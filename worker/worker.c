@@ -28,6 +28,7 @@
 #include "worker/accept.h"
 #include "worker/admin.h"
 #include "worker/client.h"
+#include "worker/handshake.h"
 #include "worker/pipeline.h"
 #include "worker/reqid.h"
 #include "worker/upstream.h"
@@ -59,7 +60,8 @@ client_gone(struct worker *w)
 	accept_conns_changed(w);
 	/* an admin answer under way finishes too: a prober asking
 	 * /status during a reload must not see its connection dropped */
-	if (w->stopping && w->nclients == 0 && w->nadmin == 0)
+	if (w->stopping && w->nclients == 0 && w->nadmin == 0 &&
+	    w->nhandshakes == 0)
 		event_base_loopbreak(w->base);
 }
 
@@ -85,7 +87,7 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		next = TAILQ_NEXT(c, entry);
 		client_stop(c);
 	}
-	if (w->nclients == 0 && w->nadmin == 0) {
+	if (w->nclients == 0 && w->nadmin == 0 && w->nhandshakes == 0) {
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -131,13 +133,14 @@ ift_setup(struct worker *w, struct inflight_region *rg)
 
 void
 worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
-    const int *listen_fds, int nfds, int admin_fd)
+    const int *listen_fds, int nfds, int admin_fd, struct tls_server *tls)
 {
 	static struct cnt_worker scratch;	/* counters without a segment */
 	struct worker	 wk, *w = &wk;
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
+	w->tls = tls;
 	w->slot = slot;
 	w->started_us = now_us();
 	w->pid = (int32_t)getpid();

@@ -8,6 +8,7 @@ timing."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -75,3 +76,22 @@ def test_bench_smoke_measures_every_target(tmp_path):
     assert abs(sum(spread["shares"]) - 1) < 0.01
     assert spread["max_over_fair"] >= 1.0
     assert "spread 4 workers" in p.stdout
+
+
+def test_tls_bench_smoke_runs_sluice_and_nginx():
+    """bench/tls_bench.py --smoke: every cell once, 1 s each; the full
+    handshake cells must not resume a single session."""
+    p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench",
+                                                         "tls_bench.py"),
+                        "--smoke", "--build", BUILD],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for cell in ("keepalive_tls", "keepalive_plain", "handshake_tls"):
+        assert cell in p.stdout, p.stdout
+    lines = [ln for ln in p.stderr.splitlines()
+             if "handshake_tls" in ln and "sluice" in ln]
+    assert lines, p.stderr
+    for ln in lines:
+        full, resumed = re.search(r"handshakes (\d+) full (\d+) resumed",
+                                  ln).groups()
+        assert int(full) > 0 and int(resumed) == 0, ln

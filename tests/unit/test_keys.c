@@ -215,7 +215,7 @@ test_errors(void **state)
 	    "\n}\n", 2,
 	    "key \"alice\": invalid hash: not a hex digit at position 64");
 	expect_err("key alice {\n    rpm 5;\n}\n", 1,
-	    "key \"alice\": missing \"hash\"");
+	    "key \"alice\": missing \"hash\" (or \"client_cert\")");
 	expect_err("key alice {\n    hash " H1 ";\n    hash " H2 ";\n}\n", 3,
 	    "key \"alice\": \"hash\" directive is duplicate");
 
@@ -517,6 +517,54 @@ test_teams(void **state)
 	assert_false(keys_tag_ok("", 0));
 	assert_false(keys_tag_ok("a b", 3));
 	assert_false(keys_tag_ok("a\x7f", 2));
+/* client_cert: a certificate alone, or a certificate and a secret. */
+static void
+test_client_cert(void **state)
+{
+	struct keyring		*kr;
+	const struct key_entry	*k;
+	struct key_cert_id	 id;
+	uint8_t			 h[32];
+
+	(void)state;
+	kr = load_ok("key robot {\n    client_cert sha256:"
+	    "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:"
+	    "17:7A:9C:B4:10:FF:61:F2:00:15:AD;\n}\n"
+	    "key both {\n    hash " H1 ";\n"
+	    "    client_cert subject \"CN=both,O=Example\";\n}\n"
+	    "key plain {\n    hash " H2 ";\n}\n");
+	assert_int_equal(kr->nkeys, 3);
+	assert_int_equal(kr->ncert_only, 1);
+	memset(&id, 0, sizeof(id));
+	from_hex(ABC_HEX, id.sha256);
+	k = keys_find_cert(kr, &id);
+	assert_non_null(k);
+	assert_string_equal(k->name, "robot");
+	assert_false(k->has_hash);
+	/* a key with a hash is never found by its certificate alone */
+	snprintf(id.subject, sizeof(id.subject), "CN=both,O=Example");
+	memset(id.sha256, 0, sizeof(id.sha256));
+	assert_null(keys_find_cert(kr, &id));
+	from_hex(ABC_HEX, h);
+	k = keys_find(kr, h);
+	assert_non_null(k);
+	assert_string_equal(k->name, "both");
+	assert_true(keys_cert_match(k, &id));
+	snprintf(id.subject, sizeof(id.subject), "CN=both,O=Other");
+	assert_false(keys_cert_match(k, &id));
+	assert_false(keys_cert_match(&kr->keys[2], &id));
+	assert_false(keys_cert_match(k, NULL));
+	keys_free(kr);
+
+	expect_err("key a {\n    client_cert sha256:abcd;\n}\n", 2,
+	    "key \"a\": invalid client_cert fingerprint: 4 hex digits, "
+	    "expected 64");
+	expect_err("key a {\n    client_cert CN=a;\n}\n", 2,
+	    "key \"a\": invalid \"client_cert\" directive (expected "
+	    "sha256:<fingerprint> or subject \"DN\")");
+	expect_err("key a {\n    client_cert subject \"CN=a\";\n}\n"
+	    "key b {\n    client_cert subject \"CN=a\";\n}\n", 4,
+	    "key \"b\": same client_cert as key \"a\" (line 1)");
 }
 
 int
@@ -532,6 +580,7 @@ main(void)
 		cmocka_unit_test(test_model_allowed),
 		cmocka_unit_test(test_hash_secret),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_client_cert),
 		cmocka_unit_test(test_config_keys_file),
 		cmocka_unit_test(test_teams),
 	};
