@@ -517,6 +517,8 @@ test_teams(void **state)
 	assert_false(keys_tag_ok("", 0));
 	assert_false(keys_tag_ok("a b", 3));
 	assert_false(keys_tag_ok("a\x7f", 2));
+}
+
 /* client_cert: a certificate alone, or a certificate and a secret. */
 static void
 test_client_cert(void **state)
