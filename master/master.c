@@ -449,7 +449,9 @@ collector_settings_changed(const struct config *a, const struct config *b)
 {
 	return strcmp(a->database, b->database) != 0 ||
 	    strcmp(a->spool_dir, b->spool_dir) != 0 ||
-	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms;
+	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms ||
+	    a->usage_retention_months != b->usage_retention_months ||
+	    a->usage_retention_days != b->usage_retention_days;
 }
 
 static void
