@@ -117,10 +117,12 @@ parts_maintain(struct pgsession *s, const struct parts_retention *ret,
 	}
 	PQclear(res);
 	if (ret->months > 0 || ret->days > 0) {
+		/* counted in UTC, as the months of the partitions are */
 		snprintf(sql, sizeof(sql), "SELECT * FROM sluice_usage_retain("
-		    "to_timestamp(%" PRId64 ") - interval '%d %s')",
-		    now_us / 1000000, ret->months > 0 ? ret->months :
-		    ret->days, ret->months > 0 ? "months" : "days");
+		    "(to_timestamp(%" PRId64 ") AT TIME ZONE 'UTC' - "
+		    "interval '%d %s') AT TIME ZONE 'UTC')", now_us / 1000000,
+		    ret->months > 0 ? ret->months : ret->days,
+		    ret->months > 0 ? "months" : "days");
 		if (pgs_exec(s, sql, PGRES_TUPLES_OK, &res) == -1)
 			goto fail;
 		parts_log(res, "usage_retention: dropped");
