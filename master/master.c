@@ -306,10 +306,13 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev)
  * of its in-flight table becomes the event the worker would have pushed,
  * cut by its death and estimated as usage_estimate does a stream that
  * never reported usage.  The dead worker was its lane's only producer, and
- * no worker holds the slot until we respawn it, so we push for it.  An
- * event the worker pushed just before it died may be pushed again here:
- * harmless, as its row is keyed by request_id and the collector loads ON
- * CONFLICT (request_id) DO NOTHING.
+ * no worker holds the slot until we respawn it, so we push for it, at the
+ * lane's next positions (the collector's exactly-once bookkeeping goes by
+ * lane position, and a respawned worker goes on from there too).  An
+ * event the worker pushed just before it died may be pushed again here,
+ * at a new position: harmless, as its row keeps its request_id and the
+ * collector loads a batch that meets a request_id already in the table
+ * through ON CONFLICT DO NOTHING (sql/load.c).
  */
 static void
 inflight_reap(int slot, pid_t pid)

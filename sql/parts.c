@@ -62,18 +62,24 @@ parts_ensure(struct pgsession *s, const int32_t *months, size_t n)
 	if (n == 0)
 		return 0;
 	/* one statement for them all: an array of epoch seconds */
-	len = 128 + n * 24;
+	len = 192 + n * 24;
 	if ((sql = malloc(len)) == NULL) {
 		pgs_set_error(s, "out of memory");
 		return -1;
 	}
-	p = sql + snprintf(sql, len, "SELECT sluice_usage_partition("
+	/*
+	 * Making a partition waits for every query on usage_events: bounded,
+	 * as in parts_maintain, and the rest of the load waits as before.
+	 */
+	p = sql + snprintf(sql, len, "SET LOCAL lock_timeout TO '"
+	    PARTS_LOCK_TIMEOUT "'; SELECT sluice_usage_partition("
 	    "to_timestamp(m)) FROM unnest('{");
 	for (i = 0; i < n; i++)
 		p += snprintf(p, len - (size_t)(p - sql), "%s%" PRId64,
 		    i > 0 ? "," : "", parts_month_start(months[i]) / 1000000);
-	snprintf(p, len - (size_t)(p - sql), "}'::bigint[]) AS m");
-	rc = pgs_exec(s, sql, PGRES_TUPLES_OK, NULL);
+	snprintf(p, len - (size_t)(p - sql), "}'::bigint[]) AS m; "
+	    "SET LOCAL lock_timeout TO DEFAULT");
+	rc = pgs_exec(s, sql, PGRES_COMMAND_OK, NULL);
 	free(sql);
 	return rc;
 }

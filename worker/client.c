@@ -247,7 +247,8 @@ client_finalize(struct client *c)
 	c->h->finish(c);
 	/* pushed: no longer the master's to meter if we die (dying between
 	 * the push and this store pushes the event twice; harmless, as the
-	 * collector loads ON CONFLICT (request_id) DO NOTHING) */
+	 * collector's load finds the second copy's request_id in the table
+	 * and takes that batch through ON CONFLICT DO NOTHING) */
 	if (c->ife != NULL)
 		inflight_end(c->ife);
 	else
