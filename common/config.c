@@ -78,6 +78,8 @@ static int	 d_log(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_ring_slots(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_metering_full(struct cp_parser *, struct cp_directive *,
 		    void *);
+static int	 d_usage_retention(struct cp_parser *, struct cp_directive *,
+		    void *);
 static int	 d_upstream(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_route(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_price(struct cp_parser *, struct cp_directive *, void *);
@@ -136,6 +138,7 @@ static const struct cp_dirspec main_dirs[] = {
 	C_INT("batch_rows", batch_rows, 1, 1000000),
 	C_DUR("batch_ms", batch_ms, 1),
 	FN("metering_full", 1, 1, 0, d_metering_full),
+	FN("usage_retention", 1, 1, 0, d_usage_retention),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
 	FN("price", 5, 11, CP_MULTI, d_price),
@@ -557,6 +560,47 @@ d_ssl_session_tickets(struct cp_parser *p, struct cp_directive *d, void *obj)
 		    "\"ssl_session_tickets\" directive: on or off", v);
 	cfg->ssl_session_tickets = strcmp(v, "on") == 0;
 	return 0;
+}
+
+/*
+ * "13months", "400days" (or "1month", "1day"), or "forever".  In whole
+ * months or days because partitions are dropped whole; at most 100
+ * years, so that the cutoff stays a date PostgreSQL can compute.
+ */
+static int
+d_usage_retention(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s, *unit;
+	long long	 n;
+	char		 num[16];
+	size_t		 len;
+
+	cfg->usage_retention_months = cfg->usage_retention_days = 0;
+	if (strcmp(v, "forever") == 0)
+		return 0;
+	for (len = 0; v[len] >= '0' && v[len] <= '9'; len++)
+		;
+	unit = v + len;
+	if (len == 0 || len >= sizeof(num))
+		goto bad;
+	memcpy(num, v, len);
+	num[len] = '\0';
+	if (cp_parse_ll(num, &n) == -1 || n < 1)
+		goto bad;
+	if ((strcmp(unit, "months") == 0 || strcmp(unit, "month") == 0) &&
+	    n <= 1200)
+		cfg->usage_retention_months = (int)n;
+	else if ((strcmp(unit, "days") == 0 || strcmp(unit, "day") == 0) &&
+	    n <= 36500)
+		cfg->usage_retention_days = (int)n;
+	else
+		goto bad;
+	return 0;
+ bad:
+	return cp_err(p, d->line, "invalid value \"%s\" in "
+	    "\"usage_retention\" directive: a number of months or days "
+	    "(13months, 400days; at most 100 years) or forever", v);
 }
 
 static int

@@ -151,6 +151,9 @@ struct config {
 	int		 batch_ms;		/* collector max batch wait, 200ms */
 	int		 metering_full_reject;	/* metering_full reject: 503, not
 						   served unmetered; 0 serve */
+	/* usage_retention: one of them, or neither (keep forever) */
+	int		 usage_retention_months;
+	int		 usage_retention_days;
 
 	/*
 	 * client-facing TLS, for every "listen ... ssl": file paths as

@@ -64,7 +64,18 @@ struct usage_event {
 	int64_t		 cache_write_1h_tokens;	/* -1 = unknown */
 	int64_t		 reasoning_tokens;	/* -1 = unknown */
 	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
-	/* Added in the fourth event size (schema version 4): for whom. */
+	/*
+	 * Added in the fourth event size (schema version 4): where the event
+	 * was in the ring, stamped by the collector when it spools it (zero
+	 * in a ring slot, where the slot's position says it).  The shared
+	 * segment's epoch, the lane and the position name the event for
+	 * good, on any host, so that a replayed spool skips what PostgreSQL
+	 * already holds (sql/load.c).
+	 */
+	uint8_t		 origin_epoch[16];	/* all zero = unknown */
+	uint64_t	 origin_pos;
+	uint32_t	 origin_lane;
+	/* Added in the fifth event size (schema version 5): for whom. */
 	char		 team[EV_KEY_MAX];	/* the key's team, "" = none */
 	char		 end_user[EV_USER_MAX];	/* "" = none said */
 	char		 tags[EV_TAGS_BYTES];	/* "a,b": printable, no commas

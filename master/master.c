@@ -384,7 +384,9 @@ holds_any(const struct ks_hold hold[3])
  * of its in-flight table becomes the event the worker would have pushed,
  * cut by its death and estimated as usage_estimate does a stream that
  * never reported usage.  The dead worker was its lane's only producer, and
- * no worker holds the slot until we respawn it, so we push for it.  An
+ * no worker holds the slot until we respawn it, so we push for it, at the
+ * lane's next positions (the collector's exactly-once bookkeeping goes by
+ * lane position, and a respawned worker goes on from there too).  An
  * event the worker pushed just before it died is not pushed again
  * (inflight_unpushed), so each request has one row.
  */
@@ -540,7 +542,9 @@ collector_settings_changed(const struct config *a, const struct config *b)
 {
 	return strcmp(a->database, b->database) != 0 ||
 	    strcmp(a->spool_dir, b->spool_dir) != 0 ||
-	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms;
+	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms ||
+	    a->usage_retention_months != b->usage_retention_months ||
+	    a->usage_retention_days != b->usage_retention_days;
 }
 
 static void

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/keys.h"
@@ -33,6 +34,7 @@
 #include "master/ctl_daemon.h"
 #include "master/ctl_spool.h"
 #include "master/ctl_usage.h"
+#include "sql/parts.h"
 #include "sql/pgsession.h"
 #include "sql/schema.h"
 
@@ -264,7 +266,10 @@ main(int argc, char *argv[])
 	return rc == 0 ? 0 : 1;
 }
 
-/* sluicectl db init: connect as the collector would, migrate, report. */
+/*
+ * sluicectl db init: connect as the collector would, migrate, make this
+ * month's and next month's partitions, report.
+ */
 static int
 ctl_db_init(const struct config *cfg, int argc, char **argv)
 {
@@ -287,6 +292,14 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 		return -1;
 	}
 	version = schema_init(&s);
+	/* the months the collector makes at its start, retention aside */
+	if (version == SCHEMA_VERSION) {
+		struct parts_retention	 keep = { 0, 0 };
+		int64_t			 lo, hi;
+
+		if (parts_maintain(&s, &keep, wall_us(), &lo, &hi) == -1)
+			version = -1;
+	}
 	pgs_close(&s);
 	if (version == -1) {
 		fprintf(stderr, "sluicectl: %s\n", s.err);

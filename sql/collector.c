@@ -4,10 +4,15 @@
  * The one rule is that a lane's head moves only past events that are
  * durable: committed in PostgreSQL, or in an fsync'ed spool file.  So a
  * collector killed at any point loses nothing (the next one re-reads from
- * head), and the price is that it may load some events twice, which the
- * primary key on request_id absorbs: every load is COPY into a temporary
- * staging table, then INSERT ... ON CONFLICT (request_id) DO NOTHING, in
- * one transaction (sql/load.c, shared with `sluicectl spool replay`).
+ * head), and the price is that it may offer some events twice.  The
+ * segment's epoch, the lane and the position name each event, and the
+ * load commits the positions with the rows, so the next load skips what
+ * is in already (sql/load.c, shared with `sluicectl spool replay`); a
+ * spooled event carries its name in the file.
+ *
+ * Besides, the collector keeps usage_events partitioned ahead: this
+ * month's and next month's partitions, and usage_retention, when it
+ * connects and every hour (sql/parts.c).
  *
  * Workers never wait for us, so we must never fall behind for long: when
  * PostgreSQL is unreachable the batches go to the spool instead, lanes keep
@@ -53,6 +58,7 @@
 #include "sql/budget.h"
 #include "sql/collector.h"
 #include "sql/load.h"
+#include "sql/parts.h"
 #include "sql/pgsession.h"
 #include "sql/spool.h"
 
@@ -64,6 +70,8 @@
 #define COLL_SPOOL_RETRY_MS	1000	/* after the spool failed too */
 #define COLL_DRAIN_MIN_MS	10000	/* keep trying to drain at least */
 #define COLL_BUDGET_MS		30000	/* reload key spend from PG */
+#define COLL_PARTS_MS		3600000	/* partitions ahead, retention */
+#define COLL_PARTS_RETRY_MS	60000	/* after that failed */
 
 enum coll_tx {
 	TX_OK,
@@ -115,7 +123,19 @@ static struct {
 	/* key spend, loaded from PostgreSQL into shared memory */
 	struct keystate_table	*kst;
 	int64_t			 next_budget;
+
+	/* where the events are: the segment's epoch names its positions */
+	const uint8_t		*epoch;
+	struct parts_retention	 retention;
+	int64_t			 next_parts;
 } coll;
+
+/* The batch as a load source: lane by lane, each [start, end). */
+struct coll_src {
+	struct load_src		 src;
+	uint32_t		 lane;
+	uint64_t		 pos;
+};
 
 static struct coll_totals	 coll_st;
 
@@ -141,9 +161,12 @@ static void	 coll_spool_episode_end(void);
 static void	 coll_replay_one(int64_t);
 static void	 coll_drain(void);
 static void	 coll_budget(int64_t);
+static void	 coll_parts(int64_t);
+static int	 coll_src_rewind(struct load_src *);
+static int	 coll_src_next(struct load_src *, const struct usage_event **,
+		    const uint8_t **, uint32_t *, uint64_t *);
 
 static int	 coll_db_ready(struct pgsession *, void *);
-static enum coll_tx coll_db_failed(void);
 
 static void	 coll_error(const char *, void *);
 static void	 coll_publish_begin(struct shm_segment *);
@@ -179,6 +202,8 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		now = (now_us() / 1000);
 		coll_publish(now);
 		pgs_step(&coll.db, now);
+		if (coll.db.state == PGS_UP && now >= coll.next_parts)
+			coll_parts(now);
 		if (coll.db.state == PGS_UP && now >= coll.next_budget &&
 		    (coll.spool == NULL || spool_pending(coll.spool) == 0))
 			coll_budget(now);
@@ -274,6 +299,9 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		log_warn("prctl(PR_SET_PDEATHSIG)");
 #endif
+	coll.epoch = shm_epoch(shm);
+	coll.retention.months = cfg->usage_retention_months;
+	coll.retention.days = cfg->usage_retention_days;
 	coll.nlanes = shm_nlanes(shm);
 	coll.lane_slots = shm_lane_slots(shm);
 	coll.batch_rows = cfg->batch_rows > 0 ? (size_t)cfg->batch_rows : 1000;
@@ -479,19 +507,53 @@ coll_release(void)
 static enum coll_tx
 coll_load_batch(uint64_t *inserted)
 {
-	uint64_t	 pos;
-	uint32_t	 i;
+	struct coll_src	 cs;
+	uint64_t	 rows;
 
-	if (load_begin(&coll.load) == -1)
-		return coll_db_failed();
-	for (i = 0; i < coll.nlanes; i++)
-		for (pos = coll.start[i]; pos < coll.end[i]; pos++)
-			if (load_put(&coll.load,
-			    ring_at(coll.lanes[i], pos)) == -1)
-				return coll_db_failed();
-	if (load_commit(&coll.load, inserted) == -1)
-		return coll_db_failed();
-	return TX_OK;
+	memset(&cs, 0, sizeof(cs));
+	cs.src.rewind = coll_src_rewind;
+	cs.src.next = coll_src_next;
+	switch (load_run(&coll.load, &cs.src, &rows, inserted)) {
+	case LOAD_TX_OK:
+		return TX_OK;
+	case LOAD_TX_DATA:
+		return TX_DATA;
+	case LOAD_TX_DOWN:
+		return TX_DOWN;
+	case LOAD_TX_SRC:
+		break;
+	}
+	/* the ring never fails a read; only memory for the plan can */
+	log_warn("loading a batch");
+	return TX_DATA;
+}
+
+static int
+coll_src_rewind(struct load_src *s)
+{
+	struct coll_src	*cs = (struct coll_src *)s;
+
+	cs->lane = 0;
+	cs->pos = coll.start[0];
+	return 0;
+}
+
+static int
+coll_src_next(struct load_src *s, const struct usage_event **ev,
+    const uint8_t **epoch, uint32_t *lane, uint64_t *pos)
+{
+	struct coll_src	*cs = (struct coll_src *)s;
+
+	while (cs->pos >= coll.end[cs->lane]) {
+		if (++cs->lane == coll.nlanes)
+			return 0;
+		cs->pos = coll.start[cs->lane];
+	}
+	*ev = ring_at(coll.lanes[cs->lane], cs->pos);
+	*epoch = coll.epoch;
+	*lane = cs->lane;
+	*pos = cs->pos++;
+	return 1;
 }
 
 static int
@@ -515,6 +577,7 @@ coll_spool_ready(void)
 static int
 coll_spool_batch(void)
 {
+	struct usage_event ev;
 	char		 name[64];
 	uint64_t	 bytes, pos;
 	uint32_t	 i;
@@ -523,11 +586,17 @@ coll_spool_batch(void)
 		return -1;
 	if (spool_begin(coll.spool) == -1)
 		goto fail;
+	/* each event with its name, for the load that replays it */
 	for (i = 0; i < coll.nlanes; i++)
-		for (pos = coll.start[i]; pos < coll.end[i]; pos++)
-			if (spool_add(coll.spool,
-			    ring_at(coll.lanes[i], pos)) == -1)
+		for (pos = coll.start[i]; pos < coll.end[i]; pos++) {
+			memcpy(&ev, ring_at(coll.lanes[i], pos), sizeof(ev));
+			memcpy(ev.origin_epoch, coll.epoch,
+			    sizeof(ev.origin_epoch));
+			ev.origin_lane = i;
+			ev.origin_pos = pos;
+			if (spool_add(coll.spool, &ev) == -1)
 				goto fail;
+		}
 	if (spool_commit(coll.spool, &bytes, name, sizeof(name)) == -1)
 		goto fail;
 
@@ -698,6 +767,8 @@ coll_db_ready(struct pgsession *s, void *arg)
 	int	 version;
 
 	coll.next_budget = 0;	/* load key spend first thing */
+	coll.next_parts = 0;	/* and see to the partitions */
+	load_covered(&coll.load, 0, 0);
 	if ((version = load_ready(s)) == -1)
 		return -1;
 	coll_spool_episode_end();
@@ -706,14 +777,6 @@ coll_db_ready(struct pgsession *s, void *arg)
 	    coll.spool != NULL && spool_pending(coll.spool) > 0 ?
 	    ", replaying the spool" : "");
 	return 0;
-}
-
-/* A load failed: the rows' fault (the connection stays) or the link's. */
-static enum coll_tx
-coll_db_failed(void)
-{
-	return pgs_failed(&coll.db, now_us() / 1000) == PGS_DATA ?
-	    TX_DATA : TX_DOWN;
 }
 
 /*
@@ -834,4 +897,28 @@ out:
 		coll.next_budget = now + 1000;
 	free(live);
 	free(target);
+}
+
+/*
+ * When connected and every COLL_PARTS_MS: this month's and next month's
+ * partitions, and usage_retention.  Loading never waits for it: a row
+ * whose month lacks a partition gets it from the load itself.
+ */
+static void
+coll_parts(int64_t now)
+{
+	int64_t		 lo, hi;
+
+	coll.next_parts = now + COLL_PARTS_MS;
+	if (parts_maintain(&coll.db, &coll.retention, wall_us(), &lo,
+	    &hi) == 0) {
+		load_covered(&coll.load, lo, hi);
+		return;
+	}
+	log_warnx("partitions of usage_events: %s; trying again in %d s",
+	    coll.db.err, COLL_PARTS_RETRY_MS / 1000);
+	load_covered(&coll.load, 0, 0);
+	coll.next_parts = now + COLL_PARTS_RETRY_MS;
+	if (PQstatus(coll.db.conn) != CONNECTION_OK)
+		pgs_down(&coll.db, now, 1);
 }

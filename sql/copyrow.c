@@ -57,6 +57,16 @@ copy_trailer(char *buf)
 	return COPY_TRAILER_LEN;
 }
 
+int64_t
+copy_ts_us(const struct usage_event *ev)
+{
+	if (ev->ts_start_us < 0)
+		return 0;
+	if (ev->ts_start_us > TS_MAX_US)
+		return TS_MAX_US;
+	return ev->ts_start_us;
+}
+
 size_t
 copy_row(char *buf, const struct usage_event *ev)
 {
@@ -74,11 +84,7 @@ copy_row(char *buf, const struct usage_event *ev)
 	p = put_u32(p, 16);				/* request_id */
 	memcpy(p, ev->request_id, 16), p += 16;
 
-	ts = ev->ts_start_us;				/* ts_start */
-	if (ts < 0)
-		ts = 0;
-	if (ts > TS_MAX_US)
-		ts = TS_MAX_US;
+	ts = copy_ts_us(ev);				/* ts_start */
 	p = put_i64_field(p, ts - PG_EPOCH_US, 0);
 
 	p = put_text_field(p, ev->key_name, sizeof(ev->key_name), 1);

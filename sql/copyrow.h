@@ -14,6 +14,7 @@
 #define SLUICE_COPYROW_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/event.h"
 
@@ -55,6 +56,8 @@ size_t	 copy_header(char *buf);
  * NULL when it does not parse.
  */
 size_t	 copy_row(char *buf, const struct usage_event *ev);
+/* The ts_start EV's row carries: clamped to 1970..9999, in us. */
+int64_t	 copy_ts_us(const struct usage_event *ev);
 /* The stream's trailer into BUF; returns COPY_TRAILER_LEN. */
 size_t	 copy_trailer(char *buf);
 

@@ -8,7 +8,7 @@
  * spool-N.tmp, fsync'ed, renamed to spool-N.bin and the directory is
  * fsync'ed so that the rename itself survives a power cut.  Deleting a
  * replayed file needs no such care: if the unlink is lost, the file is
- * replayed again and the primary key drops the duplicates.
+ * replayed again and the load skips the events already in (sql/load.c).
  *
  * The format is raw struct usage_event in native byte order: the spool
  * never leaves the machine, and a header that records the event size
@@ -400,6 +400,8 @@ older_fields(uint32_t size)
 		return SPOOL_EVENT_V2_FIELDS;
 	if (size == SPOOL_EVENT_V3)
 		return SPOOL_EVENT_V3_FIELDS;
+	if (size == SPOOL_EVENT_V4)
+		return SPOOL_EVENT_V4_FIELDS;
 	return 0;
 }
 

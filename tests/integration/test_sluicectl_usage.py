@@ -42,6 +42,9 @@ def filled(pg, tmp_path):
     import psycopg
     with psycopg.connect(pg.conninfo(name), autocommit=True) as c:
         for k, t, u, tags, m, st, p, co, cost, age in ROWS:
+            # a month without a partition takes one first (sluice.conf(5))
+            c.execute("SELECT sluice_usage_partition(now() - %s::interval)",
+                      (age,))
             c.execute(
                 "INSERT INTO usage_events (request_id, ts_start, key_name,"
                 " team, end_user, tags, model, status, prompt_tokens,"

@@ -509,6 +509,50 @@ test_metering_full(void **state)
 	    "invalid number of arguments in \"metering_full\" directive");
 }
 
+/* usage_retention: whole months or days, or forever (the default). */
+static void
+test_usage_retention(void **state)
+{
+	static const char *const bad[] = {
+		"13", "months", "0months", "-1days", "13 months", "2weeks",
+		"1201months", "36501days", "13monthsx", "99999999999999999days",
+	};
+	struct config	*cfg;
+	char		 conf[256], want[256];
+	size_t		 i;
+
+	cfg = load_ok(MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 0);
+	assert_int_equal(cfg->usage_retention_days, 0);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention 13months;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 13);
+	assert_int_equal(cfg->usage_retention_days, 0);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention 1month;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 1);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention 400days;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 0);
+	assert_int_equal(cfg->usage_retention_days, 400);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention forever;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 0);
+	assert_int_equal(cfg->usage_retention_days, 0);
+	cfg_free(cfg);
+	expect_err("usage_retention 400days;\nusage_retention forever;\n"
+	    MINIMAL, 2, "\"usage_retention\" directive is duplicate");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(conf, sizeof(conf), "usage_retention \"%s\";\n%s",
+		    bad[i], MINIMAL);
+		snprintf(want, sizeof(want), "invalid value \"%s\" in "
+		    "\"usage_retention\" directive: a number of months or "
+		    "days (13months, 400days; at most 100 years) or forever",
+		    bad[i]);
+		expect_err(conf, 1, want);
+	}
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -741,6 +785,7 @@ main(void)
 		cmocka_unit_test(test_upstream_errors),
 		cmocka_unit_test(test_route_and_price_errors),
 		cmocka_unit_test(test_metering_full),
+		cmocka_unit_test(test_usage_retention),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_api_key_file_mode_warns),
 		cmocka_unit_test(test_ssl_directives),

@@ -279,6 +279,35 @@ test_shm_layout(void **state)
 	shm_destroy(NULL);
 }
 
+/*
+ * A lane's positions restart at 0 in every segment, so the epoch is what
+ * tells one segment's events from another's: a UUIDv7, never twice.
+ */
+static void
+test_shm_epoch_is_a_fresh_uuidv7(void **state)
+{
+	struct shm_segment	*a, *b;
+	const uint8_t		*ea, *eb;
+	uint64_t		 ms = 0;
+	int			 i;
+
+	a = shm_create(1, 8);
+	b = shm_create(1, 8);
+	assert_non_null(a);
+	assert_non_null(b);
+	ea = shm_epoch(a);
+	eb = shm_epoch(b);
+	assert_int_equal(ea[6] >> 4, 7);		/* version 7 */
+	assert_int_equal(ea[8] >> 6, 2);		/* variant 10 */
+	assert_memory_not_equal(ea, eb, SHM_EPOCH_LEN);
+	for (i = 0; i < 6; i++)
+		ms = ms << 8 | ea[i];
+	assert_true(ms > (uint64_t)time(NULL) * 1000 - 60000);
+	assert_true(ms <= (uint64_t)time(NULL) * 1000 + 1000);
+	shm_destroy(a);
+	shm_destroy(b);
+}
+
 static void
 test_regions_shared_across_fork(void **state)
 {
@@ -722,6 +751,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shm_create_rejects_bad_input),
 		cmocka_unit_test(test_shm_layout),
+		cmocka_unit_test(test_shm_epoch_is_a_fresh_uuidv7),
 		cmocka_unit_test(test_regions_shared_across_fork),
 		cmocka_unit_test(test_push_read_order),
 		cmocka_unit_test(test_wraparound_many_laps),
