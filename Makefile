@@ -165,6 +165,8 @@ bench: all $(B)/streamload
 		|| exit 1; done
 	$(PYTHON) bench/run.py --build $(B) $(if $(filter 1,$(QUICK)),--quick) \
 	    $(if $(SIZES),--sizes $(SIZES))
+	$(PYTHON) bench/tls_bench.py --build $(B) \
+	    $(if $(filter 1,$(QUICK)),--quick) $(TLS_BENCH_ARGS)
 
 # HTTPS on the client side: sluice next to nginx with the same certificate,
 # keep-alive requests/s and full handshakes/s, CPU per request (schedstat).
