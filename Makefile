@@ -22,8 +22,9 @@ PYTHON	 = /usr/bin/python3
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
-	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light \
-	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard
+	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light haproxy \
+	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard \
+	   valgrind
 
 MAINS	 = master/sluiced.c master/sluicectl.c
 LIB_SRCS = $(filter-out $(MAINS),$(wildcard common/*.c shm/*.c worker/*.c sql/*.c master/*.c))
@@ -32,7 +33,8 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
-	fuzz fuzz-build soak bench-ring bench-counters
+	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update \
+	bench-tls
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -89,6 +91,7 @@ check: deps
 	$(MAKE) man-lint
 	$(MAKE) fuzz FUZZ_SECONDS=3
 	$(MAKE) integration
+	$(if $(filter 1,$(SAN)),@echo "perf-guard: not run with SAN=1 (ASan does not run under valgrind)",$(MAKE) perf-guard)
 
 # Calls go downward: no include of a higher layer's header, no circle
 # (the layer of every module is written in tests/layers.conf).
@@ -105,10 +108,24 @@ run: deps
 	$(MAKE) all
 	./etc/run.sh $(B)
 
-# bench/: sluice against mockllm direct and against nginx, one run, ratios.
-# QUICK=1: the 1 KB, c=10 subset (SIZES=1KB,100KB for more sizes).  The
-# Debian tools are installed if missing.
-BENCH_PKGS = wrk nginx-light
+# The request path's cost: instructions per request of one worker under
+# callgrind against bench/perf-guard.json (fails above +5 %).  The
+# baseline records the toolchain and flags; -update rewrites it (README:
+# the performance guard says when that is legitimate).
+PERF_GUARD = CC="$(CC)" SLUICE_CFLAGS="$(CFLAGS)" SLUICE_LDFLAGS="$(LDFLAGS)" \
+	     $(PYTHON) bench/perf_guard.py --build $(B)
+
+perf-guard: all
+	$(PERF_GUARD)
+
+perf-guard-update: all
+	$(PERF_GUARD) --update
+
+# bench/: sluice against mockllm direct, nginx and haproxy, one run, ratios
+# (about 10 minutes).  QUICK=1: the 1 KB cells at 1 and 10 clients, the
+# compressed answers and the spread cells, about 2 minutes (SIZES=1KB,100KB
+# for more sizes).  The Debian tools are installed if missing.
+BENCH_PKGS = wrk nginx-light haproxy
 
 $(B)/streamload: bench/streamload.c
 	$(CC) $(CFLAGS) -o $@ bench/streamload.c
@@ -116,21 +133,23 @@ $(B)/streamload: bench/streamload.c
 $(B)/ringbench: $(B)/obj/bench/ringbench.o $(B)/libsluice.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The metering path alone: push cost, and ring -> PostgreSQL rows/s.
 # The live counters' cost: sluiced with them and with them compiled out.
 bench-counters: all
 	$(MAKE) B=build/nocnt OPT="$(OPT) -DSLUICE_NO_COUNTERS" build/nocnt/sluiced
 	$(PYTHON) bench/counters_ab.py --build $(B) --nocnt build/nocnt
 
+# The metering path alone: push cost, and ring -> PostgreSQL rows/s and
+# PostgreSQL's CPU per row (fsync on, as in production), into an empty
+# usage_events and into one that holds RING_FILL rows.
+RING_FILL ?= 20000000
 bench-ring: deps
 	$(MAKE) all $(B)/ringbench
 	@d=$$(mktemp -d /tmp/sluice-ringbench-XXXXXX); chmod 755 $$d; \
 	ci=$$(etc/pg.sh start $$d/pg 2>/dev/null) || exit 1; \
 	./$(B)/sluicectl -h >/dev/null 2>&1; \
-	$(B)/ringbench -n 200000 -p 2 -b 1000 "$$ci"; r1=$$?; \
-	$(B)/ringbench -n 200000 -p 2 -b 5000 "$$ci"; r2=$$?; \
-	etc/pg.sh stop $$d/pg >/dev/null 2>&1; rm -rf $$d; \
-	[ $$r1 = 0 ] && [ $$r2 = 0 ]
+	$(B)/ringbench -n 200000 -p 2 -b 1000 -f $(RING_FILL) -r 3 "$$ci"; \
+	r1=$$?; etc/pg.sh stop $$d/pg >/dev/null 2>&1; rm -rf $$d; \
+	[ $$r1 = 0 ]
 
 # 200,000 mixed requests; private RSS of every worker must stay flat.
 soak: deps
@@ -146,6 +165,18 @@ bench: all $(B)/streamload
 		|| exit 1; done
 	$(PYTHON) bench/run.py --build $(B) $(if $(filter 1,$(QUICK)),--quick) \
 	    $(if $(SIZES),--sizes $(SIZES))
+	$(PYTHON) bench/tls_bench.py --build $(B) \
+	    $(if $(filter 1,$(QUICK)),--quick) $(TLS_BENCH_ARGS)
+
+# HTTPS on the client side: sluice next to nginx with the same certificate,
+# keep-alive requests/s and full handshakes/s, CPU per request (schedstat).
+# TLS_BENCH_ARGS=--quick for 2 s a run, --key rsa for an RSA certificate.
+bench-tls: all
+	@for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 && continue; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$p || \
+		exit 1; done
+	$(PYTHON) bench/tls_bench.py --build $(B) $(TLS_BENCH_ARGS)
 
 clean:
 	rm -rf build run

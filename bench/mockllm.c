@@ -39,6 +39,12 @@
  * x-mock-gzip 1 with an Accept-Encoding naming gzip gzips a whole JSON
  * answer (Content-Encoding: gzip), as a provider's edge would.
  *
+ * --created T puts T (seconds since the epoch) in every answer's
+ * "created" instead of the time it was made, so that the same request
+ * gets the same bytes in every run: make perf-guard counts the
+ * instructions spent decoding a gzipped answer, and those depend on
+ * its bytes.
+ *
  * Azure OpenAI paths (/openai/deployments/NAME/chat/completions,
  * /completions, /embeddings) answer as the OpenAI endpoint they map to.
  *
@@ -170,6 +176,7 @@ static struct {
 	int			 latency_ms;
 	int			 fail_status;
 	unsigned long		 close_after;
+	long long		 created;	/* --created; 0: the time of each */
 	int			 quiet;
 	/* runtime */
 	struct event_base	*base;
@@ -1450,7 +1457,7 @@ handle(struct evhttp_request *req, void *arg)
 	job->api = api;
 	job->req = req;
 	job->seq = ++mk.seq;
-	job->created = (long long)time(NULL);
+	job->created = mk.created > 0 ? mk.created : (long long)time(NULL);
 	memcpy(job->model, DEFAULT_MODEL, sizeof(DEFAULT_MODEL) - 1);
 	job->modellen = sizeof(DEFAULT_MODEL) - 1;
 	scan_body(job, body, blen);
@@ -1547,7 +1554,7 @@ usage(void)
 	fprintf(stderr, "usage: mockllm [-l host:port] [--cert file --key file] "
 	    "[--chunks n]\n"
 	    "\t[--chunk-delay-ms ms] [--latency-ms ms] [--fail-status code]\n"
-	    "\t[--close-after n] [--quiet]\n");
+	    "\t[--close-after n] [--created seconds] [--quiet]\n");
 	exit(2);
 }
 
@@ -1563,6 +1570,7 @@ main(int argc, char *argv[])
 		{ "latency-ms",		required_argument,	NULL, 'L' },
 		{ "fail-status",	required_argument,	NULL, 'f' },
 		{ "close-after",	required_argument,	NULL, 'C' },
+		{ "created",		required_argument,	NULL, 'T' },
 		{ "quiet",		no_argument,		NULL, 'q' },
 		{ "help",		no_argument,		NULL, 'h' },
 		{ NULL,			0,			NULL, 0 }
@@ -1609,6 +1617,9 @@ main(int argc, char *argv[])
 		case 'C':
 			mk.close_after = (unsigned long)opt_num("close-after",
 			    optarg, 0, LONG_MAX);
+			break;
+		case 'T':
+			mk.created = opt_num("created", optarg, 0, LONG_MAX);
 			break;
 		case 'q':
 			mk.quiet = 1;

@@ -2,8 +2,9 @@
 --
 -- wrk -s bench/post.lua ... -- BODYFILE [HEADER: VALUE]...
 -- Posts the same chat request (read once from BODYFILE) on every request,
--- and at the end prints one line "JSON {...}" with throughput and latency
--- percentiles in microseconds, which bench/run.py parses.  Extra header
+-- and at the end prints one line "JSON {...}" with throughput, response
+-- bytes per request and latency percentiles in microseconds (p99.9 as
+-- "p999"), which bench/run.py parses.  Extra header
 -- arguments are added to every request (this is where Authorization goes
 -- once sluice has API keys).
 
@@ -24,11 +25,13 @@ function done(summary, latency, requests)
    local e = summary.errors
    io.write(string.format(
       'JSON {"tool":"wrk","requests":%d,"seconds":%.3f,"rps":%.1f,' ..
-      '"errors":%d,"non2xx":%d,"latency_us":{"mean":%.1f,"p50":%d,' ..
-      '"p95":%d,"p99":%d,"max":%d}}\n',
+      '"bytes_per_req":%.1f,"errors":%d,"non2xx":%d,' ..
+      '"latency_us":{"mean":%.1f,"p50":%d,"p95":%d,"p99":%d,' ..
+      '"p999":%d,"max":%d}}\n',
       summary.requests, summary.duration / 1e6,
       summary.requests / (summary.duration / 1e6),
+      summary.bytes / math.max(summary.requests, 1),
       e.connect + e.read + e.write + e.timeout, e.status,
       latency.mean, latency:percentile(50), latency:percentile(95),
-      latency:percentile(99), latency.max))
+      latency:percentile(99), latency:percentile(99.9), latency.max))
 end

@@ -1,51 +1,77 @@
 #!/usr/bin/python3
-"""run.py - sluice's overhead against a direct connection and against nginx.
+"""run.py - sluice's overhead against a direct connection, nginx and haproxy.
 
-    make bench                 full matrix (about 7 minutes)
-    make bench QUICK=1         1 KB, c=10, both modes (under a minute)
+    make bench                 full matrix (about 10 minutes)
+    make bench QUICK=1         1 KB cells, compressed answers, spread
+                               (about 2 minutes)
     bench/run.py --smoke       the QUICK code path with tiny counts
 
-One mockllm, three targets in front of it, the same workload against each,
+One mockllm, four targets in front of it, the same workload against each,
 back to back per cell (the order rotates from cell to cell) so that the
-machine's drift hits all three alike:
+machine's drift hits all of them alike:
 
     direct       the client talks to mockllm
-    sluice       build/sluiced, workers = cores, metering on (a private
-                 PostgreSQL: every request becomes a usage event and a row)
+    sluice       build/sluiced, workers = cores, a key, metering on (a
+                 private PostgreSQL with fsync and synchronous_commit on,
+                 as production runs it: every request becomes a row)
     nginx        proxy_pass with an upstream keepalive pool, same workers
+    haproxy      http-reuse always, keep-alive both sides, http-no-delay,
+                 nbthread = sluice's workers (bench/refproxy.py has both
+                 configs)
     sluice_nodb  (1 KB cells only) sluiced without `database`: the workers
                  still push an event per request into the shared ring and
                  the collector still drains it, to the spool directory
+    sluice_w4    (spread cells only) sluiced with 4 workers, metered
 
-CPUs: the proxy under test (all sluiced processes, all nginx processes,
-and PostgreSQL, which only sluice uses) is pinned to CPU 0; the load
-generator, mockllm and this script to CPU 1.  So a proxied request's
-client and upstream share one core and the proxy has the other; "direct"
-leaves CPU 0 idle.
+CPUs: the proxy under test (all sluiced processes, all nginx or haproxy
+processes, and PostgreSQL, which only sluice uses) is pinned to CPU 0;
+the load generator, mockllm and this script to CPU 1.  So a proxied
+request's client and upstream share one core and the proxy has the
+other; "direct" leaves CPU 0 idle.
 
-Modes (a cell is mode x body size x concurrency):
+CPU time is read from /proc/PID/task/*/schedstat (bench/procstat.py says
+why not /proc/PID/stat), per target over the run, then divided by the
+requests it served: sluice's processes together and its workers alone,
+nginx's, haproxy's; PostgreSQL's apart, divided by the usage rows the run
+added to the table (bench/pgmeter.py).  A sluice run ends when its ring
+is empty (/metrics on its admin listener), so the rows and the
+collector's work for a run fall inside that run.
+
+Modes (a cell is mode x size x concurrency):
     nonstream  wrk (one thread, keep-alive; bench/post.lua posts the body
-               and prints percentiles); metric: whole-response latency
+               and prints p50, p95, p99, p99.9); metric: whole-response
+               latency
     stream     20 SSE events sent back to back; bench/streamload; metric:
                whole-stream latency (and throughput of streams)
     ttfb       5 SSE events, x-mock-chunk-delay-ms 1 (mockllm's libevent
                timers are coarse: ~4 ms in practice), so the first event
                travels alone; bench/streamload; metric: time from request
                written to first SSE event byte received, per request.
+    answer     a 200-byte request and an answer of about SIZE (mockllm's
+               x-mock-chunks words), as wrk's nonstream
+    answer_gz  the same answer gzipped by mockllm (x-mock-gzip: 1 and
+               Accept-Encoding: gzip): sluice decodes a copy to meter it
+Spread cells (not in the matrix): sluice_w4 under 8, 16 and 64 keep-alive
+wrk clients; each worker's share of the requests, from the counter
+sluice_ring_pushes_total{worker="i"} read before and after.  Reported
+against the target (max share <= 1.3 x fair share), never failed on.
 wrk cannot see a first event and h2load measures TTFB once per connection
 from connect(), hence streamload.
 
 Every run is bounded: wrk by -d and --timeout, streamload by -d and -n;
-everything talks to 127.0.0.1 only.  Output: a table on stdout and
+everything talks to 127.0.0.1 only; every process is stopped by its pid.
+Output: the tables on stdout (bench/report.py) and
 bench/results/<date>-<sha>.json; bench/compare checks two such files.
 """
 
 import argparse
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -57,7 +83,13 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+sys.path.insert(0, os.path.join(TOP, "bench"))
 from pgcluster import PgCluster  # noqa: E402
+from pgmeter import PgMeter  # noqa: E402
+from procstat import (CpuWindow, children, comm, cpu_stat,  # noqa: E402
+                      loadavg, mem_of, tree)
+import refproxy  # noqa: E402
+import report  # noqa: E402
 
 HOST = "127.0.0.1"
 PROXY_CPU = "0"
@@ -69,7 +101,7 @@ HOLD_STREAMS = 1000
 HOLD_DELAY_MS = 300             # 20 chunks: each held stream lasts ~6 s
 
 # The API key every request presents (sluice hashes and looks it up, and
-# takes the key's rate-limit state; direct and nginx pass it to mockllm,
+# takes the key's rate-limit state; the other targets pass it to mockllm,
 # which ignores it).  start_sluice() writes the matching keys.conf.
 # --no-key clears AUTH_HEADERS and runs sluice without keys_file.
 BENCH_SECRET = "sk-sluice-bench-0123456789abcdef"
@@ -78,6 +110,18 @@ AUTH_HEADERS = ["Authorization: Bearer " + BENCH_SECRET]
 SIZES = [("100B", 100), ("1KB", 1024), ("10KB", 10 * 1024),
          ("100KB", 100 * 1024)]
 CONCS = [1, 10, 50]
+
+# Answers of 957 and 100,495 bytes (mockllm: N words), gzipped by mockllm
+# to 273 and 649 bytes; the numbers of bench/callgrind_ab.py's WORKLOADS.
+ANSWER_WORDS = [("1KB", 110), ("100KB", 16700)]
+ANSWER_REQUEST = 200
+GZIP_HEADERS = ["x-mock-gzip: 1", "Accept-Encoding: gzip"]
+ANSWER_CONC = 10
+
+SPREAD_WORKERS = 4
+SPREAD_CLIENTS = [8, 16, 64]
+SPREAD_TARGET = 1.3             # max share / fair share (issue 15)
+DRAIN_S = 5.0                   # at most, waiting for a ring to empty
 
 
 def log(msg):
@@ -104,92 +148,6 @@ def wait_port(port, proc, timeout=10.0):
     raise RuntimeError("nothing accepts on port %d" % port)
 
 
-def children(pid):
-    """Direct children of pid, from /proc."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(d))
-    return out
-
-
-def tree(pid):
-    return [pid] + children(pid)
-
-
-def proc_status(pid, keys):
-    r = {}
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k in keys:
-                    r[k] = int(v.split()[0])
-    except OSError:
-        pass
-    return r
-
-
-def pss_kb(pid):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_ticks(pids):
-    t = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                st = f.read()
-            fields = st[st.rindex(")") + 2:].split()
-            t += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return t
-
-
-def cpu_stat():
-    """{cpuN: (busy ticks, total ticks)} from /proc/stat."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                v = [int(x) for x in line.split()[1:]]
-                idle = v[3] + v[4]
-                out[line.split()[0]] = (sum(v[:8]) - idle, sum(v[:8]))
-    return out
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def mem_of(pids):
-    """Sum over pids of VmRSS, VmHWM (peak) and Pss, in KB."""
-    rss = hwm = pss = 0
-    for p in pids:
-        s = proc_status(p, ("VmRSS", "VmHWM"))
-        rss += s.get("VmRSS", 0)
-        hwm += s.get("VmHWM", 0)
-        pss += pss_kb(p)
-    return {"rss_kb": rss, "peak_rss_kb": hwm, "pss_kb": pss,
-            "processes": len(pids)}
-
-
 def make_body(path, size, stream):
     """A chat request padded to exactly size bytes."""
     base = {"model": "gpt-4o-mini", "messages": [
@@ -207,6 +165,30 @@ def make_body(path, size, stream):
     return len(data)
 
 
+def lane_values(text, name):
+    """{lane: value} of a per-lane series in a /metrics text."""
+    pat = re.compile(r'^%s\{worker="(\d+)"\} (\d+)$' % re.escape(name),
+                     re.M)
+    return {int(k): int(v) for k, v in pat.findall(text)}
+
+
+def requests_of(res):
+    """Requests a load tool got answered over its whole run (streamload's
+    warm-up included: the CPU windows include it too)."""
+    if res.get("tool") == "streamload":
+        return res["completed"] + res["non2xx"]
+    return res.get("requests", 0)
+
+
+def version(argv):
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=10)
+        return r.stdout.splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -214,7 +196,8 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="sluice-bench-")
         self.procs = []         # Popen objects we started, stopped by pid
         self.pg = None
-        self.targets = {}       # name -> {"port":, "pids": callable}
+        self.pgm = None
+        self.targets = {}       # name -> {"port":, "pids": callable, ...}
 
     # -- processes --------------------------------------------------------
 
@@ -227,6 +210,8 @@ class Bench:
         return p
 
     def stop_all(self):
+        if self.pgm is not None:
+            self.pgm.close()
         for name, p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -268,7 +253,9 @@ class Bench:
         raise RuntimeError("mockllm did not start")
 
     def start_pg(self):
-        self.pg = PgCluster(os.path.join(self.tmp, "pgbase"))
+        # fsync (and full_page_writes) on, synchronous_commit left at its
+        # default, on: the tests' clusters turn fsync off for speed.
+        self.pg = PgCluster(os.path.join(self.tmp, "pgbase"), fsync=True)
         self.pg.init()
         self.pg.start()
         with open(os.path.join(self.pg.datadir, "postmaster.pid")) as f:
@@ -279,15 +266,18 @@ class Bench:
             subprocess.run(["taskset", "-p", "-c", PROXY_CPU, str(p)],
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)
+        self.pgm = PgMeter(self.pg.conninfo(), self.pg_pid)
+        return self.pgm.check_durable()
 
-    def start_sluice(self, name, database):
+    def start_sluice(self, name, database, workers):
         d = os.path.join(self.tmp, name)
         os.makedirs(d)
-        port = free_port()
+        port, admin = free_port(), free_port()
         conf = os.path.join(d, "sluice.conf")
         lines = [
             "listen %s:%d;" % (HOST, port),
-            "workers %d;" % self.args.workers,
+            "admin_listen %s:%d;" % (HOST, admin),
+            "workers %d;" % workers,
             "pid_file %s/sluiced.pid;" % d,
             "log %s/sluiced.log warn;" % d,
             "spool_dir %s/spool;" % d,
@@ -318,67 +308,74 @@ class Bench:
         p = self.spawn([os.path.join(self.build, "sluiced"), "-f", "-c",
                         conf], PROXY_CPU, name)
         wait_port(port, p)
-        self.targets[name] = {"port": port, "pids": lambda: tree(p.pid),
-                              "dir": d}
+        wait_port(admin, p)
+        t = self.targets[name] = {
+            "port": port, "admin": admin, "dir": d, "nworkers": workers,
+            "pids": lambda: tree(p.pid),
+            "workers": lambda: [c for c in children(p.pid)
+                                if comm(c).startswith("worker")]}
+        # the master binds before it forks: a port that accepts says
+        # nothing of the workers, and the per-worker figures need them all
+        end = time.time() + 10
+        while len(t["workers"]()) < workers and time.time() < end:
+            time.sleep(0.05)
 
     def start_nginx(self):
         d = os.path.join(self.tmp, "nginx")
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            os.makedirs(os.path.join(d, sub))
         port = free_port()
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""\
-worker_processes %(w)d;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log warn;
-daemon off;
-master_process on;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path %(d)s/body;
-    proxy_temp_path %(d)s/proxy;
-    fastcgi_temp_path %(d)s/fastcgi;
-    uwsgi_temp_path %(d)s/uwsgi;
-    scgi_temp_path %(d)s/scgi;
-    # Bodies stay in memory (sluice keeps them in memory too); the default
-    # 16k would write the 100 KB bodies to a temp file.
-    client_body_buffer_size 256k;
-    client_max_body_size 16m;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    upstream mock {
-        server %(h)s:%(m)d;
-        keepalive 256;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen %(h)s:%(p)d;
-        location / {
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-}
-""" % {"w": self.args.workers, "d": d, "h": HOST, "m": self.mock_port,
-                "p": port})
+        conf = refproxy.nginx_conf(d, self.args.workers, HOST,
+                                   self.mock_port, port)
         p = self.spawn(["/usr/sbin/nginx", "-p", d, "-e",
                         os.path.join(d, "error.log"), "-c", conf],
                        PROXY_CPU, "nginx")
         wait_port(port, p)
         self.targets["nginx"] = {"port": port, "pids": lambda: tree(p.pid)}
 
+    def start_haproxy(self):
+        d = os.path.join(self.tmp, "haproxy")
+        port = free_port()
+        conf = refproxy.haproxy_conf(d, self.args.workers, HOST,
+                                     self.mock_port, port)
+        # -db: in the foreground, one process (its threads), ours to stop
+        p = self.spawn([shutil.which("haproxy"), "-db", "-f", conf],
+                       PROXY_CPU, "haproxy")
+        wait_port(port, p)
+        self.targets["haproxy"] = {"port": port, "pids": lambda: [p.pid]}
+
+    # -- sluice's admin listener -----------------------------------------
+
+    def metrics(self, target):
+        c = http.client.HTTPConnection(HOST, self.targets[target]["admin"],
+                                       timeout=5)
+        try:
+            c.request("GET", "/metrics", headers={"Connection": "close"})
+            r = c.getresponse()
+            return r.read().decode()
+        finally:
+            c.close()
+
+    def drain(self, target):
+        """Wait (bounded) until target's ring lanes are empty, i.e. every
+        event so far is in PostgreSQL or the spool; seconds waited."""
+        t0 = time.time()
+        while time.time() - t0 < DRAIN_S:
+            if sum(lane_values(self.metrics(target),
+                               "sluice_ring_depth").values()) == 0:
+                break
+            time.sleep(0.02)
+        else:
+            log("  %s: ring not empty after %.0f s" % (target, DRAIN_S))
+        return round(time.time() - t0, 3)
+
     # -- load --------------------------------------------------------------
 
-    def run_wrk(self, port, conc, body, secs):
+    def run_wrk(self, port, conc, body, secs, extra=()):
         argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c%d" % conc,
                 "-d%ds" % max(1, round(secs)),  # whole seconds only
                 "--timeout", "5s", "-s",
                 os.path.join(TOP, "bench", "post.lua"),
-                "http://%s:%d" % (HOST, port), "--", body] + AUTH_HEADERS
+                "http://%s:%d" % (HOST, port), "--", body] + \
+            AUTH_HEADERS + list(extra)
         r = subprocess.run(argv, stdout=subprocess.PIPE, text=True,
                            timeout=secs + 30, check=True)
         for line in r.stdout.splitlines():
@@ -401,39 +398,83 @@ http {
         return json.loads(r.stdout)
 
     def measure(self, target, fn):
-        pids = self.targets[target]["pids"]()
-        pg = tree(self.pg_pid) if target == "sluice" and self.pg else []
-        c0, g0, t0 = cpu_ticks(pids), cpu_ticks(pg), time.time()
-        s0 = cpu_stat()
+        """Run fn() against target; add CPU per request (schedstat) of
+        its processes, and for a sluice its ring counters and, metered,
+        PostgreSQL's CPU per usage row."""
+        t = self.targets[target]
+        wins = {"proxy": CpuWindow(t["pids"])}
+        if "workers" in t:
+            wins["workers"] = CpuWindow(t["workers"])
+            wins.update(("pid%d" % p, CpuWindow(lambda p=p: [p]))
+                        for p in t["workers"]())
+        pgw = self.pgm.window() if target == "sluice" and self.pgm \
+            else None
+        m0 = self.metrics(target) if "admin" in t else None
+        rows0 = self.pgm.rows() if pgw else 0
+        s0, t0 = cpu_stat(), time.time()
+        for w in wins.values():
+            w.start()
+        if pgw:
+            pgw.start()
         res = fn()
-        c1, g1 = cpu_ticks(pids), cpu_ticks(pg)
+        if m0 is not None:
+            res["drain_s"] = self.drain(target)
+        ns = {k: w.stop()[0] for k, w in wins.items()}
+        if pgw:
+            pg_ns, pg_gone = pgw.stop()
         s1 = cpu_stat()
+        res["wall_s"] = round(time.time() - t0, 3)
         # How busy each CPU was, everything included: CPU 0 during a
         # "direct" run shows what else the machine was doing.
         res["cpu_busy"] = {c: round((s1[c][0] - s0[c][0]) /
                                     max(1, s1[c][1] - s0[c][1]), 2)
                            for c in s1 if c in s0}
-        hz = os.sysconf("SC_CLK_TCK")
-        n = max(1, res.get("requests", 0))
-        res["proxy_cpu_s"] = round((c1 - c0) / hz, 3)
-        res["proxy_cpu_us_per_req"] = round((c1 - c0) / hz / n * 1e6, 1)
-        if pg:
-            res["pg_cpu_us_per_req"] = round((g1 - g0) / hz / n * 1e6, 1)
-        res["wall_s"] = round(time.time() - t0, 3)
+        res["served"] = requests_of(res)
+        n = max(1, res["served"])
+        res["proxy_cpu_s"] = round(ns["proxy"] / 1e9, 3)
+        res["proxy_cpu_us_per_req"] = round(ns["proxy"] / 1e3 / n, 1)
+        if "workers" in ns:
+            res["workers_cpu_us_per_req"] = round(ns["workers"] / 1e3 / n,
+                                                  1)
+            res["worker_cpu_s"] = sorted(
+                (round(v / 1e9, 3) for k, v in ns.items()
+                 if k.startswith("pid")), reverse=True)
+        if m0 is not None:
+            m1 = self.metrics(target)
+            for name, key in (("sluice_ring_pushes_total", "ring_pushes"),
+                              ("sluice_ring_drops_total", "ring_drops")):
+                a, b = lane_values(m0, name), lane_values(m1, name)
+                res[key] = {str(k): b[k] - a.get(k, 0) for k in b
+                            if b[k] != a.get(k, 0)}
+        if pgw:
+            rows = self.pgm.rows() - rows0
+            res["pg_rows"] = rows
+            res["pg_cpu_us_per_row"] = round(pg_ns / 1e3 / max(1, rows), 1)
+            res["pg_cpu_us_per_req"] = round(pg_ns / 1e3 / n, 1)
+            res["pg_exited_cpu_us"] = round(pg_gone / 1e3)
         return res
 
     # -- the matrix --------------------------------------------------------
 
     def cells(self):
+        """[(mode, size name, request bytes, concurrency)]"""
         a = self.args
-        if a.smoke or a.quick:
-            c = 2 if a.smoke else 10
+        answers = [(m, n, ANSWER_REQUEST, ANSWER_CONC)
+                   for n, _ in ANSWER_WORDS for m in ("answer", "answer_gz")]
+        if a.smoke:
+            return [("nonstream", "1KB", 1024, 2), ("stream", "1KB", 1024, 2),
+                    ("ttfb", "1KB", 1024, 2),
+                    ("answer", "100KB", ANSWER_REQUEST, 2),
+                    ("answer_gz", "100KB", ANSWER_REQUEST, 2)]
+        if a.quick:
             sizes = [(n, b) for n, b in SIZES if n in a.sizes.split(",")]
             if not sizes:
                 sys.exit("bench: --sizes: none of %s" %
                          ", ".join(n for n, _ in SIZES))
-            return [(m, n, b, c) for n, b in sizes
+            out = [("nonstream", n, b, 1) for n, b in sizes]
+            out += [(m, n, b, 10) for n, b in sizes
                     for m in ("nonstream", "stream", "ttfb")]
+            return out + answers
         out = []
         for mode in ("nonstream", "stream"):
             for sname, size in SIZES:
@@ -442,24 +483,33 @@ http {
         for sname, size in (SIZES[1], SIZES[3]):
             for c in CONCS:
                 out.append(("ttfb", sname, size, c))
-        return out
+        return out + answers
 
     def run_cell(self, i, mode, sname, size, conc):
         a = self.args
-        body = os.path.join(self.tmp, "%s-%s.json" % (mode, sname))
+        body = os.path.join(self.tmp, "%s-%s.json" % (
+            "stream" if mode in ("stream", "ttfb") else "post",
+            sname if not mode.startswith("answer") else "answer"))
         if not os.path.exists(body):
-            make_body(body, size, mode != "nonstream")
-        order = ["direct", "sluice", "nginx"]
-        if "sluice_nodb" in self.targets and sname == "1KB":
+            make_body(body, size, mode in ("stream", "ttfb"))
+        order = [t for t in ("direct", "sluice", "nginx", "haproxy")
+                 if t in self.targets]
+        if "sluice_nodb" in self.targets and sname == "1KB" and \
+                not mode.startswith("answer"):
             order.append("sluice_nodb")
         k = i % len(order)
         order = order[k:] + order[:k]
+        extra = ()
+        if mode.startswith("answer"):
+            extra = ["x-mock-chunks: %d" % dict(ANSWER_WORDS)[sname]]
+            if mode == "answer_gz":
+                extra += GZIP_HEADERS
         res = {}
         for t in order:
             port = self.targets[t]["port"]
-            if mode == "nonstream":
+            if mode in ("nonstream", "answer", "answer_gz"):
                 res[t] = self.measure(t, lambda: self.run_wrk(
-                    port, conc, body, a.secs))
+                    port, conc, body, a.secs, extra))
             else:
                 n, dl = (STREAM_CHUNKS, 0) if mode == "stream" else \
                     (PACED_CHUNKS, PACED_DELAY_MS)
@@ -474,7 +524,37 @@ http {
                 "mode": mode, "size": sname, "body_bytes":
                 os.path.getsize(body), "concurrency": conc, "order": order,
                 "targets": res, "derived": derive(mode, res)}
+        if mode.startswith("answer"):
+            cell["answer_words"] = dict(ANSWER_WORDS)[sname]
+            cell["request_headers"] = extra
         return cell
+
+    def run_spread(self, clients):
+        """Each worker's share of the requests of sluice_w4 under
+        `clients` keep-alive connections opened at once."""
+        body = os.path.join(self.tmp, "post-1KB.json")
+        if not os.path.exists(body):
+            make_body(body, 1024, False)
+        t = self.targets["sluice_w4"]
+        r = self.measure("sluice_w4", lambda: self.run_wrk(
+            t["port"], clients, body, self.args.secs))
+        counts = sorted(r["ring_pushes"].values(), reverse=True)
+        counts += [0] * (t["nworkers"] - len(counts))   # idle workers
+        total = sum(counts)
+        fair = total / t["nworkers"]
+        ratio = round(counts[0] / fair, 2) if total else None
+        return {"workers": t["nworkers"], "clients": clients,
+                "rps": r["rps"], "requests": r["requests"],
+                "errors": r["errors"], "non2xx": r["non2xx"],
+                "latency_us": r["latency_us"],
+                "pushes_by_lane": r["ring_pushes"],
+                "shares": [round(c / total, 3) for c in counts]
+                if total else [],
+                "max_over_fair": ratio, "target": SPREAD_TARGET,
+                "met": ratio is not None and ratio <= SPREAD_TARGET,
+                "worker_cpu_s": r["worker_cpu_s"],
+                "proxy_cpu_us_per_req": r["proxy_cpu_us_per_req"],
+                "loadavg_1m": loadavg()}
 
     def hold_streams(self, target):
         """RSS of target's processes while HOLD_STREAMS slow streams are
@@ -519,7 +599,6 @@ http {
         """True when sluice answers 401 to a request without the key."""
         if not AUTH_HEADERS:
             return False
-        import http.client
         c = http.client.HTTPConnection(HOST, self.targets["sluice"]["port"],
                                        timeout=5)
         try:
@@ -547,38 +626,44 @@ http {
             return None
 
 
-def pct_or_none(d, key, q):
-    try:
-        return d[key][q]
-    except (KeyError, TypeError):
-        return None
+REFS = ("nginx", "haproxy")
 
 
 def derive(mode, res):
-    """sluice's (and nginx's) added latency over direct, and the ratios."""
+    """Each proxy's added latency over direct, and sluice's ratios to the
+    reference proxies (the *_ratio names without a suffix are nginx's)."""
     key = "ttfe_us" if mode == "ttfb" else "latency_us"
     d = {}
     base = res["direct"]
-    for t in ("sluice", "nginx", "sluice_nodb"):
+    for t in ("sluice", "sluice_nodb") + REFS:
         if t not in res:
             continue
         for q in ("p50", "p99"):
             d["%s_added_%s_us" % (t, q)] = \
                 res[t][key][q] - base[key][q]
-    for q in ("p50", "p99"):
-        s, n = d["sluice_added_%s_us" % q], d["nginx_added_%s_us" % q]
-        # Added latency can be ~0 or negative for nginx; floor the divisor
-        # at 1 us so the ratio stays finite (and say so in RESULTS.md).
-        d["added_%s_ratio" % q] = round(s / max(n, 1.0), 3)
-        d["added_%s_minus_nginx_us" % q] = s - n
-    d["rps_ratio"] = round(res["sluice"]["rps"] / max(res["nginx"]["rps"],
-                                                      1e-9), 3)
+    s = res["sluice"]
+    for ref in REFS:
+        if ref not in res:
+            continue
+        sfx = "" if ref == "nginx" else "_" + ref
+        r = res[ref]
+        for q in ("p50", "p99"):
+            sa, ra = d["sluice_added_%s_us" % q], d["%s_added_%s_us" %
+                                                      (ref, q)]
+            # Added latency can be ~0 or negative for a reference; floor
+            # the divisor at 1 us so the ratio stays finite.
+            d["added_%s_ratio%s" % (q, sfx)] = round(sa / max(ra, 1.0), 3)
+            d["added_%s_minus_%s_us" % (q, ref)] = sa - ra
+        d["rps_ratio" + sfx] = round(s["rps"] / max(r["rps"], 1e-9), 3)
+        d["cpu_ratio" + sfx] = round(s["proxy_cpu_us_per_req"] / max(
+            r["proxy_cpu_us_per_req"], 0.1), 3)
     d["metric"] = {"ttfb": "time to first SSE event", "stream":
                    "whole-stream latency"}.get(mode, "request latency")
-    if mode != "nonstream":
-        for t in ("sluice", "nginx"):
-            d["%s_added_ttfe_p50_us" % t] = \
-                res[t]["ttfe_us"]["p50"] - base["ttfe_us"]["p50"]
+    if mode in ("stream", "ttfb"):
+        for t in ("sluice",) + REFS:
+            if t in res:
+                d["%s_added_ttfe_p50_us" % t] = \
+                    res[t]["ttfe_us"]["p50"] - base["ttfe_us"]["p50"]
     return d
 
 
@@ -615,43 +700,11 @@ def git_sha():
         return "unknown", False
 
 
-def fmt_table(cells, out):
-    hdr = ("%-9s %-5s %3s | %9s %9s %9s | %7s %7s %7s | %7s %7s %7s | "
-           "%6s %6s %5s | %5s %5s" %
-           ("mode", "size", "c", "rps dir", "rps slc", "rps ngx",
-            "p50 dir", "p50 slc", "p50 ngx", "p99 dir", "p99 slc", "p99 ngx",
-            "+p50 s", "+p50 n", "+p99s", "rps", "cpu"))
-    print(hdr, file=out)
-    print("-" * len(hdr), file=out)
-    for c in cells:
-        t = c["targets"]
-        key = "ttfe_us" if c["mode"] == "ttfb" else "latency_us"
-        dv = c["derived"]
-        print("%-9s %-5s %3d | %9.0f %9.0f %9.0f | %7d %7d %7d | %7d %7d "
-              "%7d | %6d %6d %5d | %5.2f %5.2f" % (
-                  c["mode"], c["size"], c["concurrency"],
-                  t["direct"]["rps"], t["sluice"]["rps"], t["nginx"]["rps"],
-                  t["direct"][key]["p50"], t["sluice"][key]["p50"],
-                  t["nginx"][key]["p50"], t["direct"][key]["p99"],
-                  t["sluice"][key]["p99"], t["nginx"][key]["p99"],
-                  dv["sluice_added_p50_us"], dv["nginx_added_p50_us"],
-                  dv["sluice_added_p99_us"] - dv["nginx_added_p99_us"],
-                  dv["rps_ratio"],
-                  t["sluice"]["proxy_cpu_us_per_req"] /
-                  max(t["nginx"]["proxy_cpu_us_per_req"], 0.1)), file=out)
-        if "sluice_nodb" in t:
-            n = t["sluice_nodb"]
-            print("%-9s %-5s %3s   sluice without database: rps %.0f, "
-                  "p50 %d, p99 %d, cpu %.1f us/req (metered: %.1f)" % (
-                      "", "", "", n["rps"], n[key]["p50"], n[key]["p99"],
-                      n["proxy_cpu_us_per_req"],
-                      t["sluice"]["proxy_cpu_us_per_req"]), file=out)
-
-
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="1 KB, c=10 only (both modes)")
+                    help="1 KB cells at c=1 and 10, compressed answers, "
+                    "spread")
     ap.add_argument("--sizes", default="1KB",
                     help="with --quick: the body sizes, comma-separated "
                     "(100B, 1KB, 10KB, 100KB)")
@@ -659,7 +712,7 @@ def main():
                     help="the quick code path with tiny counts; no JSON "
                     "file unless --out")
     ap.add_argument("--secs", type=float, default=None,
-                    help="measured seconds per run (default 4, quick 3)")
+                    help="measured seconds per run (default 3, quick 2)")
     ap.add_argument("--warm", type=float, default=0.5,
                     help="unrecorded warm-up seconds per streaming run")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
@@ -667,6 +720,8 @@ def main():
     ap.add_argument("--out", default=None, help="JSON result path")
     ap.add_argument("--no-hold", action="store_true",
                     help="skip the 1,000-stream RSS measurement")
+    ap.add_argument("--no-spread", action="store_true",
+                    help="skip the spread cells (4 workers)")
     ap.add_argument("--no-key", action="store_true",
                     help="run sluice without keys_file and send no "
                     "Authorization header")
@@ -675,12 +730,8 @@ def main():
     ap.add_argument("--table", metavar="JSON",
                     help="print the summary of a saved result and exit")
     args = ap.parse_args()
-    if args.table:
-        with open(args.table) as f:
-            report(json.load(f))
-        return
     if args.secs is None:
-        args.secs = 0.3 if args.smoke else 2 if args.quick else 4
+        args.secs = 0.3 if args.smoke else 2 if args.quick else 3
     if args.smoke:
         args.warm = 0.1
         args.no_hold = True
@@ -688,8 +739,11 @@ def main():
         args.no_hold = True
     if args.no_key:
         AUTH_HEADERS.clear()
+    return args
 
-    os.sched_setaffinity(0, {int(LOAD_CPU)})
+
+def preflight(args):
+    """Tools, binaries and the fd limit; returns the limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 4 * HOLD_STREAMS + 1024
     if soft < want:
@@ -703,10 +757,25 @@ def main():
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             sys.exit("bench: %s not found (make bench installs it)" % tool)
+    if shutil.which("haproxy") is None:
+        if not args.smoke:
+            sys.exit("bench: haproxy not found (make bench installs it)")
+        log("bench: haproxy not installed; the smoke run goes without it")
     for exe in ("sluiced", "mockllm", "streamload"):
         if not os.access(os.path.join(TOP, args.build, exe), os.X_OK):
             sys.exit("bench: %s/%s not built (make bench builds it)" %
                      (args.build, exe))
+    return soft
+
+
+def main():
+    args = parse_args()
+    if args.table:
+        with open(args.table) as f:
+            report.report(json.load(f), sys.stdout)
+        return
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    nofile = preflight(args)
 
     started = datetime.datetime.now(datetime.timezone.utc)
     sha, dirty = git_sha()
@@ -717,9 +786,10 @@ def main():
               "sluiced_sha256": file_sha256(os.path.join(
                   TOP, args.build, "sluiced")),
               "method": {
-                  "cpus": "proxy (sluiced, nginx, PostgreSQL) on CPU %s; "
-                          "load generator, mockllm, driver on CPU %s" %
-                          (PROXY_CPU, LOAD_CPU),
+                  "cpus": "proxy (sluiced, nginx, haproxy, PostgreSQL) on "
+                          "CPU %s; load generator, mockllm, driver on CPU "
+                          "%s" % (PROXY_CPU, LOAD_CPU),
+                  "cpu_source": "schedstat",
                   "workers": args.workers, "secs_per_run": args.secs,
                   "stream_warmup_s": args.warm,
                   "nonstream_tool": "wrk -t1 (bench/post.lua)",
@@ -728,46 +798,59 @@ def main():
                   "stream_chunks": STREAM_CHUNKS,
                   "ttfb_chunks": PACED_CHUNKS,
                   "ttfb_chunk_delay_ms": PACED_DELAY_MS,
-                  "nofile_limit": soft,
-                  "api_key": bool(AUTH_HEADERS)},
+                  "answer_words": dict(ANSWER_WORDS),
+                  "spread_workers": SPREAD_WORKERS,
+                  "nofile_limit": nofile,
+                  "api_key": bool(AUTH_HEADERS),
+                  "nginx": version(["/usr/sbin/nginx", "-v"]),
+                  "haproxy": version(["haproxy", "-v"])},
               "cells": []}
+
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
     try:
         b.start_mock()
-        b.start_pg()
-        b.start_sluice("sluice", b.pg.conninfo())
-        b.start_sluice("sluice_nodb", None)
+        result["postgresql"] = b.start_pg()
+        b.start_sluice("sluice", b.pg.conninfo(), args.workers)
+        b.start_sluice("sluice_nodb", None, args.workers)
+        if not args.no_spread:
+            b.start_sluice("sluice_w4", b.pg.conninfo(), SPREAD_WORKERS)
         b.start_nginx()
+        if shutil.which("haproxy"):
+            b.start_haproxy()
         # Warm every target once: upstream pools, page cache, PostgreSQL.
         warm_body = os.path.join(b.tmp, "warm.json")
         make_body(warm_body, 1024, False)
-        for t in ("direct", "sluice", "sluice_nodb", "nginx"):
-            if not args.smoke:
+        if not args.smoke:
+            for t in b.targets:
                 b.run_wrk(b.targets[t]["port"], 10, warm_body, 1)
         result["auth_enforced"] = b.auth_probe()
         cells = b.cells()
+        spread = [] if args.no_spread else \
+            SPREAD_CLIENTS[:1] if args.smoke else SPREAD_CLIENTS
         for i, (mode, sname, size, conc) in enumerate(cells):
-            log("[%d/%d] %s %s c=%d" % (i + 1, len(cells), mode, sname,
-                                         conc))
+            log("[%d/%d] %s %s c=%d" % (i + 1, len(cells) + len(spread),
+                                         mode, sname, conc))
             result["cells"].append(b.run_cell(i, mode, sname, size, conc))
+        result["spread"] = []
+        for j, c in enumerate(spread):
+            log("[%d/%d] spread %d workers c=%d" % (
+                len(cells) + j + 1, len(cells) + len(spread),
+                SPREAD_WORKERS, c))
+            result["spread"].append(b.run_spread(c))
         mem = {"sluice_peak_after_matrix": mem_of(b.targets["sluice"]
                                                   ["pids"]())}
         if not args.no_hold:
-            log("holding %d streams through sluice" % HOLD_STREAMS)
-            mem["sluice_hold"] = b.hold_streams("sluice")
-            log("holding %d streams through nginx" % HOLD_STREAMS)
-            mem["nginx_hold"] = b.hold_streams("nginx")
+            for t in ("sluice", "nginx", "haproxy"):
+                if t in b.targets:
+                    log("holding %d streams through %s" % (HOLD_STREAMS, t))
+                    mem[t + "_hold"] = b.hold_streams(t)
             mem["sluice_peak_after_hold"] = mem_of(
                 b.targets["sluice"]["pids"]())
         result["memory"] = mem
         # Usage rows written, as a check that metering was on.
-        try:
-            result["usage_rows"] = int(b.pg.psql(
-                "SELECT count(*) FROM usage_events").strip())
-        except Exception as e:  # noqa: BLE001 - informative only
-            result["usage_rows"] = "unknown (%s)" % str(e).splitlines()[0]
+        result["usage_rows"] = b.pgm.rows()
     finally:
         b.stop_all()
     busy = [c["targets"]["direct"]["cpu_busy"].get("cpu" + PROXY_CPU, 0)
@@ -781,7 +864,7 @@ def main():
     result["finished"] = datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds")
 
-    report(result)
+    report.report(result, sys.stdout)
 
     out = args.out
     if out is None and not args.smoke:
@@ -794,33 +877,6 @@ def main():
             json.dump(result, f, indent=1)
             f.write("\n")
         print("wrote " + os.path.relpath(out, os.getcwd()))
-
-
-def report(result):
-    """The human summary of one result (also: run.py --table FILE)."""
-    fmt_table(result["cells"], sys.stdout)
-    print("(latency in us: nonstream = whole response, stream = whole "
-          "20-event stream, ttfb = first SSE event; +p50 s/n = added by sluice/nginx over direct; "
-          "+p99s = sluice's added p99 minus nginx's; rps = sluice/nginx; "
-          "cpu = sluice/nginx proxy CPU per request)")
-    for k, m in result["memory"].items():
-        extra = ""
-        if "streams" in m:
-            extra = " while holding %d streams (%s completed, mock saw %s " \
-                    "open)" % (m["streams"], m["completed"],
-                               m["mock_active_connections"])
-        print("memory %-24s RSS %6.1f MB, sum of peaks %6.1f MB, PSS %6.1f "
-              "MB over %d processes%s" % (
-                  k, m["rss_kb"] / 1024, m["peak_rss_kb"] / 1024,
-                  m["pss_kb"] / 1024, m["processes"], extra))
-    if "contention" in result:
-        print("contention: max 1-min load average %.1f; CPU %s busy %.0f%% "
-              "(max) while only 'direct' ran, which leaves it idle" % (
-                  result["contention"]["loadavg_1m_max"], PROXY_CPU,
-                  100 * result["contention"][
-                      "proxy_cpu_busy_during_direct_max"]))
-    print("usage rows written by the metered sluice: %s" %
-          result.get("usage_rows"))
 
 
 if __name__ == "__main__":

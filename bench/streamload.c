@@ -344,9 +344,9 @@ print_dist(const char *name, int64_t *v, size_t n, int last)
 	for (i = 0; i < n; i++)
 		sum += (double)v[i];
 	printf("\"%s\":{\"mean\":%.1f,\"p50\":%.0f,\"p95\":%.0f,\"p99\":%.0f,"
-	    "\"max\":%.0f}%s", name, n ? sum / (double)n : 0.0,
-	    pct(v, n, 50), pct(v, n, 95), pct(v, n, 99), pct(v, n, 100),
-	    last ? "" : ",");
+	    "\"p999\":%.0f,\"max\":%.0f}%s", name,
+	    n ? sum / (double)n : 0.0, pct(v, n, 50), pct(v, n, 95),
+	    pct(v, n, 99), pct(v, n, 99.9), pct(v, n, 100), last ? "" : ",");
 }
 
 static char *

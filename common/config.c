@@ -63,11 +63,22 @@ static const char *parse_url(struct cfg_upstream *, const char *);
 static int	 read_key_file(struct cp_parser *, int, struct cfg_upstream *);
 
 static int	 d_listen(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_ssl_file(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_ssl_protocols(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 d_ssl_verify_client(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 d_ssl_session_tickets(struct cp_parser *,
+		    struct cp_directive *, void *);
+static int	 cfg_resolve(const struct config *, const char *, char *,
+		    size_t);
 static int	 d_admin_listen(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_workers(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_log(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_ring_slots(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_metering_full(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 d_usage_retention(struct cp_parser *, struct cp_directive *,
 		    void *);
 static int	 d_upstream(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_route(struct cp_parser *, struct cp_directive *, void *);
@@ -96,7 +107,15 @@ static int	 d_betas(struct cp_parser *, struct cp_directive *, void *);
 #define FN(n, lo, hi, fl, fn) { n, lo, hi, fl, CP_FN, 0, 0, 0, 0, fn }
 
 static const struct cp_dirspec main_dirs[] = {
-	FN("listen", 1, 1, CP_MULTI, d_listen),
+	FN("listen", 1, 2, CP_MULTI, d_listen),
+	FN("ssl_certificate", 1, 1, 0, d_ssl_file),
+	FN("ssl_certificate_key", 1, 1, 0, d_ssl_file),
+	FN("ssl_client_ca", 1, 1, 0, d_ssl_file),
+	C_STR("ssl_ciphers", ssl_ciphers),
+	FN("ssl_protocols", 1, 2, 0, d_ssl_protocols),
+	FN("ssl_verify_client", 1, 1, 0, d_ssl_verify_client),
+	FN("ssl_session_tickets", 1, 1, 0, d_ssl_session_tickets),
+	C_DUR("ssl_session_timeout", ssl_session_timeout_ms, 1000),
 	FN("admin_listen", 1, 1, 0, d_admin_listen),
 	C_STR("admin_allow", admin_allow),
 	FN("workers", 1, 1, 0, d_workers),
@@ -119,6 +138,7 @@ static const struct cp_dirspec main_dirs[] = {
 	C_INT("batch_rows", batch_rows, 1, 1000000),
 	C_DUR("batch_ms", batch_ms, 1),
 	FN("metering_full", 1, 1, 0, d_metering_full),
+	FN("usage_retention", 1, 1, 0, d_usage_retention),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
 	FN("price", 5, 11, CP_MULTI, d_price),
@@ -190,6 +210,11 @@ set_defaults(struct config *cfg)
 	cfg->ring_slots = 16384;
 	cfg->batch_rows = 1000;
 	cfg->batch_ms = 200;
+	snprintf(cfg->ssl_ciphers, sizeof(cfg->ssl_ciphers), "%s",
+	    CFG_SSL_CIPHERS);
+	cfg->ssl_protocols = CFG_TLS12 | CFG_TLS13;
+	cfg->ssl_session_tickets = 1;
+	cfg->ssl_session_timeout_ms = 3600 * 1000;
 }
 
 /* LEN bytes of S as a port 1..65535, normalised into OUT. */
@@ -329,6 +354,11 @@ d_listen(struct cp_parser *p, struct cp_directive *d, void *obj)
 	if (parse_addr(d->args[1].s, &a) == -1)
 		return cp_err(p, d->line, "invalid address \"%s\" in \"listen\" "
 		    "directive", d->args[1].s);
+	if (d->nargs == 3 && strcmp(d->args[2].s, "ssl") != 0)
+		return cp_err(p, d->line, "invalid parameter \"%s\" in "
+		    "\"listen\" directive (expected \"ssl\")", d->args[2].s);
+	a.ssl = d->nargs == 3;
+	cfg->nlisten_ssl += a.ssl;
 	for (i = 0; i < cfg->nlisten; i++)
 		if (strcmp(cfg->listen[i].host, a.host) == 0 &&
 		    strcmp(cfg->listen[i].port, a.port) == 0)
@@ -432,6 +462,145 @@ d_metering_full(struct cp_parser *p, struct cp_directive *d, void *obj)
 		return cp_err(p, d->line, "invalid value \"%s\" in "
 		    "\"metering_full\" directive: serve or reject", v);
 	return 0;
+}
+
+/*
+ * ssl_certificate, ssl_certificate_key, ssl_client_ca FILE: resolved as
+ * keys_file is, and readable now, so that a missing file fails the start
+ * (or the reload) rather than the first handshake.  The private key must
+ * not be readable by every user, as keys_file and api_key_file.  What the
+ * files hold is checked by worker/tls.c when it loads them.
+ */
+static int
+d_ssl_file(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*name = d->args[0].s, *v = d->args[1].s;
+	char		*dst;
+	int		*line, fd;
+	struct stat	 st;
+
+	if (strcmp(name, "ssl_certificate") == 0) {
+		dst = cfg->ssl_certificate;
+		line = &cfg->ssl_certificate_line;
+	} else if (strcmp(name, "ssl_certificate_key") == 0) {
+		dst = cfg->ssl_certificate_key;
+		line = &cfg->ssl_certificate_key_line;
+	} else {
+		dst = cfg->ssl_client_ca;
+		line = &cfg->ssl_client_ca_line;
+	}
+	if (*v == '\0' || cfg_resolve(cfg, v, dst, PATH_MAX) == -1)
+		return cp_err(p, d->line, "invalid value \"%s\" in \"%s\" "
+		    "directive", v, name);
+	*line = d->line;
+	if ((fd = open(dst, O_RDONLY | O_CLOEXEC)) == -1)
+		return cp_err(p, d->line, "cannot read %s \"%s\": %s", name,
+		    dst, strerror(errno));
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return cp_err(p, d->line, "cannot read %s \"%s\": %s", name,
+		    dst, strerror(errno));
+	}
+	close(fd);
+	if (dst == cfg->ssl_certificate_key && (st.st_mode & S_IROTH))
+		return cp_err(p, d->line, "ssl_certificate_key \"%s\" is "
+		    "readable by every user (mode %04o); chmod o-r it", dst,
+		    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+/* ssl_protocols TLSv1.2 [TLSv1.3]: nothing older is offered. */
+static int
+d_ssl_protocols(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	int		 i;
+
+	cfg->ssl_protocols = 0;
+	for (i = 1; i < d->nargs; i++) {
+		if (strcmp(d->args[i].s, "TLSv1.2") == 0)
+			cfg->ssl_protocols |= CFG_TLS12;
+		else if (strcmp(d->args[i].s, "TLSv1.3") == 0)
+			cfg->ssl_protocols |= CFG_TLS13;
+		else
+			return cp_err(p, d->line, "invalid value \"%s\" in "
+			    "\"ssl_protocols\" directive (TLSv1.2 or TLSv1.3)",
+			    d->args[i].s);
+	}
+	return 0;
+}
+
+static int
+d_ssl_verify_client(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+
+	if (strcmp(v, "on") == 0)
+		cfg->ssl_verify_client = CFG_VERIFY_ON;
+	else if (strcmp(v, "optional") == 0)
+		cfg->ssl_verify_client = CFG_VERIFY_OPTIONAL;
+	else if (strcmp(v, "off") == 0)
+		cfg->ssl_verify_client = CFG_VERIFY_OFF;
+	else
+		return cp_err(p, d->line, "invalid value \"%s\" in "
+		    "\"ssl_verify_client\" directive: on, optional or off", v);
+	return 0;
+}
+
+static int
+d_ssl_session_tickets(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+
+	if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+		return cp_err(p, d->line, "invalid value \"%s\" in "
+		    "\"ssl_session_tickets\" directive: on or off", v);
+	cfg->ssl_session_tickets = strcmp(v, "on") == 0;
+	return 0;
+}
+
+/*
+ * "13months", "400days" (or "1month", "1day"), or "forever".  In whole
+ * months or days because partitions are dropped whole; at most 100
+ * years, so that the cutoff stays a date PostgreSQL can compute.
+ */
+static int
+d_usage_retention(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s, *unit;
+	long long	 n;
+	char		 num[16];
+	size_t		 len;
+
+	cfg->usage_retention_months = cfg->usage_retention_days = 0;
+	if (strcmp(v, "forever") == 0)
+		return 0;
+	for (len = 0; v[len] >= '0' && v[len] <= '9'; len++)
+		;
+	unit = v + len;
+	if (len == 0 || len >= sizeof(num))
+		goto bad;
+	memcpy(num, v, len);
+	num[len] = '\0';
+	if (cp_parse_ll(num, &n) == -1 || n < 1)
+		goto bad;
+	if ((strcmp(unit, "months") == 0 || strcmp(unit, "month") == 0) &&
+	    n <= 1200)
+		cfg->usage_retention_months = (int)n;
+	else if ((strcmp(unit, "days") == 0 || strcmp(unit, "day") == 0) &&
+	    n <= 36500)
+		cfg->usage_retention_days = (int)n;
+	else
+		goto bad;
+	return 0;
+ bad:
+	return cp_err(p, d->line, "invalid value \"%s\" in "
+	    "\"usage_retention\" directive: a number of months or days "
+	    "(13months, 400days; at most 100 years) or forever", v);
 }
 
 static int
@@ -777,6 +946,17 @@ admin_refused(const struct config *cfg)
 	return strcmp(a, hp) != 0;
 }
 
+static int
+first_ssl_line(const struct config *cfg)
+{
+	int i;
+
+	for (i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].ssl)
+			return cfg->listen[i].line;
+	return 0;
+}
+
 /* Whole-file checks once every directive is read. */
 static int
 finish(struct cp_parser *p)
@@ -795,6 +975,19 @@ finish(struct cp_parser *p)
 		cfg->listen[0].line = 0;
 		cfg->nlisten = 1;
 	}
+	if (cfg->nlisten_ssl > 0 && cfg->ssl_certificate[0] == '\0')
+		return cp_err(p, first_ssl_line(cfg), "no \"ssl_certificate\" "
+		    "is defined for the \"listen ... ssl\" directive");
+	if (cfg->ssl_certificate[0] != '\0' &&
+	    cfg->ssl_certificate_key[0] == '\0')
+		return cp_err(p, cfg->ssl_certificate_line, "no "
+		    "\"ssl_certificate_key\" is defined for certificate "
+		    "\"%s\"", cfg->ssl_certificate);
+	if (cfg->ssl_verify_client != CFG_VERIFY_OFF &&
+	    cfg->ssl_client_ca[0] == '\0')
+		return cp_err(p, 0, "\"ssl_verify_client\" needs "
+		    "\"ssl_client_ca\", the CA that signs client "
+		    "certificates");
 	if (admin_refused(cfg))
 		return cp_err(p, cfg->admin_listen.line, "admin_listen %s is "
 		    "not a loopback address; add \"admin_allow %s;\" to serve "
@@ -888,23 +1081,31 @@ cfg_load(const char *path, struct config **out, char *err, size_t errlen)
 }
 
 /*
- * keys_file, relative to the directory of the config file unless absolute;
- * errors are the keys file's own "KEYSPATH:LINE: message".
+ * A file named in the config: relative to the config file's directory
+ * unless absolute (the master chdirs to / once it runs as a daemon).
  */
+static int
+cfg_resolve(const struct config *cfg, const char *name, char *out,
+    size_t outlen)
+{
+	const char	*slash;
+	int		 n;
+
+	if (name[0] == '/' || (slash = strrchr(cfg->path, '/')) == NULL)
+		n = snprintf(out, outlen, "%s", name);
+	else
+		n = snprintf(out, outlen, "%.*s/%s", (int)(slash - cfg->path),
+		    cfg->path, name);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* keys_file; errors are the keys file's own "KEYSPATH:LINE: message". */
 static int
 load_keys(struct config *cfg, char *err, size_t errlen)
 {
 	char		 path[PATH_MAX];
-	const char	*slash;
-	int		 n;
 
-	if (cfg->keys_file[0] == '/' ||
-	    (slash = strrchr(cfg->path, '/')) == NULL)
-		n = snprintf(path, sizeof(path), "%s", cfg->keys_file);
-	else
-		n = snprintf(path, sizeof(path), "%.*s/%s",
-		    (int)(slash - cfg->path), cfg->path, cfg->keys_file);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
+	if (cfg_resolve(cfg, cfg->keys_file, path, sizeof(path)) == -1) {
 		if (err != NULL && errlen > 0)
 			snprintf(err, errlen, "%s: keys_file path too long",
 			    cfg->path);
@@ -1061,6 +1262,8 @@ cfg_nofile_needed(const struct config *cfg)
 		return cfg->worker_rlimit_nofile;
 	for (i = 0; i < cfg->nupstreams; i++)
 		n += cfg->upstreams[i].max_idle;
+	/* every slot's accept kick and the lanes' bell (shm/) */
+	n += 2L * cfg->workers + 1;
 	return n;
 }
 

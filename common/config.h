@@ -34,7 +34,26 @@ enum cfg_protocol {
 struct cfg_addr {
 	char		 host[256];	/* literal address or name, "*" = any */
 	char		 port[8];
+	int		 ssl;		/* listen ... ssl: clients speak TLS */
 	int		 line;
+};
+
+/* ssl_protocols: the TLS versions client connections may use */
+#define CFG_TLS12	0x1
+#define CFG_TLS13	0x2
+
+/* ssl_ciphers by default, for TLS 1.2 (TLS 1.3 has its own five, all
+ * AEAD): forward secret AEAD suites only, Mozilla's "intermediate" list
+ * without the DHE ones (no dhparam file to manage) */
+#define CFG_SSL_CIPHERS	"ECDHE-ECDSA-AES128-GCM-SHA256:" \
+	"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
+	"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:" \
+	"ECDHE-RSA-CHACHA20-POLY1305"
+
+enum cfg_verify_client {
+	CFG_VERIFY_OFF = 0,
+	CFG_VERIFY_ON,		/* a client certificate is required */
+	CFG_VERIFY_OPTIONAL,	/* asked for, checked when one is sent */
 };
 
 struct cfg_upstream {
@@ -132,6 +151,27 @@ struct config {
 	int		 batch_ms;		/* collector max batch wait, 200ms */
 	int		 metering_full_reject;	/* metering_full reject: 503, not
 						   served unmetered; 0 serve */
+	/* usage_retention: one of them, or neither (keep forever) */
+	int		 usage_retention_months;
+	int		 usage_retention_days;
+
+	/*
+	 * client-facing TLS, for every "listen ... ssl": file paths as
+	 * resolved (relative to the config file's directory), and the line
+	 * of each, for the errors of loading them (worker/tls.c)
+	 */
+	char		 ssl_certificate[PATH_MAX];	/* "" = none */
+	char		 ssl_certificate_key[PATH_MAX];
+	char		 ssl_client_ca[PATH_MAX];	/* "" = none */
+	int		 ssl_certificate_line;
+	int		 ssl_certificate_key_line;
+	int		 ssl_client_ca_line;
+	char		 ssl_ciphers[1024];		/* TLS 1.2 cipher list */
+	int		 ssl_protocols;			/* CFG_TLS12 | CFG_TLS13 */
+	enum cfg_verify_client ssl_verify_client;	/* off */
+	int		 ssl_session_tickets;		/* 1 */
+	int		 ssl_session_timeout_ms;	/* 1h; ticket keys rotate */
+	int		 nlisten_ssl;			/* "listen ... ssl" lines */
 
 	struct cfg_upstream *upstreams;
 	int		 nupstreams;

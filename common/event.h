@@ -27,6 +27,10 @@ enum usage_source {
 #define EV_ADDR_MAX	48
 #define EV_CLIENT_ID_MAX 72
 #define EV_BETA_MAX	128
+#define EV_USER_MAX	257	/* Anthropic's metadata.user_id: 256 */
+#define EV_TAG_MAX	64	/* bytes of one tag */
+#define EV_TAGS_MAX	16	/* tags a request may carry */
+#define EV_TAGS_BYTES	(EV_TAGS_MAX * (EV_TAG_MAX + 1))	/* a,b,c */
 
 struct usage_event {
 	uint8_t		 request_id[16];	/* UUIDv7 bytes, sluice's own */
@@ -62,6 +66,22 @@ struct usage_event {
 	int64_t		 cache_write_1h_tokens;	/* -1 = unknown */
 	int64_t		 reasoning_tokens;	/* -1 = unknown */
 	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
+	/*
+	 * Added in the fourth event size (schema version 4): where the event
+	 * was in the ring, stamped by the collector when it spools it (zero
+	 * in a ring slot, where the slot's position says it).  The shared
+	 * segment's epoch, the lane and the position name the event for
+	 * good, on any host, so that a replayed spool skips what PostgreSQL
+	 * already holds (sql/load.c).
+	 */
+	uint8_t		 origin_epoch[16];	/* all zero = unknown */
+	uint64_t	 origin_pos;
+	uint32_t	 origin_lane;
+	/* Added in the fifth event size (schema version 5): for whom. */
+	char		 team[EV_KEY_MAX];	/* the key's team, "" = none */
+	char		 end_user[EV_USER_MAX];	/* "" = none said */
+	char		 tags[EV_TAGS_BYTES];	/* "a,b": printable, no commas
+						   inside one; "" = none */
 };
 
 /*
@@ -76,6 +96,19 @@ ev_str(char *dst, size_t cap, const char *s, size_t n)
 		n = cap - 1;
 	memcpy(dst, s, n);
 	dst[n] = '\0';
+}
+
+/*
+ * Make EV a blank event for the next request: every field zero, the
+ * attribution strings at the end emptied by their first byte (every
+ * reader stops at the NUL), so that a reset does not write the 1.3 KB
+ * they take on every request.
+ */
+static inline void
+ev_clear(struct usage_event *ev)
+{
+	__builtin_memset(ev, 0, __builtin_offsetof(struct usage_event, team));
+	ev->team[0] = ev->end_user[0] = ev->tags[0] = '\0';
 }
 
 #endif

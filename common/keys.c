@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -38,14 +39,27 @@ struct keys_state {
 	struct keyring	*kr;
 	size_t		 cap;
 	int		*hash_line;	/* parallel to kr->keys */
+	size_t		 team_cap;
+	int		*team_line;	/* of each key's "team", parallel */
 };
 
 static int	 d_key(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_hash(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_client_cert(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 index_cert_only(struct cp_parser *, struct keyring *);
 static int	 d_models(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_budget(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_expires(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_disabled(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_team(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_key_team(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_tags(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_user_budget(struct cp_parser *, struct cp_directive *,
+		    void *);
+static int	 parse_budget(struct cp_parser *, struct cp_directive *,
+		    int64_t *, enum key_period *);
+static int	 resolve_teams(struct cp_parser *, struct keys_state *);
 static int	 build_index(struct cp_parser *, struct keys_state *);
 static int	 check_names(struct cp_parser *, struct keyring *);
 
@@ -53,18 +67,32 @@ static int	 check_names(struct cp_parser *, struct keyring *);
 
 static const struct cp_dirspec file_dirs[] = {
 	{ "key", 1, 1, CP_MULTI | CP_BLOCK, CP_FN, 0, 0, 0, 0, d_key },
+	{ "team", 1, 1, CP_MULTI | CP_BLOCK, CP_FN, 0, 0, 0, 0, d_team },
 };
+
+#define K_I64(n, f, hi) { n, 1, 1, 0, CP_I64, offsetof(struct key_entry, f), \
+			    0, 1, hi, NULL }
 
 static const struct cp_dirspec key_dirs[] = {
 	K_FN("hash", 1, 1, d_hash),
+	K_FN("client_cert", 1, 2, d_client_cert),
 	K_FN("models", 1, KEY_MAX_MODELS, d_models),
-	{ "rpm", 1, 1, 0, CP_I64, offsetof(struct key_entry, rpm), 0,
-	    1, KEY_RPM_MAX, NULL },
-	{ "tpm", 1, 1, 0, CP_I64, offsetof(struct key_entry, tpm), 0,
-	    1, KEY_TPM_MAX, NULL },
+	K_I64("rpm", rpm, KEY_RPM_MAX),
+	K_I64("tpm", tpm, KEY_TPM_MAX),
 	K_FN("budget", 3, 3, d_budget),
 	K_FN("expires", 1, 1, d_expires),
 	K_FN("disabled", 0, 0, d_disabled),
+	K_FN("team", 1, 1, d_key_team),
+	K_FN("tags", 1, EV_TAGS_MAX, d_tags),
+	K_FN("end_user_budget", 3, 3, d_user_budget),
+};
+
+/* what a team limits: the same directives, read the same way */
+static const struct cp_dirspec team_dirs[] = {
+	K_FN("models", 1, KEY_MAX_MODELS, d_models),
+	K_I64("rpm", rpm, KEY_RPM_MAX),
+	K_I64("tpm", tpm, KEY_TPM_MAX),
+	K_FN("budget", 3, 3, d_budget),
 };
 
 _Static_assert(cp_nitems(key_dirs) <= 64, "seen mask is 64 bits");
@@ -113,6 +141,10 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 		if (lines == NULL)
 			return cp_err(p, d->line, "out of memory");
 		st->hash_line = lines;
+		lines = reallocarray(st->team_line, ncap, sizeof(*lines));
+		if (lines == NULL)
+			return cp_err(p, d->line, "out of memory");
+		st->team_line = lines;
 		st->cap = ncap;
 	}
 	k = &kr->keys[kr->nkeys];
@@ -120,17 +152,178 @@ d_key(struct cp_parser *p, struct cp_directive *d, void *obj)
 	cp_set_str(k->name, sizeof(k->name), name);
 	k->budget_period = PERIOD_NONE;
 	k->slot = -1;
+	k->team = -1;
 	k->line = d->line;
 	st->hash_line[kr->nkeys] = 0;
+	st->team_line[kr->nkeys] = 0;
 	kr->nkeys++;
 
 	snprintf(p->ctx, sizeof(p->ctx), "key \"%s\": ", name);
 	if (cp_parse_block(p, key_dirs, cp_nitems(key_dirs), k) == -1)
 		return -1;
-	if (st->hash_line[kr->nkeys - 1] == 0)
-		return cp_err(p, d->line, "missing \"hash\"");
+	if (st->hash_line[kr->nkeys - 1] == 0 && k->cert_kind == KEY_CERT_NONE)
+		return cp_err(p, d->line, "missing \"hash\" (or "
+		    "\"client_cert\")");
 	p->ctx[0] = '\0';
 	return 0;
+}
+
+/*
+ * 64 hex digits (and, when COLONS, the ':' openssl x509 -fingerprint puts
+ * between bytes) into OUT.  0; -1 for the wrong count, with the number
+ * of digits in *POS; -2 for a non-digit, its 1-based position in *POS.
+ */
+static int
+parse_hex32(const char *v, int colons, uint8_t out[32], size_t *pos)
+{
+	size_t	 i, n = 0;
+	int	 d;
+
+	for (i = 0; v[i] != '\0'; i++) {
+		if (colons && v[i] == ':')
+			continue;
+		if ((d = hex_digit((unsigned char)v[i])) == -1) {
+			*pos = i + 1;
+			return -2;
+		}
+		if (n < 64)
+			out[n / 2] = (uint8_t)(n % 2 ? out[n / 2] | d : d << 4);
+		n++;
+	}
+	*pos = n;
+	return n == 64 ? 0 : -1;
+}
+
+static int
+d_team(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct keys_state	*st = p->udata;
+	struct keyring		*kr = st->kr;
+	struct key_entry	*t;
+	const char		*name = d->args[1].s;
+	int			 i;
+
+	(void)obj;
+	if (!keys_valid_name(name) || strlen(name) > TEAM_NAME_MAX - 1)
+		return cp_err(p, d->line, "invalid team name \"%s\" (1 to %d "
+		    "of A-Z a-z 0-9 _ . -)", name, TEAM_NAME_MAX - 1);
+	for (i = 0; i < kr->nteams; i++)
+		if (strcmp(kr->teams[i].name, name) == 0)
+			return cp_err(p, d->line, "duplicate team \"%s\" "
+			    "(first at line %d)", name, kr->teams[i].line);
+	if (kr->nteams == KEYS_MAX)
+		return cp_err(p, d->line, "too many teams (max %d)", KEYS_MAX);
+	if ((size_t)kr->nteams == st->team_cap) {
+		size_t ncap = st->team_cap == 0 ? 8 : st->team_cap * 2;
+
+		t = reallocarray(kr->teams, ncap, sizeof(*t));
+		if (t == NULL)
+			return cp_err(p, d->line, "out of memory");
+		kr->teams = t;
+		st->team_cap = ncap;
+	}
+	t = &kr->teams[kr->nteams++];
+	memset(t, 0, sizeof(*t));
+	cp_set_str(t->name, sizeof(t->name), name);
+	t->budget_period = PERIOD_NONE;
+	t->slot = -1;
+	t->team = -1;
+	t->line = d->line;
+	snprintf(p->ctx, sizeof(p->ctx), "team \"%s\": ", name);
+	if (cp_parse_block(p, team_dirs, cp_nitems(team_dirs), t) == -1)
+		return -1;
+	p->ctx[0] = '\0';
+	return 0;
+}
+
+static int
+d_key_team(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct keys_state	*st = p->udata;
+	struct key_entry	*k = obj;
+
+	if (strlen(d->args[1].s) >= sizeof(k->team_name))
+		return cp_err(p, d->line, "invalid team name");
+	cp_set_str(k->team_name, sizeof(k->team_name), d->args[1].s);
+	st->team_line[k - st->kr->keys] = d->line;
+	return 0;
+}
+
+int
+keys_tag_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > EV_TAG_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == ',')
+			return 0;
+	return 1;
+}
+
+static int
+d_tags(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	size_t			 used = 0, len;
+	int			 i;
+
+	for (i = 1; i < d->nargs; i++) {
+		len = strlen(d->args[i].s);
+		if (!keys_tag_ok(d->args[i].s, len))
+			return cp_err(p, d->line, "invalid tag \"%s\" (1 to %d "
+			    "printable ASCII bytes, no comma)", d->args[i].s,
+			    EV_TAG_MAX);
+		if (used > 0)
+			k->tags[used++] = ',';
+		memcpy(k->tags + used, d->args[i].s, len);
+		used += len;
+	}
+	k->tags[used] = '\0';
+	return 0;
+}
+
+/* Teams may come after the keys that name them: resolved at the end. */
+static int
+resolve_teams(struct cp_parser *p, struct keys_state *st)
+{
+	struct keyring	*kr = st->kr;
+	int		 i, j;
+
+	for (i = 0; i < kr->nkeys; i++) {
+		struct key_entry *k = &kr->keys[i];
+
+		k->team = -1;
+		if (k->team_name[0] == '\0')
+			continue;
+		for (j = 0; j < kr->nteams; j++)
+			if (strcmp(kr->teams[j].name, k->team_name) == 0)
+				k->team = j;
+		if (k->team == -1)
+			return cp_err(p, st->team_line[i], "key \"%s\": no "
+			    "team \"%s\" in this file", k->name, k->team_name);
+	}
+	return 0;
+}
+
+const struct key_entry *
+keys_team(const struct keyring *kr, const struct key_entry *k)
+{
+	if (kr == NULL || k == NULL || k->team < 0 || k->team >= kr->nteams)
+		return NULL;
+	return &kr->teams[k->team];
+}
+
+const struct key_entry *
+keys_by_name(const struct keyring *kr, const char *name)
+{
+	int i;
+
+	for (i = 0; kr != NULL && i < kr->nkeys; i++)
+		if (strcmp(kr->keys[i].name, name) == 0)
+			return &kr->keys[i];
+	return NULL;
 }
 
 static int
@@ -139,27 +332,52 @@ d_hash(struct cp_parser *p, struct cp_directive *d, void *obj)
 	struct keys_state	*st = p->udata;
 	struct key_entry	*k = obj;
 	const char		*v = d->args[1].s;
-	size_t			 i;
-	int			 hi, lo;
+	size_t			 pos;
+	int			 rc;
 
 	/* never echo the value: it may be a secret pasted by mistake */
 	if (strncmp(v, "sha256:", 7) != 0)
 		return cp_err(p, d->line, "invalid hash (expected \"sha256:\" "
 		    "and 64 hex digits)");
-	v += 7;
-	if (strlen(v) != 64)
+	if ((rc = parse_hex32(v + 7, 0, k->hash, &pos)) == -1)
 		return cp_err(p, d->line, "invalid hash: %zu hex digits, "
-		    "expected 64", strlen(v));
-	for (i = 0; i < 32; i++) {
-		hi = hex_digit((unsigned char)v[2 * i]);
-		lo = hex_digit((unsigned char)v[2 * i + 1]);
-		if (hi == -1 || lo == -1)
-			return cp_err(p, d->line, "invalid hash: not a hex "
-			    "digit at position %zu", (hi == -1 ? 2 * i :
-			    2 * i + 1) + 1);
-		k->hash[i] = (uint8_t)(hi << 4 | lo);
-	}
+		    "expected 64", pos);
+	if (rc == -2)
+		return cp_err(p, d->line, "invalid hash: not a hex digit at "
+		    "position %zu", pos);
+	k->has_hash = 1;
 	st->hash_line[k - st->kr->keys] = d->line;
+	return 0;
+}
+
+/* client_cert sha256:<fingerprint>; or client_cert subject "DN"; */
+static int
+d_client_cert(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*v = d->args[1].s;
+	size_t			 pos;
+	int			 rc;
+
+	if (d->nargs == 3 && strcmp(v, "subject") == 0) {
+		v = d->args[2].s;
+		if (*v == '\0' || strlen(v) >= sizeof(k->cert_subject))
+			return cp_err(p, d->line, "invalid subject in "
+			    "\"client_cert\" directive");
+		cp_set_str(k->cert_subject, sizeof(k->cert_subject), v);
+		k->cert_kind = KEY_CERT_SUBJECT;
+		return 0;
+	}
+	if (d->nargs != 2 || strncasecmp(v, "sha256:", 7) != 0)
+		return cp_err(p, d->line, "invalid \"client_cert\" directive "
+		    "(expected sha256:<fingerprint> or subject \"DN\")");
+	if ((rc = parse_hex32(v + 7, 1, k->cert_sha256, &pos)) == -1)
+		return cp_err(p, d->line, "invalid client_cert fingerprint: "
+		    "%zu hex digits, expected 64", pos);
+	if (rc == -2)
+		return cp_err(p, d->line, "invalid client_cert fingerprint: "
+		    "not a hex digit at position %zu", pos + 7);
+	k->cert_kind = KEY_CERT_SHA256;
 	return 0;
 }
 
@@ -184,28 +402,43 @@ d_models(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return 0;
 }
 
-/* budget USD per day|month */
+/* budget USD per day|month, into *MICRO and *PERIOD */
 static int
-d_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+parse_budget(struct cp_parser *p, struct cp_directive *d, int64_t *micro,
+    enum key_period *period)
 {
-	struct key_entry	*k = obj;
-	const char		*amount = d->args[1].s, *per = d->args[2].s;
-	const char		*period = d->args[3].s;
-	int64_t			 micro;
+	const char	*amount = d->args[1].s, *per = d->args[2].s;
+	const char	*kind = d->args[3].s;
 
-	if (cp_parse_usd_micro(amount, &micro) == -1)
+	if (cp_parse_usd_micro(amount, micro) == -1)
 		return cp_err(p, d->line, "invalid budget \"%s\" (expected "
 		    "USD, e.g. 25.00)", amount);
-	if (micro == 0)
+	if (*micro == 0)
 		return cp_err(p, d->line, "budget must be more than 0 (use "
 		    "\"disabled;\" to refuse every request)");
 	if (strcmp(per, "per") != 0 ||
-	    (strcmp(period, "day") != 0 && strcmp(period, "month") != 0))
+	    (strcmp(kind, "day") != 0 && strcmp(kind, "month") != 0))
 		return cp_err(p, d->line, "invalid budget period \"%s %s\" "
-		    "(expected \"per day\" or \"per month\")", per, period);
-	k->budget_micro_usd = micro;
-	k->budget_period = period[0] == 'd' ? PERIOD_DAY : PERIOD_MONTH;
+		    "(expected \"per day\" or \"per month\")", per, kind);
+	*period = kind[0] == 'd' ? PERIOD_DAY : PERIOD_MONTH;
 	return 0;
+}
+
+static int
+d_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry *k = obj;
+
+	return parse_budget(p, d, &k->budget_micro_usd, &k->budget_period);
+}
+
+static int
+d_user_budget(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry *k = obj;
+
+	return parse_budget(p, d, &k->user_budget_micro_usd,
+	    &k->user_budget_period);
 }
 
 int
@@ -287,6 +520,8 @@ build_index(struct cp_parser *p, struct keys_state *st)
 	kr->index_mask = size - 1;
 	memset(kr->index, 0xff, size * sizeof(*kr->index));	/* -1 */
 	for (n = 0; n < kr->nkeys; n++) {
+		if (!kr->keys[n].has_hash)
+			continue;	/* a certificate alone: keys_find_cert */
 		i = hash_slot(kr->keys[n].hash) & kr->index_mask;
 		while ((j = kr->index[i]) != -1) {
 			if (memcmp(kr->keys[j].hash, kr->keys[n].hash, 32) == 0)
@@ -374,7 +609,8 @@ keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
 		goto done;
 	}
 	if (cp_parse_file(&p, file_dirs, cp_nitems(file_dirs), kr) == -1 ||
-	    check_names(&p, kr) == -1 || build_index(&p, &st) == -1)
+	    check_names(&p, kr) == -1 || resolve_teams(&p, &st) == -1 ||
+	    build_index(&p, &st) == -1 || index_cert_only(&p, kr) == -1)
 		goto done;
 	*out = kr;
 	kr = NULL;
@@ -382,6 +618,7 @@ keys_load(const char *path, struct keyring **out, char *err, size_t errlen)
  done:
 	cp_close(&p);
 	free(st.hash_line);
+	free(st.team_line);
 	keys_free(kr);
 	return rv;
 }
@@ -395,7 +632,9 @@ keys_free(struct keyring *kr)
 		explicit_bzero(kr->keys, (size_t)kr->nkeys * sizeof(*kr->keys));
 		free(kr->keys);
 	}
+	free(kr->teams);
 	free(kr->index);
+	free(kr->cert_only);
 	free(kr);
 }
 
@@ -413,6 +652,73 @@ keys_find(const struct keyring *kr, const uint8_t hash[32])
 			return &kr->keys[j];
 		i = (i + 1) & kr->index_mask;
 	}
+	return NULL;
+}
+
+int
+keys_cert_match(const struct key_entry *k, const struct key_cert_id *id)
+{
+	if (id == NULL)
+		return 0;
+	switch (k->cert_kind) {
+	case KEY_CERT_SHA256:
+		return memcmp(k->cert_sha256, id->sha256, 32) == 0;
+	case KEY_CERT_SUBJECT:
+		return strcmp(k->cert_subject, id->subject) == 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The keys a certificate alone authenticates, apart: there are few, and
+ * they are looked at only for a request without a secret that names a
+ * key.  Two of them naming one certificate could not be told apart.
+ */
+static int
+index_cert_only(struct cp_parser *p, struct keyring *kr)
+{
+	const struct key_entry	*a, *b;
+	int			 n, j;
+
+	for (n = 0; n < kr->nkeys; n++)
+		if (!kr->keys[n].has_hash)
+			kr->ncert_only++;
+	if (kr->ncert_only == 0)
+		return 0;
+	kr->cert_only = calloc((size_t)kr->ncert_only, sizeof(*kr->cert_only));
+	if (kr->cert_only == NULL)
+		return cp_err(p, 0, "out of memory");
+	kr->ncert_only = 0;
+	for (n = 0; n < kr->nkeys; n++) {
+		if (kr->keys[n].has_hash)
+			continue;
+		a = &kr->keys[n];
+		for (j = 0; j < kr->ncert_only; j++) {
+			b = &kr->keys[kr->cert_only[j]];
+			if (a->cert_kind == b->cert_kind &&
+			    (a->cert_kind == KEY_CERT_SHA256 ?
+			    memcmp(a->cert_sha256, b->cert_sha256, 32) == 0 :
+			    strcmp(a->cert_subject, b->cert_subject) == 0))
+				return cp_err(p, a->line, "key \"%s\": same "
+				    "client_cert as key \"%s\" (line %d)",
+				    a->name, b->name, b->line);
+		}
+		kr->cert_only[kr->ncert_only++] = n;
+	}
+	return 0;
+}
+
+const struct key_entry *
+keys_find_cert(const struct keyring *kr, const struct key_cert_id *id)
+{
+	int i;
+
+	if (kr == NULL || id == NULL)
+		return NULL;
+	for (i = 0; i < kr->ncert_only; i++)
+		if (keys_cert_match(&kr->keys[kr->cert_only[i]], id))
+			return &kr->keys[kr->cert_only[i]];
 	return NULL;
 }
 

@@ -4,10 +4,10 @@
  * The collector replays its spool as soon as PostgreSQL answers, so this
  * is for the spool it could not empty: a host stopped while the database
  * was away, or files copied from a dead one.  It replays exactly as the
- * collector does (sql/load.c: one transaction per file, idempotent by
- * request_id, the file removed after the commit, a bad file set aside as
- * .bad), so running it twice, or on files the collector loaded already,
- * adds nothing.  The directory's lock keeps it and a running collector
+ * collector does (sql/load.c: one transaction per file, each event skipped
+ * if its ring position is recorded as loaded, the file removed after the
+ * commit, a bad file set aside as .bad), so running it twice, or on files
+ * the collector loaded already, adds nothing.  The directory's lock keeps it and a running collector
  * apart: whichever opens the spool first owns it until it closes it.
  */
 #include <sys/stat.h>

@@ -37,9 +37,13 @@
 #include "master/rlimit.h"
 #include "shm/counters.h"
 #include "shm/inflight.h"
+#include "shm/userstate.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
+#include "shm/tickets.h"
 #include "sql/collector.h"
+#include "worker/tls.h"
 #include "worker/usage.h"
 #include "worker/worker.h"
 
@@ -82,6 +86,9 @@ static struct {
 	enum stop_mode		 stop;
 	int64_t			 kill_at_ms;
 	sigset_t		 waitmask;
+	struct tls_server	*tls;		/* the next generation's */
+	struct tickets_region	*tickets;
+	int64_t			 rotate_at_ms;	/* next ticket key; 0 = none */
 } m;
 
 static void
@@ -141,7 +148,7 @@ upstreams_publish(const struct config *cfg)
 static void
 reload_record(int ok, const char *fmt, ...)
 {
-	char	 msg[256];
+	char	 msg[2048];	/* whole in the log, cut in /status */
 	va_list	 ap;
 
 	va_start(ap, fmt);
@@ -150,6 +157,37 @@ reload_record(int ok, const char *fmt, ...)
 	if (!ok)
 		log_warnx("%s", msg);
 	cnt_master_reload(m.cnt, ok, msg, wall_us());
+}
+
+/*
+ * The certificate in force: its expiry where /metrics reads it, a line in
+ * the log (a warning once expired), and the ticket key rotation timer.
+ */
+static void
+tls_publish(void)
+{
+	char	 line[PATH_MAX + 512];
+	int64_t	 now = now_us() / 1000;
+
+	atomic_store_explicit(&m.cnt->master.tls_not_after,
+	    tls_server_not_after(m.tls), memory_order_relaxed);
+	if (m.tls == NULL) {
+		m.rotate_at_ms = 0;
+		return;
+	}
+	/* the first "listen ... ssl" may come with a reload */
+	if (tickets_rotations(m.tickets) == 0 &&
+	    tls_tickets_rotate(m.tickets, wall_us()) == -1)
+		log_warnx("cannot make a TLS session ticket key: sessions do "
+		    "not resume");
+	if (tls_server_describe(m.tls, m.cfg, time(NULL), line,
+	    sizeof(line)) < 0)
+		log_warnx("%s", line);
+	else
+		log_info("%s", line);
+	if (m.rotate_at_ms == 0 ||
+	    m.rotate_at_ms > now + m.cfg->ssl_session_timeout_ms)
+		m.rotate_at_ms = now + m.cfg->ssl_session_timeout_ms;
 }
 
 /* Drop to cfg->user in a child (no-op when not root or no user set). */
@@ -212,7 +250,8 @@ spawn_worker(int slot)
 		}
 		master_drop_privileges(m.cfg);
 		/* signals stay blocked until worker_main has its handlers */
-		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds, m.admin_fd);
+		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds, m.admin_fd,
+		    m.tls);
 	default:
 		ch->pid = pid;
 		ch->gen = m.gen;
@@ -281,31 +320,63 @@ backoff_ms(struct child *ch)
 	return d > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : d;
 }
 
-/* Charge a cut request to its key's tokens per minute and budget in place
- * of what it held, as auth_charge does for one that ended (its rpm was
- * taken at the start). */
+/* Charge a cut request to one level (its key, or the key's team) in place
+ * of what it held there, as auth_charge does for one that ended. */
 static void
-inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
-    const struct ks_hold *hold)
+level_charge(struct keystate_table *kst, const struct key_entry *e,
+    const struct usage_event *ev, const struct ks_hold *hold)
 {
-	const struct key_entry	*k = NULL;
 	struct keystate		*ks;
 	int64_t			 tokens = 0;
-	int			 i;
 
-	if (m.cfg->keys == NULL || ev->key_name[0] == '\0')
-		return;
-	for (i = 0; i < m.cfg->keys->nkeys && k == NULL; i++)
-		if (strcmp(m.cfg->keys->keys[i].name, ev->key_name) == 0)
-			k = &m.cfg->keys->keys[i];
-	if (k == NULL || (ks = keystate_at(kst, k->slot)) == NULL)
+	if (e == NULL || (ks = keystate_at(kst, e->slot)) == NULL)
 		return;
 	if (ev->prompt_tokens > 0)
 		tokens += ev->prompt_tokens;
 	if (ev->completion_tokens > 0)
 		tokens += ev->completion_tokens;
-	ks_charge(ks, hold, k->tpm, tokens, (int)k->budget_period,
+	ks_charge(ks, hold, e->tpm, tokens, (int)e->budget_period,
 	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
+}
+
+/* Charge a cut request to its key, team and end user (its rpm was taken
+ * at the start); HOLD: what it held at each, in that order. */
+static void
+inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
+    const struct ks_hold hold[3])
+{
+	const struct key_entry	*k;
+	struct keystate		*us;
+	int64_t			 tokens = 0;
+
+	if (m.cfg->keys == NULL || ev->key_name[0] == '\0')
+		return;
+	if ((k = keys_by_name(m.cfg->keys, ev->key_name)) == NULL)
+		return;
+	level_charge(kst, k, ev, &hold[0]);
+	level_charge(kst, keys_team(m.cfg->keys, k), ev, &hold[1]);
+	if (ev->end_user[0] == '\0' || k->user_budget_micro_usd <= 0 ||
+	    (us = userstate_find(shm_region(m.shm, "users", NULL),
+	    userstate_tag(k->name, ev->end_user))) == NULL)
+		return;
+	if (ev->prompt_tokens > 0)
+		tokens += ev->prompt_tokens;
+	if (ev->completion_tokens > 0)
+		tokens += ev->completion_tokens;
+	ks_charge(us, &hold[2], 0, tokens, (int)k->user_budget_period,
+	    ev->cost_micro_usd, now_us() * 1000, time(NULL));
+}
+
+/* Whether an entry holds anything of a key's, team's or user's limits. */
+static int
+holds_any(const struct ks_hold hold[3])
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (hold[i].tokens != 0 || hold[i].micro_usd != 0)
+			return 1;
+	return 0;
 }
 
 /*
@@ -313,7 +384,9 @@ inflight_charge(struct keystate_table *kst, const struct usage_event *ev,
  * of its in-flight table becomes the event the worker would have pushed,
  * cut by its death and estimated as usage_estimate does a stream that
  * never reported usage.  The dead worker was its lane's only producer, and
- * no worker holds the slot until we respawn it, so we push for it.  An
+ * no worker holds the slot until we respawn it, so we push for it, at the
+ * lane's next positions (the collector's exactly-once bookkeeping goes by
+ * lane position, and a respawned worker goes on from there too).  An
  * event the worker pushed just before it died is not pushed again
  * (inflight_unpushed), so each request has one row.
  */
@@ -340,8 +413,8 @@ inflight_reap(int slot, pid_t pid)
 
 		if (!inflight_unpushed(&t[i], attempts)) {
 			/* pushed, and died before charging: charge it now */
-			if (t[i].hold.tokens != 0 || t[i].hold.micro_usd != 0)
-				inflight_charge(kst, ev, &t[i].hold);
+			if (holds_any(t[i].hold))
+				inflight_charge(kst, ev, t[i].hold);
 			if (inflight_live(&t[i]))
 				inflight_end(&t[i]);
 			continue;
@@ -371,7 +444,7 @@ inflight_reap(int slot, pid_t pid)
 			log_warnx("event ring lane %d full: the event of a "
 			    "request cut by worker %d was dropped", slot,
 			    (int)pid);
-		inflight_charge(kst, ev, &t[i].hold);
+		inflight_charge(kst, ev, t[i].hold);
 		inflight_end(&t[i]);
 		cut++;
 	}
@@ -417,6 +490,9 @@ reap(void)
 				continue;
 			ch->pid = 0;
 			slot_publish(i, 0, ch->gen);
+			/* its share of the connections no longer counts */
+			spread_clear(shm_region(m.shm, "spread", NULL),
+			    (uint32_t)i);
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 				inflight_reap(i, pid);
 			if (ch->stopping || m.stop != RUNNING) {
@@ -466,7 +542,9 @@ collector_settings_changed(const struct config *a, const struct config *b)
 {
 	return strcmp(a->database, b->database) != 0 ||
 	    strcmp(a->spool_dir, b->spool_dir) != 0 ||
-	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms;
+	    a->batch_rows != b->batch_rows || a->batch_ms != b->batch_ms ||
+	    a->usage_retention_months != b->usage_retention_months ||
+	    a->usage_retention_days != b->usage_retention_days;
 }
 
 static void
@@ -476,6 +554,7 @@ reload(void)
 	char		 err[1024];
 	int		 nfds[CFG_MAX_LISTEN], nn = 0, i, free_slots = 0;
 	int		 rebind, admin_rebind;
+	struct tls_server *ntls = NULL;
 
 	log_info("SIGHUP: reloading %s", m.cfg_path);
 	if (cfg_load(m.cfg_path, &ncfg, err, sizeof(err)) == -1) {
@@ -527,6 +606,15 @@ reload(void)
 		cfg_free(ncfg);
 		return;
 	}
+	/* a certificate that does not load keeps the old one serving */
+	if (ncfg->ssl_certificate[0] != '\0' &&
+	    (ntls = tls_server_new(ncfg, m.tickets, err, sizeof(err))) ==
+	    NULL) {
+		reload_record(0, "reload failed, keeping the running "
+		    "configuration and certificate: %s", err);
+		cfg_free(ncfg);
+		return;
+	}
 	admin_rebind = !admin_same(m.cfg, ncfg);
 	if (admin_rebind) {
 		/* release the old admin address first: it may be reused */
@@ -538,6 +626,7 @@ reload(void)
 			    -1)
 				log_warnx("cannot re-bind the old admin "
 				    "address: %s", err);
+			tls_server_free(ntls);
 			cfg_free(ncfg);
 			return;
 		}
@@ -561,6 +650,7 @@ reload(void)
 					log_warnx("cannot re-bind the old "
 					    "admin address: %s", err);
 			}
+			tls_server_free(ntls);
 			cfg_free(ncfg);
 			return;
 		}
@@ -595,6 +685,10 @@ reload(void)
 	m.cfg = ncfg;
 	m.gen++;
 	upstreams_publish(m.cfg);
+	/* the old generation has its own copy, inherited when it forked */
+	tls_server_free(m.tls);
+	m.tls = ntls;
+	tls_publish();
 	for (i = 0; i < m.nslots; i++)
 		if (m.slots[i].pid == 0)
 			m.slots[i].respawn_at_ms = 0;
@@ -676,6 +770,15 @@ run_timers(int64_t *next)
 				NEXT(ch->respawn_at_ms);
 		}
 	}
+	if (m.rotate_at_ms != 0) {
+		if (m.rotate_at_ms <= now) {
+			if (tls_tickets_rotate(m.tickets, wall_us()) == -1)
+				log_warnx("cannot make a new TLS session ticket "
+				    "key; the current one stays");
+			m.rotate_at_ms = now + m.cfg->ssl_session_timeout_ms;
+		}
+		NEXT(m.rotate_at_ms);
+	}
 	if (m.collector.pid == 0 && m.collector.respawn_at_ms != 0) {
 		if (m.collector.respawn_at_ms <= now)
 			spawn_collector();
@@ -723,7 +826,7 @@ stop_progress(void)
 
 int
 master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
-    int *fds, int nfds, int admin_fd, int ready_fd)
+    int *fds, int nfds, int admin_fd, int ready_fd, struct tls_server *tls)
 {
 	struct sigaction sa;
 	sigset_t	 block;
@@ -740,6 +843,8 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	m.admin_fd = admin_fd;
 	m.nslots = (int)shm_nlanes(shm);
 	m.gen = 1;
+	m.tls = tls;
+	m.tickets = shm_region(shm, "tickets", NULL);
 	if ((m.cnt = shm_region(shm, "counters", NULL)) == NULL)
 		fatalx("no counters region in the shared segment");
 	atomic_store_explicit(&m.cnt->master.pid, (int32_t)getpid(),
@@ -749,6 +854,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	atomic_store_explicit(&m.cnt->master.generation, m.gen,
 	    memory_order_relaxed);
 	upstreams_publish(cfg);
+	tls_publish();
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatal("calloc");
 
@@ -828,6 +934,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	if (m.cfg->pid_file[0] != '\0' && unlink(m.cfg->pid_file) == -1)
 		log_warn("unlink %s", m.cfg->pid_file);
 	cfg_free(m.cfg);
+	tls_server_free(m.tls);
 	free(m.slots);
 	return 0;
 }

@@ -12,9 +12,12 @@
 #include "common/config.h"
 
 struct shm_segment;
+struct tls_server;
 
+/* TLS: the context for "listen ... ssl" (worker/tls.h), or NULL; the
+ * master owns it from here, and builds the next one on reload. */
 int	 master_run(struct config *, const char *cfg_path,
 	    struct shm_segment *, int *fds, int nfds, int admin_fd,
-	    int ready_fd);
+	    int ready_fd, struct tls_server *tls);
 
 #endif

@@ -26,12 +26,15 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "master/ctl_daemon.h"
 #include "master/ctl_spool.h"
+#include "master/ctl_usage.h"
+#include "sql/parts.h"
 #include "sql/pgsession.h"
 #include "sql/schema.h"
 
@@ -59,6 +62,7 @@ static int	 ctl_spool_replay_cmd(const struct config *, int, char **);
 static int	 ctl_own_config(int, char **, const char *, int,
 		    struct config **);
 static int	 ctl_prices_check(const struct config *, int, char **);
+static int	 ctl_usage_cmd(const struct config *, int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ { "db", "init" }, "", "create or upgrade the database schema",
@@ -82,6 +86,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ { "spool", "replay" }, "[-c file] [dir]",
 	    "load a spool directory into the database", 0,
 	    ctl_spool_replay_cmd },
+	{ { "usage" }, "[-c file] [--by key|team|tag|user|model] "
+	    "[--since 24h|7d|month] [--limit n] [--csv]",
+	    "who spent what: top spenders by cost", 0, ctl_usage_cmd },
 };
 
 /* -c FILE, for the commands that load the configuration themselves. */
@@ -141,6 +148,13 @@ ctl_own_config(int argc, char **argv, const char *usage, int maxops,
 	return optind;
 }
 
+/* usage reads usage_events: master/ctl_usage.c */
+static int
+ctl_usage_cmd(const struct config *unused, int argc, char **argv)
+{
+	return ctl_usage(ctl_conffile, argc, argv);
+}
+
 /* spool replay loads the spool into PostgreSQL: master/ctl_spool.c */
 static int
 ctl_spool_replay_cmd(const struct config *unused, int argc, char **argv)
@@ -182,7 +196,8 @@ usage(int status)
 		fprintf(f, "%*s%s\n", 26 - n, "", ctl_cmds[i].help);
 	}
 	fprintf(f, "key new options: --models GLOB[,GLOB...] --rpm N --tpm N\n"
-	    "                 --budget USD/day|USD/month --expires YYYY-MM-DD\n");
+	    "                 --budget USD/day|USD/month --expires YYYY-MM-DD\n"
+	    "                 --team NAME\n");
 	exit(status);
 }
 
@@ -251,7 +266,10 @@ main(int argc, char *argv[])
 	return rc == 0 ? 0 : 1;
 }
 
-/* sluicectl db init: connect as the collector would, migrate, report. */
+/*
+ * sluicectl db init: connect as the collector would, migrate, make this
+ * month's and next month's partitions, report.
+ */
 static int
 ctl_db_init(const struct config *cfg, int argc, char **argv)
 {
@@ -274,6 +292,14 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 		return -1;
 	}
 	version = schema_init(&s);
+	/* the months the collector makes at its start, retention aside */
+	if (version == SCHEMA_VERSION) {
+		struct parts_retention	 keep = { 0, 0 };
+		int64_t			 lo, hi;
+
+		if (parts_maintain(&s, &keep, wall_us(), &lo, &hi) == -1)
+			version = -1;
+	}
 	pgs_close(&s);
 	if (version == -1) {
 		fprintf(stderr, "sluicectl: %s\n", s.err);
@@ -453,9 +479,11 @@ ctl_key_new(const struct config *unused, int argc, char **argv)
 		{ "tpm",	required_argument, NULL, 't' },
 		{ "budget",	required_argument, NULL, 'b' },
 		{ "expires",	required_argument, NULL, 'e' },
+		{ "team",	required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char		 models[KEY_MAX_MODELS * KEY_PATTERN_MAX] = "";
+	char		 team[TEAM_NAME_MAX] = "";
 	char		 budget[64] = "", expires[16] = "", usd[32];
 	char		 secret[sizeof(KEY_SECRET_PREFIX) + 4 * SECRET_BYTES];
 	char		 hex[2 * 32 + 1];
@@ -546,6 +574,16 @@ ctl_key_new(const struct config *unused, int argc, char **argv)
 				    "refused\n", optarg);
 			snprintf(expires, sizeof(expires), "%s", optarg);
 			break;
+		case 'T':
+			if (!keys_valid_name(optarg) ||
+			    strlen(optarg) >= sizeof(team)) {
+				fprintf(stderr, "sluicectl: key new: invalid "
+				    "--team \"%s\" (1 to %d of A-Z a-z 0-9 _ . "
+				    "-)\n", optarg, TEAM_NAME_MAX - 1);
+				return -1;
+			}
+			snprintf(team, sizeof(team), "%s", optarg);
+			break;
 		default:
 			return -1;
 		}
@@ -554,7 +592,7 @@ ctl_key_new(const struct config *unused, int argc, char **argv)
 		fprintf(stderr, "usage: sluicectl key new NAME [--models "
 		    "GLOB,...] [--rpm N] [--tpm N]\n"
 		    "           [--budget USD/day|USD/month] "
-		    "[--expires YYYY-MM-DD]\n");
+		    "[--expires YYYY-MM-DD] [--team NAME]\n");
 		return -1;
 	}
 	name = argv[optind];
@@ -596,6 +634,8 @@ ctl_key_new(const struct config *unused, int argc, char **argv)
 		printf("    %-8s %s;\n", "budget", budget);
 	if (expires[0] != '\0')
 		printf("    %-8s %s;\n", "expires", expires);
+	if (team[0] != '\0')
+		printf("    %-8s %s;\n", "team", team);
 	printf("}\n");
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		fprintf(stderr, "sluicectl: key new: writing the key: %s\n",
@@ -668,7 +708,10 @@ ctl_key_check(const struct config *unused, int argc, char **argv)
 		return -1;
 	}
 	n = cfg->keys->nkeys;
-	printf("%s: %d key%s\n", cfg->keys->path, n, n == 1 ? "" : "s");
+	printf("%s: %d key%s", cfg->keys->path, n, n == 1 ? "" : "s");
+	if ((n = cfg->keys->nteams) > 0)
+		printf(", %d team%s", n, n == 1 ? "" : "s");
+	printf("\n");
 	cfg_free(cfg);
 	return 0;
 }

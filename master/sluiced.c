@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -30,6 +31,10 @@
 #include "shm/inflight.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
+#include "shm/tickets.h"
+#include "shm/userstate.h"
+#include "worker/tls.h"
 
 #define DEFAULT_CONFIG	"/etc/sluice/sluice.conf"
 
@@ -91,7 +96,9 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
-	struct shm_region_req	 regions[3];
+	struct shm_region_req	 regions[6];
+	struct tls_server	*tls = NULL;
+	struct tickets_region	*tickets;
 	struct keystate_table	*kst;
 	const char		*path = DEFAULT_CONFIG;
 	char			 err[1024], abspath[PATH_MAX];
@@ -133,6 +140,24 @@ main(int argc, char **argv)
 			    "failed\n", path);
 		return 1;
 	}
+	if (test && cfg->ssl_certificate[0] != '\0') {
+		/* the files load, the key matches, and when it expires */
+		char line[PATH_MAX + 512];
+
+		if ((tls = tls_server_new(cfg, NULL, err, sizeof(err))) ==
+		    NULL) {
+			fprintf(stderr, "sluiced: %s\nsluiced: configuration "
+			    "file %s test failed\n", err, path);
+			cfg_free(cfg);
+			return 1;
+		}
+		if (tls_server_describe(tls, cfg, time(NULL), line,
+		    sizeof(line)) < 0)
+			fprintf(stderr, "sluiced: warning: %s\n", line);
+		else
+			fprintf(stderr, "sluiced: %s\n", line);
+		tls_server_free(tls);
+	}
 	if (test) {
 		fprintf(stderr, "sluiced: configuration file %s test is "
 		    "successful\n", path);
@@ -169,19 +194,36 @@ main(int argc, char **argv)
 	regions[2].name = "inflight";
 	regions[2].size = inflight_size((uint32_t)cfg->workers * 2,
 	    (uint32_t)cfg->max_connections);
+	regions[3].name = "users";
+	regions[3].size = userstate_size(USERSTATE_SLOTS);
+	regions[4].name = "spread";
+	regions[4].size = spread_size((uint32_t)cfg->workers * 2);
+	regions[5].name = "tickets";
+	regions[5].size = tickets_size();
 	shm = shm_create_regions((uint32_t)cfg->workers * 2,
-	    (uint32_t)cfg->ring_slots, regions, 3);
+	    (uint32_t)cfg->ring_slots, regions, 6);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
 	cnt_region_init(shm_region(shm, "counters", NULL),
 	    (uint32_t)cfg->workers * 2);
 	inflight_init(shm_region(shm, "inflight", NULL),
 	    (uint32_t)cfg->workers * 2, (uint32_t)cfg->max_connections);
+	userstate_init(shm_region(shm, "users", NULL), USERSTATE_SLOTS);
+	spread_init(shm_region(shm, "spread", NULL),
+	    (uint32_t)cfg->workers * 2);
 	kst = shm_region(shm, "keys", NULL);
 	keystate_init(kst, KEYSTATE_SLOTS);
 	if (keystate_assign(kst, cfg->keys) == -1)
 		fatalx("more than %d keys", KEYSTATE_SLOTS);
 	spool_prepare(cfg);
+	tickets = shm_region(shm, "tickets", NULL);
+	tickets_init(tickets);
+	if (cfg->ssl_certificate[0] != '\0') {
+		/* read the key now, while we may still be root */
+		if ((tls = tls_server_new(cfg, tickets, err, sizeof(err))) ==
+		    NULL)
+			fatalx("%s", err);
+	}
 
 	if (!foreground) {
 		pid_t	 pid;
@@ -220,5 +262,6 @@ main(int argc, char **argv)
 	pidfile_write(cfg->pid_file);
 
 	/* master_run owns cfg from here, and removes the pid file */
-	return master_run(cfg, abspath, shm, fds, nfds, admin_fd, ready[1]);
+	return master_run(cfg, abspath, shm, fds, nfds, admin_fd, ready[1],
+	    tls);
 }

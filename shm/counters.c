@@ -191,6 +191,10 @@ cnt_worker_read(const struct cnt_worker *w, struct cnt_worker_snap *s)
 		s->up[i].failures = cnt_get(&w->up[i].failures);
 		s->up[i].retries = cnt_get(&w->up[i].retries);
 	}
+	s->tls_full = cnt_get(&w->tls_full);
+	s->tls_resumed = cnt_get(&w->tls_resumed);
+	for (i = 0; i < CNT_TLS_REASONS; i++)
+		s->tls_failed[i] = cnt_get(&w->tls_failed[i]);
 }
 
 void
@@ -222,6 +226,10 @@ cnt_worker_sum(struct cnt_worker_snap *d, const struct cnt_worker_snap *s)
 		d->up[i].failures += s->up[i].failures;
 		d->up[i].retries += s->up[i].retries;
 	}
+	d->tls_full += s->tls_full;
+	d->tls_resumed += s->tls_resumed;
+	for (i = 0; i < CNT_TLS_REASONS; i++)
+		d->tls_failed[i] += s->tls_failed[i];
 }
 
 double

@@ -31,6 +31,7 @@
 #define CNT_ENDPOINTS		8	/* request kinds, named by the worker */
 #define CNT_CLASSES		6	/* status / 100 for 1..5, 0 for others */
 #define CNT_REJECTS		3	/* rejection kinds, named by the worker */
+#define CNT_TLS_REASONS		9	/* handshake failures, named by the worker */
 #define CNT_HIST_BOUNDS		24	/* finite upper bounds, 10us .. 500s */
 #define CNT_HIST_BUCKETS	(CNT_HIST_BOUNDS + 1)	/* and +Inf */
 #define CNT_TEXT_WORDS		32	/* 256 bytes of text */
@@ -72,6 +73,9 @@ struct cnt_worker {
 	_Atomic uint64_t metering_full;		/* 503: the lane was full */
 	struct cnt_hist	 hist[CNT_H_MAX];
 	struct cnt_upstream up[CNT_UPSTREAMS_MAX];
+	_Atomic uint64_t tls_full;		/* TLS handshakes, full */
+	_Atomic uint64_t tls_resumed;		/* ... resumed by ticket */
+	_Atomic uint64_t tls_failed[CNT_TLS_REASONS];
 };
 
 /* A seqlocked text field: one writer, any number of readers. */
@@ -116,6 +120,8 @@ struct cnt_master {
 	_Atomic int64_t	 started_wall_us;
 	_Atomic int64_t	 reload_wall_us;	/* 0 = no reload yet */
 	_Atomic uint32_t reload_ok;		/* outcome of the last reload */
+	_Atomic int64_t	 tls_not_after;		/* the certificate in force
+						   expires, unix s; 0 = none */
 	struct cnt_text	 reload_msg;
 	/* upstream names: index i is written once, before nupstreams > i */
 	_Atomic uint32_t nupstreams;
@@ -147,6 +153,7 @@ struct cnt_worker_snap {
 	struct {
 		uint64_t opened, reused, requests, failures, retries;
 	}		 up[CNT_UPSTREAMS_MAX];
+	uint64_t	 tls_full, tls_resumed, tls_failed[CNT_TLS_REASONS];
 };
 
 /* Master, before the first fork. */

@@ -100,8 +100,8 @@ inflight_end(struct inflight_entry *e)
 	e->push_mark = 0;
 	e->text_bytes = 0;
 	e->head_bytes = 0;
-	memset(&e->hold, 0, sizeof(e->hold));
-	memset(&e->ev, 0, sizeof(e->ev));
+	memset(e->hold, 0, sizeof(e->hold));
+	ev_clear(&e->ev);
 }
 
 void

@@ -35,7 +35,8 @@ struct inflight_entry {
 	uint64_t	 push_mark;	/* the lane's ring_attempts() before */
 	int64_t		 text_bytes;	/* generated text relayed so far */
 	int64_t		 head_bytes;	/* the request head's, of ev.bytes_in */
-	struct ks_hold	 hold;		/* of its key's limits, until charged */
+	struct ks_hold	 hold[3];	/* of its key's, team's and end
+					   user's limits, until charged */
 	struct usage_event ev;		/* the request's event, as it goes */
 };
 

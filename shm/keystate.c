@@ -49,6 +49,42 @@ name_hash(const char *s)
 	return h;
 }
 
+/*
+ * The Nth entry to give a slot: the keys, then the teams; a team's state
+ * name is its name after an "@", which no key name can start with.
+ */
+static struct key_entry *
+entry_at(struct keyring *kr, int n, char *name, size_t size)
+{
+	struct key_entry *e;
+
+	if (n < kr->nkeys) {
+		e = &kr->keys[n];
+		snprintf(name, size, "%s", e->name);
+	} else {
+		/* team names are shorter than key names by the "@" */
+		size_t len;
+
+		e = &kr->teams[n - kr->nkeys];
+		len = strnlen(e->name, size - 2);
+		name[0] = '@';
+		memcpy(name + 1, e->name, len);
+		name[len + 1] = '\0';
+	}
+	return e;
+}
+
+void
+ks_reset(struct keystate *ks)
+{
+	atomic_store(&ks->rpm_tat_ns, 0);
+	atomic_store(&ks->tpm_tat_ns, 0);
+	atomic_store(&ks->period, 0);
+	atomic_store(&ks->spend_base, 0);
+	atomic_store(&ks->spend_live, 0);
+	atomic_store(&ks->held, 0);
+}
+
 int
 keystate_assign(struct keystate_table *t, struct keyring *kr)
 {
@@ -56,7 +92,8 @@ keystate_assign(struct keystate_table *t, struct keyring *kr)
 	static int32_t	 map[2 * KEYSTATE_SLOTS];
 	static uint8_t	 keep[KEYSTATE_SLOTS];
 	uint32_t	 mask = 2 * KEYSTATE_SLOTS - 1, i, h;
-	int		 k, nkeys = kr != NULL ? kr->nkeys : 0;
+	int		 k, n = kr != NULL ? kr->nkeys + kr->nteams : 0;
+	char		 name[KEYSTATE_NAME_MAX];
 
 	if (t->nslots > KEYSTATE_SLOTS)
 		return -1;
@@ -70,13 +107,13 @@ keystate_assign(struct keystate_table *t, struct keyring *kr)
 			;
 		map[h] = (int32_t)i;
 	}
-	for (k = 0; k < nkeys; k++) {
-		struct key_entry *ke = &kr->keys[k];
+	for (k = 0; k < n; k++) {
+		struct key_entry *ke = entry_at(kr, k, name, sizeof(name));
 
 		ke->slot = -1;
-		for (h = name_hash(ke->name) & mask; map[h] != -1;
+		for (h = name_hash(name) & mask; map[h] != -1;
 		    h = (h + 1) & mask) {
-			if (strcmp(t->slots[map[h]].name, ke->name) == 0) {
+			if (strcmp(t->slots[map[h]].name, name) == 0) {
 				ke->slot = map[h];
 				keep[map[h]] = 1;
 				break;
@@ -87,8 +124,8 @@ keystate_assign(struct keystate_table *t, struct keyring *kr)
 	for (i = 0; i < t->nslots; i++)
 		if (t->slots[i].name[0] != '\0' && !keep[i])
 			t->slots[i].name[0] = '\0';
-	for (k = 0; k < nkeys; k++) {
-		struct key_entry *ke = &kr->keys[k];
+	for (k = 0; k < n; k++) {
+		struct key_entry *ke = entry_at(kr, k, name, sizeof(name));
 		struct keystate	 *ks;
 
 		if (ke->slot != -1)
@@ -106,13 +143,8 @@ keystate_assign(struct keystate_table *t, struct keyring *kr)
 		if (ke->slot == -1)
 			return -1;
 		ks = &t->slots[ke->slot];
-		atomic_store(&ks->rpm_tat_ns, 0);
-		atomic_store(&ks->tpm_tat_ns, 0);
-		atomic_store(&ks->period, 0);
-		atomic_store(&ks->spend_base, 0);
-		atomic_store(&ks->spend_live, 0);
-		atomic_store(&ks->held, 0);
-		snprintf(ks->name, sizeof(ks->name), "%s", ke->name);
+		ks_reset(ks);
+		snprintf(ks->name, sizeof(ks->name), "%s", name);
 	}
 	return 0;
 }
@@ -137,6 +169,14 @@ ks_rpm_take(struct keystate *ks, int64_t rpm, int64_t now_ns)
 		    &tat, ntat, memory_order_relaxed, memory_order_relaxed))
 			return 0;
 	}
+}
+
+void
+ks_rpm_give_back(struct keystate *ks, int64_t rpm)
+{
+	if (rpm > 0)
+		atomic_fetch_sub_explicit(&ks->rpm_tat_ns, MINUTE_NS / rpm,
+		    memory_order_relaxed);
 }
 
 int64_t

@@ -58,12 +58,16 @@ void	 keystate_init(struct keystate_table *, uint32_t nslots);
  */
 int	 keystate_assign(struct keystate_table *, struct keyring *kr);
 struct keystate *keystate_at(struct keystate_table *, int slot);
+/* A state with nothing booked, spent or held (for a new owner). */
+void	 ks_reset(struct keystate *);
 
 /*
  * Take one request from a GCRA allowing RPM per minute with a burst of
  * RPM.  0 = admitted; else the nanoseconds to wait.
  */
 int64_t	 ks_rpm_take(struct keystate *, int64_t rpm, int64_t now_ns);
+/* Undo one ks_rpm_take that was admitted (a later check refused). */
+void	 ks_rpm_give_back(struct keystate *, int64_t rpm);
 /* 0 if tokens are within TPM per minute now; else the ns to wait. */
 int64_t	 ks_tpm_check(struct keystate *, int64_t tpm, int64_t now_ns);
 /*

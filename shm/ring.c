@@ -15,14 +15,30 @@
  * only after it has finished reading the slots below it, and the producer
  * reads head with acquire before reusing them.
  *
+ * The bell must never miss a push that the consumer's last look did not
+ * see, or an event would wait for the consumer's next timer.  Whether the
+ * lane was empty before a push cannot decide it: the consumer may free
+ * the slots below our tail while we push.  So it is a Dekker pair: the
+ * producer stores tail, fences, loads asleep; the consumer stores asleep,
+ * fences, loads every tail.  With a full fence on both sides at least
+ * one of them sees the other's store: the consumer finds the event, or
+ * the producer rings.  The fence takes the place of the locked add that
+ * counted pushes before (pushes has one writer and needs none), so a push
+ * costs what it did, plus one load of a line that stays in its cache.
+ *
  * The lane lives in memory shared between processes, which is only sound
  * if 64-bit atomics are lock-free (a lock-based fallback would lock a
  * per-process table).
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
 
 #include "common/event.h"
 #include "shm/ring.h"
@@ -45,14 +61,48 @@ ring_lane_size(uint32_t nslots)
 }
 
 void
-ring_lane_init(struct ring_lane *l, uint32_t nslots)
+ring_lane_init(struct ring_lane *l, uint32_t nslots, int bell_fd)
 {
 	atomic_init(&l->tail, 0);
 	atomic_init(&l->head, 0);
 	atomic_init(&l->drops, 0);
 	atomic_init(&l->pushes, 0);
+	atomic_init(&l->asleep, 0);
 	l->nslots = nslots;
 	l->mask = nslots - 1;
+	l->bell_fd = bell_fd;
+}
+
+int
+ring_bell_open(void)
+{
+#ifdef __linux__
+	return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+#else
+	return -1;
+#endif
+}
+
+/* One producer per lane, one writer per counter: no locked add. */
+static void
+ring_count(_Atomic uint64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c,
+	    memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static void
+ring_ring(struct ring_lane *l)
+{
+	uint64_t	 one = 1;
+
+	/* the consumer may have disarmed meanwhile: ring once, or not */
+	if (atomic_exchange_explicit(&l->asleep, 0, memory_order_relaxed) ==
+	    0 || l->bell_fd == -1)
+		return;
+	/* an eventfd counter does not fill up: this never blocks */
+	while (write(l->bell_fd, &one, sizeof(one)) == -1 && errno == EINTR)
+		;
 }
 
 int
@@ -65,13 +115,17 @@ ring_push(struct ring_lane *l, const struct usage_event *ev)
 	/* Acquire: the consumer's reads of the slots below head are done. */
 	head = atomic_load_explicit(&l->head, memory_order_acquire);
 	if (tail - head >= l->nslots) {
-		atomic_fetch_add_explicit(&l->drops, 1, memory_order_relaxed);
+		ring_count(&l->drops);
 		return -1;
 	}
 	memcpy(&l->slots[tail & l->mask], ev, sizeof(*ev));
 	/* Release: the slot is whole before the consumer can see it. */
 	atomic_store_explicit(&l->tail, tail + 1, memory_order_release);
-	atomic_fetch_add_explicit(&l->pushes, 1, memory_order_relaxed);
+	ring_count(&l->pushes);
+	/* tail before asleep: pairs with the fence in ring_bell_arm */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&l->asleep, memory_order_relaxed) != 0)
+		ring_ring(l);
 	return 0;
 }
 
@@ -125,4 +179,45 @@ ring_release(struct ring_lane *l, uint64_t new_head)
 {
 	/* Release: our reads of the freed slots finish before reuse. */
 	atomic_store_explicit(&l->head, new_head, memory_order_release);
+}
+
+uint64_t
+ring_bell_arm(struct ring_lane **lanes, uint32_t n)
+{
+	uint64_t	 head, held = 0;
+	uint32_t	 i;
+
+	for (i = 0; i < n; i++)
+		atomic_store_explicit(&lanes[i]->asleep, 1,
+		    memory_order_relaxed);
+	/* asleep before every tail: pairs with the fence in ring_push */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (i = 0; i < n; i++)
+		held += ring_readable(lanes[i], &head);
+	return held;
+}
+
+void
+ring_bell_disarm(struct ring_lane **lanes, uint32_t n)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < n; i++)
+		atomic_store_explicit(&lanes[i]->asleep, 0,
+		    memory_order_relaxed);
+}
+
+int
+ring_bell_fd(const struct ring_lane *l)
+{
+	return l->bell_fd;
+}
+
+void
+ring_bell_drain(int fd)
+{
+	uint64_t	 n;
+
+	if (fd != -1)
+		(void)read(fd, &n, sizeof(n));
 }

@@ -11,14 +11,25 @@
  * Everything is laid out once at create time and never moves: lanes at a
  * fixed stride, then the named regions other modules asked for.  Each
  * piece starts on a 64-byte line so that no two writers share one.  The
- * header is read-only after shm_create_regions() returns.
+ * header is read-only after shm_create_regions() returns.  The segment
+ * also owns the lanes' bell, an eventfd every child inherits.
+ *
+ * A lane's positions start at 0 in every segment, so a position names an
+ * event only together with the segment: the header carries an epoch, a
+ * UUIDv7 (the creation time, then random bits from the kernel), that no
+ * other segment on this or any host shares.  The collector's
+ * exactly-once bookkeeping in PostgreSQL is keyed by it.
  */
+#include <sys/random.h>
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include "common/clock.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
 
@@ -40,11 +51,14 @@ struct shm_segment {
 	uint64_t	 lane_stride;
 	uint32_t	 nregions;
 	struct shm_region_ent regions[SHM_REGIONS_MAX];
+	int32_t		 bell_fd;	/* the lanes' eventfd, or -1 */
+	uint8_t		 epoch[SHM_EPOCH_LEN];
 };
 
 static int	 shm_add(size_t *, size_t);
 static size_t	 shm_roundup(size_t);
 static int	 shm_check_regions(const struct shm_region_req *, size_t);
+static int	 shm_make_epoch(uint8_t *);
 
 struct shm_segment *
 shm_create(uint32_t nlanes, uint32_t lane_slots)
@@ -95,6 +109,11 @@ shm_create_regions(uint32_t nlanes, uint32_t lane_slots,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
+	if (shm_make_epoch(((struct shm_segment *)p)->epoch) == -1) {
+		(void)munmap(p, size);
+		errno = EAGAIN;
+		return NULL;
+	}
 
 	/* The mapping is zeroed; fill in what is not zero. */
 	seg = p;
@@ -112,8 +131,10 @@ shm_create_regions(uint32_t nlanes, uint32_t lane_slots,
 		seg->regions[i].off = off[i];
 		seg->regions[i].size = reqs[i].size;
 	}
+	/* one bell for all lanes: the collector sleeps on one descriptor */
+	seg->bell_fd = ring_bell_open();
 	for (i = 0; i < nlanes; i++)
-		ring_lane_init(shm_lane(seg, i), lane_slots);
+		ring_lane_init(shm_lane(seg, i), lane_slots, seg->bell_fd);
 	return seg;
 
  toobig:
@@ -121,11 +142,43 @@ shm_create_regions(uint32_t nlanes, uint32_t lane_slots,
 	return NULL;
 }
 
+const uint8_t *
+shm_epoch(const struct shm_segment *seg)
+{
+	return seg->epoch;
+}
+
+/* A UUIDv7: 48 bits of milliseconds, version, variant, 74 random bits. */
+static int
+shm_make_epoch(uint8_t *id)
+{
+	uint64_t	 ms = (uint64_t)(wall_us() / 1000);
+	size_t		 got = 0;
+	ssize_t		 n;
+	int		 i;
+
+	while (got < SHM_EPOCH_LEN - 6) {
+		n = getrandom(id + 6 + got, SHM_EPOCH_LEN - 6 - got, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	for (i = 0; i < 6; i++)
+		id[i] = (uint8_t)(ms >> (40 - 8 * i));
+	id[6] = (id[6] & 0x0f) | 0x70;
+	id[8] = (id[8] & 0x3f) | 0x80;
+	return 0;
+}
+
 void
 shm_destroy(struct shm_segment *seg)
 {
 	if (seg == NULL)
 		return;
+	if (seg->bell_fd != -1)
+		(void)close(seg->bell_fd);
 	(void)munmap(seg, seg->size);
 }
 

@@ -11,8 +11,12 @@
 
 struct config;
 struct keystate_table;
+struct userstate_table;
 
-/* How many keys have a budget (the ones budget_snapshot/budget_load use). */
+/* The end users' table the spend of end_user_budget keys is loaded into. */
+void	 budget_set_users(struct userstate_table *);
+/* The entries budget_snapshot and budget_load use: keys, teams, and the
+ * end users' slots when a key has an end_user_budget. */
 int	 budget_nkeys(const struct config *);
 /* Remember spend_live of every budgeted key, into LIVE (nkeys entries). */
 void	 budget_snapshot(const struct config *, struct keystate_table *,

@@ -4,10 +4,15 @@
  * The one rule is that a lane's head moves only past events that are
  * durable: committed in PostgreSQL, or in an fsync'ed spool file.  So a
  * collector killed at any point loses nothing (the next one re-reads from
- * head), and the price is that it may load some events twice, which the
- * primary key on request_id absorbs: every load is COPY into a temporary
- * staging table, then INSERT ... ON CONFLICT (request_id) DO NOTHING, in
- * one transaction (sql/load.c, shared with `sluicectl spool replay`).
+ * head), and the price is that it may offer some events twice.  The
+ * segment's epoch, the lane and the position name each event, and the
+ * load commits the positions with the rows, so the next load skips what
+ * is in already (sql/load.c, shared with `sluicectl spool replay`); a
+ * spooled event carries its name in the file.
+ *
+ * Besides, the collector keeps usage_events partitioned ahead: this
+ * month's and next month's partitions, and usage_retention, when it
+ * connects and every hour (sql/parts.c).
  *
  * Workers never wait for us, so we must never fall behind for long: when
  * PostgreSQL is unreachable the batches go to the spool instead, lanes keep
@@ -18,7 +23,13 @@
  * A batch is read in place from the ring (slots below tail are stable
  * until we release them), up to batch_rows events taken round-robin over
  * the lanes, and flushed when full or batch_ms after its first event.
- * The loop polls: it sleeps 1-2 ms when there is nothing to do.
+ * While a batch fills, the loop looks at the lanes every millisecond.
+ *
+ * With nothing to do it sleeps until there is: the lanes' bell (ring.h)
+ * wakes it on the first push, and otherwise only its timers do (the
+ * heartbeat /healthz reads, a reconnect, reloading key spend, a spool
+ * file to retry).  Signals are blocked except while it sleeps in
+ * ppoll(), so one that comes just before the sleep ends it at once.
  */
 #include <sys/types.h>
 
@@ -47,16 +58,20 @@
 #include "sql/budget.h"
 #include "sql/collector.h"
 #include "sql/load.h"
+#include "sql/parts.h"
 #include "sql/pgsession.h"
 #include "sql/spool.h"
 
-#define COLL_IDLE_MS		20	/* sleep when all lanes are empty: a
-					   lane holds seconds of traffic, and
-					   waking 500 times a second cost the
-					   workers' core 1% */
+#define COLL_HEARTBEAT_MS	1000	/* idle, wake up this often anyway:
+					   /healthz wants a heartbeat within
+					   CNT_HEARTBEAT_MAX_MS */
+#define COLL_POLL_MS		20	/* idle without a bell: look this often
+					   (a lane holds seconds of traffic) */
 #define COLL_SPOOL_RETRY_MS	1000	/* after the spool failed too */
 #define COLL_DRAIN_MIN_MS	10000	/* keep trying to drain at least */
 #define COLL_BUDGET_MS		30000	/* reload key spend from PG */
+#define COLL_PARTS_MS		3600000	/* partitions ahead, retention */
+#define COLL_PARTS_RETRY_MS	60000	/* after that failed */
 
 enum coll_tx {
 	TX_OK,
@@ -89,6 +104,7 @@ static struct {
 	size_t			 count;
 	int64_t			 first_ms;	/* when its first event came */
 	uint32_t		 rr;		/* lane to read first */
+	int			 bell_fd;	/* the lanes' eventfd, or -1 */
 
 	struct pgsession	 db;
 
@@ -107,17 +123,32 @@ static struct {
 	/* key spend, loaded from PostgreSQL into shared memory */
 	struct keystate_table	*kst;
 	int64_t			 next_budget;
+
+	/* where the events are: the segment's epoch names its positions */
+	const uint8_t		*epoch;
+	struct parts_retention	 retention;
+	int64_t			 next_parts;
 } coll;
+
+/* The batch as a load source: lane by lane, each [start, end). */
+struct coll_src {
+	struct load_src		 src;
+	uint32_t		 lane;
+	uint64_t		 pos;
+};
 
 static struct coll_totals	 coll_st;
 
 static volatile sig_atomic_t	 coll_quit;
 static volatile sig_atomic_t	 coll_reopen;
+static sigset_t			 coll_waitmask;	/* ours unblocked */
 
 static void	 coll_signals(void);
 static void	 coll_onsig(int);
 static void	 coll_setup(const struct config *, struct shm_segment *);
 static void	 coll_sleep(int);
+static void	 coll_wait(int64_t, int);
+static void	 coll_idle(int64_t);
 static void	 coll_gather(int64_t);
 static int	 coll_pressure(void);
 static uint64_t	 coll_backlog(void);
@@ -130,9 +161,12 @@ static void	 coll_spool_episode_end(void);
 static void	 coll_replay_one(int64_t);
 static void	 coll_drain(void);
 static void	 coll_budget(int64_t);
+static void	 coll_parts(int64_t);
+static int	 coll_src_rewind(struct load_src *);
+static int	 coll_src_next(struct load_src *, const struct usage_event **,
+		    const uint8_t **, uint32_t *, uint64_t *);
 
 static int	 coll_db_ready(struct pgsession *, void *);
-static enum coll_tx coll_db_failed(void);
 
 static void	 coll_error(const char *, void *);
 static void	 coll_publish_begin(struct shm_segment *);
@@ -168,6 +202,8 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		now = (now_us() / 1000);
 		coll_publish(now);
 		pgs_step(&coll.db, now);
+		if (coll.db.state == PGS_UP && now >= coll.next_parts)
+			coll_parts(now);
 		if (coll.db.state == PGS_UP && now >= coll.next_budget &&
 		    (coll.spool == NULL || spool_pending(coll.spool) == 0))
 			coll_budget(now);
@@ -188,7 +224,10 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		    (coll.db.state != PGS_CONNECTING || coll_pressure()) &&
 		    coll_flush(now) == 0)
 			continue;
-		coll_sleep(coll.count > 0 ? 1 : COLL_IDLE_MS);
+		if (coll.count > 0)
+			coll_sleep(1);
+		else
+			coll_idle(now);
 	}
 	coll_drain();
 	coll_publish((now_us() / 1000));
@@ -198,10 +237,11 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 }
 
 /*
- * Handlers only set flags and are installed without SA_RESTART, so that
- * the poll() we sleep in returns at once.  SIGINT and SIGHUP reach us
- * from a terminal together with the master; the master decides what they
- * mean and tells us with SIGTERM, so we ignore them.
+ * Handlers only set flags.  Our signals stay blocked but while we sleep
+ * in ppoll(), so that one arriving after the loop looked at the flags and
+ * before it slept still ends the sleep at once.  SIGINT and SIGHUP reach
+ * us from a terminal together with the master; the master decides what
+ * they mean and tells us with SIGTERM, so we ignore them.
  */
 static void
 coll_signals(void)
@@ -225,8 +265,11 @@ coll_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
-	if (sigprocmask(SIG_UNBLOCK, &set, NULL) == -1)
+	if (sigprocmask(SIG_BLOCK, &set, &coll_waitmask) == -1)
 		fatal("sigprocmask");
+	sigdelset(&coll_waitmask, SIGTERM);
+	sigdelset(&coll_waitmask, SIGQUIT);
+	sigdelset(&coll_waitmask, SIGUSR1);
 }
 
 static void
@@ -249,12 +292,16 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	memset(&coll, 0, sizeof(coll));
 	coll.cfg = cfg;
 	coll.kst = shm_region(shm, "keys", NULL);
+	budget_set_users(shm_region(shm, "users", NULL));
 	coll.ppid = getppid();
 #ifdef __linux__
 	/* If the master dies without telling us, drain and go. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		log_warn("prctl(PR_SET_PDEATHSIG)");
 #endif
+	coll.epoch = shm_epoch(shm);
+	coll.retention.months = cfg->usage_retention_months;
+	coll.retention.days = cfg->usage_retention_days;
 	coll.nlanes = shm_nlanes(shm);
 	coll.lane_slots = shm_lane_slots(shm);
 	coll.batch_rows = cfg->batch_rows > 0 ? (size_t)cfg->batch_rows : 1000;
@@ -270,6 +317,7 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 		(void)ring_readable(coll.lanes[i], &head);
 		coll.start[i] = coll.end[i] = head;
 	}
+	coll.bell_fd = ring_bell_fd(coll.lanes[0]);
 
 	if ((coll.spool = spool_open(cfg->spool_dir, err, sizeof(err))) ==
 	    NULL) {
@@ -296,12 +344,61 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 static void
 coll_sleep(int ms)
 {
-	struct pollfd	 pfd;
-	int		 n;
+	coll_wait(ms, 0);
+}
 
-	n = pgs_pollfd(&coll.db, &pfd);
-	if (poll(n ? &pfd : NULL, n, ms) == -1 && errno != EINTR)
-		log_warn("poll");
+/*
+ * Sleep up to MS, waking early for a signal, the connecting socket, and
+ * with BELL for the lanes' bell.
+ */
+static void
+coll_wait(int64_t ms, int bell)
+{
+	struct pollfd	 pfd[2];
+	struct timespec	 ts;
+	int		 n = 0;
+
+	if (bell && coll.bell_fd != -1) {
+		pfd[n].fd = coll.bell_fd;
+		pfd[n].events = POLLIN;
+		pfd[n++].revents = 0;
+	}
+	n += pgs_pollfd(&coll.db, &pfd[n]);
+	if (ms < 0)
+		ms = 0;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	if (ppoll(pfd, (nfds_t)n, &ts, &coll_waitmask) == -1 &&
+	    errno != EINTR)
+		log_warn("ppoll");
+}
+
+/*
+ * Nothing to do: sleep until a push rings the bell or a timer is due.
+ * The bell is drained before it is armed, so that what rings it after
+ * the last look is what wakes us.
+ */
+static void
+coll_idle(int64_t now)
+{
+	int64_t		 due = now + COLL_HEARTBEAT_MS, t;
+
+	/* the timers of the loop above, under the same conditions */
+	if ((t = pgs_due(&coll.db)) < due)
+		due = t;
+	if (coll.db.state == PGS_UP && (coll.spool == NULL ||
+	    spool_pending(coll.spool) == 0) && coll.next_budget < due)
+		due = coll.next_budget;
+	if (coll.db.state == PGS_UP && coll.spool != NULL &&
+	    spool_pending(coll.spool) > 0 && coll.replay_hold < due)
+		due = coll.replay_hold;
+	if (coll.bell_fd == -1 && now + COLL_POLL_MS < due)
+		due = now + COLL_POLL_MS;
+	ring_bell_drain(coll.bell_fd);
+	if (ring_bell_arm(coll.lanes, coll.nlanes) == 0 && !coll_quit &&
+	    !coll_reopen)
+		coll_wait(due - now, 1);
+	ring_bell_disarm(coll.lanes, coll.nlanes);
 }
 
 /* Take what the lanes hold, round-robin, up to batch_rows in all. */
@@ -410,19 +507,53 @@ coll_release(void)
 static enum coll_tx
 coll_load_batch(uint64_t *inserted)
 {
-	uint64_t	 pos;
-	uint32_t	 i;
+	struct coll_src	 cs;
+	uint64_t	 rows;
 
-	if (load_begin(&coll.load) == -1)
-		return coll_db_failed();
-	for (i = 0; i < coll.nlanes; i++)
-		for (pos = coll.start[i]; pos < coll.end[i]; pos++)
-			if (load_put(&coll.load,
-			    ring_at(coll.lanes[i], pos)) == -1)
-				return coll_db_failed();
-	if (load_commit(&coll.load, inserted) == -1)
-		return coll_db_failed();
-	return TX_OK;
+	memset(&cs, 0, sizeof(cs));
+	cs.src.rewind = coll_src_rewind;
+	cs.src.next = coll_src_next;
+	switch (load_run(&coll.load, &cs.src, &rows, inserted)) {
+	case LOAD_TX_OK:
+		return TX_OK;
+	case LOAD_TX_DATA:
+		return TX_DATA;
+	case LOAD_TX_DOWN:
+		return TX_DOWN;
+	case LOAD_TX_SRC:
+		break;
+	}
+	/* the ring never fails a read; only memory for the plan can */
+	log_warn("loading a batch");
+	return TX_DATA;
+}
+
+static int
+coll_src_rewind(struct load_src *s)
+{
+	struct coll_src	*cs = (struct coll_src *)s;
+
+	cs->lane = 0;
+	cs->pos = coll.start[0];
+	return 0;
+}
+
+static int
+coll_src_next(struct load_src *s, const struct usage_event **ev,
+    const uint8_t **epoch, uint32_t *lane, uint64_t *pos)
+{
+	struct coll_src	*cs = (struct coll_src *)s;
+
+	while (cs->pos >= coll.end[cs->lane]) {
+		if (++cs->lane == coll.nlanes)
+			return 0;
+		cs->pos = coll.start[cs->lane];
+	}
+	*ev = ring_at(coll.lanes[cs->lane], cs->pos);
+	*epoch = coll.epoch;
+	*lane = cs->lane;
+	*pos = cs->pos++;
+	return 1;
 }
 
 static int
@@ -446,6 +577,7 @@ coll_spool_ready(void)
 static int
 coll_spool_batch(void)
 {
+	struct usage_event ev;
 	char		 name[64];
 	uint64_t	 bytes, pos;
 	uint32_t	 i;
@@ -454,11 +586,17 @@ coll_spool_batch(void)
 		return -1;
 	if (spool_begin(coll.spool) == -1)
 		goto fail;
+	/* each event with its name, for the load that replays it */
 	for (i = 0; i < coll.nlanes; i++)
-		for (pos = coll.start[i]; pos < coll.end[i]; pos++)
-			if (spool_add(coll.spool,
-			    ring_at(coll.lanes[i], pos)) == -1)
+		for (pos = coll.start[i]; pos < coll.end[i]; pos++) {
+			memcpy(&ev, ring_at(coll.lanes[i], pos), sizeof(ev));
+			memcpy(ev.origin_epoch, coll.epoch,
+			    sizeof(ev.origin_epoch));
+			ev.origin_lane = i;
+			ev.origin_pos = pos;
+			if (spool_add(coll.spool, &ev) == -1)
 				goto fail;
+		}
 	if (spool_commit(coll.spool, &bytes, name, sizeof(name)) == -1)
 		goto fail;
 
@@ -629,6 +767,8 @@ coll_db_ready(struct pgsession *s, void *arg)
 	int	 version;
 
 	coll.next_budget = 0;	/* load key spend first thing */
+	coll.next_parts = 0;	/* and see to the partitions */
+	load_covered(&coll.load, 0, 0);
 	if ((version = load_ready(s)) == -1)
 		return -1;
 	coll_spool_episode_end();
@@ -637,14 +777,6 @@ coll_db_ready(struct pgsession *s, void *arg)
 	    coll.spool != NULL && spool_pending(coll.spool) > 0 ?
 	    ", replaying the spool" : "");
 	return 0;
-}
-
-/* A load failed: the rows' fault (the connection stays) or the link's. */
-static enum coll_tx
-coll_db_failed(void)
-{
-	return pgs_failed(&coll.db, now_us() / 1000) == PGS_DATA ?
-	    TX_DATA : TX_DOWN;
 }
 
 /*
@@ -765,4 +897,28 @@ out:
 		coll.next_budget = now + 1000;
 	free(live);
 	free(target);
+}
+
+/*
+ * When connected and every COLL_PARTS_MS: this month's and next month's
+ * partitions, and usage_retention.  Loading never waits for it: a row
+ * whose month lacks a partition gets it from the load itself.
+ */
+static void
+coll_parts(int64_t now)
+{
+	int64_t		 lo, hi;
+
+	coll.next_parts = now + COLL_PARTS_MS;
+	if (parts_maintain(&coll.db, &coll.retention, wall_us(), &lo,
+	    &hi) == 0) {
+		load_covered(&coll.load, lo, hi);
+		return;
+	}
+	log_warnx("partitions of usage_events: %s; trying again in %d s",
+	    coll.db.err, COLL_PARTS_RETRY_MS / 1000);
+	load_covered(&coll.load, 0, 0);
+	coll.next_parts = now + COLL_PARTS_RETRY_MS;
+	if (PQstatus(coll.db.conn) != CONNECTION_OK)
+		pgs_down(&coll.db, now, 1);
 }

@@ -34,6 +34,7 @@ static char	*put_u32(char *, uint32_t);
 static char	*put_u16_field(char *, uint16_t);
 static char	*put_i64_field(char *, int64_t, int);
 static char	*put_text_field(char *, const char *, size_t, int);
+static char	*put_tags_field(char *, const char *, size_t);
 static char	*put_inet_field(char *, const char *, size_t);
 
 size_t
@@ -56,6 +57,16 @@ copy_trailer(char *buf)
 	return COPY_TRAILER_LEN;
 }
 
+int64_t
+copy_ts_us(const struct usage_event *ev)
+{
+	if (ev->ts_start_us < 0)
+		return 0;
+	if (ev->ts_start_us > TS_MAX_US)
+		return TS_MAX_US;
+	return ev->ts_start_us;
+}
+
 size_t
 copy_row(char *buf, const struct usage_event *ev)
 {
@@ -73,11 +84,7 @@ copy_row(char *buf, const struct usage_event *ev)
 	p = put_u32(p, 16);				/* request_id */
 	memcpy(p, ev->request_id, 16), p += 16;
 
-	ts = ev->ts_start_us;				/* ts_start */
-	if (ts < 0)
-		ts = 0;
-	if (ts > TS_MAX_US)
-		ts = TS_MAX_US;
+	ts = copy_ts_us(ev);				/* ts_start */
 	p = put_i64_field(p, ts - PG_EPOCH_US, 0);
 
 	p = put_text_field(p, ev->key_name, sizeof(ev->key_name), 1);
@@ -118,6 +125,9 @@ copy_row(char *buf, const struct usage_event *ev)
 	p = put_i64_field(p, ev->cache_write_1h_tokens, 1);
 	p = put_i64_field(p, ev->reasoning_tokens, 1);
 	p = put_text_field(p, ev->served_model, sizeof(ev->served_model), 1);
+	p = put_text_field(p, ev->team, sizeof(ev->team), 1);
+	p = put_text_field(p, ev->end_user, sizeof(ev->end_user), 1);
+	p = put_tags_field(p, ev->tags, sizeof(ev->tags));
 
 	return (size_t)(p - buf);
 }
@@ -162,6 +172,52 @@ put_i64_field(char *p, int64_t v, int neg_null)
  * for one, so the field never grows.  A NUL, which text cannot hold,
  * cannot occur: it ends the string.  With EMPTY_NULL, "" is NULL.
  */
+/*
+ * TAGS ("a,b,c") as a one-dimensional text[] in array_send's format:
+ * dimensions, a has-nulls flag, the element type, then for the one
+ * dimension its size and lower bound, then each element.  At most
+ * EV_TAGS_MAX elements of at most EV_TAG_MAX bytes (their ends); a byte
+ * that is not printable ASCII becomes '?' (the worker lets neither
+ * through; the row never carries them).
+ */
+static char *
+put_tags_field(char *p, const char *tags, size_t max)
+{
+	size_t	 len = strnlen(tags, max), i, start;
+	char	*lenp = p, *nump, *el;
+	uint32_t n = 0;
+
+	for (i = 0; i < len && tags[i] == ','; i++)
+		;
+	if (i == len)		/* nothing but commas: no tags */
+		return put_u32(p, COPY_NULL);
+	p += 4;
+	p = put_u32(p, 1);		/* one dimension */
+	p = put_u32(p, 0);		/* no NULL elements */
+	p = put_u32(p, 25);		/* of text */
+	nump = p;
+	p = put_u32(p, 0);		/* its size, below */
+	p = put_u32(p, 1);		/* its lower bound */
+	for (start = 0; start <= len && n < EV_TAGS_MAX; start = i + 1) {
+		for (i = start; i < len && tags[i] != ','; i++)
+			;
+		if (i == start)
+			continue;
+		el = p;
+		p += 4;
+		if (i - start > EV_TAG_MAX)	/* never from a worker */
+			start = i - EV_TAG_MAX;
+		for (; start < i; start++)
+			*p++ = tags[start] > 0x20 && tags[start] < 0x7f ?
+			    tags[start] : '?';
+		put_u32(el, (uint32_t)(p - el - 4));
+		n++;
+	}
+	put_u32(nump, n);
+	put_u32(lenp, (uint32_t)(p - lenp - 4));
+	return p;
+}
+
 static char *
 put_text_field(char *p, const char *s, size_t max, int empty_null)
 {

@@ -14,6 +14,7 @@
 #define SLUICE_COPYROW_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/event.h"
 
@@ -25,20 +26,22 @@
 	"bytes_in, bytes_out, latency_us, ttfb_us, overhead_us, "	\
 	"client_addr, worker_pid, client_request_id, anthropic_beta, "	\
 	"cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, " \
-	"served_model"
-#define COPY_NFIELDS		28
+	"served_model, team, end_user, tags"
+#define COPY_NFIELDS		31
 
 #define COPY_HEADER_LEN		19
 #define COPY_TRAILER_LEN	2
 /*
  * The longest row: the field count, a length word per field, the widest
  * value of each fixed-size field (twelve int8s, an IPv6 inet, "estimated")
- * and every text field at the full width of its slot in the event.
+ * and every text field at the full width of its slot in the event; the
+ * tags array: its 20-byte header and a length word per tag.
  */
 #define COPY_ROW_MAX	(2 + 4 * COPY_NFIELDS +				\
 	16 + 8 + 1 + 2 + 2 + 12 * 8 + 20 + 4 + sizeof("estimated") - 1 + \
 	EV_KEY_MAX + EV_MODEL_MAX + EV_UPSTREAM_MAX + EV_ENDPOINT_MAX +	\
-	EV_ERROR_MAX + EV_CLIENT_ID_MAX + EV_BETA_MAX + EV_MODEL_MAX)
+	EV_ERROR_MAX + EV_CLIENT_ID_MAX + EV_BETA_MAX + EV_MODEL_MAX +	\
+	EV_KEY_MAX + EV_USER_MAX + 20 + EV_TAGS_MAX * (4 + EV_TAG_MAX))
 
 /* The stream's header into BUF; returns COPY_HEADER_LEN. */
 size_t	 copy_header(char *buf);
@@ -46,12 +49,15 @@ size_t	 copy_header(char *buf);
  * One row for EV into BUF, which has room for COPY_ROW_MAX bytes; returns
  * the bytes written.  Text that is not valid UTF-8 has each bad byte
  * replaced by '?'; key_name, upstream, error_class, client_request_id,
- * anthropic_beta and served_model are NULL when empty;
+ * anthropic_beta, served_model, team, end_user and tags are NULL when
+ * empty; tags is a text[] of the comma-separated names;
  * a negative counter (-1 = unknown) is NULL; ts_start is clamped to
  * 1970..9999; client_addr ("1.2.3.4", "::1" or "[::1]") is an inet, or
  * NULL when it does not parse.
  */
 size_t	 copy_row(char *buf, const struct usage_event *ev);
+/* The ts_start EV's row carries: clamped to 1970..9999, in us. */
+int64_t	 copy_ts_us(const struct usage_event *ev);
 /* The stream's trailer into BUF; returns COPY_TRAILER_LEN. */
 size_t	 copy_trailer(char *buf);
 

@@ -1,14 +1,16 @@
 /*
- * load.h - usage events into PostgreSQL: one transaction that COPYs rows
- * into the session's staging table and moves the new ones into
- * usage_events, and the replay of one spool file through it.
+ * load.h - usage events into PostgreSQL: one transaction that COPYs a
+ * batch straight into usage_events and records, in the same commit,
+ * which ring positions it holds; and the replay of one spool file
+ * through it.
  *
  * The collector loads its batches and replays its spool with it, and
  * `sluicectl spool replay` replays a spool directory with it, so that the
  * two cannot drift apart.  Only sql/ and sluicectl include this.  It
- * owns its COPY buffer, never the session (the caller connects it and
+ * owns its buffers, never the session (the caller connects it and
  * makes it ready with load_ready) and never the spool (the caller opens
- * it, and so holds its lock).  It logs a file it sets aside; success is
+ * it, and so holds its lock).  It logs a file it sets aside, and a batch
+ * it had to load through the primary key's conflict check; success is
  * the caller's to report.
  */
 #ifndef SLUICE_LOAD_H
@@ -22,11 +24,50 @@
 struct pgsession;
 struct spool;
 
+#define LOAD_EPOCH_LEN	16
+
+/*
+ * Where one transaction's events come from, read twice: once to plan
+ * (the positions to claim, the months that need a partition) and once
+ * to send.  EPOCH, LANE and POS say where an event was in the ring; an
+ * event whose epoch is NULL or all zero (a spool file from before schema
+ * 4) is loaded through the conflict check instead.
+ */
+struct load_src {
+	/* back to the first event: 0, or -1 with errno set */
+	int	(*rewind)(struct load_src *);
+	/* the next event: 1, 0 at the end, -1 with errno set */
+	int	(*next)(struct load_src *, const struct usage_event **ev,
+		    const uint8_t **epoch, uint32_t *lane, uint64_t *pos);
+};
+
+/* Positions [lo, hi) of one lane. */
+struct load_span {
+	uint32_t	 lane;
+	uint64_t	 lo;
+	uint64_t	 hi;
+};
+
 struct load {
 	struct pgsession	*db;
 	char			*buf;
 	size_t			 buflen;
 	struct usage_event	*rbuf;		/* events read from a file */
+
+	/* partitions known to exist for [covered_lo, covered_hi), us */
+	int64_t			 covered_lo;
+	int64_t			 covered_hi;
+
+	/* the plan of the transaction under way */
+	uint8_t			 epoch[LOAD_EPOCH_LEN];
+	int			 marked;	/* one epoch, rising positions */
+	uint64_t		 rows;
+	struct load_span	*spans;		/* to claim */
+	size_t			 nspans, spanscap;
+	struct load_span	*seen;		/* already in the table */
+	size_t			 nseen, seencap;
+	int32_t			*months;	/* that may lack a partition */
+	size_t			 nmonths, monthscap;
 };
 
 /* What load_file did with a spool file. */
@@ -38,25 +79,39 @@ enum load_rc {
 	LOAD_DOWN,		/* the connection was lost; now PGS_DOWN */
 };
 
+/* What load_run did with a batch. */
+enum load_tx {
+	LOAD_TX_OK,		/* committed */
+	LOAD_TX_DATA,		/* PostgreSQL refused the rows; still up */
+	LOAD_TX_DOWN,		/* the connection was lost; now PGS_DOWN */
+	LOAD_TX_SRC,		/* the source failed (errno); rolled back */
+};
+
 /* Buffers for loading through DB; -1 when out of memory. */
 int		 load_init(struct load *, struct pgsession *db);
 void		 load_free(struct load *);
 
 /*
  * Make a fresh connection fit for loading: UTF-8, the schema current,
- * durable commits, the staging table.  The schema version, or -1 with
- * the session's err set.
+ * durable commits, the staging table of the conflict check.  The schema
+ * version, or -1 with the session's err set.
  */
 int		 load_ready(struct pgsession *);
 
 /*
- * One transaction: load_begin, load_put for every event, load_commit
- * with the count of rows that were new in *INSERTED.  -1 on failure, for
- * the caller to pass to pgs_failed().
+ * The partitions of [LO_US, HI_US) exist (parts_maintain said so): rows
+ * in that span need no check for their month.
  */
-int		 load_begin(struct load *);
-int		 load_put(struct load *, const struct usage_event *);
-int		 load_commit(struct load *, uint64_t *inserted);
+void		 load_covered(struct load *, int64_t lo_us, int64_t hi_us);
+
+/*
+ * Load what SRC holds in one transaction: the positions already
+ * committed are skipped, the rest COPYed into usage_events, the
+ * positions recorded, all in one commit.  *ROWS and *INSERTED get what
+ * SRC held and what was new.
+ */
+enum load_tx	 load_run(struct load *, struct load_src *src, uint64_t *rows,
+		    uint64_t *inserted);
 
 /*
  * Load the spool file PATH of SP in one transaction and remove it once

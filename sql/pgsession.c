@@ -17,6 +17,7 @@
  * the collector's last_error that /metrics and `sluicectl status` show.
  */
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,6 +98,16 @@ pgs_pollfd(const struct pgsession *s, struct pollfd *pfd)
 	pfd->events = s->poll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
 	pfd->revents = 0;
 	return 1;
+}
+
+int64_t
+pgs_due(const struct pgsession *s)
+{
+	if (s->state == PGS_DOWN)
+		return s->next_connect;
+	if (s->state == PGS_CONNECTING)
+		return s->connect_started + PGS_CONNECT_MS + 1;
+	return INT64_MAX;
 }
 
 void

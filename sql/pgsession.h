@@ -82,6 +82,11 @@ void	 pgs_step(struct pgsession *s, int64_t now_ms);
 /* While connecting, the socket to wait on: 1 and *PFD set, else 0. */
 int	 pgs_pollfd(const struct pgsession *s, struct pollfd *pfd);
 /*
+ * When pgs_step() has something to do next without the socket (the next
+ * attempt, an attempt's deadline), in ms like now_ms; INT64_MAX if never.
+ */
+int64_t	 pgs_due(const struct pgsession *s);
+/*
  * Drop the connection and schedule the next attempt after the backoff
  * (100 ms, doubling up to 5 s).  LOST: it was up (logged as lost), else
  * it never came up (logged once per outage, then at debug level).

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -29,15 +30,21 @@
 #include <event2/listener.h>
 
 #include "common/clock.h"
+#include "common/config.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "shm/counters.h"
+#include "shm/keystate.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
+#include "shm/spread.h"
+#include "shm/tickets.h"
 #include "worker/admin.h"
 #include "worker/endpoint.h"
 #include "worker/http.h"
 #include "worker/meter.h"
 #include "worker/reply.h"
+#include "worker/tls.h"
 
 #define ADMIN_HEAD_MAX		8192
 #define ADMIN_TIMEOUT_S		10	/* to write the answer */
@@ -75,6 +82,8 @@ struct admin_view {
 	uint64_t		 drops[CNT_SLOTS_MAX];
 	uint64_t		 depth[CNT_SLOTS_MAX];
 	int64_t			 lag_us[CNT_SLOTS_MAX];	/* oldest waiting */
+	uint64_t		 listening[CNT_SLOTS_MAX];	/* shm/spread */
+	uint64_t		 sconns[CNT_SLOTS_MAX];
 	uint64_t		 t_pushes, t_drops, t_depth;
 	int64_t			 t_lag_us;
 	int			 alive;		/* current-generation workers */
@@ -252,6 +261,7 @@ admin_read_view(struct admin_view *v)
 	struct cnt_region	*r = shm_region(admin_shm, "counters", NULL);
 	struct cnt_master	*m = &r->master;
 	struct cnt_collector	*cc = &r->collector;
+	struct spread_region	*sp = shm_region(admin_shm, "spread", NULL);
 	struct ring_lane	*l;
 	uint32_t		 i;
 	uint64_t		 head, n;
@@ -279,6 +289,13 @@ admin_read_view(struct admin_view *v)
 			v->slot[i].conns = v->slot[i].streams = 0;
 		} else if (v->sgen[i] == v->gen)
 			v->alive++;
+		if (sp != NULL && i < sp->nslots && v->pid[i] != 0) {
+			v->listening[i] = (uint64_t)atomic_load_explicit(
+			    &sp->s[i].listening, memory_order_relaxed);
+			v->sconns[i] = (uint64_t)atomic_load_explicit(
+			    &sp->s[i].conns, memory_order_relaxed);
+		} else
+			v->listening[i] = v->sconns[i] = 0;
 		l = shm_lane(admin_shm, i);
 		n = ring_readable(l, &head);
 		v->pushes[i] = atomic_load_explicit(&l->pushes,
@@ -416,6 +433,43 @@ m_lanes(struct evbuffer *b, const struct admin_view *v, const char *name,
 		    i, val[i]);
 }
 
+/* TLS on "listen ... ssl": handshakes, failures by reason, the
+ * certificate's expiry (when one is loaded) and ticket key rotations. */
+static void
+m_tls(struct evbuffer *b, const struct cnt_worker_snap *t,
+    const struct cnt_master *m)
+{
+	const struct tickets_region	*tk = shm_region(admin_shm, "tickets",
+					    NULL);
+	int64_t				 exp;
+	int				 k;
+
+	m_head(b, "sluice_tls_handshakes_total", "counter",
+	    "TLS handshakes done, full or resumed by a session ticket.");
+	evbuffer_add_printf(b, "sluice_tls_handshakes_total{session=\"full\"} "
+	    "%" PRIu64 "\nsluice_tls_handshakes_total{session=\"resumed\"} %"
+	    PRIu64 "\n", t->tls_full, t->tls_resumed);
+	m_head(b, "sluice_tls_handshake_failures_total", "counter",
+	    "TLS handshakes that failed, by reason; the connection was "
+	    "closed.");
+	for (k = 0; k < CNT_TLS_REASONS; k++)
+		evbuffer_add_printf(b, "sluice_tls_handshake_failures_total{"
+		    "reason=\"%s\"} %" PRIu64 "\n", tls_failure_name(k),
+		    t->tls_failed[k]);
+	if ((exp = atomic_load_explicit(&m->tls_not_after,
+	    memory_order_relaxed)) != 0) {
+		m_head(b, "sluice_tls_certificate_expiry_timestamp_seconds",
+		    "gauge", "When ssl_certificate expires, in seconds since "
+		    "the epoch.");
+		evbuffer_add_printf(b, "sluice_tls_certificate_expiry_timestamp"
+		    "_seconds %" PRId64 "\n", exp);
+	}
+	if (tk != NULL)
+		m_u64(b, "sluice_tls_ticket_key_rotations_total", "counter",
+		    "Session ticket keys made (one at start, then one per "
+		    "ssl_session_timeout).", tickets_rotations(tk));
+}
+
 static void
 admin_metrics(struct evbuffer *b, const struct admin_view *v)
 {
@@ -465,6 +519,7 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	    "(metering_full reject).", t->metering_full);
 	for (k = 0; k < CNT_H_MAX; k++)
 		m_hist(b, k, &t->hist[k]);
+	m_tls(b, t, m);
 
 #define UPOFF(f) offsetof(struct cnt_worker_snap, up[0].f) - \
 	offsetof(struct cnt_worker_snap, up[0])
@@ -482,6 +537,12 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	    UPOFF(retries));
 #undef UPOFF
 
+	m_lanes(b, v, "sluice_worker_listening", "gauge",
+	    "1 while the worker takes part in accepting new connections.",
+	    v->listening);
+	m_lanes(b, v, "sluice_worker_connections", "gauge",
+	    "Client connections the worker holds: its turn to accept a new "
+	    "one comes when it holds fewer than the others.", v->sconns);
 	m_lanes(b, v, "sluice_ring_pushes_total", "counter",
 	    "Usage events pushed into the worker's ring lane.", v->pushes);
 	m_lanes(b, v, "sluice_ring_drops_total", "counter",
@@ -564,6 +625,37 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	    "1 when /healthz answers 200.", (uint64_t)v->healthy);
 }
 
+/* Each budgeted key's and team's spend over its budget, for alerts. */
+static void
+m_budgets(struct evbuffer *b, struct worker *w)
+{
+	const struct keyring	*kr = w->cfg->keys;
+	const struct key_entry	*e;
+	struct keystate		*ks;
+	time_t			 now = time(NULL), start, end;
+	int64_t			 spend;
+	int			 i, n, head = 0;
+
+	n = kr != NULL ? kr->nkeys + kr->nteams : 0;
+	for (i = 0; i < n; i++) {
+		e = i < kr->nkeys ? &kr->keys[i] : &kr->teams[i - kr->nkeys];
+		if (e->budget_micro_usd <= 0 || e->budget_period ==
+		    PERIOD_NONE || (ks = keystate_at(w->keystate, e->slot)) ==
+		    NULL)
+			continue;
+		if (!head++)
+			m_head(b, "sluice_budget_used_ratio", "gauge",
+			    "Spend in the budget period over the budget, per "
+			    "key and team.");
+		spend = ks_spend(ks, ks_period((int)e->budget_period, now,
+		    &start, &end));
+		/* names are [A-Za-z0-9_.-]: no label escaping needed */
+		evbuffer_add_printf(b, "sluice_budget_used_ratio{%s=\"%s\"} "
+		    "%.6f\n", i < kr->nkeys ? "key" : "team", e->name,
+		    (double)spend / (double)e->budget_micro_usd);
+	}
+}
+
 /* -- /status ------------------------------------------------------------- */
 
 static void
@@ -623,6 +715,11 @@ j_block(struct evbuffer *b, const struct admin_view *v, int slot)
 	    ",\"upstream_failures\":%" PRIu64 ",\"upstream_retries\":%" PRIu64
 	    ",", s->bytes_in, s->bytes_out, s->conns, s->streams, op, ru, fa,
 	    re);
+	for (k = 0, fa = 0; k < CNT_TLS_REASONS; k++)
+		fa += s->tls_failed[k];
+	evbuffer_add_printf(b, "\"tls\":{\"full\":%" PRIu64 ",\"resumed\":%"
+	    PRIu64 ",\"failed\":%" PRIu64 "},", s->tls_full, s->tls_resumed,
+	    fa);
 	for (k = 0; k < CNT_H_MAX; k++) {
 		j_hist(b, hist_json[k], &s->hist[k]);
 		evbuffer_add(b, ",", 1);
@@ -802,6 +899,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	admin_read_view(v);
 	if (PATH_IS("/metrics")) {
 		admin_metrics(body, v);
+		m_budgets(body, ac->w);
 		admin_reply(ac, 200, "text/plain; version=0.0.4; charset=utf-8",
 		    body, head_only);
 	} else if (PATH_IS("/healthz")) {

@@ -29,6 +29,8 @@
 
 #include <event2/buffer.h>
 
+#include <openssl/ssl.h>
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
@@ -65,20 +67,30 @@ set_read_timeout(struct client *c, int ms)
 }
 
 void
-client_accept(struct worker *w, int fd, struct sockaddr *sa,
-    const struct client_handler *h)
+client_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    buf, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+		    (socklen_t)len);
+}
+
+/* A client on FD, through SSL if not NULL (then EARLY holds what its
+ * handshake read past the Finished); FD and SSL are its from here. */
+static void
+client_new(struct worker *w, int fd, SSL *ssl, struct evbuffer *early,
+    struct sockaddr *sa, const struct client_handler *h)
 {
 	struct client	*c;
-	int		 one = 1, sb_ok;
+	int		 sb_ok;
 
-	if (w->nclients >= w->cfg->max_connections) {
-		log_warnx("max_connections (%d) reached, closing a new client",
-		    w->cfg->max_connections);
-		close(fd);
-		return;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("client");
+		SSL_free(ssl);
 		close(fd);
 		return;
 	}
@@ -87,21 +99,29 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	/* the event lives in the in-flight table, where a death leaves it */
 	if (w->ift != NULL && w->ift_nfree > 0)
 		c->ife = &w->ift[w->ift_free[--w->ift_nfree]];
-	c->r.ev = c->ife != NULL ? &c->ife->ev : &c->ev_own;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (!(sb_ok = sbuf_init(&c->sb, w->base, fd, client_read_cb,
-	    client_write_cb, client_event_cb, c) == 0))
+	else if ((c->ev_own = calloc(1, sizeof(*c->ev_own))) == NULL) {
+		log_warn("client");
+		SSL_free(ssl);
 		close(fd);
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr,
-		    c->addr, sizeof(c->addr));
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
-		    c->addr, sizeof(c->addr));
+		free(c);
+		return;
+	}
+	c->r.ev = c->ife != NULL ? &c->ife->ev : c->ev_own;
+	if ((sb_ok = sbuf_init(&c->sb, w->base, fd, client_read_cb,
+	    client_write_cb, client_event_cb, c) == 0)) {
+		if (ssl != NULL)
+			sbuf_tls(&c->sb, ssl);
+	} else {
+		SSL_free(ssl);
+		close(fd);
+	}
+	client_addr_str(sa, c->addr, sizeof(c->addr));
 	TAILQ_INSERT_TAIL(&w->clients, c, entry);
 	w->nclients++;
 	cnt_gauge(&w->cw->conns, 1);
-	if (!sb_ok || (c->body = evbuffer_new()) == NULL ||
+	if (!sb_ok || (early != NULL &&
+	    evbuffer_add_buffer(c->sb.in, early) == -1) ||
+	    (c->body = evbuffer_new()) == NULL ||
 	    (c->hdata = h->attach(c)) == NULL) {
 		log_warnx("client: out of memory");
 		client_free(c);
@@ -109,6 +129,32 @@ client_accept(struct worker *w, int fd, struct sockaddr *sa,
 	}
 	sbuf_write_low(&c->sb, CLIENT_WRITE_LOW);
 	set_read_timeout(c, w->cfg->client_header_timeout_ms);
+	/* a TLS client's first request may have come with its Finished */
+	if (evbuffer_get_length(c->sb.in) > 0)
+		sbuf_trigger_read(&c->sb);
+}
+
+void
+client_accept(struct worker *w, int fd, struct sockaddr *sa,
+    const struct client_handler *h)
+{
+	int one = 1;
+
+	if (w->nclients >= w->cfg->max_connections) {
+		log_warnx("max_connections (%d) reached, closing a new client",
+		    w->cfg->max_connections);
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	client_new(w, fd, NULL, NULL, sa, h);
+}
+
+void
+client_accept_tls(struct worker *w, int fd, SSL *ssl, struct evbuffer *early,
+    struct sockaddr *sa, const struct client_handler *h)
+{
+	client_new(w, fd, ssl, early, sa, h);
 }
 
 static void
@@ -121,6 +167,7 @@ client_free(struct client *c)
 	TAILQ_REMOVE(&w->clients, c, entry);
 	w->nclients--;
 	cnt_gauge(&w->cw->conns, -1);
+	sbuf_close_notify(&c->sb);
 	sbuf_free(&c->sb);
 	if (c->hdata != NULL)
 		c->h->detach(c->hdata);
@@ -133,6 +180,7 @@ client_free(struct client *c)
 	}
 	free(c->r.body_mem);
 	free(c->head);
+	free(c->ev_own);
 	free(c);
 	if (w->client_gone != NULL)
 		w->client_gone(w);
@@ -200,6 +248,7 @@ client_close(struct client *c)
 		return;
 	}
 	evbuffer_drain(in, evbuffer_get_length(in));
+	sbuf_close_notify(&c->sb);
 	shutdown(c->sb.fd, SHUT_WR);
 	sbuf_write_off(&c->sb);
 	c->read_paused = 0;
@@ -246,7 +295,7 @@ client_finalize(struct client *c)
 	if (c->ife != NULL)
 		inflight_end(c->ife);
 	else
-		memset(ev, 0, sizeof(*ev));
+		ev_clear(ev);
 	c->keep = c->r.keepalive && !c->w->stopping;
 	sbuf_read_span(&c->sb, NULL, 0);	/* reads go to the input again */
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));

@@ -37,6 +37,7 @@
 
 struct evbuffer;
 struct client;
+struct ssl_st;
 struct inflight_entry;
 
 enum client_state {
@@ -100,11 +101,21 @@ struct client {
 	const struct client_handler *h;
 	void		*hdata;		/* the handler's, from attach */
 	struct inflight_entry *ife;	/* its in-flight entry, or NULL */
-	struct usage_event ev_own;	/* the event without one */
+	struct usage_event *ev_own;	/* the event without one, allocated
+					   only then (2 KB a connection) */
 	struct request	 r;
 };
 
 void	 client_accept(struct worker *, int fd, struct sockaddr *,
+	    const struct client_handler *);
+/* A peer's address as usage rows and logs show it. */
+void	 client_addr_str(const struct sockaddr *, char *buf, size_t len);
+/* The same as client_accept for a TLS connection, its handshake done
+ * (worker/handshake.c): the client owns FD and SSL from here, even on
+ * failure, and serves EARLY (what the handshake read past its Finished,
+ * moved out) first. */
+void	 client_accept_tls(struct worker *, int fd, struct ssl_st *,
+	    struct evbuffer *early, struct sockaddr *,
 	    const struct client_handler *);
 /* Read the request body into c->body, then call DONE (411 and 413 are
  * answered here). */

@@ -20,11 +20,13 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "shm/inflight.h"
+#include "worker/attrib.h"
 #include "worker/auth.h"
 #include "worker/meter.h"
 #include "worker/models.h"
 #include "worker/pipeline.h"
 #include "worker/proxy.h"
+#include "worker/tls.h"
 #include "worker/upstream.h"
 #include "worker/usage.h"
 
@@ -34,7 +36,7 @@ struct exchange {
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
-	struct ks_hold	 hold;		/* of the key's limits, until charged */
+	struct auth_holds hold;		/* of the key's limits, until charged */
 	char		 alias_tok[CFG_PATTERN_MAX + 2];	/* "alias model" */
 };
 
@@ -44,6 +46,10 @@ static void	 pl_head(struct client *);
 static void	 pl_body(struct client *);
 static void	 pl_finish(struct client *);
 static int	 pl_deployment_name_ok(const char *);
+static int	 pl_attrib_head(struct exchange *);
+static int	 pl_attrib_body(struct client *, const char *,
+		    const struct json_strict_field *,
+		    const struct json_strict_field *);
 static int64_t	 pl_output_limit(struct client *, const char *,
 		    const struct json_strict_field *, int);
 
@@ -91,7 +97,7 @@ pl_auth_head(struct exchange *x)
 	struct auth_verdict	 v;
 	int			 rc;
 
-	rc = auth_check_head(c->w, &c->r.hd, &x->key, &v);
+	rc = auth_check_head(c->w, &c->r.hd, tls_peer(sbuf_ssl(&c->sb)), &x->key, &v);
 	if (x->key != NULL)
 		ev_str(c->r.ev->key_name, sizeof(c->r.ev->key_name),
 		    x->key->name, strlen(x->key->name));
@@ -100,6 +106,80 @@ pl_auth_head(struct exchange *x)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * For whom, from the head: the key's team, the tags (the key's and
+ * x-sluice-tags) and x-sluice-user.  0 ok, -1 answered (400).
+ */
+static int
+pl_attrib_head(struct exchange *x)
+{
+	struct client			*c = x->c;
+	struct usage_event		*ev = c->r.ev;
+	const struct key_entry		*t;
+	const struct http_header	*h;
+	char				 err[128];
+
+	if ((t = keys_team(c->w->cfg->keys, x->key)) != NULL)
+		snprintf(ev->team, sizeof(ev->team), "%s", t->name);
+	h = http_find(&c->r.hd, "x-sluice-tags");
+	if (attrib_tags(x->key != NULL ? x->key->tags : NULL,
+	    h != NULL ? h->value : "", h != NULL ? h->value_len : 0, ev->tags,
+	    sizeof(ev->tags), err, sizeof(err)) == -1) {
+		ev->tags[0] = '\0';
+		client_error(c, 400, "invalid_request_error", "invalid_tags",
+		    "%s.", err);
+		return -1;
+	}
+	if ((h = http_find(&c->r.hd, "x-sluice-user")) != NULL &&
+	    attrib_user(h->value, h->value_len, ev->end_user,
+	    sizeof(ev->end_user)) == -1) {
+		client_error(c, 400, "invalid_request_error",
+		    "invalid_end_user", "x-sluice-user: an end user is 1 to %d "
+		    "bytes without control characters.", EV_USER_MAX - 1);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The end user the body names (OpenAI's "user", Anthropic's
+ * metadata.user_id), unless x-sluice-user did.  0 ok, -1 answered.
+ */
+static int
+pl_attrib_body(struct client *c, const char *body,
+    const struct json_strict_field *user, const struct json_strict_field *md)
+{
+	struct usage_event	*ev = c->r.ev;
+	char			 id[EV_USER_MAX];
+	struct json_strict_field f = { .key = "user_id", .buf = id,
+	    .bufsize = sizeof(id) };
+	enum json_strict_rc	 rc = JSON_STRICT_OK;
+	const char		*v = NULL;
+	size_t			 len = 0;
+
+	if (ev->end_user[0] != '\0')
+		return 0;
+	if (user->type == JV_STRING) {
+		v = user->buf;
+		len = user->len;
+	} else if (md->type == JV_OBJECT && (rc = json_strict_read(body +
+	    md->start, md->end - md->start, &f, 1, NULL)) == JSON_STRICT_OK &&
+	    f.type == JV_STRING) {
+		v = id;
+		len = f.len;
+	}
+	if (rc == JSON_STRICT_OK && (v == NULL ||
+	    attrib_user(v, len, ev->end_user, sizeof(ev->end_user)) == 0))
+		return 0;
+	ev->end_user[0] = '\0';
+	client_error(c, 400, "invalid_request_error", "invalid_end_user",
+	    rc == JSON_STRICT_OK || rc == JSON_STRICT_TOO_LONG ?
+	    "The end user (user, metadata.user_id) is 1 to %d bytes without "
+	    "control characters." : "metadata has more than one \"user_id\" "
+	    "(keys are compared decoded, and across case).", EV_USER_MAX - 1);
+	return -1;
 }
 
 static void
@@ -155,7 +235,7 @@ pl_head(struct client *c)
 		    (int)hd->method_len, hd->method);
 		return;
 	}
-	if (pl_auth_head(x) == -1)
+	if (pl_auth_head(x) == -1 || pl_attrib_head(x) == -1)
 		return;
 	if (meter_lane_full(c->w)) {
 		/* metering_full reject: not served unmetered */
@@ -329,17 +409,21 @@ pl_body(struct client *c)
 	const char		*body;
 	char			 model[EV_MODEL_MAX];
 	size_t			 len = evbuffer_get_length(c->body), mlen;
-	struct json_strict_field f[6] = {
+	char			 user[EV_USER_MAX];
+	struct json_strict_field f[8] = {
 		{ .key = "model", .buf = model, .bufsize = sizeof(model) },
 		{ .key = "stream" }, { .key = "stream_options" },
 		/* the output limits: Messages and chat, chat, Responses */
 		{ .key = "max_tokens" }, { .key = "max_completion_tokens" },
 		{ .key = "max_output_tokens" },
+		/* the end user: OpenAI's, Anthropic's */
+		{ .key = "user", .buf = user, .bufsize = sizeof(user) },
+		{ .key = "metadata" },
 	};
 
 	body = (const char *)evbuffer_pullup(c->body, -1);
 	switch (body == NULL ? JSON_STRICT_INVALID :
-	    json_strict_read(body, len, f, 6, &err)) {
+	    json_strict_read(body, len, f, 8, &err)) {
 	case JSON_STRICT_OK:
 		break;
 	case JSON_STRICT_INVALID:
@@ -357,6 +441,12 @@ pl_body(struct client *c)
 		    err.field >= 0 ? f[err.field].key : "field");
 		return;
 	case JSON_STRICT_TOO_LONG:
+		if (err.field == 6) {
+			client_error(c, 400, "invalid_request_error",
+			    "invalid_end_user", "The end user (user) is longer "
+			    "than %d bytes.", EV_USER_MAX - 1);
+			return;
+		}
 		client_error(c, 400, "invalid_request_error", "invalid_model",
 		    "The model name is longer than %zu bytes.",
 		    sizeof(ev->model) - 1);
@@ -375,6 +465,8 @@ pl_body(struct client *c)
 	}
 	mlen = f[0].len;
 	memcpy(ev->model, model, mlen + 1);
+	if (pl_attrib_body(c, body, &f[6], &f[7]) == -1)
+		return;
 	/* anything a lenient upstream could take for "stream" streams */
 	ev->stream = f[1].type != JV_NONE && f[1].type != JV_FALSE &&
 	    f[1].type != JV_NULL;
@@ -407,12 +499,16 @@ pl_body(struct client *c)
 	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
 	    x->model, strlen(x->model)), (int64_t)(len +
 	    USAGE_BYTES_PER_TOKEN - 1) / USAGE_BYTES_PER_TOKEN,
-	    pl_output_limit(c, body, &f[3], 3), &x->hold, &v) == -1) {
+	    pl_output_limit(c, body, &f[3], 3), ev->end_user, &x->hold,
+	    &v) == -1) {
 		pl_refuse(c, &v);
 		return;
 	}
-	if (c->ife != NULL)	/* a death gives it back (the master) */
-		c->ife->hold = x->hold;
+	if (c->ife != NULL) {	/* a death gives it back (the master) */
+		c->ife->hold[0] = x->hold.key;
+		c->ife->hold[1] = x->hold.team;
+		c->ife->hold[2] = x->hold.user;
+	}
 	if (ev->stream && pl_ask_stream_usage(x, route, body, len, &f[2]) == -1)
 		return;
 	proxy_start(&x->px, route, x->model);
@@ -466,7 +562,7 @@ pl_finish(struct client *c)
 	/* after the push: the collector's spend sync relies on this order */
 	auth_charge(c->w, x->key, &x->hold, ev);
 	if (c->ife != NULL)	/* given back: not the master's to give */
-		memset(&c->ife->hold, 0, sizeof(c->ife->hold));
+		memset(c->ife->hold, 0, sizeof(c->ife->hold));
 	log_debug("%s \"%.*s %.*s\" %d %lld %lldus %s", c->addr,
 	    (int)r->hd.method_len, r->hd.method, (int)r->hd.path_len,
 	    r->hd.target, ev->status, (long long)ev->bytes_out,

@@ -11,6 +11,11 @@
  * queued output is written at once by sbuf_flush, so the write event is
  * armed (an epoll_ctl and a wake-up) only when the socket is full.
  *
+ * A TLS connection, its handshake done (worker/handshake.c), is the same
+ * with an SSL in between: sbuf_tls hands it over, and reads and writes
+ * become SSL_read and SSL_write on the same events, an SSL_ERROR_WANT_*
+ * waiting for the readiness OpenSSL asked for.
+ *
  * Called by the client connection core (worker/client.c).  It knows
  * nothing of HTTP; it calls its owner only from the loop (its events),
  * never from inside an sbuf_ call, so an owner may free it from any
@@ -25,6 +30,7 @@
 struct event;
 struct event_base;
 struct evbuffer;
+struct ssl_st;
 
 /* What the event callback is told, or-ed. */
 #define SB_READING	0x01
@@ -35,6 +41,9 @@ struct evbuffer;
 
 struct sbuf {
 	int		 fd;
+	struct ssl_st	*ssl;		/* TLS: reads and writes go through it */
+	int		 tls_rwant;	/* an SSL_read waits for writability */
+	int		 tls_wwant;	/* an SSL_write waits for readability */
 	struct event	*rev;
 	struct event	*wev;
 	struct event	*tev;		/* sbuf_trigger_read's */
@@ -58,6 +67,20 @@ struct sbuf {
 int	 sbuf_init(struct sbuf *, struct event_base *, int fd,
 	    void (*read_cb)(void *), void (*write_cb)(void *),
 	    void (*event_cb)(void *, int), void *arg);
+/*
+ * From here on the bytes go through SSL, whose handshake on the socket is
+ * done; the sbuf frees it.  What the handshake read past its Finished
+ * belongs in in, put there by the caller.
+ */
+void	 sbuf_tls(struct sbuf *, struct ssl_st *);
+/* The SSL of a TLS connection, or NULL. */
+struct ssl_st *sbuf_ssl(const struct sbuf *);
+/*
+ * We close: tell a TLS peer with close_notify (once, best effort, never
+ * blocking), so that it can tell our close from a cut.  Nothing for a
+ * plain socket.  Call it with nothing queued: it writes at once.
+ */
+void	 sbuf_close_notify(struct sbuf *);
 /* Close the socket and free what it holds. */
 void	 sbuf_free(struct sbuf *);
 /* Wait for input, at most MS between reads (0: for ever), or stop. */

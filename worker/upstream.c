@@ -416,6 +416,10 @@ up_header_allowed(const struct upstream *up, const struct http_header *h)
 {
 	const struct cfg_upstream *u = up->cfg;
 
+	/* said to sluice, not to the upstream */
+	if (h->name_len > 9 && (h->name[0] | 0x20) == 'x' &&
+	    strncasecmp(h->name, "x-sluice-", 9) == 0)
+		return 0;
 	if (u->ndrop_headers > 0 && name_listed(u->drop_headers,
 	    u->ndrop_headers, h->name, h->name_len))
 		return 0;

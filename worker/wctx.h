@@ -24,11 +24,13 @@ struct evdns_base;
 struct evconnlistener;
 struct ring_lane;
 struct keystate_table;
+struct userstate_table;
 struct cnt_region;
 struct cnt_worker;
 struct upstream;
 struct client;
 struct inflight_entry;
+struct tls_server;
 
 TAILQ_HEAD(client_list, client);
 
@@ -38,23 +40,23 @@ struct worker {
 	const struct config *cfg;
 	struct ring_lane *lane;		/* NULL: events are not pushed */
 	struct keystate_table *keystate;
+	struct userstate_table *users;	/* end users' budgets; NULL: none */
 	struct cnt_region *cnt;		/* the counters region, or NULL */
 	struct cnt_worker *cw;		/* this slot's counters (never NULL) */
 	struct evconnlistener *admin;	/* admin_listen, or NULL */
 	int		 slot;
-	struct evconnlistener *listeners[CFG_MAX_LISTEN];
-	int		 nlisteners;
 	struct upstream	*ups;		/* one per cfg->upstreams[] */
 	unsigned	*route_rr;	/* per route: balance tie-breaker */
 	struct client_list clients;
 	int		 nclients;
+	struct tls_server *tls;		/* "listen ... ssl", or NULL */
+	int		 nhandshakes;	/* TLS connections not yet clients */
 	int		 stopping;	/* graceful stop: no new requests */
 	struct json_doc	 json;		/* token array reused by every request */
 	/* a client or admin connection was freed: installed by worker.c */
 	void		(*client_gone)(struct worker *);
 	int		 nadmin;	/* admin connections open */
 	struct event	*ev_term, *ev_quit, *ev_usr1, *ev_deadline;
-	struct event	*ev_accept_resume;	/* after EMFILE */
 	int64_t		 started_us;	/* monotonic */
 	int32_t		 pid;
 	/* this slot's in-flight table (NULL without a segment) and the

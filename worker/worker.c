@@ -19,15 +19,16 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "shm/counters.h"
 #include "shm/inflight.h"
 #include "shm/shm.h"
+#include "worker/accept.h"
 #include "worker/admin.h"
 #include "worker/client.h"
+#include "worker/handshake.h"
 #include "worker/pipeline.h"
 #include "worker/reqid.h"
 #include "worker/upstream.h"
@@ -35,81 +36,9 @@
 #include "worker/worker.h"
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	struct worker *w = arg;
-
-	if (w->stopping) {
-		close(fd);
-		return;
-	}
-	client_accept(w, fd, sa, &pipeline_handler);
-}
-
-/* Out of descriptors: stop accepting this long, as nginx does. */
-#define ACCEPT_PAUSE_MS		500
-#define ACCEPT_WARN_EVERY_US	(5LL * 1000000)
-
-static void
-accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker	*w = arg;
-	int		 i;
-
-	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_enable(w->listeners[i]);
-}
-
-/*
- * EMFILE or ENFILE leave the connection in the backlog, so a listener
- * that stays armed is woken for it again at once: 100 % CPU and a log
- * line per wake-up.  Pause all listeners instead; the connections wait
- * in the backlog until a descriptor is free.  One warning per interval.
- */
-static void
-accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	static int64_t	 last_warn_us;
-	static unsigned	 quiet;
-	struct worker	*w = arg;
-	struct timeval	 tv = { 0, ACCEPT_PAUSE_MS * 1000 };
-	int		 err = EVUTIL_SOCKET_ERROR(), i;
-	int64_t		 now = now_us();
-
-	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
-		log_warnx("accept: %s", evutil_socket_error_to_string(err));
-		return;
-	}
-	if (now - last_warn_us >= ACCEPT_WARN_EVERY_US) {
-		log_warnx("accept: %s: not accepting for %d ms (%u more "
-		    "pauses since the last warning); raise "
-		    "worker_rlimit_nofile or lower max_connections",
-		    evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, quiet);
-		last_warn_us = now;
-		quiet = 0;
-	} else
-		quiet++;
-	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_disable(w->listeners[i]);
-	if (w->ev_accept_resume == NULL)
-		w->ev_accept_resume = evtimer_new(w->base, accept_resume_cb, w);
-	if (w->ev_accept_resume != NULL)
-		evtimer_add(w->ev_accept_resume, &tv);
-}
-
-static void
 stop_listening(struct worker *w)
 {
-	int i;
-
-	if (w->ev_accept_resume != NULL)
-		evtimer_del(w->ev_accept_resume);
-	for (i = 0; i < w->nlisteners; i++) {
-		evconnlistener_free(w->listeners[i]);
-		w->listeners[i] = NULL;
-	}
-	w->nlisteners = 0;
+	accept_stop(w);
 	admin_stop(w);
 }
 
@@ -128,9 +57,11 @@ cut_and_exit(struct worker *w, const char *why)
 static void
 client_gone(struct worker *w)
 {
+	accept_conns_changed(w);
 	/* an admin answer under way finishes too: a prober asking
 	 * /status during a reload must not see its connection dropped */
-	if (w->stopping && w->nclients == 0 && w->nadmin == 0)
+	if (w->stopping && w->nclients == 0 && w->nadmin == 0 &&
+	    w->nhandshakes == 0)
 		event_base_loopbreak(w->base);
 }
 
@@ -156,7 +87,7 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		next = TAILQ_NEXT(c, entry);
 		client_stop(c);
 	}
-	if (w->nclients == 0 && w->nadmin == 0) {
+	if (w->nclients == 0 && w->nadmin == 0 && w->nhandshakes == 0) {
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -202,14 +133,14 @@ ift_setup(struct worker *w, struct inflight_region *rg)
 
 void
 worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
-    const int *listen_fds, int nfds, int admin_fd)
+    const int *listen_fds, int nfds, int admin_fd, struct tls_server *tls)
 {
 	static struct cnt_worker scratch;	/* counters without a segment */
 	struct worker	 wk, *w = &wk;
-	int		 i;
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
+	w->tls = tls;
 	w->slot = slot;
 	w->started_us = now_us();
 	w->pid = (int32_t)getpid();
@@ -226,6 +157,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 		w->lane = shm_lane(shm, (uint32_t)slot);
 	if (shm != NULL)
 		w->keystate = shm_region(shm, "keys", NULL);
+	if (shm != NULL)
+		w->users = shm_region(shm, "users", NULL);
 	if (shm != NULL)
 		w->cnt = shm_region(shm, "counters", NULL);
 	if (shm != NULL)
@@ -257,15 +190,9 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	if (w->route_rr == NULL)
 		fatal("calloc");
 
-	for (i = 0; i < nfds; i++) {
-		w->listeners[i] = evconnlistener_new(w->base, accept_cb, w,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0,
-		    listen_fds[i]);
-		if (w->listeners[i] == NULL)
-			fatalx("evconnlistener_new failed");
-		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
-		w->nlisteners++;
-	}
+	if (accept_start(w, listen_fds, nfds, shm != NULL ?
+	    shm_region(shm, "spread", NULL) : NULL, &pipeline_handler) == -1)
+		fatalx("cannot set up the listening sockets' events");
 	if (admin_fd != -1 && admin_init(w, shm, admin_fd) == -1)
 		log_warnx("cannot serve admin_listen in this worker");
 	w->ev_term = evsignal_new(w->base, SIGTERM, sigterm_cb, w);

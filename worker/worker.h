@@ -12,10 +12,12 @@
 #include "common/config.h"
 
 struct shm_segment;
+struct tls_server;
 
-/* Serve until told to stop, then exit; never returns. */
+/* Serve until told to stop, then exit; never returns.  TLS: the context
+ * of the "listen ... ssl" sockets (worker/tls.h), or NULL. */
 void	 worker_main(const struct config *, struct shm_segment *, int slot,
-	    const int *listen_fds, int nfds, int admin_fd)
-	    __attribute__((noreturn));
+	    const int *listen_fds, int nfds, int admin_fd,
+	    struct tls_server *tls) __attribute__((noreturn));
 
 #endif

@@ -147,6 +147,48 @@ int8(int64_t v)
 	rp += 8;
 }
 
+/*
+ * The tags: NULL when the slot holds nothing but commas; else a text[]
+ * of one dimension, no NULLs, lower bound 1, at most EV_TAGS_MAX
+ * elements of 1 to EV_TAG_MAX printable ASCII bytes, no comma.
+ */
+static void
+tags(const char *slot, size_t size)
+{
+	size_t		 in = strnlen(slot, size), i, nonempty = 0;
+	int32_t		 len = next(), el;
+	const unsigned char *stop;
+	uint32_t	 n, k;
+
+	for (i = 0; i < in; i++)
+		nonempty += slot[i] != ',';
+	if (len == -1) {
+		CHECK(nonempty == 0);
+		return;
+	}
+	CHECK(nonempty > 0 && len >= 20);
+	stop = rp + len;
+	CHECK(rp[0] == 0 && rp[1] == 0 && rp[2] == 0 && rp[3] == 1);
+	CHECK(rp[4] == 0 && rp[5] == 0 && rp[6] == 0 && rp[7] == 0);
+	CHECK(rp[8] == 0 && rp[9] == 0 && rp[10] == 0 && rp[11] == 25);
+	n = (uint32_t)rp[12] << 24 | (uint32_t)rp[13] << 16 |
+	    (uint32_t)rp[14] << 8 | rp[15];
+	CHECK(n >= 1 && n <= EV_TAGS_MAX);
+	CHECK(rp[16] == 0 && rp[17] == 0 && rp[18] == 0 && rp[19] == 1);
+	rp += 20;
+	for (k = 0; k < n; k++) {
+		CHECK(stop - rp >= 4);
+		el = (int32_t)((uint32_t)rp[0] << 24 | (uint32_t)rp[1] << 16 |
+		    (uint32_t)rp[2] << 8 | rp[3]);
+		rp += 4;
+		CHECK(el >= 1 && el <= EV_TAG_MAX && el <= stop - rp);
+		for (i = 0; i < (size_t)el; i++)
+			CHECK(rp[i] > 0x20 && rp[i] < 0x7f && rp[i] != ',');
+		rp += el;
+	}
+	CHECK(rp == stop);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -170,6 +212,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fill(ev.client_request_id, sizeof(ev.client_request_id), &p, end);
 	fill(ev.anthropic_beta, sizeof(ev.anthropic_beta), &p, end);
 	fill(ev.served_model, sizeof(ev.served_model), &p, end);
+	fill(ev.team, sizeof(ev.team), &p, end);
+	fill(ev.end_user, sizeof(ev.end_user), &p, end);
+	fill(ev.tags, sizeof(ev.tags), &p, end);
 	memcpy(&ev, p, (size_t)(end - p) < num ? (size_t)(end - p) : num);
 
 	memset(buf, 0xa5, sizeof(buf));
@@ -224,6 +269,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int8(ev.cache_write_1h_tokens);
 	int8(ev.reasoning_tokens);
 	text(ev.served_model, sizeof(ev.served_model), 1);
+	text(ev.team, sizeof(ev.team), 1);
+	text(ev.end_user, sizeof(ev.end_user), 1);
+	tags(ev.tags, sizeof(ev.tags));
 	CHECK(rp == rend);
 	return 0;
 }

@@ -18,6 +18,7 @@ Fixtures:
 import http.client
 import itertools
 import json
+import re
 import os
 import select
 import signal
@@ -345,6 +346,12 @@ class Sluice:
         # until all of them are there so tests see a settled daemon.
         wait_for(lambda: len(self.worker_pids()) >= self.workers, timeout,
                  what="%d workers" % self.workers)
+        # ... and listening: a worker takes its turn at accepting only
+        # once it is on the sockets (each says so in the log), and the
+        # first one there would otherwise take every connection
+        wait_for(lambda: len(re.findall(r"worker slot \d+ serving",
+                                        self.log_text())) >= self.workers,
+                 timeout, what="%d workers serving" % self.workers)
         return self
 
     @property

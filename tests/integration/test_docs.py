@@ -156,7 +156,7 @@ def test_example_keys_file_passes_sluiced_t_and_key_check(tmp_path):
                        env=example_env(), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=30)
     assert r.returncode == 0, r.stdout
-    assert r.stdout.strip() == "%s: 3 keys" % keys
+    assert r.stdout.strip() == "%s: 4 keys" % keys
 
 
 # ---------------------------------------------------------------------------

@@ -44,24 +44,24 @@ def new_secret():
     return "sk-sluice-" + secrets.token_urlsafe(32)
 
 
-def key_block(name, secret, models=None, rpm=None, tpm=None, budget=None,
-              expires=None, disabled=False):
-    lines = ["key %s {" % name,
-             "    hash sha256:%s;" % hashlib.sha256(secret.encode()).hexdigest()]
-    if models:
-        lines.append("    models %s;" % models)
-    if rpm:
-        lines.append("    rpm %d;" % rpm)
-    if tpm:
-        lines.append("    tpm %d;" % tpm)
-    if budget:
-        lines.append("    budget %s;" % budget)
-    if expires:
-        lines.append("    expires %s;" % expires)
-    if disabled:
-        lines.append("    disabled;")
+def limits_block(kind, name, first=(), models=None, rpm=None, tpm=None,
+                 budget=None, **more):
+    """A `key` or `team` block: FIRST lines, the limits, then MORE
+    directives by name (True: a directive without a value)."""
+    lines = ["%s %s {" % (kind, name)] + ["    %s" % ln for ln in first]
+    for k, v in (("models", models), ("rpm", rpm), ("tpm", tpm),
+                 ("budget", budget)) + tuple(more.items()):
+        if v is True:
+            lines.append("    %s;" % k)
+        elif v:
+            lines.append("    %s %s;" % (k, v))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def key_block(name, secret, **limits):
+    return limits_block("key", name, ["hash sha256:%s;" % hashlib.sha256(
+        secret.encode()).hexdigest()], **limits)
 
 
 class Keys:
@@ -125,9 +125,9 @@ def gateway(sluice, mock, tmp_path, monkeypatch):
     both carrying their own key from UPSTREAM_ENV."""
     monkeypatch.setenv(UPSTREAM_ENV, UPSTREAM_KEY)
 
-    def make(keys, workers=2, db=None, start=True):
+    def make(keys, workers=2, db=None, start=True, extra=""):
         keys.write()
-        extra = "keys_file %s;\n%s" % (keys.path, PRICES)
+        extra = "keys_file %s;\n%s%s" % (keys.path, PRICES, extra)
         if db is not None:
             extra += 'database "%s";\n' % db.conninfo()
         s = sluice(

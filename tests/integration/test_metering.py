@@ -520,6 +520,44 @@ def collector_pid(s):
     return pids[0] if len(pids) == 1 and pid_alive(pids[0]) else None
 
 
+def wakeups(pid):
+    """Times PID slept and was woken (voluntary context switches)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for %d" % pid)
+
+
+def test_idle_collector_sleeps_until_the_next_event_and_loads_it(
+        metered, db):
+    """With no traffic the collector sleeps until a timer is due (its
+    heartbeat, once a second) instead of polling the lanes (50 times a
+    second before); the first event pushed after that wakes it through
+    the ring's bell, and is loaded."""
+    s = metered()
+    st, hdrs, body = post(s.port, "/v1/chat/completions",
+                          {"model": CHAT_MODEL, "messages": MSGS}, TOKENS)
+    assert st == 200, body
+    db.wait_rows(1)     # connected, schema checked, the batch flushed
+    pid = collector_pid(s)
+    assert pid is not None
+    w0, t0 = wakeups(pid), time.monotonic()
+    time.sleep(3)       # the idle stretch being measured, not a wait
+    woke, secs = wakeups(pid) - w0, time.monotonic() - t0
+    assert woke <= secs + 4, \
+        "an idle collector woke %d times in %.1f s" % (woke, secs)
+
+    st, hdrs, body = post(s.port, "/v1/chat/completions",
+                          {"model": CHAT_MODEL, "messages": MSGS}, TOKENS)
+    assert st == 200, body
+    rows = db.wait_rows(2)
+    row = rows[hdrs["x-request-id"]]
+    assert (row["status"], row["prompt_tokens"], row["completion_tokens"],
+            row["cached_tokens"]) == (200, P, C, K)
+    assert collector_pid(s) == pid
+
+
 def test_2000_concurrent_requests_make_2000_rows_with_their_request_ids(
         metered, db):
     s = metered()

@@ -172,6 +172,20 @@ def check_exposition(text):
     return families
 
 
+def promtool_check(body):
+    """Prometheus's own linter on an exposition (skips without it)."""
+    promtool = os.path.join(ROOT, "build", "tools", "usr", "bin",
+                            "promtool")
+    if not os.access(promtool, os.X_OK):
+        promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool could not be had: make check unpacks it from "
+                    "Debian's prometheus package into build/tools")
+    r = subprocess.run([promtool, "check", "metrics"], input=body,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def value(families, fam, sample=None, **labels):
     """The value of one series (0 if absent)."""
     sample = sample or fam
@@ -319,16 +333,7 @@ def test_metrics_pass_the_exposition_format_check(mock, sluice):
                 "sluice_requests_unpriced_total",
                 "sluice_metering_full_rejections_total"):
         assert fam in families, fam
-    promtool = os.path.join(ROOT, "build", "tools", "usr", "bin",
-                            "promtool")
-    if not os.access(promtool, os.X_OK):
-        promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool could not be had: make check unpacks it from "
-                    "Debian's prometheus package into build/tools")
-    r = subprocess.run([promtool, "check", "metrics"], input=body,
-                       capture_output=True, timeout=30)
-    assert r.returncode == 0, r.stdout + r.stderr
+    promtool_check(body)
     # the other paths and methods
     assert request(admin(s), "GET", "/nope")[0] == 404
     assert request(admin(s), "POST", "/metrics", body=b"x")[0] == 405

@@ -137,6 +137,10 @@ def test_prices_check_lists_unpriced_models_over_the_period(make_db,
         0, "every model seen since 30 days ago has a price\n", "")
 
     def add(model, n, age, source="upstream"):
+        # rows of a month the collector has not made a partition for
+        # need one first, as sluice.conf(5) tells an operator
+        db.execute("SELECT sluice_usage_partition(now() - %s::interval)",
+                   (age,))
         for _ in range(n):
             db.execute("INSERT INTO usage_events (request_id, ts_start, "
                      "model, status, usage_source) VALUES "

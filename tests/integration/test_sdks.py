@@ -37,24 +37,26 @@ def sdk():
     return SDK_DIR
 
 
-def test_official_sdks_through_sluice(sdk, sluice, mock, tmp_path):
+def sdk_keys(tmp_path):
+    """A keys file with the one key the SDK check uses."""
     keys = tmp_path / "keys.conf"
     keys.write_text("key sdk {\n\thash sha256:%s;\n}\n" %
                     hashlib.sha256(SECRET.encode()).hexdigest())
     keys.chmod(0o600)
-    s = sluice(upstreams={"oai": mock.url,
-                          "anth": {"url": mock.url,
-                                   "protocol": "anthropic"}},
-               routes=[("claude-*", "anth"), ("*", "oai")],
-               extra="keys_file %s;\n" % keys)
+    return keys
+
+
+def run_sdk_check(sdk, url, env=None):
+    """sdk_check.mjs against URL: what each SDK call returned."""
     r = subprocess.run(["node", "sdk_check.mjs"], cwd=sdk,
-                       env=dict(os.environ,
-                                SLUICE_URL="http://127.0.0.1:%d" % s.port,
-                                SLUICE_KEY=SECRET),
+                       env=dict(os.environ, SLUICE_URL=url,
+                                SLUICE_KEY=SECRET, **(env or {})),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
+
+def assert_sdk_results(out):
     assert out["chat"]["content"].startswith("Hello")
     assert out["chat"]["usage"]["completion_tokens"] == 10
     # the stream: 20 content chunks, then the usage chunk sluice asked for
@@ -72,3 +74,12 @@ def test_official_sdks_through_sluice(sdk, sluice, mock, tmp_path):
     assert ms["text"].startswith("Hello ") and ms["output_tokens"] == 20
     assert out["bad_key_anthropic"] == {"status": 401,
                                         "name": "AuthenticationError"}
+
+
+def test_official_sdks_through_sluice(sdk, sluice, mock, tmp_path):
+    s = sluice(upstreams={"oai": mock.url,
+                          "anth": {"url": mock.url,
+                                   "protocol": "anthropic"}},
+               routes=[("claude-*", "anth"), ("*", "oai")],
+               extra="keys_file %s;\n" % sdk_keys(tmp_path))
+    assert_sdk_results(run_sdk_check(sdk, "http://127.0.0.1:%d" % s.port))

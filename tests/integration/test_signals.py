@@ -16,12 +16,20 @@ CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}
 
 
+def plain_chat(port):
+    st, _, body = post(port, "/v1/chat/completions", CHAT, timeout=10)
+    return st == 200, (st, body[:200])
+
+
 class RequestLoop:
     """N threads, each sending requests on a new connection per request
-    until stopped (bounded by a request count and a deadline)."""
+    until stopped (bounded by a request count and a deadline).  send(port)
+    makes one request and returns (good, what); plain HTTP by default."""
 
-    def __init__(self, port, threads=3, max_seconds=20.0, max_requests=100000):
+    def __init__(self, port, threads=3, max_seconds=20.0, max_requests=100000,
+                 send=None):
         self.port = port
+        self.send = send or plain_chat
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
@@ -36,10 +44,7 @@ class RequestLoop:
             if self.stop_flag.is_set() or time.monotonic() > self.deadline:
                 return
             try:
-                st, _, body = post(self.port, "/v1/chat/completions", CHAT,
-                                   timeout=10)
-                good = st == 200
-                what = (st, body[:200])
+                good, what = self.send(self.port)
             except Exception as e:  # noqa: BLE001 - any error is a failure
                 good = False
                 what = repr(e)

@@ -76,6 +76,28 @@ def test_key_new_block_passes_sluiced_check(tmp_path):
     assert out.startswith("sha256:")
 
 
+def test_key_new_in_a_team_passes_sluiced_check(tmp_path):
+    _, block, _ = key_new("carol", "--team", "eng", "--rpm", "10")
+    assert block.endswith("    rpm      10;\n    team     eng;\n}\n"), block
+    keys = tmp_path / "keys.conf"
+    keys.write_text(block)
+    keys.chmod(0o600)
+    conf = write_conf(tmp_path, "keys.conf")
+    # a key naming a team the file lacks is refused, with its line
+    rc, out, err = run([SLUICED, "-t", "-c", str(conf)])
+    assert rc == 1
+    assert '%s:4: key "carol": no team "eng" in this file' % keys in \
+        out + err, out + err
+    keys.write_text(block + "team eng {\n    budget 100 per month;\n}\n")
+    rc, out, err = run([SLUICED, "-t", "-c", str(conf)])
+    assert rc == 0, out + err
+    rc, out, err = run([SLUICECTL, "-c", str(conf), "key", "check"])
+    assert rc == 0, err
+    assert out == "%s: 1 key, 1 team\n" % keys
+    rc, out, err = run([SLUICECTL, "key", "new", "x", "--team", "a b"])
+    assert rc == 1 and "invalid --team" in err
+
+
 def test_key_new_makes_a_new_secret_each_time():
     s1, b1, _ = key_new("same")
     s2, b2, _ = key_new("same")

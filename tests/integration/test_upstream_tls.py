@@ -2,42 +2,14 @@
 CA given by ca_file.  Certificates are made with the openssl CLI."""
 
 import json
-import subprocess
 
 import pytest
 
 from conftest import post
+from pki import make_ca, make_server_cert
 
 CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}
-
-
-def openssl(*args, cwd):
-    r = subprocess.run(["openssl"] + list(args), cwd=cwd, timeout=30,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert r.returncode == 0, r.stdout.decode(errors="replace")
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=sluice test %s" % name,
-            "-keyout", "%s.key" % name, "-out", "%s.pem" % name,
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    return str(d / ("%s.pem" % name))
-
-
-def make_server_cert(d, ca, name, san):
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj",
-            "/CN=%s" % name, "-keyout", "%s.key" % name,
-            "-out", "%s.csr" % name, cwd=d)
-    (d / ("%s.ext" % name)).write_text(
-        "subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
-        "extendedKeyUsage=serverAuth\n" % san)
-    openssl("x509", "-req", "-in", "%s.csr" % name, "-CA", "%s.pem" % ca,
-            "-CAkey", "%s.key" % ca, "-CAcreateserial", "-days", "2",
-            "-extfile", "%s.ext" % name, "-out", "%s.pem" % name, cwd=d)
-    return str(d / ("%s.pem" % name)), str(d / ("%s.key" % name))
 
 
 @pytest.fixture(scope="module")

@@ -361,8 +361,11 @@ test_syntax_errors(void **state)
 	    "\"upstream\" directive has no opening '{'");
 	expect_err("workers;\n" MINIMAL, 1,
 	    "invalid number of arguments in \"workers\" directive");
-	expect_err("listen 1 2;\n" MINIMAL, 1,
+	expect_err("listen 1 ssl 2;\n" MINIMAL, 1,
 	    "invalid number of arguments in \"listen\" directive");
+	expect_err("listen 1 2;\n" MINIMAL, 1,
+	    "invalid parameter \"2\" in \"listen\" directive (expected "
+	    "\"ssl\")");
 	expect_err(MINIMAL "route x a a a a a a a a a;\n", 3,
 	    "invalid number of arguments in \"route\" directive");
 	expect_err("workers 2;\nworkers 3;\n" MINIMAL, 2,
@@ -506,6 +509,50 @@ test_metering_full(void **state)
 	    "invalid number of arguments in \"metering_full\" directive");
 }
 
+/* usage_retention: whole months or days, or forever (the default). */
+static void
+test_usage_retention(void **state)
+{
+	static const char *const bad[] = {
+		"13", "months", "0months", "-1days", "13 months", "2weeks",
+		"1201months", "36501days", "13monthsx", "99999999999999999days",
+	};
+	struct config	*cfg;
+	char		 conf[256], want[256];
+	size_t		 i;
+
+	cfg = load_ok(MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 0);
+	assert_int_equal(cfg->usage_retention_days, 0);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention 13months;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 13);
+	assert_int_equal(cfg->usage_retention_days, 0);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention 1month;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 1);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention 400days;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 0);
+	assert_int_equal(cfg->usage_retention_days, 400);
+	cfg_free(cfg);
+	cfg = load_ok("usage_retention forever;\n" MINIMAL);
+	assert_int_equal(cfg->usage_retention_months, 0);
+	assert_int_equal(cfg->usage_retention_days, 0);
+	cfg_free(cfg);
+	expect_err("usage_retention 400days;\nusage_retention forever;\n"
+	    MINIMAL, 2, "\"usage_retention\" directive is duplicate");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(conf, sizeof(conf), "usage_retention \"%s\";\n%s",
+		    bad[i], MINIMAL);
+		snprintf(want, sizeof(want), "invalid value \"%s\" in "
+		    "\"usage_retention\" directive: a number of months or "
+		    "days (13months, 400days; at most 100 years) or forever",
+		    bad[i]);
+		expect_err(conf, 1, want);
+	}
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -553,6 +600,75 @@ test_api_key_file_mode_warns(void **state)
 	    "empty", keyfile);
 	expect_err(text, 3, msg);
 	unlink(keyfile);
+}
+
+/* listen ... ssl and the ssl_* directives: what sluiced -t refuses. */
+static void
+test_ssl_directives(void **state)
+{
+	char		 cert[64], key[64], text[1024], msg[512];
+	struct config	*cfg;
+
+	(void)state;
+	write_file(cert, "not read here: worker/tls.c loads it\n", 0644);
+	write_file(key, "secret\n", 0600);
+	cfg = load_ok(MINIMAL);
+	assert_int_equal(cfg->nlisten_ssl, 0);
+	assert_int_equal(cfg->ssl_protocols, CFG_TLS12 | CFG_TLS13);
+	assert_string_equal(cfg->ssl_ciphers, CFG_SSL_CIPHERS);
+	assert_int_equal(cfg->ssl_verify_client, CFG_VERIFY_OFF);
+	assert_int_equal(cfg->ssl_session_tickets, 1);
+	assert_int_equal(cfg->ssl_session_timeout_ms, 3600 * 1000);
+	cfg_free(cfg);
+
+	snprintf(text, sizeof(text), "listen 127.0.0.1:8443 ssl;\n"
+	    "listen 8080;\nssl_certificate %s;\nssl_certificate_key %s;\n"
+	    "ssl_protocols TLSv1.3;\nssl_session_timeout 10m;\n"
+	    "ssl_session_tickets off;\n" MINIMAL, cert, key);
+	cfg = load_ok(text);
+	assert_int_equal(cfg->nlisten, 2);
+	assert_int_equal(cfg->listen[0].ssl, 1);
+	assert_int_equal(cfg->listen[1].ssl, 0);
+	assert_int_equal(cfg->nlisten_ssl, 1);
+	assert_string_equal(cfg->ssl_certificate, cert);
+	assert_int_equal(cfg->ssl_certificate_line, 3);
+	assert_int_equal(cfg->ssl_protocols, CFG_TLS13);
+	assert_int_equal(cfg->ssl_session_timeout_ms, 600 * 1000);
+	assert_int_equal(cfg->ssl_session_tickets, 0);
+	cfg_free(cfg);
+
+	expect_err("listen 8443 ssl;\n" MINIMAL, 1, "no \"ssl_certificate\" "
+	    "is defined for the \"listen ... ssl\" directive");
+	snprintf(text, sizeof(text), "listen 8443 ssl;\nssl_certificate %s;\n"
+	    MINIMAL, cert);
+	snprintf(msg, sizeof(msg), "no \"ssl_certificate_key\" is defined "
+	    "for certificate \"%s\"", cert);
+	expect_err(text, 2, msg);
+	expect_err("ssl_certificate /nonexistent/c.pem;\n" MINIMAL, 1,
+	    "cannot read ssl_certificate \"/nonexistent/c.pem\": No such "
+	    "file or directory");
+	expect_err("ssl_protocols TLSv1.1;\n" MINIMAL, 1, "invalid value "
+	    "\"TLSv1.1\" in \"ssl_protocols\" directive (TLSv1.2 or "
+	    "TLSv1.3)");
+	snprintf(text, sizeof(text), "ssl_certificate %s;\n"
+	    "ssl_certificate_key %s;\nssl_verify_client on;\n" MINIMAL,
+	    cert, key);
+	expect_err(text, 0, "\"ssl_verify_client\" needs \"ssl_client_ca\", "
+	    "the CA that signs client certificates");
+	expect_err("ssl_verify_client maybe;\n" MINIMAL, 1, "invalid value "
+	    "\"maybe\" in \"ssl_verify_client\" directive: on, optional or "
+	    "off");
+	/* the key, like keys_file, must not be readable by every user */
+	assert_int_equal(chmod(key, 0644), 0);
+	snprintf(text, sizeof(text), "ssl_certificate %s;\n"
+	    "ssl_certificate_key %s;\n" MINIMAL, cert, key);
+	snprintf(msg, sizeof(msg), "ssl_certificate_key \"%s\" is readable "
+	    "by every user (mode 0644); chmod o-r it", key);
+	expect_err(text, 2, msg);
+	assert_int_equal(chmod(key, 0640), 0);
+	cfg_free(load_ok(text));
+	unlink(cert);
+	unlink(key);
 }
 
 static void
@@ -669,8 +785,10 @@ main(void)
 		cmocka_unit_test(test_upstream_errors),
 		cmocka_unit_test(test_route_and_price_errors),
 		cmocka_unit_test(test_metering_full),
+		cmocka_unit_test(test_usage_retention),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_api_key_file_mode_warns),
+		cmocka_unit_test(test_ssl_directives),
 		cmocka_unit_test(test_no_price_warns),
 		cmocka_unit_test(test_route_for),
 		cmocka_unit_test(test_url_forms),

@@ -25,7 +25,8 @@ enum {
 	F_COST, F_USAGE_SOURCE, F_ATTEMPTS, F_BYTES_IN, F_BYTES_OUT,
 	F_LATENCY, F_TTFB, F_OVERHEAD, F_CLIENT_ADDR, F_WORKER_PID,
 	F_CLIENT_REQUEST_ID, F_ANTHROPIC_BETA, F_CACHE_WRITE_5M,
-	F_CACHE_WRITE_1H, F_REASONING, F_SERVED_MODEL,
+	F_CACHE_WRITE_1H, F_REASONING, F_SERVED_MODEL, F_TEAM, F_END_USER,
+	F_TAGS,
 };
 
 /* Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
@@ -72,6 +73,9 @@ event(struct usage_event *ev)
 	ev->cache_write_1h_tokens = -1;
 	ev->reasoning_tokens = 7;
 	strcpy(ev->served_model, "gpt-4o-2024-08-06");
+	strcpy(ev->team, "eng");
+	strcpy(ev->end_user, "u-1");
+	strcpy(ev->tags, "a,bb");
 }
 
 static void
@@ -153,7 +157,7 @@ static void
 test_whole_row(void **state)
 {
 	static const unsigned char want[] = {
-		0, 28,
+		0, 31,
 		LEN(16), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 		I8(1),
 		LEN(5), 'a', 'l', 'i', 'c', 'e',
@@ -174,6 +178,11 @@ test_whole_row(void **state)
 		I8(3), NUL, I8(7),
 		LEN(17), 'g', 'p', 't', '-', '4', 'o', '-', '2', '0', '2', '4',
 		'-', '0', '8', '-', '0', '6',
+		LEN(3), 'e', 'n', 'g',
+		LEN(3), 'u', '-', '1',
+		/* text[]: 1 dimension, no NULLs, of text (25), 2 from 1 */
+		LEN(31), 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 2,
+		0, 0, 0, 1, LEN(1), 'a', LEN(2), 'b', 'b',
 	};
 	struct usage_event	 ev;
 
@@ -415,11 +424,35 @@ test_usage_source(void **state)
 	assert_field_text(F_USAGE_SOURCE, "none");
 }
 
+/* Tags: none is NULL, empty ones are skipped, a bad byte becomes '?'. */
+static void
+test_tags(void **state)
+{
+	static const unsigned char one[] = { 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+	    25, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 3, 'x', '?', 'y' };
+	struct usage_event	 ev;
+	const unsigned char	*v;
+
+	(void)state;
+	event(&ev);
+	ev.tags[0] = '\0';
+	encode(&ev);
+	assert_field_null(F_TAGS);
+	strcpy(ev.tags, ",,,");
+	encode(&ev);
+	assert_field_null(F_TAGS);
+	strcpy(ev.tags, ",x\001y,");
+	encode(&ev);
+	assert_int_equal(field(F_TAGS, &v), sizeof(one));
+	assert_memory_equal(v, one, sizeof(one));
+}
+
 /* Every text slot full, the widest of every other value: COPY_ROW_MAX. */
 static void
 test_longest_row(void **state)
 {
 	struct usage_event	 ev;
+	int			 i;
 
 	(void)state;
 	event(&ev);
@@ -431,6 +464,13 @@ test_longest_row(void **state)
 	memset(ev.client_request_id, 'c', sizeof(ev.client_request_id));
 	memset(ev.anthropic_beta, 'b', sizeof(ev.anthropic_beta));
 	memset(ev.served_model, 's', sizeof(ev.served_model));
+	memset(ev.team, 't', sizeof(ev.team));
+	memset(ev.end_user, 'u', sizeof(ev.end_user));
+	/* the most tags, each of the most bytes */
+	memset(ev.tags, 'g', sizeof(ev.tags));
+	for (i = 1; i < EV_TAGS_MAX; i++)
+		ev.tags[i * (EV_TAG_MAX + 1) - 1] = ',';
+	ev.tags[sizeof(ev.tags) - 1] = '\0';
 	ev.cache_write_1h_tokens = 1;
 	ev.usage_source = USAGE_ESTIMATED;
 	strcpy(ev.client_addr, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
@@ -451,6 +491,7 @@ main(void)
 		cmocka_unit_test(test_text_fills_its_slot),
 		cmocka_unit_test(test_inet),
 		cmocka_unit_test(test_usage_source),
+		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_longest_row),
 	};
 

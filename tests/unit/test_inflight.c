@@ -122,7 +122,7 @@ test_a_push_before_the_death_is_not_pushed_again(void **state)
 	lane = mmap(NULL, lsize, PROT_READ | PROT_WRITE, MAP_SHARED |
 	    MAP_ANONYMOUS, -1, 0);
 	assert_true(lane != MAP_FAILED);
-	ring_lane_init(lane, 2);
+	ring_lane_init(lane, 2, -1);
 	t = inflight_table(rg, 0, NULL);
 	if ((pid = fork()) == 0) {
 		/* 0: under way; 1: pushed, died before the end */

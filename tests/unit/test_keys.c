@@ -216,7 +216,7 @@ test_errors(void **state)
 	    "\n}\n", 2,
 	    "key \"alice\": invalid hash: not a hex digit at position 64");
 	expect_err("key alice {\n    rpm 5;\n}\n", 1,
-	    "key \"alice\": missing \"hash\"");
+	    "key \"alice\": missing \"hash\" (or \"client_cert\")");
 	expect_err("key alice {\n    hash " H1 ";\n    hash " H2 ";\n}\n", 3,
 	    "key \"alice\": \"hash\" directive is duplicate");
 
@@ -496,6 +496,115 @@ test_config_keys_file(void **state)
 	rmdir(dir);
 }
 
+/* Teams: their limits, keys naming them before or after, and the errors. */
+static void
+test_teams(void **state)
+{
+	struct keyring		*kr;
+	const struct key_entry	*a, *b, *t;
+
+	(void)state;
+	kr = load_ok(
+	    "key a { hash " H1 "; team eng; tags web prod;\n"
+	    "\tend_user_budget 0.25 per day; }\n"
+	    "team eng {\n"
+	    "\tmodels gpt-*;\n"
+	    "\trpm 100; tpm 5000;\n"
+	    "\tbudget 10.50 per month;\n"
+	    "}\n"
+	    "key b { hash " H2 "; }\n");
+	assert_int_equal(kr->nkeys, 2);
+	assert_int_equal(kr->nteams, 1);
+	a = keys_by_name(kr, "a");
+	b = keys_by_name(kr, "b");
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(keys_by_name(kr, "eng"));
+	t = keys_team(kr, a);
+	assert_non_null(t);
+	assert_string_equal(t->name, "eng");
+	assert_int_equal(t->rpm, 100);
+	assert_int_equal(t->tpm, 5000);
+	assert_int_equal(t->budget_micro_usd, 10500000);
+	assert_int_equal(t->budget_period, PERIOD_MONTH);
+	assert_true(keys_model_allowed(t, "gpt-4o", 6));
+	assert_false(keys_model_allowed(t, "claude-x", 8));
+	assert_string_equal(a->tags, "web,prod");
+	assert_int_equal(a->user_budget_micro_usd, 250000);
+	assert_int_equal(a->user_budget_period, PERIOD_DAY);
+	assert_int_equal(a->budget_micro_usd, 0);
+	assert_null(keys_team(kr, b));
+	assert_string_equal(b->tags, "");
+	keys_free(kr);
+
+	expect_err("key a { hash " H1 "; team ops; }\n", 1,
+	    "key \"a\": no team \"ops\" in this file");
+	expect_err("team x { }\nteam x { }\n", 2,
+	    "duplicate team \"x\" (first at line 1)");
+	expect_err("team x { hash " H1 "; }\n", 1,
+	    "team \"x\": unknown directive \"hash\"");
+	expect_err("team " "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    " { }\n", 1, "invalid team name \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" (1 to 62 of A-Z a-z 0-9 _ . -)");
+	expect_err("key a { hash " H1 "; tags ok no,comma; }\n", 1,
+	    "key \"a\": invalid tag \"no,comma\" (1 to 64 printable ASCII "
+	    "bytes, no comma)");
+	assert_true(keys_tag_ok("a-b_c.d:e/f", 11));
+	assert_false(keys_tag_ok("", 0));
+	assert_false(keys_tag_ok("a b", 3));
+	assert_false(keys_tag_ok("a\x7f", 2));
+}
+
+/* client_cert: a certificate alone, or a certificate and a secret. */
+static void
+test_client_cert(void **state)
+{
+	struct keyring		*kr;
+	const struct key_entry	*k;
+	struct key_cert_id	 id;
+	uint8_t			 h[32];
+
+	(void)state;
+	kr = load_ok("key robot {\n    client_cert sha256:"
+	    "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:"
+	    "17:7A:9C:B4:10:FF:61:F2:00:15:AD;\n}\n"
+	    "key both {\n    hash " H1 ";\n"
+	    "    client_cert subject \"CN=both,O=Example\";\n}\n"
+	    "key plain {\n    hash " H2 ";\n}\n");
+	assert_int_equal(kr->nkeys, 3);
+	assert_int_equal(kr->ncert_only, 1);
+	memset(&id, 0, sizeof(id));
+	from_hex(ABC_HEX, id.sha256);
+	k = keys_find_cert(kr, &id);
+	assert_non_null(k);
+	assert_string_equal(k->name, "robot");
+	assert_false(k->has_hash);
+	/* a key with a hash is never found by its certificate alone */
+	snprintf(id.subject, sizeof(id.subject), "CN=both,O=Example");
+	memset(id.sha256, 0, sizeof(id.sha256));
+	assert_null(keys_find_cert(kr, &id));
+	from_hex(ABC_HEX, h);
+	k = keys_find(kr, h);
+	assert_non_null(k);
+	assert_string_equal(k->name, "both");
+	assert_true(keys_cert_match(k, &id));
+	snprintf(id.subject, sizeof(id.subject), "CN=both,O=Other");
+	assert_false(keys_cert_match(k, &id));
+	assert_false(keys_cert_match(&kr->keys[2], &id));
+	assert_false(keys_cert_match(k, NULL));
+	keys_free(kr);
+
+	expect_err("key a {\n    client_cert sha256:abcd;\n}\n", 2,
+	    "key \"a\": invalid client_cert fingerprint: 4 hex digits, "
+	    "expected 64");
+	expect_err("key a {\n    client_cert CN=a;\n}\n", 2,
+	    "key \"a\": invalid \"client_cert\" directive (expected "
+	    "sha256:<fingerprint> or subject \"DN\")");
+	expect_err("key a {\n    client_cert subject \"CN=a\";\n}\n"
+	    "key b {\n    client_cert subject \"CN=a\";\n}\n", 4,
+	    "key \"b\": same client_cert as key \"a\" (line 1)");
+}
+
 int
 main(void)
 {
@@ -510,7 +619,9 @@ main(void)
 		cmocka_unit_test(test_hash_secret),
 		cmocka_unit_test(test_hash_secret_memo),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_client_cert),
 		cmocka_unit_test(test_config_keys_file),
+		cmocka_unit_test(test_teams),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

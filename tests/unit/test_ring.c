@@ -12,6 +12,7 @@
  * Children never call cmocka: they report through their exit status.
  */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -276,6 +277,35 @@ test_shm_layout(void **state)
 		assert_int_equal(k[i], 0);
 	shm_destroy(seg);
 	shm_destroy(NULL);
+}
+
+/*
+ * A lane's positions restart at 0 in every segment, so the epoch is what
+ * tells one segment's events from another's: a UUIDv7, never twice.
+ */
+static void
+test_shm_epoch_is_a_fresh_uuidv7(void **state)
+{
+	struct shm_segment	*a, *b;
+	const uint8_t		*ea, *eb;
+	uint64_t		 ms = 0;
+	int			 i;
+
+	a = shm_create(1, 8);
+	b = shm_create(1, 8);
+	assert_non_null(a);
+	assert_non_null(b);
+	ea = shm_epoch(a);
+	eb = shm_epoch(b);
+	assert_int_equal(ea[6] >> 4, 7);		/* version 7 */
+	assert_int_equal(ea[8] >> 6, 2);		/* variant 10 */
+	assert_memory_not_equal(ea, eb, SHM_EPOCH_LEN);
+	for (i = 0; i < 6; i++)
+		ms = ms << 8 | ea[i];
+	assert_true(ms > (uint64_t)time(NULL) * 1000 - 60000);
+	assert_true(ms <= (uint64_t)time(NULL) * 1000 + 1000);
+	shm_destroy(a);
+	shm_destroy(b);
 }
 
 static void
@@ -602,12 +632,126 @@ test_sigkilled_producer_leaves_committed_prefix(void **state)
 	alarm(0);
 }
 
+static int
+bell_rung(int fd, int ms)
+{
+	struct pollfd	 p = { fd, POLLIN, 0 };
+
+	return poll(&p, 1, ms) == 1;
+}
+
+/*
+ * An armed bell rings on the next push into any lane, once; a lane that
+ * holds events is counted by the arm (no sleep then); an unarmed bell
+ * stays quiet.
+ */
+static void
+test_bell_rings_on_the_first_push_after_arming(void **state)
+{
+	struct shm_segment	*seg;
+	struct ring_lane	*lanes[2];
+	struct usage_event	 ev;
+	int			 fd;
+
+	seg = shm_create(2, 8);
+	assert_non_null(seg);
+	lanes[0] = shm_lane(seg, 0);
+	lanes[1] = shm_lane(seg, 1);
+	fd = ring_bell_fd(lanes[0]);
+	assert_true(fd != -1);
+	assert_int_equal(ring_bell_fd(lanes[1]), fd);
+	ev_fill(&ev, 0);
+
+	assert_int_equal(ring_push(lanes[1], &ev), 0);
+	assert_false(bell_rung(fd, 0));		/* nobody asleep */
+	assert_int_equal(ring_bell_arm(lanes, 2), 1);	/* work: no sleep */
+	ring_bell_disarm(lanes, 2);
+	ring_release(lanes[1], 1);
+
+	assert_int_equal(ring_bell_arm(lanes, 2), 0);
+	assert_false(bell_rung(fd, 0));
+	assert_int_equal(ring_push(lanes[1], &ev), 0);
+	assert_true(bell_rung(fd, 0));
+	assert_int_equal(atomic_load(&lanes[1]->asleep), 0);
+	/* the other lane's bell is still armed, until the consumer wakes */
+	assert_int_equal(atomic_load(&lanes[0]->asleep), 1);
+	ring_bell_disarm(lanes, 2);
+	ring_bell_drain(fd);
+	assert_false(bell_rung(fd, 0));
+	assert_int_equal(ring_push(lanes[0], &ev), 0);
+	assert_false(bell_rung(fd, 0));
+	assert_int_equal(atomic_load(&lanes[0]->pushes), 1);
+	assert_int_equal(atomic_load(&lanes[1]->pushes), 2);
+	shm_destroy(seg);
+}
+
+/*
+ * A producer in another process pushes BELL_EVENTS events with pauses of
+ * 0 to 60 us, so that the consumer runs out and goes to sleep thousands
+ * of times, each time racing a push.  The consumer sleeps on the bell
+ * with a 2 s timeout: a timeout while the lane holds events is a wake-up
+ * the protocol lost.
+ */
+#define BELL_EVENTS	30000ULL
+
+static void
+test_bell_never_misses_a_push(void **state)
+{
+	struct shm_segment	*seg;
+	struct ring_lane	*l;
+	struct usage_event	 ev;
+	uint64_t		 next = 0, seq, head;
+	unsigned		 sleeps = 0, lost = 0, r = 12345;
+	pid_t			 pid;
+	int			 fd;
+
+	alarm(TEST_ALARM);
+	seg = shm_create(1, 1024);
+	assert_non_null(seg);
+	l = shm_lane(seg, 0);
+	fd = ring_bell_fd(l);
+	assert_true(fd != -1);
+	if ((pid = fork()) == 0) {
+		child_setup();
+		for (seq = 0; seq < BELL_EVENTS; seq++) {
+			ev_fill(&ev, seq);
+			while (ring_push(l, &ev) == -1)
+				sched_yield();
+			r = r * 1103515245 + 12345;
+			if ((r >> 16) % 4 == 0)
+				usleep((r >> 8) % 60);
+		}
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	while (next < BELL_EVENTS) {
+		assert_int_equal(consume(l, &next, 0), 0);
+		if (next == BELL_EVENTS)
+			break;
+		ring_bell_drain(fd);
+		if (ring_bell_arm(&l, 1) == 0) {
+			sleeps++;
+			if (!bell_rung(fd, 2000) && ring_readable(l, &head) > 0)
+				lost++;
+		}
+		ring_bell_disarm(&l, 1);
+	}
+	reap(pid, 0);
+	print_message("%u sleeps\n", sleeps);
+	assert_int_equal(lost, 0);
+	assert_true(sleeps > 100);
+	assert_int_equal(next, BELL_EVENTS);
+	shm_destroy(seg);
+	alarm(0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shm_create_rejects_bad_input),
 		cmocka_unit_test(test_shm_layout),
+		cmocka_unit_test(test_shm_epoch_is_a_fresh_uuidv7),
 		cmocka_unit_test(test_regions_shared_across_fork),
 		cmocka_unit_test(test_push_read_order),
 		cmocka_unit_test(test_wraparound_many_laps),
@@ -618,6 +762,8 @@ main(void)
 		cmocka_unit_test(test_half_written_slot_is_invisible),
 		cmocka_unit_test(test_fork_spsc_two_million),
 		cmocka_unit_test(test_sigkilled_producer_leaves_committed_prefix),
+		cmocka_unit_test(test_bell_rings_on_the_first_push_after_arming),
+		cmocka_unit_test(test_bell_never_misses_a_push),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

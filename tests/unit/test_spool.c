@@ -1,7 +1,8 @@
 /*
  * test_spool.c - spool files written by an older sluice replay here: its
  * events were a prefix of today's (fields are only added at the end), so
- * they are read at their own size with the new fields empty.
+ * they are read at their own size with the new fields empty (counts
+ * unknown, no origin).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +37,12 @@ write_old_spool(const char *path, int nevents, size_t tail, size_t size,
 		snprintf(ev.model, sizeof(ev.model), "gpt-%d", i);
 		snprintf(ev.client_addr, sizeof(ev.client_addr), "10.0.0.%d",
 		    i);
+		ev.cache_write_5m_tokens = 5 + i;
+		ev.reasoning_tokens = 7 + i;
+		snprintf(ev.served_model, sizeof(ev.served_model), "snap-%d",
+		    i);
+		memset(ev.origin_epoch, 'E', sizeof(ev.origin_epoch));
+		ev.origin_pos = 99;
 		/* the old struct's padding: must not show as a new field */
 		memcpy(rec, &ev, fields);
 		memset(rec + fields, 'P', size - fields);
@@ -75,9 +82,21 @@ older_size_replays(size_t size, size_t fields)
 			assert_string_equal(evs[i].client_request_id, "");
 			assert_string_equal(evs[i].anthropic_beta, "");
 		}
-		assert_int_equal(evs[i].cache_write_5m_tokens, -1);
-		assert_int_equal(evs[i].reasoning_tokens, -1);
-		assert_string_equal(evs[i].served_model, "");
+		if (fields <= SPOOL_EVENT_V2_FIELDS) {
+			assert_int_equal(evs[i].cache_write_5m_tokens, -1);
+			assert_int_equal(evs[i].reasoning_tokens, -1);
+			assert_string_equal(evs[i].served_model, "");
+		} else {
+			assert_int_equal(evs[i].cache_write_5m_tokens, 5 + i);
+			assert_int_equal(evs[i].reasoning_tokens, 7 + i);
+			snprintf(want, sizeof(want), "snap-%d", i);
+			assert_string_equal(evs[i].served_model, want);
+		}
+		/* no origin: loaded through the conflict check */
+		assert_int_equal(evs[i].origin_pos, 0);
+		assert_int_equal(evs[i].origin_lane, 0);
+		assert_int_equal(evs[i].origin_epoch[0], 0);
+		assert_int_equal(evs[i].origin_epoch[15], 0);
 	}
 	assert_int_equal(spool_read(r, evs, 8), 0);
 	spool_reader_close(r);
@@ -90,8 +109,10 @@ test_older_event_sizes_replay(void **state)
 {
 	(void)state;
 	assert_int_equal(SPOOL_EVENT_V2, 696);	/* as written by schema 2 */
+	assert_int_equal(SPOOL_EVENT_V3, 848);	/* as written by schema 3 */
 	older_size_replays(SPOOL_EVENT_V1, SPOOL_EVENT_V1_FIELDS);
 	older_size_replays(SPOOL_EVENT_V2, SPOOL_EVENT_V2_FIELDS);
+	older_size_replays(SPOOL_EVENT_V3, SPOOL_EVENT_V3_FIELDS);
 }
 
 static void

@@ -1,0 +1,104 @@
+"""refproxy.py - the configurations of the two reference proxies that
+bench/run.py measures sluice against, both tuned as their users would for
+a keep-alive reverse proxy on one host, and neither doing anything sluice
+does on top (keys, routing by model, metering):
+
+    nginx    worker_processes N, proxy_pass to an upstream block with a
+             keepalive pool, nothing buffered to disk
+    haproxy  nbthread N, http-reuse always (every idle server connection
+             may carry any client's next request), keep-alive both sides,
+             http-no-delay (SSE events leave as they come)
+
+N is sluice's worker count.  Writing the files is all this module does;
+run.py starts, pins and stops the processes.
+"""
+
+import os
+
+NGINX = """\
+worker_processes %(w)d;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log warn;
+daemon off;
+master_process on;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    # Bodies stay in memory (sluice keeps them in memory too); the default
+    # 16k would write the 100 KB bodies to a temp file.
+    client_body_buffer_size 256k;
+    client_max_body_size 16m;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream mock {
+        server %(h)s:%(m)d;
+        keepalive 256;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen %(h)s:%(p)d;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+"""
+
+# No log line at all (nginx's access_log is off too).  maxconn matches
+# nginx's worker_connections; the timeouts are nginx's keep-alive ones.
+# http-no-delay: without it haproxy sends with MSG_MORE and holds a small
+# SSE event back until more data comes (the first of five events 1 ms
+# apart reached the client after 24 ms); an operator proxying streamed
+# LLM answers sets it, as nginx's proxy_buffering off.
+HAPROXY = """\
+global
+    nbthread %(w)d
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    option http-no-delay
+    http-reuse always
+    timeout connect 5s
+    timeout client 75s
+    timeout server 300s
+    timeout http-keep-alive 75s
+    timeout http-request 10s
+
+frontend bench
+    bind %(h)s:%(p)d
+    default_backend mock
+
+backend mock
+    http-reuse always
+    server mock %(h)s:%(m)d
+"""
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def nginx_conf(d, workers, host, mock_port, port):
+    """Write DIR/nginx.conf (and the temp dirs nginx insists on)."""
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    return _write(os.path.join(d, "nginx.conf"), NGINX % {
+        "w": workers, "d": d, "h": host, "m": mock_port, "p": port})
+
+
+def haproxy_conf(d, workers, host, mock_port, port):
+    os.makedirs(d, exist_ok=True)
+    return _write(os.path.join(d, "haproxy.cfg"), HAPROXY % {
+        "w": workers, "h": host, "m": mock_port, "p": port})
