@@ -121,7 +121,7 @@ sbuf_close_notify(struct sbuf *sb)
 	SSL *ssl = sb->ssl;
 
 	/* after a fatal error OpenSSL must not be asked to shut down */
-	if (ssl == NULL || !SSL_is_init_finished(ssl) ||
+	if (ssl == NULL || sb->tls_dead || !SSL_is_init_finished(ssl) ||
 	    (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
 		return;
 	if (SSL_shutdown(ssl) < 0)
@@ -244,6 +244,7 @@ sbuf_tls_write(struct sbuf *sb)
 			errno = EAGAIN;
 		else {
 			ERR_clear_error();
+			sb->tls_dead = 1;
 			errno = EPIPE;
 		}
 		return total > 0 ? total : -1;
@@ -347,10 +348,12 @@ sbuf_tls_read(struct sbuf *sb, void *p, size_t len)
 	case SSL_ERROR_ZERO_RETURN:
 		return 0;
 	case SSL_ERROR_SYSCALL:
+		sb->tls_dead = 1;
 		if (ERR_peek_error() == 0 && n == 0)
 			return 0;
 		break;
 	case SSL_ERROR_SSL:
+		sb->tls_dead = 1;
 		if (ERR_GET_REASON(ERR_peek_error()) ==
 		    SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			ERR_clear_error();
@@ -371,6 +374,8 @@ sbuf_on_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t			 n;
 
 	if (what & EV_TIMEOUT) {
+		if (!sb->reading)
+			return;		/* kept only for a TLS write */
 		sbuf_read_off(sb);
 		sb->event_cb(sb->arg, SB_READING | SB_TIMEOUT);
 		return;

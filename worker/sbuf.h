@@ -44,6 +44,7 @@ struct sbuf {
 	struct ssl_st	*ssl;		/* TLS: reads and writes go through it */
 	int		 tls_rwant;	/* an SSL_read waits for writability */
 	int		 tls_wwant;	/* an SSL_write waits for readability */
+	int		 tls_dead;	/* a fatal error: no close_notify */
 	struct event	*rev;
 	struct event	*wev;
 	struct event	*tev;		/* sbuf_trigger_read's */

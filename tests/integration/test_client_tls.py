@@ -215,6 +215,102 @@ def test_large_and_streamed_answers_arrive_whole_over_tls(mock, sluice,
         assert got[0] == got[1]
 
 
+def tls_socket(s, pki, rcvbuf=None):
+    """A TLS connection to s.tls_port, its handshake done; a close
+    without close_notify raises SSLEOFError on reading."""
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF    # Python sets it
+    raw = socket.socket()
+    raw.settimeout(20)
+    if rcvbuf:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    raw.connect((HOST, s.tls_port))
+    return ctx.wrap_socket(raw, server_hostname=HOST,
+                           suppress_ragged_eofs=False)
+
+
+def chat_raw(body, close=False, extra=""):
+    data = json.dumps(body).encode()
+    return (b"POST %s HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n%s%s"
+            b"Content-Length: %d\r\n\r\n%s" % (
+                CHAT_PATH.encode(), extra.encode(),
+                b"Connection: close\r\n" if close else b"", len(data),
+                data))
+
+
+def read_answers(c, n):
+    """N Content-Length answers off a socket: [(status, body)], then a
+    file of what follows (b"" once the server closed; over TLS, a close
+    without close_notify raises SSLEOFError)."""
+    fp = c.makefile("rb")
+    got = []
+    for _ in range(n):
+        status = int(fp.readline().split()[1])
+        length = None
+        while True:
+            line = fp.readline()
+            if line in (b"\r\n", b""):
+                break
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "content-length":
+                length = int(v)
+        assert length is not None, status
+        got.append((status, fp.read(length)))
+    return got, fp
+
+
+def test_pipelined_requests_over_tls_are_served_from_what_openssl_holds(
+        mock, sluice, pki):
+    """Requests pipelined after the Finished, 20 KB ones among them; the
+    last TLS record holds the end of a body and a whole request, which
+    OpenSSL keeps decrypted when the body's read stops at its end: no
+    byte of it is on the socket any more, and it is served without
+    waiting for one."""
+    s = start(sluice, mock, pki, workers=1)
+    big = dict(CHAT, messages=[{"role": "user", "content": "x" * 20000}])
+    with tls_socket(s, pki) as c:
+        # the last write, one record: the end of a body the worker
+        # waits for, read into the body's memory, and a whole request
+        last = chat_raw(CHAT, close=True)
+        raw = chat_raw(CHAT) + chat_raw(big) * 2 + last
+        cut = len(raw) - len(last) - 4000
+        c.sendall(raw[:cut])
+        time.sleep(0.5)
+        c.sendall(raw[cut:])
+        got, fp = read_answers(c, 4)
+        assert [st for st, _ in got] == [200] * 4, got
+        for _, body in got:
+            assert json.loads(body)["usage"]["completion_tokens"] == 10
+        # the close that follows "Connection: close" is a TLS one
+        assert fp.read() == b""
+    assert requests_total(s) == 4
+
+
+def test_a_large_answer_to_a_slow_tls_reader_arrives_whole(mock, sluice,
+                                                            pki):
+    """An answer far bigger than the socket buffers, to a client that
+    reads it only after a pause: the worker's writes wait for the socket
+    (SSL_write's WANT_WRITE) and go on where they stopped."""
+    s = start(sluice, mock, pki, workers=1)
+    hdrs = "x-mock-chunks: 40000\r\n"
+    with tls_socket(s, pki, rcvbuf=4096) as c:
+        c.sendall(chat_raw(CHAT, close=True, extra=hdrs))
+        time.sleep(1.0)
+        got, fp = read_answers(c, 1)
+        assert fp.read() == b""
+    st, body = got[0]
+    assert st == 200, body[:300]
+    with socket.create_connection((HOST, s.port), timeout=20) as p:
+        p.sendall(chat_raw(CHAT, close=True, extra=hdrs))
+        plain, _ = read_answers(p, 1)
+    text = json.loads(body)["choices"][0]["message"]["content"]
+    assert len(text) > 200000
+    assert text == json.loads(plain[0][1])["choices"][0]["message"][
+        "content"]
+    assert requests_total(s) == 2
+
+
 def answer_text(data, stream):
     """The text of a chat answer, whole or streamed (ids and times differ
     from one answer to the next)."""
