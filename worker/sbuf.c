@@ -18,10 +18,10 @@
  * a read, WANT_READ on a write: a renegotiation, a key update); the flag
  * for it makes the other event retry the call when it fires.  A write
  * retried after WANT_WRITE passes the same bytes again, at least as many
- * (out only grows at its end), as OpenSSL requires.  Owners are called
- * only from these
- * events, never from an sbuf_ function, so no call can free the sbuf
- * under its caller.
+ * (out only grows at its end), as OpenSSL requires.
+ *
+ * Owners are called only from these events, never from an sbuf_
+ * function, so no call can free the sbuf under its caller.
  */
 #include <errno.h>
 #include <limits.h>
@@ -310,8 +310,13 @@ sbuf_on_write(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	n = sbuf_write_once(sb);
-	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		/* a writable socket would wake us for ever: the read
+		 * event adds it back (writing stays set) */
+		if (sb->tls_wwant)
+			event_del(sb->wev);
 		return;
+	}
 	if (n <= 0) {
 		sbuf_disarm_write(sb);
 		sb->event_cb(sb->arg, SB_WRITING | SB_ERROR);
@@ -383,8 +388,10 @@ sbuf_on_read(evutil_socket_t fd, short what, void *arg)
 	if (sb->tls_wwant) {
 		/* the write OpenSSL could not finish may go on now */
 		sb->tls_wwant = 0;
-		if (sb->writing)
+		if (sb->writing) {
+			event_add(sb->wev, sb->wtv_on ? &sb->wtv : NULL);
 			event_active(sb->wev, EV_WRITE, 0);
+		}
 		if (!sb->reading) {
 			event_del(sb->rev);
 			return;
