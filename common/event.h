@@ -25,6 +25,7 @@ enum usage_source {
 #define EV_ADDR_MAX	48
 #define EV_CLIENT_ID_MAX 72
 #define EV_BETA_MAX	128
+#define EV_FORMAT_MAX	16
 
 struct usage_event {
 	uint8_t		 request_id[16];	/* UUIDv7 bytes, sluice's own */
@@ -60,6 +61,9 @@ struct usage_event {
 	int64_t		 cache_write_1h_tokens;	/* -1 = unknown */
 	int64_t		 reasoning_tokens;	/* -1 = unknown */
 	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
+	/* Added in the fourth event size (schema version 4). */
+	char		 client_format[EV_FORMAT_MAX];	/* "openai" | "anthropic" */
+	char		 upstream_format[EV_FORMAT_MAX];	/* "" = none reached */
 };
 
 #endif

@@ -123,6 +123,13 @@ static const char *const migrations[] = {
 	"  ADD COLUMN cache_write_1h_tokens bigint,"
 	"  ADD COLUMN reasoning_tokens bigint,"
 	"  ADD COLUMN served_model text;",
+
+	/*
+	 * 4: the format the client spoke and the upstream's: they differ
+	 * when sluice translated the request (openai, anthropic).
+	 */
+	"ALTER TABLE usage_events ADD COLUMN client_format text,"
+	"  ADD COLUMN upstream_format text;",
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

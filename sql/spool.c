@@ -398,6 +398,8 @@ older_fields(uint32_t size)
 		return SPOOL_EVENT_V1_FIELDS;
 	if (size == SPOOL_EVENT_V2)
 		return SPOOL_EVENT_V2_FIELDS;
+	if (size == SPOOL_EVENT_V3)
+		return SPOOL_EVENT_V3_FIELDS;
 	return 0;
 }
 
@@ -417,8 +419,10 @@ spool_read_older(struct spool_reader *r, struct usage_event *evs, size_t max)
 			return -1;
 		/* what was padding then is where the new fields start */
 		memset((char *)&evs[i] + fields, 0, sizeof(evs[i]) - fields);
-		evs[i].cache_write_5m_tokens = evs[i].cache_write_1h_tokens =
-		    evs[i].reasoning_tokens = -1;
+		if (fields < SPOOL_EVENT_V3_FIELDS)
+			evs[i].cache_write_5m_tokens =
+			    evs[i].cache_write_1h_tokens =
+			    evs[i].reasoning_tokens = -1;
 		if ((size_t)n < r->event_size) {
 			r->eof = 1;
 			if (n > 0)

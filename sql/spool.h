@@ -29,12 +29,15 @@
  * its fields end at ..._FIELDS, and it was padded to 8 bytes.
  *   1: before client_request_id and anthropic_beta
  *   2: before the cache-write, reasoning and served-model fields
+ *   3: before client_format and upstream_format
  */
 #define SPOOL_PAD8(n)		(((n) + 7) & ~(size_t)7)
 #define SPOOL_EVENT_V1_FIELDS	offsetof(struct usage_event, client_request_id)
 #define SPOOL_EVENT_V1		SPOOL_PAD8(SPOOL_EVENT_V1_FIELDS)
 #define SPOOL_EVENT_V2_FIELDS	offsetof(struct usage_event, cache_write_5m_tokens)
 #define SPOOL_EVENT_V2		SPOOL_PAD8(SPOOL_EVENT_V2_FIELDS)
+#define SPOOL_EVENT_V3_FIELDS	offsetof(struct usage_event, client_format)
+#define SPOOL_EVENT_V3		SPOOL_PAD8(SPOOL_EVENT_V3_FIELDS)
 
 struct spool;
 struct spool_reader;
