@@ -14,8 +14,11 @@ that served no request, divided by the requests, is the figure.  The
 workloads: a 1 KB chat with a key, a 100 KB chat, a 1 KB stream of 20
 events, a request refused for its key, and (-w to pick them) answers of
 1 KB and 100 KB, plain and gzip-compressed by mockllm (x-mock-gzip), for
-the cost of decoding a copy for the usage reader.  Everything talks to
-127.0.0.1; every run is bounded.
+the cost of decoding a copy for the usage reader; and format translation
+next to passthrough (-w xlate_*, and the passthrough cells they compare
+with): an OpenAI chat for a claude-* model (an Anthropic upstream) and an
+Anthropic Messages request for a gpt-* model, 1 KB and 100 KB, streamed
+and not.  Everything talks to 127.0.0.1; every run is bounded.
 """
 
 import glob
@@ -35,8 +38,14 @@ import time
 HOST = "127.0.0.1"
 SECRET = "sk-sluice-bench-0123456789abcdef"
 GZIP = {"x-mock-gzip": "1", "Accept-Encoding": "gzip"}
+# the format a workload's client speaks, and the model it asks for: the
+# config routes claude-* to an Anthropic upstream, the rest to an OpenAI one
+CHAT = ("/v1/chat/completions", "gpt-4o-mini")
+CHAT_XL = ("/v1/chat/completions", "claude-sonnet-4-5")
+MSGS = ("/v1/messages", "claude-sonnet-4-5")
+MSGS_XL = ("/v1/messages", "gpt-4o-mini")
 WORKLOADS = [
-    # name, requests, body size, stream, key, headers
+    # name, requests, body size, stream, key, headers[, (path, model)]
     ("chat_1k", 400, 1024, False, SECRET, {}),
     ("chat_100k", 100, 100 * 1024, False, SECRET, {}),
     ("stream_1k", 200, 1024, True, SECRET, {}),
@@ -48,6 +57,20 @@ WORKLOADS = [
     ("answer_100k", 100, 200, False, SECRET, {"x-mock-chunks": "16700"}),
     ("answer_100k_gz", 100, 200, False, SECRET,
      dict(GZIP, **{"x-mock-chunks": "16700"})),
+    # translation, next to the passthrough of the same client format
+    ("stream_100k", 100, 100 * 1024, True, SECRET, {}),
+    ("xlate_1k", 400, 1024, False, SECRET, {}, CHAT_XL),
+    ("xlate_100k", 100, 100 * 1024, False, SECRET, {}, CHAT_XL),
+    ("xlate_stream_1k", 200, 1024, True, SECRET, {}, CHAT_XL),
+    ("xlate_stream_100k", 100, 100 * 1024, True, SECRET, {}, CHAT_XL),
+    ("messages_1k", 400, 1024, False, SECRET, {}, MSGS),
+    ("messages_100k", 100, 100 * 1024, False, SECRET, {}, MSGS),
+    ("messages_stream_1k", 200, 1024, True, SECRET, {}, MSGS),
+    ("messages_stream_100k", 100, 100 * 1024, True, SECRET, {}, MSGS),
+    ("xlate_an_1k", 400, 1024, False, SECRET, {}, MSGS_XL),
+    ("xlate_an_100k", 100, 100 * 1024, False, SECRET, {}, MSGS_XL),
+    ("xlate_an_stream_1k", 200, 1024, True, SECRET, {}, MSGS_XL),
+    ("xlate_an_stream_100k", 100, 100 * 1024, True, SECRET, {}, MSGS_XL),
 ]
 DEFAULT = ["chat_1k", "chat_100k", "stream_1k", "refused_401"]
 
@@ -71,23 +94,26 @@ def wait_port(port, proc, timeout=60.0):
     sys.exit("callgrind_ab: port %d never opened" % port)
 
 
-def body_of(size, stream):
-    doc = {"model": "gpt-4o-mini", "stream": stream,
+def body_of(size, stream, model="gpt-4o-mini", anthropic=False):
+    doc = {"model": model, "stream": stream,
            "messages": [{"role": "user", "content": ""}]}
+    if anthropic:
+        doc["max_tokens"] = 256
     doc["messages"][0]["content"] = "x" * max(
         0, size - len(json.dumps(doc)))
     return json.dumps(doc).encode()
 
 
-def drive(port, n, size, stream, key, extra):
-    body = body_of(size, stream)
+def drive(port, n, size, stream, key, extra, api=CHAT):
+    path, model = api
+    body = body_of(size, stream, model, path == "/v1/messages")
     hdrs = {"Content-Type": "application/json",
             "Authorization": "Bearer " + key,
             "x-mock-chunks": "20"}
     hdrs.update(extra)
     conn = http.client.HTTPConnection(HOST, port, timeout=60)
     for _ in range(n):
-        conn.request("POST", "/v1/chat/completions", body, hdrs)
+        conn.request("POST", path, body, hdrs)
         r = conn.getresponse()
         r.read()
         if r.will_close:
@@ -109,7 +135,7 @@ def worker_ir(outdir):
     return best
 
 
-def run(build, n, size, stream, key, extra=None):
+def run(build, n, size, stream, key, extra=None, api=CHAT):
     tmp = tempfile.mkdtemp(prefix="sluice-cg-")
     try:
         mport, sport = free_port(), free_port()
@@ -132,7 +158,10 @@ def run(build, n, size, stream, key, extra=None):
                 "user root;" if os.geteuid() == 0 else "",
                 "keys_file %s;" % keys,
                 "upstream mock {", "\turl http://%s:%d;" % (HOST, mport),
-                "\tprotocol openai;", "}", "route * mock;",
+                "\tprotocol openai;", "}",
+                "upstream mockan {", "\turl http://%s:%d;" % (HOST, mport),
+                "\tprotocol anthropic;", "}",
+                "route claude-* mockan;", "route * mock;",
                 "price * input 0.15 output 0.60;"]) + "\n")
         cg = os.path.join(tmp, "cg")
         os.makedirs(cg)
@@ -145,7 +174,7 @@ def run(build, n, size, stream, key, extra=None):
             wait_port(mport, mock)
             wait_port(sport, sl)
             if n > 0:
-                drive(sport, n, size, stream, key, extra or {})
+                drive(sport, n, size, stream, key, extra or {}, api)
         finally:
             sl.send_signal(signal.SIGTERM)
             try:
@@ -193,8 +222,8 @@ def main():
     for _ in range(repeat):
         for b in builds:
             base = run(b, 0, 0, False, SECRET)
-            for name, n, size, stream, key, extra in work:
-                v = (run(b, n, size, stream, key, extra) - base) / n
+            for name, n, size, stream, key, extra, *api in work:
+                v = (run(b, n, size, stream, key, extra, *api) - base) / n
                 res[(b, name)] = min(res.get((b, name), v), v)
     print("%-15s" % "workload" + "".join("%20s" % label(b) for b in builds)
           + ("%10s" % "ratio" if len(builds) == 2 else ""))

@@ -131,6 +131,7 @@ pl_head(struct client *c)
 
 	int			 get, post;
 
+	xlate_format_name(c->r.ev->client_format, ep->flags & EP_ANTHROPIC);
 	/* RFC 9110 9.1: methods are case-sensitive; "PoSt" is not POST */
 	get = hd->method_len == 3 && memcmp(hd->method, "GET", 3) == 0;
 	post = hd->method_len == 4 && memcmp(hd->method, "POST", 4) == 0;
@@ -292,10 +293,7 @@ pl_translate(struct exchange *x, const struct cfg_route *route,
 	u = &c->w->cfg->upstreams[route->upstream[0]];
 	from_an = (c->r.ep->flags & EP_ANTHROPIC) != 0;
 	to_an = u->protocol == PROTO_ANTHROPIC;
-	snprintf(ev->client_format, sizeof(ev->client_format), "%s",
-	    xlate_format_name(from_an));
-	snprintf(ev->upstream_format, sizeof(ev->upstream_format), "%s",
-	    xlate_format_name(to_an));
+	xlate_format_name(ev->upstream_format, to_an);
 	if (from_an == to_an)
 		return 0;
 	if (!route->translate) {

@@ -334,6 +334,12 @@ px_write_request(struct proxy *px)
 			px_write_accept(out, h);
 			continue;
 		}
+		if (px->xl != NULL && (http_name_is(h->name, h->name_len,
+		    "authorization") || http_name_is(h->name, h->name_len,
+		    "x-api-key"))) {
+			xlate_put_credential(px->xl, out, h);
+			continue;
+		}
 		http_put_header(out, h);
 	}
 	if (up->auth_hdr != NULL)

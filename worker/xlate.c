@@ -10,9 +10,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
+#include "common/event.h"
 #include "worker/xlate.h"
 #include "worker/xlate_resp.h"
 
@@ -83,6 +85,32 @@ xlate_drops_header(const struct xlate *x, const struct http_header *h)
 		return 1;
 	return h->name_len > 7 && x->dir == XLATE_TO_ANTHROPIC &&
 	    http_name_is(h->name, 7, "openai-");
+}
+
+void
+xlate_put_credential(const struct xlate *x, struct evbuffer *out,
+    const struct http_header *h)
+{
+	const char	*v = h->value;
+	size_t		 n = h->value_len;
+
+	if (http_name_is(h->name, h->name_len, "authorization")) {
+		if (x->dir != XLATE_TO_ANTHROPIC || n < 7 ||
+		    strncasecmp(v, "Bearer ", 7) != 0) {
+			http_put_header(out, h);
+			return;
+		}
+		XJ_LIT(out, "x-api-key: ");
+		evbuffer_add(out, v + 7, n - 7);
+	} else if (x->dir == XLATE_TO_OPENAI &&
+	    http_name_is(h->name, h->name_len, "x-api-key")) {
+		XJ_LIT(out, "Authorization: Bearer ");
+		evbuffer_add(out, v, n);
+	} else {
+		http_put_header(out, h);
+		return;
+	}
+	XJ_LIT(out, "\r\n");
 }
 
 void
@@ -174,8 +202,14 @@ xlate_answer_end(struct xlate *x, struct json_doc *d, const char *reqid,
 	return rc;
 }
 
-const char *
-xlate_format_name(int anthropic)
+_Static_assert(EV_FORMAT_MAX >= 10, "a format name fits the row");
+
+void
+xlate_format_name(char *dst, int anthropic)
 {
-	return anthropic ? "anthropic" : "openai";
+	/* on every request: a copy of a constant, not a printf */
+	if (anthropic)
+		memcpy(dst, "anthropic", 10);
+	else
+		memcpy(dst, "openai", 7);
 }

@@ -74,6 +74,13 @@ int	 xlate_request(struct xlate *, enum xlate_dir, struct json_doc *,
  */
 int	 xlate_drops_header(const struct xlate *, const struct http_header *);
 /*
+ * Write the client's credential header H (Authorization or x-api-key),
+ * when sluice forwards the client's own, as the upstream's format sends
+ * one: OpenAI's "Authorization: Bearer KEY", Anthropic's "x-api-key: KEY".
+ */
+void	 xlate_put_credential(const struct xlate *, struct evbuffer *out,
+	    const struct http_header *h);
+/*
  * The upstream answered STATUS; SSE: as an event stream; PLAIN: without
  * a Content-Encoding (anything else cannot be read to be rewritten, and
  * is answered 502 at its end).
@@ -95,7 +102,8 @@ int	 xlate_answer_feed(struct xlate *, struct json_doc *,
  */
 int	 xlate_answer_end(struct xlate *, struct json_doc *, const char *reqid,
 	    struct evbuffer *out);
-/* The client's format's name, and the upstream's, for the usage row. */
-const char *xlate_format_name(int anthropic);
+/* The name of a format, for the usage row: DST of EV_FORMAT_MAX bytes
+ * gets "anthropic" when ANTHROPIC, else "openai". */
+void	 xlate_format_name(char *dst, int anthropic);
 
 #endif

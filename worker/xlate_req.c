@@ -673,8 +673,8 @@ xlate_req_to_anthropic(struct json_doc *d, const char *body, size_t len,
 
 	memset(info, 0, sizeof(*info));
 	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
-		return xj_fail(err, "the request is nested too deeply to be "
-		    "translated");
+		return xj_fail(err, "the request is too large or nested too "
+		    "deeply to be translated");
 	if (oa_read(&t, &r) == -1)
 		return -1;
 	if (r.max_tokens >= 0 && xj_type(d, r.max_tokens) != JV_NULL &&
@@ -1163,8 +1163,8 @@ xlate_req_to_openai(struct json_doc *d, const char *body, size_t len,
 
 	memset(info, 0, sizeof(*info));
 	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
-		return xj_fail(err, "the request is nested too deeply to be "
-		    "translated");
+		return xj_fail(err, "the request is too large or nested too "
+		    "deeply to be translated");
 	if (an_read(&t, &r) == -1)
 		return -1;
 	info->stream = xj_type(d, r.stream) == JV_TRUE;

@@ -419,3 +419,36 @@ def test_a_cut_translated_stream_is_estimated_and_marked(xs, mock, db):
     row = db.where("request_id", rid)
     assert row["error_class"] == "upstream_truncated", row
     assert row["usage_source"] == "estimated", row
+
+
+def test_client_credentials_follow_the_upstreams_format(sluice, mock):
+    """Without keys of sluice's own, the client's credential goes on to
+    the upstream, in the header the upstream's format reads."""
+    s = sluice(upstreams={"oai": mock.url,
+                          "anth": {"url": mock.url,
+                                   "protocol": "anthropic"}},
+               routes=[("claude-*", "anth"), ("*", "oai")])
+    st, _, data = post(s.port, "/v1/messages",
+                       {"model": "gpt-4o-mini", "max_tokens": 5,
+                        "messages": ASK}, headers={"x-api-key": "sk-abc"})
+    assert st == 200, data
+    h = mock.last()["headers"]
+    assert h.get("authorization") == "Bearer sk-abc", h
+    assert "x-api-key" not in h, h
+    st, _, data = post(s.port, "/v1/chat/completions",
+                       {"model": "claude-x", "messages": ASK},
+                       headers={"Authorization": "Bearer sk-xyz"})
+    assert st == 200, data
+    h = mock.last()["headers"]
+    assert h.get("x-api-key") == "sk-xyz", h
+    assert "authorization" not in h, h
+
+
+def test_every_row_names_the_clients_format(xs, db):
+    st, h, _ = post(xs.port, "/v1/messages",
+                    {"model": "gpt-4o-mini", "max_tokens": 5,
+                     "messages": ASK}, headers={"x-api-key": "sk-wrong"})
+    assert st == 401
+    row = row_of(db, h)
+    assert (row["client_format"], row["upstream_format"]) == \
+        ("anthropic", None), row

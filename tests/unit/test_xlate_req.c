@@ -625,6 +625,7 @@ test_too_deep(void **state)
 	body[n++] = '}';
 	body[n] = '\0';
 	refused(1, body, "nested too deeply");
+	refused(0, body, "nested too deeply");
 }
 
 int
