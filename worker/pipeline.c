@@ -32,7 +32,11 @@
 struct exchange {
 	struct client	*c;
 	struct proxy	 px;		/* its own reset: proxy_reset */
-	struct xlate	 xl;		/* its own reset: xlate_reset */
+	struct xlate	*xl;		/* its own reset: xlate_reset; made
+					   by the connection's first
+					   translated request, so that one
+					   that never translates pays
+					   nothing for it */
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
@@ -58,7 +62,6 @@ pl_attach(struct client *c)
 	if ((x = calloc(1, sizeof(*x))) == NULL)
 		return NULL;
 	x->c = c;
-	xlate_init(&x->xl);
 	if (proxy_init(&x->px, c) == -1) {
 		proxy_free(&x->px);
 		free(x);
@@ -73,7 +76,10 @@ pl_detach(void *arg)
 	struct exchange *x = arg;
 
 	proxy_free(&x->px);
-	xlate_free(&x->xl);
+	if (x->xl != NULL) {
+		xlate_free(x->xl);
+		free(x->xl);
+	}
 	free(x);
 }
 
@@ -319,19 +325,24 @@ pl_translate(struct exchange *x, const struct cfg_route *route,
 		    "/v1/chat/completions");
 		return -1;
 	}
+	if (x->xl == NULL && (x->xl = calloc(1, sizeof(*x->xl))) == NULL) {
+		client_error(c, 500, "server_error", "no_memory",
+		    "out of memory");
+		return -1;
+	}
 	o.model = x->model;
 	o.max_tokens = route->max_tokens;
 	/* OpenAI's own API wants the new name; compatible servers the old */
 	o.max_completion = u->protocol == PROTO_AZURE ||
 	    strcmp(u->host, "api.openai.com") == 0;
-	if (xlate_request(&x->xl, to_an ? XLATE_TO_ANTHROPIC : XLATE_TO_OPENAI,
+	if (xlate_request(x->xl, to_an ? XLATE_TO_ANTHROPIC : XLATE_TO_OPENAI,
 	    &c->w->json, body, len, &o, ev->ts_start_us / 1000000,
 	    &err) == -1) {
 		client_error(c, 400, "invalid_request_error", "untranslatable",
 		    "%s", err.msg);
 		return -1;
 	}
-	proxy_translate(&x->px, &x->xl);
+	proxy_translate(&x->px, x->xl);
 	return 1;
 }
 
@@ -441,7 +452,7 @@ pl_body(struct client *c)
 		return;
 	case 1:
 		/* the stage asks an OpenAI upstream for usage itself */
-		if (pl_check_azure(c, route, x->model, x->xl.ep) == -1)
+		if (pl_check_azure(c, route, x->model, x->xl->ep) == -1)
 			return;
 		break;
 	default:
@@ -506,6 +517,7 @@ pl_finish(struct client *c)
 	    r->hd.target, ev->status, (long long)ev->bytes_out,
 	    (long long)ev->latency_us, r->reqid);
 	proxy_reset(px);
-	xlate_reset(&x->xl);
+	if (x->xl != NULL)
+		xlate_reset(x->xl);
 	memset(&x->key, 0, sizeof(*x) - offsetof(struct exchange, key));
 }

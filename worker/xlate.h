@@ -54,7 +54,9 @@ struct xlate {
 	int		 failed;	/* ... could not be translated */
 };
 
+/* A stage with no buffers yet (as calloc makes it). */
 void	 xlate_init(struct xlate *);
+/* Its buffers; the struct itself is the caller's. */
 void	 xlate_free(struct xlate *);
 /* Forget the last request; its buffers stay for the next. */
 void	 xlate_reset(struct xlate *);
