@@ -7,7 +7,9 @@
  * most of a request body is copied rather than decoded and encoded.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -15,6 +17,134 @@
 #include "common/json_strict.h"
 #include "worker/reply.h"
 #include "worker/xlate_json.h"
+
+#define XJ_MAX_DEPTH	128	/* as json_parse's */
+
+/* A fresh token at D's end, the array grown as json_parse grows it. */
+static jsmntok_t *
+tok_new(struct json_doc *d)
+{
+	jsmntok_t	*t;
+	int		 ncap;
+
+	if (d->ntok == d->cap) {
+		ncap = d->cap > 0 ? d->cap * 2 : 256;
+		if (d->max_tokens > 0 && ncap > d->max_tokens)
+			ncap = d->max_tokens;
+		if (ncap <= d->cap)
+			return NULL;
+		if ((t = realloc(d->tok, (size_t)ncap * sizeof(*t))) == NULL)
+			return NULL;
+		d->tok = t;
+		d->cap = ncap;
+	}
+	t = &d->tok[d->ntok++];
+	t->size = 0;
+	return t;
+}
+
+/* JS[I] is '"': the index of its closing quote, or LEN. */
+static size_t
+str_close(const char *js, size_t len, size_t i)
+{
+	const char	*q;
+	size_t		 bs;
+
+	for (i++; i < len; i = (size_t)(q - js) + 1) {
+		if ((q = memchr(js + i, '"', len - i)) == NULL)
+			return len;
+		for (bs = 0; q - bs > js + i && q[-1 - (ptrdiff_t)bs] == '\\';
+		    bs++)
+			;
+		if (bs % 2 == 0)
+			return (size_t)(q - js);
+	}
+	return len;
+}
+
+int
+xj_parse(struct json_doc *d, const char *js, size_t len)
+{
+	int		 stack[XJ_MAX_DEPTH], depth = 0, key = -1, up, k;
+	int		 tops = 0;
+	size_t		 i, e;
+	jsmntok_t	*t;
+	char		 c;
+
+	d->js = js;
+	d->len = len;
+	d->ntok = 0;
+	for (i = 0; i < len; i++) {
+		c = js[i];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		if (c == ':') {
+			/* the value attaches to the key just read */
+			if (depth == 0 || d->ntok == 0 ||
+			    d->tok[d->ntok - 1].type != JSMN_STRING)
+				return -1;
+			key = d->ntok - 1;
+			continue;
+		}
+		if (c == ',') {
+			key = -1;
+			continue;
+		}
+		if (c == '}' || c == ']') {
+			if (depth == 0 || d->tok[stack[depth - 1]].type !=
+			    (c == '}' ? JSMN_OBJECT : JSMN_ARRAY))
+				return -1;
+			d->tok[stack[--depth]].end = (int)i + 1;
+			key = -1;
+			continue;
+		}
+		/* a value, or a key: what it hangs from */
+		up = key >= 0 ? key : depth > 0 ? stack[depth - 1] : -1;
+		if (up < 0 && tops++ > 0)
+			return -1;		/* a second top-level value */
+		if (up >= 0 && key < 0 && d->tok[up].type == JSMN_OBJECT &&
+		    c != '"')
+			return -1;		/* only a string is a key */
+		if ((t = tok_new(d)) == NULL)
+			return -1;
+		k = d->ntok - 1;
+		t->parent = up;
+		if (up >= 0)
+			d->tok[up].size++;
+		key = -1;
+		if (c == '{' || c == '[') {
+			if (depth == XJ_MAX_DEPTH)
+				return -1;
+			t->type = c == '{' ? JSMN_OBJECT : JSMN_ARRAY;
+			t->start = (int)i;
+			t->end = -1;
+			stack[depth++] = k;
+		} else if (c == '"') {
+			if ((e = str_close(js, len, i)) == len)
+				return -1;
+			t->type = JSMN_STRING;
+			t->start = (int)i + 1;
+			t->end = (int)e;
+			i = e;
+		} else {
+			for (e = i; e < len && js[e] != ',' && js[e] != '}' &&
+			    js[e] != ']' && js[e] != ' ' && js[e] != '\t' &&
+			    js[e] != '\n' && js[e] != '\r' && js[e] != ':';
+			    e++)
+				;
+			t->type = JSMN_PRIMITIVE;
+			t->start = (int)i;
+			t->end = (int)e;
+			i = e - 1;
+		}
+	}
+	if (depth != 0 || d->ntok == 0 || d->tok[0].type == JSMN_STRING ||
+	    d->tok[0].type == JSMN_PRIMITIVE) {
+		d->ntok = 0;
+		return -1;
+	}
+	return 0;
+}
 
 void
 xj_iter(struct xj_iter *it, const struct json_doc *d, int i)
@@ -47,6 +177,27 @@ xj_elem(struct xj_iter *it, const struct json_doc *d, int *elem)
 	it->next = json_skip(d, *elem);
 	it->left--;
 	return 1;
+}
+
+void
+xj_members(const struct json_doc *d, int obj, const char *const *keys,
+    int *vals, int n)
+{
+	struct xj_iter	 it;
+	int		 k, v, i, left = n;
+
+	for (i = 0; i < n; i++)
+		vals[i] = -1;
+	if (xj_type(d, obj) != JV_OBJECT)
+		return;
+	xj_iter(&it, d, obj);
+	while (left > 0 && xj_member(&it, d, &k, &v))
+		for (i = 0; i < n; i++)
+			if (vals[i] < 0 && xj_is(d, k, keys[i])) {
+				vals[i] = v;
+				left--;
+				break;
+			}
 }
 
 enum json_vtype
@@ -138,13 +289,27 @@ xj_quote(struct evbuffer *b, const char *p, size_t n)
 	evbuffer_add(b, "\"", 1);
 }
 
+/* Digits by hand: a stream writes a number or two per event. */
 void
 xj_int(struct evbuffer *b, int64_t v)
 {
-	char	 t[24];
-	int	 n = snprintf(t, sizeof(t), "%lld", (long long)v);
+	char		 t[24];
+	int		 n = (int)sizeof(t);
+	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
 
-	evbuffer_add(b, t, (size_t)n);
+	do {
+		t[--n] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		t[--n] = '-';
+	evbuffer_add(b, t + n, sizeof(t) - (size_t)n);
+}
+
+void
+xj_add(struct evbuffer *b, const char *s)
+{
+	evbuffer_add(b, s, strlen(s));
 }
 
 static int

@@ -36,6 +36,17 @@ struct xj_iter {
 /* Append string literal S (only a literal compiles: "" S). */
 #define XJ_LIT(b, s)	evbuffer_add((b), "" s, sizeof(s) - 1)
 
+/*
+ * Tokenize JS (LEN bytes) into D, token for token what json_parse (jsmn,
+ * strict, with parent links) makes of a valid document, but strings
+ * skipped with memchr rather than byte by byte: translating a 100 KB
+ * prompt is mostly tokenizing it.  0, or -1 when JS is not one object
+ * or array (nesting past JSON_MAX_DEPTH, more than D's max_tokens, a
+ * bracket that does not close, a value where a key must be).  It checks
+ * less than jsmn inside strings and numbers: a request was read strictly
+ * before, and an upstream's answer is only copied from.
+ */
+int	 xj_parse(struct json_doc *, const char *js, size_t len);
 /* Start iterating token I (an object or an array; else nothing). */
 void	 xj_iter(struct xj_iter *, const struct json_doc *, int i);
 /* The next member: 1 with its key and value tokens, 0 at the end. */
@@ -44,6 +55,13 @@ int	 xj_member(struct xj_iter *, const struct json_doc *, int *key,
 /* The next element: 1 with its token, 0 at the end. */
 int	 xj_elem(struct xj_iter *, const struct json_doc *, int *elem);
 
+/*
+ * One pass over the members of object OBJ: VALS[i] is the value token of
+ * the first member named KEYS[i], or -1 (N of them; cheaper than N
+ * json_get on the small objects of a stream's events).
+ */
+void	 xj_members(const struct json_doc *, int obj, const char *const *keys,
+	    int *vals, int n);
 /* The JSON type of token I (JV_NONE for I < 0). */
 enum json_vtype xj_type(const struct json_doc *, int i);
 /* 1 if token I is the string S, compared as written (no escapes). */
@@ -65,6 +83,8 @@ void	 xj_str(struct evbuffer *, const char *s);
  * travels inside a string, as tool arguments do). */
 void	 xj_quote(struct evbuffer *, const char *p, size_t n);
 void	 xj_int(struct evbuffer *, int64_t v);
+/* C string S as it is (a name the caller knows needs no escape). */
+void	 xj_add(struct evbuffer *, const char *s);
 /*
  * Decode the inside of a JSON string (N bytes at P, as jsmn found it)
  * into B: escapes become the bytes they stand for, a surrogate pair one

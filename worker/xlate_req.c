@@ -672,7 +672,7 @@ xlate_req_to_anthropic(struct json_doc *d, const char *body, size_t len,
 	int		 nsys = 0, rc = -1, serial, iu;
 
 	memset(info, 0, sizeof(*info));
-	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
+	if (xj_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
 		return xj_fail(err, "the request is too large or nested too "
 		    "deeply to be translated");
 	if (oa_read(&t, &r) == -1)
@@ -1162,7 +1162,7 @@ xlate_req_to_openai(struct json_doc *d, const char *body, size_t len,
 	int		 v;
 
 	memset(info, 0, sizeof(*info));
-	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
+	if (xj_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
 		return xj_fail(err, "the request is too large or nested too "
 		    "deeply to be translated");
 	if (an_read(&t, &r) == -1)

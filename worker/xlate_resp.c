@@ -1,10 +1,10 @@
 /*
  * xlate_resp.c - whole answers and error bodies across the two formats.
  *
- * The usage object is read first, by usage.c, from the upstream's bytes
- * (the same reading that makes the usage row) and written in the
- * client's format by xlate_map; the rest of the answer is then tokenized
- * once and rewritten, strings copied with their escapes.
+ * The answer is tokenized once; its usage object is read from the tokens
+ * by usage.c's usage_merge (the reading that makes the usage row) and
+ * written in the client's format by xlate_map, and the rest rewritten,
+ * strings copied with their escapes.
  */
 #include <string.h>
 
@@ -108,10 +108,11 @@ xlate_resp_to_openai(struct json_doc *d, const char *body, size_t len,
 	struct xj_iter	 it;
 
 	memset(&a, 0, sizeof(a));
-	usage_from_json(&a, d, body, len);	/* it parses with D too */
-	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT ||
+	a.anthropic = 1;
+	if (xj_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT ||
 	    xj_type(d, content = json_get(d, 0, "content")) != JV_ARRAY)
 		return -1;
+	usage_merge(&a, d, json_get(d, 0, "usage"));
 	xj_iter(&it, d, content);
 	while (!fmt && xj_elem(&it, d, &b))
 		fmt = is_tool(d, b, info, 1);
@@ -205,9 +206,9 @@ xlate_resp_to_anthropic(struct json_doc *d, const char *body, size_t len,
 	int		 choice = -1, msg, fr;
 
 	memset(&a, 0, sizeof(a));
-	usage_from_json(&a, d, body, len);
-	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
+	if (xj_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
 		return -1;
+	usage_merge(&a, d, json_get(d, 0, "usage"));
 	xj_iter(&it, d, json_get(d, 0, "choices"));
 	if (!xj_elem(&it, d, &choice) ||
 	    xj_type(d, msg = json_get(d, choice, "message")) != JV_OBJECT)
@@ -238,7 +239,7 @@ error_parts(struct json_doc *d, const char *body, size_t len, int *msg,
 	int e;
 
 	*msg = *type = -1;
-	if (json_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
+	if (xj_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
 		return;
 	e = json_get(d, 0, "error");
 	if (xj_type(d, e) == JV_OBJECT) {

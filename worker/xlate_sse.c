@@ -16,8 +16,9 @@
  * deltas, and message_delta waits for [DONE]: OpenAI reports usage after
  * the finish reason, and Anthropic's message_delta carries both.
  *
- * Usage is read from the events by usage.c, the reader of the usage row,
- * so the numbers a client is told are the ones it is billed.
+ * Usage is read from each event's tokens by usage.c's usage_merge, the
+ * reading of the usage row, so the numbers a client is told are the ones
+ * it is billed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,8 @@ xlate_sse_init(struct xlate_sse *s, int to_openai,
 	s->data = data;
 	s->dcap = dcap;
 	s->to_openai = to_openai;
+	/* Anthropic's input_tokens leaves the cache out; OpenAI's not */
+	s->usage.anthropic = to_openai ? 1 : 0;
 	s->info = *info;
 	s->created = created;
 	s->tool = -1;
@@ -111,21 +114,52 @@ str_empty(const struct json_doc *d, int v)
 
 /* ---- Anthropic events -> OpenAI chunks ---- */
 
-/* A chunk up to its choices. */
-static void
-chunk_head(const struct xlate_sse *s, struct evbuffer *out)
+static char *
+put(char *q, const char *p, size_t n)
 {
-	XJ_LIT(out, "data: {\"id\":\"");
-	evbuffer_add(out, s->id, strlen(s->id));
-	XJ_LIT(out, "\",\"object\":\"chat.completion.chunk\",\"created\":");
-	xj_int(out, s->created);
-	XJ_LIT(out, ",\"model\":\"");
-	evbuffer_add(out, s->model, strlen(s->model));
-	XJ_LIT(out, "\",\"choices\":");
+	memcpy(q, p, n);
+	return q + n;
+}
+
+/* the head's literals, an id and a model at their longest, 20 digits */
+_Static_assert(sizeof(((struct xlate_sse *)0)->head) >= 80 +
+    2 * (XLATE_ID_MAX - 1) + 20, "a chunk's head fits");
+
+/* The id and model are known (message_start): the chunks' head, once. */
+static void
+chunk_head_make(struct xlate_sse *s)
+{
+	char	 num[24], *q = s->head;
+	int	 n = (int)sizeof(num);
+	uint64_t v = s->created > 0 ? (uint64_t)s->created : 0;
+
+	do {
+		num[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+#define PUT_LIT(q, lit)	put((q), "" lit, sizeof(lit) - 1)
+	q = PUT_LIT(q, "data: {\"id\":\"");
+	q = put(q, s->id, strlen(s->id));
+	q = PUT_LIT(q, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+	q = put(q, num + n, sizeof(num) - (size_t)n);
+	q = PUT_LIT(q, ",\"model\":\"");
+	q = put(q, s->model, strlen(s->model));
+	q = PUT_LIT(q, "\",\"choices\":");
+#undef PUT_LIT
+	s->headlen = (size_t)(q - s->head);
+}
+
+/* A chunk up to its choices: one copy of what every chunk repeats. */
+static void
+chunk_head(struct xlate_sse *s, struct evbuffer *out)
+{
+	if (s->headlen == 0)
+		chunk_head_make(s);
+	evbuffer_add(out, s->head, s->headlen);
 }
 
 static void
-chunk_open(const struct xlate_sse *s, struct evbuffer *out)
+chunk_open(struct xlate_sse *s, struct evbuffer *out)
 {
 	chunk_head(s, out);
 	XJ_LIT(out, "[{\"index\":0,\"delta\":");
@@ -135,20 +169,24 @@ static void
 chunk_close(struct evbuffer *out, const char *finish)
 {
 	XJ_LIT(out, ",\"logprobs\":null,\"finish_reason\":");
-	if (finish != NULL)
-		evbuffer_add_printf(out, "\"%s\"", finish);
-	else
+	if (finish != NULL) {
+		XJ_LIT(out, "\"");
+		xj_add(out, finish);
+		XJ_LIT(out, "\"");
+	} else
 		XJ_LIT(out, "null");
 	XJ_LIT(out, "}]}\n\n");
 }
 
 /* A chunk whose delta is one string member KEY, value token V. */
 static void
-chunk_text(const struct xlate_sse *s, struct evbuffer *out, const char *key,
+chunk_text(struct xlate_sse *s, struct evbuffer *out, const char *key,
     const struct json_doc *d, int v)
 {
 	chunk_open(s, out);
-	evbuffer_add_printf(out, "{\"%s\":", key);
+	XJ_LIT(out, "{\"");
+	xj_add(out, key);
+	XJ_LIT(out, "\":");
 	xj_raw(out, d, v);
 	XJ_LIT(out, "}");
 	chunk_close(out, NULL);
@@ -219,21 +257,32 @@ an_block_delta(struct xlate_sse *s, const struct json_doc *d,
 	/* signature_delta, citations_delta: nothing OpenAI's chunk holds */
 }
 
+/* The members of an Anthropic event this file reads. */
+static const char *const an_keys[] = { "type", "message", "usage", "error" };
+enum { AK_TYPE, AK_MESSAGE, AK_USAGE, AK_ERROR, AK_N };
+
 static void
 an_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
     struct evbuffer *out)
 {
-	int ty, v;
+	int ty, v, m[AK_N], mm[3];
 
-	if (memmem(p, n, "\"usage\"", 7) != NULL)
-		usage_from_json(&s->usage, d, p, n);
-	if (json_parse(d, p, n) == -1 || d->tok[0].type != JSMN_OBJECT)
+	if (xj_parse(d, p, n) == -1 || d->tok[0].type != JSMN_OBJECT)
 		return;
-	ty = json_get(d, 0, "type");
+	xj_members(d, 0, an_keys, m, AK_N);
+	ty = m[AK_TYPE];
+	/* message_delta's usage is cumulative: the last one is the bill */
+	if (xj_type(d, m[AK_USAGE]) == JV_OBJECT)
+		usage_merge(&s->usage, d, m[AK_USAGE]);
 	if (xj_is(d, ty, "message_start")) {
-		v = json_get(d, 0, "message");
-		keep(s->id, sizeof(s->id), d, json_get(d, v, "id"));
-		keep(s->model, sizeof(s->model), d, json_get(d, v, "model"));
+		static const char *const mk[] = { "id", "model", "usage" };
+
+		xj_members(d, m[AK_MESSAGE], mk, mm, 3);
+		keep(s->id, sizeof(s->id), d, mm[0]);
+		keep(s->model, sizeof(s->model), d, mm[1]);
+		s->headlen = 0;
+		if (xj_type(d, mm[2]) == JV_OBJECT)
+			usage_merge(&s->usage, d, mm[2]);
 		s->started = 1;
 		chunk_open(s, out);
 		XJ_LIT(out, "{\"role\":\"assistant\",\"content\":\"\"}");
@@ -264,7 +313,7 @@ an_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
 		XJ_LIT(out, "data: [DONE]\n\n");
 		s->done = 1;
 	} else if (xj_is(d, ty, "error")) {
-		v = json_get(d, 0, "error");
+		v = m[AK_ERROR];
 		XJ_LIT(out, "data: {\"error\":{\"message\":");
 		xj_str_or(out, d, json_get(d, v, "message"), STREAM_FAILED);
 		XJ_LIT(out, ",\"type\":");
@@ -280,8 +329,11 @@ an_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
 static void
 ev_open(struct evbuffer *out, const char *name)
 {
-	evbuffer_add_printf(out, "event: %s\ndata: {\"type\":\"%s\"", name,
-	    name);
+	XJ_LIT(out, "event: ");
+	xj_add(out, name);
+	XJ_LIT(out, "\ndata: {\"type\":\"");
+	xj_add(out, name);
+	XJ_LIT(out, "\"");
 }
 
 static void
@@ -336,8 +388,11 @@ oa_delta(struct xlate_sse *s, struct evbuffer *out, const char *type,
 	ev_open(out, "content_block_delta");
 	XJ_LIT(out, ",\"index\":");
 	xj_int(out, s->nblocks - 1);
-	evbuffer_add_printf(out, ",\"delta\":{\"type\":\"%s\",\"%s\":", type,
-	    key);
+	XJ_LIT(out, ",\"delta\":{\"type\":\"");
+	xj_add(out, type);
+	XJ_LIT(out, "\",\"");
+	xj_add(out, key);
+	XJ_LIT(out, "\":");
 	xj_raw(out, d, v);
 	XJ_LIT(out, "}}\n\n");
 }
@@ -411,8 +466,12 @@ static void
 oa_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
     struct evbuffer *out)
 {
+	static const char *const top[] = { "error", "id", "model", "choices",
+	    "usage" };
+	static const char *const dk[] = { "reasoning_content", "reasoning",
+	    "content", "tool_calls" };
 	struct xj_iter	 it;
-	int		 c, dl, v;
+	int		 c, dl, v, m[5], dm[4];
 
 	if (n == 6 && memcmp(p, "[DONE]", 6) == 0) {
 		oa_finish(s, out);
@@ -420,11 +479,12 @@ oa_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
 	}
 	if (s->done)
 		return;
-	if (memmem(p, n, "\"usage\"", 7) != NULL)
-		usage_from_json(&s->usage, d, p, n);
-	if (json_parse(d, p, n) == -1 || d->tok[0].type != JSMN_OBJECT)
+	if (xj_parse(d, p, n) == -1 || d->tok[0].type != JSMN_OBJECT)
 		return;
-	if (xj_type(d, v = json_get(d, 0, "error")) == JV_OBJECT) {
+	xj_members(d, 0, top, m, 5);
+	if (xj_type(d, m[4]) == JV_OBJECT)
+		usage_merge(&s->usage, d, m[4]);
+	if (xj_type(d, v = m[0]) == JV_OBJECT) {
 		ev_open(out, "error");
 		XJ_LIT(out, ",\"error\":{\"type\":\"api_error\",\"message\":");
 		xj_str_or(out, d, json_get(d, v, "message"), STREAM_FAILED);
@@ -433,26 +493,25 @@ oa_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
 		return;
 	}
 	if (!s->started) {
-		keep(s->id, sizeof(s->id), d, json_get(d, 0, "id"));
-		keep(s->model, sizeof(s->model), d, json_get(d, 0, "model"));
+		keep(s->id, sizeof(s->id), d, m[1]);
+		keep(s->model, sizeof(s->model), d, m[2]);
 		oa_start(s, out);
 	}
-	xj_iter(&it, d, json_get(d, 0, "choices"));
+	xj_iter(&it, d, m[3]);
 	if (!xj_elem(&it, d, &c))
 		return;			/* the usage chunk */
 	dl = json_get(d, c, "delta");
-	v = json_get(d, dl, "reasoning_content");
-	if (v < 0)
-		v = json_get(d, dl, "reasoning");
+	xj_members(d, dl, dk, dm, 4);
+	v = dm[0] >= 0 ? dm[0] : dm[1];
 	if (!str_empty(d, v)) {
 		oa_open_block(s, BK_THINK, d, -1, -1, out);
 		oa_delta(s, out, "thinking_delta", "thinking", d, v);
 	}
-	if (!str_empty(d, v = json_get(d, dl, "content"))) {
+	if (!str_empty(d, v = dm[2])) {
 		oa_open_block(s, BK_TEXT, d, -1, -1, out);
 		oa_delta(s, out, "text_delta", "text", d, v);
 	}
-	if (xj_type(d, v = json_get(d, dl, "tool_calls")) == JV_ARRAY)
+	if (xj_type(d, v = dm[3]) == JV_ARRAY)
 		oa_tool_calls(s, d, v, out);
 	if (xj_type(d, v = json_get(d, c, "finish_reason")) == JV_STRING) {
 		oa_close_block(s, out);
@@ -467,6 +526,8 @@ void
 xlate_sse_event(struct xlate_sse *s, struct json_doc *d, const char *data,
     size_t len, struct evbuffer *out)
 {
+	if (len == 0)
+		return;			/* "data:" alone: nothing to read */
 	if (s->to_openai)
 		an_event(s, d, data, len, out);
 	else

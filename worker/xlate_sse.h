@@ -43,6 +43,9 @@ struct xlate_sse {
 	/* the event machine */
 	char		 id[XLATE_ID_MAX];	/* as the upstream wrote it */
 	char		 model[XLATE_ID_MAX];
+	/* an OpenAI chunk up to its "choices", the same for all of them */
+	char		 head[2 * XLATE_ID_MAX + 128];
+	size_t		 headlen;
 	struct usage_acc usage;		/* read from the events, usage.c */
 	int		 started;	/* the client's first event is out */
 	int		 done;		/* the client's last event is out */

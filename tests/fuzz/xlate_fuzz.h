@@ -6,9 +6,9 @@
  * side's upstream, and as a stream fed in pieces whose size the input
  * chooses.  On every input: no crash, memory bounded (the stream's event
  * buffer by XLATE_SSE_EVENT_MAX), and whenever the input is one strict
- * JSON object and the translation succeeds, its output is one strict
- * JSON object too: a translation never turns a valid body into an
- * invalid one.
+ * JSON object: the translators' tokenizer (xj_parse) gives exactly
+ * jsmn's tokens (json_parse), and a translation that succeeds gives one
+ * strict JSON object: it never turns a valid body into an invalid one.
  */
 #ifndef SLUICE_XLATE_FUZZ_H
 #define SLUICE_XLATE_FUZZ_H
@@ -22,6 +22,7 @@
 
 #include "common/json.h"
 #include "common/json_strict.h"
+#include "worker/xlate_json.h"
 #include "worker/xlate_req.h"
 #include "worker/xlate_resp.h"
 #include "worker/xlate_sse.h"
@@ -35,6 +36,30 @@ must_be_json(struct evbuffer *b)
 
 	if (n == 0 || json_strict_read(p, n, NULL, 0, NULL) != JSON_STRICT_OK)
 		abort();
+}
+
+/* On a valid document, xj_parse is jsmn, token for token. */
+static void
+same_tokens(const char *p, size_t size)
+{
+	static struct json_doc	 a = { .max_tokens = 1 << 16 };
+	static struct json_doc	 b = { .max_tokens = 1 << 16 };
+	int			 i;
+
+	if (json_parse(&a, p, size) == -1) {
+		if (xj_parse(&b, p, size) == 0 && a.cap < a.max_tokens)
+			abort();	/* jsmn refused only what is too deep */
+		return;
+	}
+	if (xj_parse(&b, p, size) == -1 || a.ntok != b.ntok)
+		abort();
+	for (i = 0; i < a.ntok; i++)
+		if (a.tok[i].type != b.tok[i].type ||
+		    a.tok[i].start != b.tok[i].start ||
+		    a.tok[i].end != b.tok[i].end ||
+		    a.tok[i].size != b.tok[i].size ||
+		    a.tok[i].parent != b.tok[i].parent)
+			abort();
 }
 
 static int
@@ -53,6 +78,8 @@ fuzz_xlate(const uint8_t *data, size_t size, int from_openai)
 	if (out == NULL)
 		return 0;
 	valid = json_strict_read(p, size, NULL, 0, NULL) == JSON_STRICT_OK;
+	if (valid)
+		same_tokens(p, size);
 
 	/* a request from this side, for the other */
 	rc = from_openai ?

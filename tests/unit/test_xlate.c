@@ -202,6 +202,46 @@ test_failures(void **state)
 	assert_int_equal(evbuffer_get_length(out), 0);
 }
 
+/* xj_parse gives jsmn's tokens, parent links and sizes included. */
+static void
+test_tokenizer_is_jsmn(void **state)
+{
+	static const char *const docs[] = {
+		"{}", "[]", "{\"a\":1}", "[1,\"x\",true,null,-2.5e3]",
+		"{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+		    "\"content\":[{\"type\":\"text\",\"text\":\"a\\\"b\\\\\"}]}],"
+		    "\"n\":{},\"e\":[],\"t\":[[[]],{\"x\":{\"y\":[1]}}]}",
+		" { \"k\" : \"v\" , \"l\" : [ 1 , { } ] } \n",
+	};
+	struct json_doc	 a = { .max_tokens = 4096 }, b = { .max_tokens = 4096 };
+	size_t		 i;
+	int		 k;
+
+	(void)state;
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		size_t n = strlen(docs[i]);
+
+		assert_int_equal(json_parse(&a, docs[i], n), 0);
+		assert_int_equal(xj_parse(&b, docs[i], n), 0);
+		assert_int_equal(a.ntok, b.ntok);
+		for (k = 0; k < a.ntok; k++) {
+			assert_int_equal(a.tok[k].type, b.tok[k].type);
+			assert_int_equal(a.tok[k].start, b.tok[k].start);
+			assert_int_equal(a.tok[k].end, b.tok[k].end);
+			assert_int_equal(a.tok[k].size, b.tok[k].size);
+			assert_int_equal(a.tok[k].parent, b.tok[k].parent);
+		}
+	}
+	/* not one document: refused */
+	assert_int_equal(xj_parse(&b, "{\"a\":1}{}", 9), -1);
+	assert_int_equal(xj_parse(&b, "{\"a\":[1}", 8), -1);
+	assert_int_equal(xj_parse(&b, "{1:2}", 5), -1);
+	assert_int_equal(xj_parse(&b, "{\"a", 3), -1);
+	assert_int_equal(xj_parse(&b, "\"s\"", 3), -1);
+	json_doc_free(&a);
+	json_doc_free(&b);
+}
+
 static int
 setup(void **state)
 {
@@ -228,6 +268,7 @@ main(void)
 		cmocka_unit_test(test_error_answer),
 		cmocka_unit_test(test_stream_answer),
 		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_tokenizer_is_jsmn),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
