@@ -25,7 +25,6 @@ from test_metrics import check_exposition, promtool_check, value
 from test_sdks import assert_sdk_results, run_sdk_check, sdk_keys
 from test_signals import RequestLoop
 
-assert sdk         # a fixture, used by name below
 
 CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}
