@@ -242,7 +242,8 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
-FUZZ_TARGETS	 = http usage decode config json copyrow strict strict_portable
+FUZZ_TARGETS	 = http usage decode config json copyrow strict strict_portable \
+		   xlate_oa xlate_an
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/json_scan.c \
 		   common/log.c
@@ -255,6 +256,12 @@ FUZZ_SRC_strict	 = common/json_strict.c common/json.c
 FUZZ_SRC_strict_portable = common/json.c
 FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
 		   common/glob.c common/log.c
+FUZZ_SRC_xlate	 = worker/xlate_req.c worker/xlate_resp.c worker/xlate_sse.c \
+		   worker/xlate_json.c worker/xlate_map.c worker/usage.c \
+		   worker/reply.c worker/http.c common/json.c \
+		   common/json_scan.c common/json_strict.c common/log.c
+FUZZ_SRC_xlate_oa = $(FUZZ_SRC_xlate)
+FUZZ_SRC_xlate_an = $(FUZZ_SRC_xlate)
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard */*.h) $(wildcard */*.c)
 	@mkdir -p $(dir $@)

@@ -36,6 +36,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import callgrind_run as cg	# noqa: E402
 
 GZIP = {"x-mock-gzip": "1", "Accept-Encoding": "gzip"}
+# the format a workload's client speaks, and the model it asks for: the
+# config routes claude-* to an Anthropic upstream, the rest to an OpenAI one
+CHAT = ("/v1/chat/completions", "gpt-4o-mini")
+CHAT_XL = ("/v1/chat/completions", "claude-sonnet-4-5")
+MSGS = ("/v1/messages", "claude-sonnet-4-5")
+MSGS_XL = ("/v1/messages", "gpt-4o-mini")
 WORKLOADS = [
     ("chat_1k", 400, cg.Request(1024)),
     ("chat_100k", 100, cg.Request(100 * 1024)),

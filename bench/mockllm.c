@@ -44,6 +44,15 @@
  * gets the same bytes in every run: make perf-guard counts the
  * instructions spent decoding a gzipped answer, and those depend on
  * its bytes.
+ * Tool calls: a chat or messages request with "tools" whose last
+ * message is not a tool result (OpenAI's role "tool", Anthropic's
+ * tool_result block) is answered with a call of the first tool, input
+ * {"city":"Paris"}, id call_mockN / toolu_mockN, finish_reason
+ * tool_calls / stop_reason tool_use; streamed, its arguments come in
+ * TOOL_PIECES pieces (the content chunks: C is TOOL_PIECES unless
+ * forced), as each provider streams them.  The request that carries the
+ * tool's result gets the ordinary text answer, so a client's round trip
+ * is two requests.
  *
  * Azure OpenAI paths (/openai/deployments/NAME/chat/completions,
  * /completions, /embeddings) answer as the OpenAI endpoint they map to.
@@ -139,6 +148,9 @@ struct job {
 	struct evbuffer		*buf;
 	int			 stream;
 	int			 include_usage;
+	int			 tool_call;	/* answer with a call of tool[] */
+	size_t			 toollen;
+	char			 tool[MODEL_MAX];
 	int			 status;	/* >= 400: fail with it */
 	int			 chunks;
 	int			 delay_ms;
@@ -344,11 +356,82 @@ val_true(const char *val, size_t vlen)
 	return (vlen == 4 && memcmp(val, "true", 4) == 0);
 }
 
+/* The value of member NAME of the object at VAL (VLEN bytes), or NULL. */
+static const char *
+member(const char *val, size_t vlen, const char *name, size_t *n)
+{
+	const char	*q = val, *k, *v;
+	size_t		 kl, vl;
+
+	if (vlen == 0 || *val != '{')
+		return (NULL);
+	while (obj_next(&q, val + vlen, &k, &kl, &v, &vl))
+		if (key_is(k, kl, name)) {
+			*n = vl;
+			return (v);
+		}
+	return (NULL);
+}
+
+/*
+ * "tools": the first tool's name (OpenAI's function.name, Anthropic's
+ * name), copied into the job when it is a plain string.
+ */
+static void
+scan_tools(struct job *job, const char *val, size_t vlen)
+{
+	const char	*e = val + vlen, *t, *fn, *name;
+	size_t		 tl, fl, nl, i;
+
+	t = skip_ws(val + 1, e);
+	if (vlen < 2 || *val != '[' || t >= e || *t != '{' ||
+	    skip_value(t, e) == NULL)
+		return;
+	tl = (size_t)(skip_value(t, e) - t);
+	name = member(t, tl, "name", &nl);
+	if (name == NULL && (fn = member(t, tl, "function", &fl)) != NULL)
+		name = member(fn, fl, "name", &nl);
+	if (name == NULL || nl < 3 || *name != '"' || nl - 2 >= MODEL_MAX)
+		return;
+	for (i = 1; i < nl - 1; i++)
+		if (name[i] == '\\' || (unsigned char)name[i] < 0x20)
+			return;
+	memcpy(job->tool, name + 1, nl - 2);
+	job->toollen = nl - 2;
+}
+
+/* Whether the last of "messages" carries a tool result. */
+static int
+last_is_tool_result(const char *val, size_t vlen)
+{
+	const char	*e = val + vlen, *p, *q, *last = NULL;
+	size_t		 n = 0;
+
+	if (vlen < 2 || *val != '[')
+		return (0);
+	for (p = skip_ws(val + 1, e); p < e && *p != ']';
+	    p = skip_ws(p, e)) {
+		if ((q = skip_value(p, e)) == NULL)
+			return (0);
+		last = p;
+		n = (size_t)(q - p);
+		p = skip_ws(q, e);
+		if (p < e && *p == ',')
+			p++;
+	}
+	if (last == NULL)
+		return (0);
+	return (memmem(last, n, "\"tool_result\"", 13) != NULL ||
+	    memmem(last, n, "\"role\":\"tool\"", 13) != NULL ||
+	    memmem(last, n, "\"role\": \"tool\"", 14) != NULL);
+}
+
 static void
 scan_body(struct job *job, const char *body, size_t len)
 {
 	const char	*p = body, *e = body + len, *key, *val, *q;
-	size_t		 klen, vlen, ok, i;
+	const char	*msgs = NULL;
+	size_t		 klen, vlen, ok, i, mlen = 0;
 
 	p = skip_ws(p, e);
 	if (p >= e || *p != '{')
@@ -373,8 +456,16 @@ scan_body(struct job *job, const char *body, size_t len)
 			while (obj_next(&q, val + vlen, &ik, &ikl, &iv, &ivl))
 				if (key_is(ik, ikl, "include_usage"))
 					job->include_usage = val_true(iv, ivl);
+		} else if (key_is(key, klen, "tools"))
+			scan_tools(job, val, vlen);
+		else if (key_is(key, klen, "messages")) {
+			msgs = val;
+			mlen = vlen;
 		}
 	}
+	job->tool_call = job->toollen > 0 &&
+	    (job->api == API_CHAT || job->api == API_MESSAGES) &&
+	    !last_is_tool_result(msgs, mlen);
 }
 
 /*
@@ -648,6 +739,15 @@ add_usage(struct evbuffer *b, const struct job *job)
 }
 
 #define MODEL(j)	(int)(j)->modellen, (j)->model
+#define TOOL(j)		(int)(j)->toollen, (j)->tool
+
+/* A tool call's input, {"city":"Paris"}, as the pieces a stream sends
+ * (each the inside of a JSON string), and whole. */
+static const char *const tool_pieces[] = { "{\\\"city\\\":",
+    "\\\"Paris\\\"}" };
+#define TOOL_PIECES	((int)(sizeof(tool_pieces) / sizeof(tool_pieces[0])))
+#define TOOL_INPUT	"{\"city\":\"Paris\"}"
+#define TOOL_ARGS	"{\\\"city\\\":\\\"Paris\\\"}"
 
 /* The Responses API object, also carried by response.completed. */
 static void
@@ -673,6 +773,21 @@ build_full(struct evbuffer *b, const struct job *job)
 
 	switch (job->api) {
 	case API_CHAT:
+		if (job->tool_call) {
+			evbuffer_add_printf(b, "{\"id\":\"chatcmpl-mock%lu\","
+			    "\"object\":\"chat.completion\",\"created\":%lld,"
+			    "\"model\":\"%.*s\",\"choices\":[{\"index\":0,"
+			    "\"message\":{\"role\":\"assistant\",\"content\":"
+			    "null,\"tool_calls\":[{\"id\":\"call_mock%lu\","
+			    "\"type\":\"function\",\"function\":{\"name\":"
+			    "\"%.*s\",\"arguments\":\"" TOOL_ARGS "\"}}]},"
+			    "\"finish_reason\":\"tool_calls\"}],\"usage\":",
+			    job->seq, job->created, MODEL(job), job->seq,
+			    TOOL(job));
+			add_usage(b, job);
+			ADD_LIT(b, "}");
+			break;
+		}
 		evbuffer_add_printf(b, "{\"id\":\"chatcmpl-mock%lu\","
 		    "\"object\":\"chat.completion\",\"created\":%lld,"
 		    "\"model\":\"%.*s\",\"choices\":[{\"index\":0,"
@@ -710,6 +825,18 @@ build_full(struct evbuffer *b, const struct job *job)
 		add_response_obj(b, job);
 		break;
 	case API_MESSAGES:
+		if (job->tool_call) {
+			evbuffer_add_printf(b, "{\"id\":\"msg_mock%lu\","
+			    "\"type\":\"message\",\"role\":\"assistant\","
+			    "\"model\":\"%.*s\",\"content\":[{\"type\":"
+			    "\"tool_use\",\"id\":\"toolu_mock%lu\",\"name\":"
+			    "\"%.*s\",\"input\":" TOOL_INPUT "}],\"stop_reason\":"
+			    "\"tool_use\",\"stop_sequence\":null,\"usage\":",
+			    job->seq, MODEL(job), job->seq, TOOL(job));
+			add_usage(b, job);
+			ADD_LIT(b, "}");
+			break;
+		}
 		evbuffer_add_printf(b, "{\"id\":\"msg_mock%lu\","
 		    "\"type\":\"message\",\"role\":\"assistant\","
 		    "\"model\":\"%.*s\",\"content\":[{\"type\":\"text\","
@@ -736,6 +863,8 @@ stream_prologue(const struct job *job)
 		return (1);
 	case API_MESSAGES:
 		return (2);
+	case API_CHAT:
+		return (job->tool_call ? 1 : 0);	/* the call's head */
 	default:
 		return (0);
 	}
@@ -754,6 +883,29 @@ stream_epilogue(const struct job *job)
 	}
 }
 
+/* Piece I of a streamed tool call's arguments. */
+static void
+stream_tool_piece(struct evbuffer *b, const struct job *job, int i)
+{
+	const char	*piece = tool_pieces[i % TOOL_PIECES];
+
+	if (job->api == API_MESSAGES) {
+		evbuffer_add_printf(b, "event: content_block_delta\n"
+		    "data: {\"type\":\"content_block_delta\",\"index\":0,"
+		    "\"delta\":{\"type\":\"input_json_delta\","
+		    "\"partial_json\":\"%s\"}}\n\n", piece);
+		return;
+	}
+	evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock%lu\","
+	    "\"object\":\"chat.completion.chunk\",\"created\":%lld,"
+	    "\"model\":\"%.*s\",\"choices\":[{\"index\":0,\"delta\":"
+	    "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":"
+	    "\"%s\"}}]},\"finish_reason\":%s}]%s}\n\n", job->seq,
+	    job->created, MODEL(job), piece, i == job->chunks - 1 ?
+	    "\"tool_calls\"" : "null", job->include_usage ?
+	    ",\"usage\":null" : "");
+}
+
 static void
 stream_content(struct evbuffer *b, const struct job *job, int i)
 {
@@ -761,6 +913,10 @@ stream_content(struct evbuffer *b, const struct job *job, int i)
 	const char	*fin = i == job->chunks - 1 ? "\"stop\"" : "null";
 	const char	*usage = job->include_usage ? ",\"usage\":null" : "";
 
+	if (job->tool_call) {
+		stream_tool_piece(b, job, i);
+		return;
+	}
 	switch (job->api) {
 	case API_CHAT:
 		evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock%lu\","
@@ -808,6 +964,19 @@ stream_event(struct evbuffer *b, const struct job *job, int i)
 	switch (job->api) {
 	case API_CHAT:
 	case API_COMPLETIONS:
+		if (i < pro) {		/* a tool call's id and name */
+			evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock"
+			    "%lu\",\"object\":\"chat.completion.chunk\","
+			    "\"created\":%lld,\"model\":\"%.*s\",\"choices\":"
+			    "[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+			    "\"content\":null,\"tool_calls\":[{\"index\":0,"
+			    "\"id\":\"call_mock%lu\",\"type\":\"function\","
+			    "\"function\":{\"name\":\"%.*s\",\"arguments\":"
+			    "\"\"}}]},\"finish_reason\":null}]%s}\n\n", job->seq,
+			    job->created, MODEL(job), job->seq, TOOL(job),
+			    job->include_usage ? ",\"usage\":null" : "");
+			break;
+		}
 		if (job->include_usage && i == pro + job->chunks) {
 			evbuffer_add_printf(b, "data: {\"id\":\"%s%lu\","
 			    "\"object\":\"%s\",\"created\":%lld,"
@@ -853,10 +1022,19 @@ stream_event(struct evbuffer *b, const struct job *job, int i)
 			    job->seq, MODEL(job), job->prompt, job->cached);
 			break;
 		case 1:
-			evbuffer_add_printf(b, "event: content_block_start\n"
-			    "data: {\"type\":\"content_block_start\","
-			    "\"index\":0,\"content_block\":{\"type\":\"text\","
-			    "\"text\":\"\"}}\n\n");
+			if (job->tool_call)
+				evbuffer_add_printf(b, "event: "
+				    "content_block_start\ndata: {\"type\":"
+				    "\"content_block_start\",\"index\":0,"
+				    "\"content_block\":{\"type\":\"tool_use\","
+				    "\"id\":\"toolu_mock%lu\",\"name\":\"%.*s\","
+				    "\"input\":{}}}\n\n", job->seq, TOOL(job));
+			else
+				evbuffer_add_printf(b, "event: "
+				    "content_block_start\ndata: {\"type\":"
+				    "\"content_block_start\",\"index\":0,"
+				    "\"content_block\":{\"type\":\"text\","
+				    "\"text\":\"\"}}\n\n");
 			break;
 		case 2:
 			evbuffer_add_printf(b, "event: content_block_stop\n"
@@ -866,9 +1044,10 @@ stream_event(struct evbuffer *b, const struct job *job, int i)
 		case 3:
 			evbuffer_add_printf(b, "event: message_delta\n"
 			    "data: {\"type\":\"message_delta\",\"delta\":"
-			    "{\"stop_reason\":\"end_turn\","
+			    "{\"stop_reason\":\"%s\","
 			    "\"stop_sequence\":null},\"usage\":"
-			    "{\"output_tokens\":%ld}}\n\n", job->completion);
+			    "{\"output_tokens\":%ld}}\n\n", job->tool_call ?
+			    "tool_use" : "end_turn", job->completion);
 			break;
 		default:
 			evbuffer_add_printf(b, "event: message_stop\n"
@@ -1465,7 +1644,8 @@ handle(struct evhttp_request *req, void *arg)
 		job->stream = 0;
 	last_record(req, in);
 
-	job->chunks = o.chunks >= 0 ? (int)o.chunks : mk.chunks;
+	job->chunks = job->tool_call ? TOOL_PIECES : o.chunks >= 0 ?
+	    (int)o.chunks : mk.chunks;
 	job->delay_ms = o.delay_ms >= 0 ? (int)o.delay_ms : mk.delay_ms;
 	job->latency_ms = o.latency_ms >= 0 ? (int)o.latency_ms :
 	    mk.latency_ms;

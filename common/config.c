@@ -140,7 +140,8 @@ static const struct cp_dirspec main_dirs[] = {
 	FN("metering_full", 1, 1, 0, d_metering_full),
 	FN("usage_retention", 1, 1, 0, d_usage_retention),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
-	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS, CP_MULTI, d_route),
+	/* the upstreams, then up to two options: translate, max_tokens */
+	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS + 4, CP_MULTI, d_route),
 	FN("price", 5, 11, CP_MULTI, d_price),
 	FN("alias", 2, 2, CP_MULTI, d_alias),
 	C_INT("max_attempts", max_attempts, 1, 16),
@@ -808,7 +809,8 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	struct cfg_route	*r;
 	struct route_names	*rn;
 	const char		*pat = d->args[1].s;
-	int			 i, first, balance = 0;
+	int64_t			 max_tokens = CFG_ROUTE_MAX_TOKENS;
+	int			 i, first, last, balance = 0, translate = 1;
 
 	if (*pat == '\0')
 		return cp_err(p, d->line, "empty pattern in \"route\" directive");
@@ -827,7 +829,43 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 			return cp_err(p, d->line, "route \"%s\": no upstream "
 			    "after \"%s\"", pat, d->args[2].s);
 	}
-	for (i = first; i < d->nargs; i++)
+	/* options follow the upstreams, each a word and its value */
+	for (last = first; last < d->nargs; last++)
+		if (last + 1 < d->nargs &&
+		    (strcmp(d->args[last].s, "translate") == 0 ||
+		    strcmp(d->args[last].s, "max_tokens") == 0))
+			break;
+	for (i = last; i < d->nargs; i += 2) {
+		const char	*opt = d->args[i].s, *val;
+		long long	 v;
+
+		if (i + 1 >= d->nargs)
+			return cp_err(p, d->line, "route \"%s\": \"%s\" needs "
+			    "a value", pat, opt);
+		val = d->args[i + 1].s;
+		if (strcmp(opt, "translate") == 0 && (strcmp(val, "on") == 0 ||
+		    strcmp(val, "off") == 0))
+			translate = strcmp(val, "on") == 0;
+		else if (strcmp(opt, "translate") == 0)
+			return cp_err(p, d->line, "route \"%s\": translate is "
+			    "on or off, not \"%s\"", pat, val);
+		else if (strcmp(opt, "max_tokens") == 0) {
+			if (cp_parse_ll(val, &v) == -1 || v < 1 ||
+			    v > 100000000)
+				return cp_err(p, d->line, "route \"%s\": "
+				    "max_tokens \"%s\" is not a count from 1",
+				    pat, val);
+			max_tokens = v;
+		} else
+			return cp_err(p, d->line, "route \"%s\": unknown "
+			    "option \"%s\" (translate, max_tokens)", pat, opt);
+	}
+	if (last == first)
+		return cp_err(p, d->line, "route \"%s\": no upstream", pat);
+	if (last - first > CFG_MAX_ROUTE_UPS)
+		return cp_err(p, d->line, "route \"%s\": more than %d "
+		    "upstreams", pat, CFG_MAX_ROUTE_UPS);
+	for (i = first; i < last; i++)
 		if (d->args[i].s[0] == '\0' ||
 		    strlen(d->args[i].s) >= CFG_NAME_MAX)
 			return cp_err(p, d->line, "route \"%s\": invalid upstream "
@@ -848,8 +886,10 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	memset(rn, 0, sizeof(*rn));
 	cp_set_str(r->pattern, sizeof(r->pattern), pat);
 	r->line = d->line;
-	r->nupstreams = d->nargs - first;
+	r->nupstreams = last - first;
 	r->balance = balance;
+	r->translate = translate;
+	r->max_tokens = max_tokens;
 	for (i = 0; i < r->nupstreams; i++) {
 		cp_set_str(rn->name[i], sizeof(rn->name[i]),
 		    d->args[i + first].s);
@@ -1008,7 +1048,7 @@ finish(struct cp_parser *p)
 	}
 	if (cfg->nroutes == 0)
 		return cp_err(p, 0, "no route defined");
-	/* no format translation: one route, one wire format */
+	/* one route, one wire format: translated once, for all of them */
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
 		for (j = 1; j < r->nupstreams; j++) {

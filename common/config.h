@@ -22,6 +22,7 @@
 #define CFG_MAX_DEPLOYMENTS 32
 #define CFG_MAX_HDR_NAMES   16	/* names in pass_headers, drop_headers... */
 #define CFG_HDR_NAME_MAX    64
+#define CFG_ROUTE_MAX_TOKENS 4096	/* route max_tokens default */
 
 struct keyring;
 
@@ -98,6 +99,10 @@ struct cfg_route {
 	int		 nupstreams;
 	int		 upstream[CFG_MAX_ROUTE_UPS];	/* index into upstreams[] */
 	int		 balance;	/* 0 failover in order, 1 least busy */
+	int		 translate;	/* 1 (default): a request in the other
+					   format is translated; 0: 400 */
+	int64_t		 max_tokens;	/* to Anthropic, when the client sets
+					   no limit; 4096 */
 	int		 line;
 };
 

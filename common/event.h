@@ -31,6 +31,7 @@ enum usage_source {
 #define EV_TAG_MAX	64	/* bytes of one tag */
 #define EV_TAGS_MAX	16	/* tags a request may carry */
 #define EV_TAGS_BYTES	(EV_TAGS_MAX * (EV_TAG_MAX + 1))	/* a,b,c */
+#define EV_FORMAT_MAX	16
 
 struct usage_event {
 	uint8_t		 request_id[16];	/* UUIDv7 bytes, sluice's own */
@@ -67,17 +68,21 @@ struct usage_event {
 	int64_t		 reasoning_tokens;	/* -1 = unknown */
 	char		 served_model[EV_MODEL_MAX];	/* the answer's "model" */
 	/*
-	 * Added in the fourth event size (schema version 4): where the event
-	 * was in the ring, stamped by the collector when it spools it (zero
-	 * in a ring slot, where the slot's position says it).  The shared
-	 * segment's epoch, the lane and the position name the event for
-	 * good, on any host, so that a replayed spool skips what PostgreSQL
-	 * already holds (sql/load.c).
+	 * Added in the fourth event size (schema versions 4 to 6).
+	 *
+	 * Where the event was in the ring, stamped by the collector when it
+	 * spools it (zero in a ring slot, where the slot's position says
+	 * it).  The shared segment's epoch, the lane and the position name
+	 * the event for good, on any host, so that a replayed spool skips
+	 * what PostgreSQL already holds (sql/load.c).
 	 */
 	uint8_t		 origin_epoch[16];	/* all zero = unknown */
 	uint64_t	 origin_pos;
 	uint32_t	 origin_lane;
-	/* Added in the fifth event size (schema version 5): for whom. */
+	/* the formats: the client's, and the upstream's (translation) */
+	char		 client_format[EV_FORMAT_MAX];	/* "openai" | "anthropic" */
+	char		 upstream_format[EV_FORMAT_MAX];	/* "" = none reached */
+	/* for whom: kept last, ev_clear empties them by their first byte */
 	char		 team[EV_KEY_MAX];	/* the key's team, "" = none */
 	char		 end_user[EV_USER_MAX];	/* "" = none said */
 	char		 tags[EV_TAGS_BYTES];	/* "a,b": printable, no commas

@@ -125,6 +125,9 @@ copy_row(char *buf, const struct usage_event *ev)
 	p = put_i64_field(p, ev->cache_write_1h_tokens, 1);
 	p = put_i64_field(p, ev->reasoning_tokens, 1);
 	p = put_text_field(p, ev->served_model, sizeof(ev->served_model), 1);
+	p = put_text_field(p, ev->client_format, sizeof(ev->client_format), 1);
+	p = put_text_field(p, ev->upstream_format, sizeof(ev->upstream_format),
+	    1);
 	p = put_text_field(p, ev->team, sizeof(ev->team), 1);
 	p = put_text_field(p, ev->end_user, sizeof(ev->end_user), 1);
 	p = put_tags_field(p, ev->tags, sizeof(ev->tags));

@@ -26,8 +26,8 @@
 	"bytes_in, bytes_out, latency_us, ttfb_us, overhead_us, "	\
 	"client_addr, worker_pid, client_request_id, anthropic_beta, "	\
 	"cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, " \
-	"served_model, team, end_user, tags"
-#define COPY_NFIELDS		31
+	"served_model, client_format, upstream_format, team, end_user, tags"
+#define COPY_NFIELDS		33
 
 #define COPY_HEADER_LEN		19
 #define COPY_TRAILER_LEN	2
@@ -41,7 +41,8 @@
 	16 + 8 + 1 + 2 + 2 + 12 * 8 + 20 + 4 + sizeof("estimated") - 1 + \
 	EV_KEY_MAX + EV_MODEL_MAX + EV_UPSTREAM_MAX + EV_ENDPOINT_MAX +	\
 	EV_ERROR_MAX + EV_CLIENT_ID_MAX + EV_BETA_MAX + EV_MODEL_MAX +	\
-	EV_KEY_MAX + EV_USER_MAX + 20 + EV_TAGS_MAX * (4 + EV_TAG_MAX))
+	2 * EV_FORMAT_MAX + EV_KEY_MAX + EV_USER_MAX + 20 +		\
+	EV_TAGS_MAX * (4 + EV_TAG_MAX))
 
 /* The stream's header into BUF; returns COPY_HEADER_LEN. */
 size_t	 copy_header(char *buf);
@@ -49,8 +50,9 @@ size_t	 copy_header(char *buf);
  * One row for EV into BUF, which has room for COPY_ROW_MAX bytes; returns
  * the bytes written.  Text that is not valid UTF-8 has each bad byte
  * replaced by '?'; key_name, upstream, error_class, client_request_id,
- * anthropic_beta, served_model, team, end_user and tags are NULL when
- * empty; tags is a text[] of the comma-separated names;
+ * anthropic_beta, served_model, client_format, upstream_format, team,
+ * end_user and tags are NULL when empty; tags is a text[] of the
+ * comma-separated names;
  * a negative counter (-1 = unknown) is NULL; ts_start is clamped to
  * 1970..9999; client_addr ("1.2.3.4", "::1" or "[::1]") is an inet, or
  * NULL when it does not parse.

@@ -367,6 +367,13 @@ static const char *const migrations[] = {
 	" FROM usage_events"
 	" WHERE end_user IS NOT NULL AND ts_start >= date_trunc('month', now())"
 	" GROUP BY 1, 2 ORDER BY cost_usd DESC, key_name, end_user;",
+
+	/*
+	 * 6: the format the client spoke and the upstream's: they differ
+	 * when sluice translated the request (openai, anthropic).
+	 */
+	"ALTER TABLE usage_events ADD COLUMN client_format text,"
+	"  ADD COLUMN upstream_format text;",
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

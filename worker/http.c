@@ -433,6 +433,16 @@ http_out_header(struct http_out *o, const struct http_header *h)
 	http_out_put(o, "\r\n", 2);
 }
 
+/* For a writer without an http_out (the translation stage's). */
+void
+http_put_header(struct evbuffer *out, const struct http_header *h)
+{
+	evbuffer_add(out, h->name, h->name_len);
+	evbuffer_add(out, ": ", 2);
+	evbuffer_add(out, h->value, h->value_len);
+	evbuffer_add(out, "\r\n", 2);
+}
+
 const char *
 http_reason(int status)
 {

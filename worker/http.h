@@ -114,6 +114,8 @@ http_out_put(struct http_out *o, const void *s, size_t n)
 
 /* Put "Name: value\r\n" for H. */
 void	 http_out_header(struct http_out *, const struct http_header *h);
+/* The same straight into OUT. */
+void	 http_put_header(struct evbuffer *out, const struct http_header *h);
 /* Standard reason phrase for a status. */
 const char *http_reason(int status);
 

@@ -6,7 +6,8 @@
  * keep-alive request allocates nothing); its per-request part is reset
  * in pl_finish, the handler's end of client_finalize.  Nothing here
  * touches a socket: replies go through the client core, the upstream
- * through the proxy.
+ * through the proxy; a request in the other format goes through the
+ * translate stage (xlate.h) on its way there.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -29,10 +30,16 @@
 #include "worker/tls.h"
 #include "worker/upstream.h"
 #include "worker/usage.h"
+#include "worker/xlate.h"
 
 struct exchange {
 	struct client	*c;
 	struct proxy	 px;		/* its own reset: proxy_reset */
+	struct xlate	*xl;		/* its own reset: xlate_reset; made
+					   by the connection's first
+					   translated request, so that one
+					   that never translates pays
+					   nothing for it */
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
@@ -79,6 +86,10 @@ pl_detach(void *arg)
 	struct exchange *x = arg;
 
 	proxy_free(&x->px);
+	if (x->xl != NULL) {
+		xlate_free(x->xl);
+		free(x->xl);
+	}
 	free(x);
 }
 
@@ -210,6 +221,7 @@ pl_head(struct client *c)
 
 	int			 get, post;
 
+	xlate_format_name(c->r.ev->client_format, ep->flags & EP_ANTHROPIC);
 	/* RFC 9110 9.1: methods are case-sensitive; "PoSt" is not POST */
 	get = hd->method_len == 3 && memcmp(hd->method, "GET", 3) == 0;
 	post = hd->method_len == 4 && memcmp(hd->method, "POST", 4) == 0;
@@ -292,40 +304,23 @@ pl_ask_stream_usage(struct exchange *x, const struct cfg_route *route,
 }
 
 /*
- * No format translation: an Anthropic-format request goes to an Anthropic
- * upstream, an OpenAI-format one to an OpenAI or Azure upstream, and Azure
- * serves only what has a deployment path, under a deployment name that
- * cannot leave its path segment.
+ * Azure serves only what has a deployment path (EP: the endpoint as the
+ * upstream serves it, after any translation), under a deployment name
+ * that cannot leave its path segment.
  */
 static int
-pl_check_family(struct client *c, const struct cfg_route *route,
-    const char *model)
+pl_check_azure(struct client *c, const struct cfg_route *route,
+    const char *model, const struct endpoint *ep)
 {
 	const struct cfg_upstream	*u;
-	int				 anthropic = c->r.ep->flags & EP_ANTHROPIC;
 	int				 i;
 
-	u = &c->w->cfg->upstreams[route->upstream[0]];
-	if (anthropic && u->protocol != PROTO_ANTHROPIC) {
-		client_error(c, 400, "invalid_request_error",
-		    "protocol_mismatch", "The model `%s` is served by an "
-		    "OpenAI-format upstream; send it to /v1/chat/completions.",
-		    c->r.ev->model);
-		return -1;
-	}
-	if (!anthropic && u->protocol == PROTO_ANTHROPIC) {
-		client_error(c, 400, "invalid_request_error",
-		    "protocol_mismatch", "The model `%s` is served by an "
-		    "Anthropic upstream; send it to /v1/messages.",
-		    c->r.ev->model);
-		return -1;
-	}
 	/* every upstream a failover may reach, not only the first */
 	for (i = 0; i < route->nupstreams; i++) {
 		u = &c->w->cfg->upstreams[route->upstream[i]];
 		if (u->protocol != PROTO_AZURE)
 			continue;
-		if (c->r.ep->azure_tail == NULL) {
+		if (ep->azure_tail == NULL) {
 			client_error(c, 400, "invalid_request_error",
 			    "unsupported_endpoint", "%.*s is not served by an "
 			    "Azure OpenAI upstream.", (int)c->r.hd.path_len,
@@ -375,6 +370,97 @@ pl_output_limit(struct client *c, const char *body,
 			most = (int64_t)d + (d > (int64_t)d);
 	}
 	return most >= 0 ? most : c->w->cfg->default_max_tokens;
+}
+
+/*
+ * /v1/messages/count_tokens for an upstream that has no such endpoint:
+ * answered here, with the estimate sluice charges a request whose
+ * upstream reports no usage (the body's bytes over
+ * USAGE_BYTES_PER_TOKEN, rounded up).
+ */
+static void
+pl_count_tokens(struct client *c, size_t len)
+{
+	struct evbuffer *b;
+
+	if ((b = evbuffer_new()) == NULL) {
+		client_error(c, 500, "server_error", "no_memory",
+		    "out of memory");
+		return;
+	}
+	evbuffer_add_printf(b, "{\"input_tokens\":%zu}\n",
+	    (len + USAGE_BYTES_PER_TOKEN - 1) / USAGE_BYTES_PER_TOKEN);
+	client_reply_json(c, 200, b);
+	evbuffer_free(b);
+}
+
+/*
+ * The translate stage.  A request whose format is not its upstream's is
+ * rewritten for the upstream, and its answer for the client (xlate.h);
+ * a route with "translate off" refuses it instead, and so does a
+ * construct that has no translation (400, named).  Chat completions and
+ * Messages are what translate; an Anthropic count_tokens is answered
+ * locally.  1 translated, 0 formats match, -1 answered.
+ */
+static int
+pl_translate(struct exchange *x, const struct cfg_route *route,
+    const char *body, size_t len)
+{
+	struct client			*c = x->c;
+	struct usage_event		*ev = c->r.ev;
+	const struct cfg_upstream	*u;
+	struct xlate_req_opts		 o;
+	struct xlate_err		 err;
+	int				 from_an, to_an;
+
+	u = &c->w->cfg->upstreams[route->upstream[0]];
+	from_an = (c->r.ep->flags & EP_ANTHROPIC) != 0;
+	to_an = u->protocol == PROTO_ANTHROPIC;
+	xlate_format_name(ev->upstream_format, to_an);
+	if (from_an == to_an)
+		return 0;
+	if (!route->translate) {
+		client_error(c, 400, "invalid_request_error",
+		    "protocol_mismatch", "The model `%s` is served by an%s "
+		    "upstream; send it to %s.", ev->model, to_an ?
+		    " Anthropic" : " OpenAI-format", to_an ? "/v1/messages" :
+		    "/v1/chat/completions");
+		return -1;
+	}
+	if (from_an && strcmp(c->r.ep->path, "/v1/messages/count_tokens") ==
+	    0) {
+		pl_count_tokens(c, len);
+		return -1;
+	}
+	if (strcmp(c->r.ep->path, from_an ? "/v1/messages" :
+	    "/v1/chat/completions") != 0) {
+		client_error(c, 400, "invalid_request_error",
+		    "unsupported_endpoint", "%.*s cannot be translated for "
+		    "`%s`, served by an%s upstream: only %s is.",
+		    (int)c->r.hd.path_len, c->r.hd.target, ev->model, to_an ?
+		    " Anthropic" : " OpenAI-format", from_an ? "/v1/messages" :
+		    "/v1/chat/completions");
+		return -1;
+	}
+	if (x->xl == NULL && (x->xl = calloc(1, sizeof(*x->xl))) == NULL) {
+		client_error(c, 500, "server_error", "no_memory",
+		    "out of memory");
+		return -1;
+	}
+	o.model = x->model;
+	o.max_tokens = route->max_tokens;
+	/* OpenAI's own API wants the new name; compatible servers the old */
+	o.max_completion = u->protocol == PROTO_AZURE ||
+	    strcmp(u->host, "api.openai.com") == 0;
+	if (xlate_request(x->xl, to_an ? XLATE_TO_ANTHROPIC : XLATE_TO_OPENAI,
+	    &c->w->json, body, len, &o, ev->ts_start_us / 1000000,
+	    &err) == -1) {
+		client_error(c, 400, "invalid_request_error", "untranslatable",
+		    "%s", err.msg);
+		return -1;
+	}
+	proxy_translate(&x->px, x->xl);
+	return 1;
 }
 
 /* A model name that may stand as Azure's deployment path segment. */
@@ -493,8 +579,21 @@ pl_body(struct client *c)
 		    "do not have access to it.", ev->model);
 		return;
 	}
-	if (pl_check_family(c, route, x->model) == -1)
+	switch (pl_translate(x, route, body, len)) {
+	case -1:
 		return;
+	case 1:
+		/* the stage asks an OpenAI upstream for usage itself */
+		if (pl_check_azure(c, route, x->model, x->xl->ep) == -1)
+			return;
+		break;
+	default:
+		if (pl_check_azure(c, route, x->model, c->r.ep) == -1)
+			return;
+		if (ev->stream && pl_ask_stream_usage(x, route, body, len,
+		    &f[2]) == -1)
+			return;
+	}
 	/* its worst case, held against the key's limits until it ends */
 	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
 	    x->model, strlen(x->model)), (int64_t)(len +
@@ -509,8 +608,6 @@ pl_body(struct client *c)
 		c->ife->hold[1] = x->hold.team;
 		c->ife->hold[2] = x->hold.user;
 	}
-	if (ev->stream && pl_ask_stream_usage(x, route, body, len, &f[2]) == -1)
-		return;
 	proxy_start(&x->px, route, x->model);
 }
 
@@ -568,5 +665,7 @@ pl_finish(struct client *c)
 	    r->hd.target, ev->status, (long long)ev->bytes_out,
 	    (long long)ev->latency_us, r->reqid);
 	proxy_reset(px);
+	if (x->xl != NULL)
+		xlate_reset(x->xl);
 	memset(&x->key, 0, sizeof(*x) - offsetof(struct exchange, key));
 }

@@ -54,6 +54,10 @@ static void	 px_uncount(struct proxy *);
 static void	 px_fail_early(struct proxy *, enum up_failure, const char *);
 static void	 px_abort(void *);
 static void	 px_client_drained(void *);
+static void	 px_xl_fail(struct proxy *, const char *);
+static void	 px_xl_begin(struct proxy *);
+static int	 px_xl_relay(struct proxy *, struct evbuffer *);
+static int	 px_xl_end(struct proxy *);
 
 /*
  * Head lines are assembled with these rather than evbuffer_add_printf:
@@ -182,6 +186,12 @@ px_edits_ok(const struct proxy *px, size_t blen)
 }
 
 void
+proxy_translate(struct proxy *px, struct xlate *xl)
+{
+	px->xl = xl;
+}
+
+void
 proxy_start(struct proxy *px, const struct cfg_route *route,
     const char *model)
 {
@@ -213,11 +223,16 @@ px_write_target(struct proxy *px, struct http_out *o)
 {
 	const struct cfg_upstream	*u = px->up->cfg;
 	const struct request		*r = &px->c->r;
-	const char			*tail = r->ep->azure_tail;
+	const struct endpoint		*ep = px->xl != NULL ? px->xl->ep :
+					    r->ep;
+	const char			*tail = ep->azure_tail;
 
 	http_out_put(o, u->path_prefix, strlen(u->path_prefix));
 	if (u->protocol != PROTO_AZURE || tail == NULL) {
-		http_out_put(o, r->hd.target, r->hd.target_len);
+		if (px->xl != NULL)
+			http_out_put(o, ep->path, ep->len);
+		else
+			http_out_put(o, r->hd.target, r->hd.target_len);
 		return;
 	}
 	http_out_flush(o);
@@ -287,11 +302,13 @@ px_write_request(struct proxy *px)
 	struct upstream		*up = px->up;
 	struct evbuffer		*out = px->req;
 	const struct http_head	*rq = &c->r.hd;
+	/* a translated request: the stage's body, which has no edits */
+	struct evbuffer		*src = px->xl != NULL ? px->xl->body : c->body;
 	const char		*body;
-	size_t			 blen = evbuffer_get_length(c->body), len, pos;
+	size_t			 blen = evbuffer_get_length(src), len, pos;
 	size_t			 start;
 	struct http_out		 o;
-	int			 i;
+	int			 i, nedits = px->xl != NULL ? 0 : px->nedits;
 
 	c->r.ev->anthropic_beta[0] = '\0';	/* this attempt's */
 	http_out_init(&o, out);
@@ -316,7 +333,8 @@ px_write_request(struct proxy *px)
 		    http_name_is(h->name, h->name_len, "x-api-key") ||
 		    http_name_is(h->name, h->name_len, "api-key")))
 			continue;
-		if (!up_header_allowed(up, h))
+		if (!up_header_allowed(up, h) ||
+		    (px->xl != NULL && xlate_drops_header(px->xl, h)))
 			continue;
 		if (http_name_is(h->name, h->name_len, "anthropic-beta")) {
 			px_write_betas(px, &o, h);
@@ -324,6 +342,13 @@ px_write_request(struct proxy *px)
 		}
 		if (http_name_is(h->name, h->name_len, "accept-encoding")) {
 			px_write_accept(&o, h);
+			continue;
+		}
+		if (px->xl != NULL && (http_name_is(h->name, h->name_len,
+		    "authorization") || http_name_is(h->name, h->name_len,
+		    "x-api-key"))) {
+			http_out_flush(&o);
+			xlate_put_credential(px->xl, out, h);
 			continue;
 		}
 		http_out_header(&o, h);
@@ -336,7 +361,7 @@ px_write_request(struct proxy *px)
 	    http_find(rq, "anthropic-version") == NULL)
 		http_out_put(&o, "anthropic-version: 2023-06-01\r\n", 31);
 	len = blen;
-	for (i = 0; i < px->nedits; i++)
+	for (i = 0; i < nedits; i++)
 		len = len - px->edits[i].skip + strlen(px->edits[i].str);
 	{
 		char	 line[96], *q = line;
@@ -355,8 +380,8 @@ px_write_request(struct proxy *px)
 	 * still holds any of it before then.
 	 */
 	start = evbuffer_get_length(out);
-	body = (const char *)evbuffer_pullup(c->body, -1);
-	for (i = 0, pos = 0; i < px->nedits; i++) {
+	body = (const char *)evbuffer_pullup(src, -1);
+	for (i = 0, pos = 0; i < nedits; i++) {
 		const struct body_edit *e = &px->edits[i];
 
 		if (e->off > pos)
@@ -562,6 +587,8 @@ px_finish(struct proxy *px)
 		px->tap_lost = 1;
 	px_release(px, 1);
 	px->state = PX_NONE;
+	if (px->xl != NULL && px_xl_end(px) == -1)
+		return;
 	client_answered(px->c);
 }
 
@@ -615,6 +642,10 @@ px_fail_late(struct proxy *px, const char *class)
 {
 	struct client *c = px->c;
 
+	if (px->xl != NULL && !px->head_sent) {
+		px_xl_fail(px, class);
+		return;
+	}
 	px_note_upstream(px);
 	snprintf(c->r.ev->error_class, sizeof(c->r.ev->error_class), "%s", class);
 	log_warnx("upstream %s: %s mid-response (request %s)",
@@ -623,6 +654,66 @@ px_fail_late(struct proxy *px, const char *class)
 	px->state = PX_NONE;
 	c->r.keepalive = 0;
 	client_answered(c);
+}
+
+/* The answer is an event stream (text/event-stream). */
+static int
+px_answer_sse(const struct proxy *px)
+{
+	const struct http_header *ct = http_find(&px->rh, "content-type");
+
+	return ct != NULL && ct->value_len >= 17 &&
+	    strncasecmp(ct->value, "text/event-stream", 17) == 0;
+}
+
+/* The usage tap, for an answer whose head is in: only a success
+ * carries usage. */
+static void
+px_tap_begin(struct proxy *px)
+{
+	const struct http_head	*rh = &px->rh;
+	const struct http_header *ce;
+	enum dec_coding		 coding;
+
+	px->tap_on = rh->status >= 200 && rh->status < 300;
+	if (!px->tap_on)
+		return;
+	ce = http_find(rh, "content-encoding");
+	coding = ce == NULL ? DEC_IDENTITY : dec_coding_of(ce->value,
+	    ce->value_len);
+	usage_tap_reset(&px->tap, px_answer_sse(px));
+	if (coding != DEC_IDENTITY && px->mode != BODY_NONE) {
+		px->dec_on = 1;
+		if (coding == DEC_UNKNOWN || dec_start(&px->dec, coding,
+		    TAP_DECODED_MAX) == -1)
+			px_tap_lost(px);
+	}
+}
+
+/* The end of the client's answer head, which began at BEFORE bytes of
+ * its output and is being put through O: the head has gone, with the
+ * upstream's status. */
+static void
+px_head_end(struct proxy *px, struct http_out *o, size_t before)
+{
+	struct client	*c = px->c;
+	struct evbuffer	*out = o->to;
+
+	if (c->r.ev->client_request_id[0] != '\0') {
+		http_out_flush(o);
+		reply_client_id(out, c->r.ev->client_request_id);
+	}
+	if (c->w->stopping)
+		c->r.keepalive = 0;
+	if (!c->r.keepalive)
+		http_out_put(o, "Connection: close\r\n", 19);
+	http_out_put(o, "\r\n", 2);
+	http_out_flush(o);
+	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
+	c->r.ev->status = (uint16_t)px->rh.status;
+	px->head_sent = 1;
+	if (c->r.ev->stream)
+		meter_stream_begin(c->w);
 }
 
 /* Send the client the answer head, built from the upstream's. */
@@ -678,40 +769,8 @@ px_send_head(struct proxy *px)
 		}
 		http_out_put(&o, line, (size_t)(q - line));
 	}
-	if (c->r.ev->client_request_id[0] != '\0') {
-		http_out_flush(&o);
-		reply_client_id(out, c->r.ev->client_request_id);
-	}
-	if (c->w->stopping)
-		c->r.keepalive = 0;
-	if (!c->r.keepalive)
-		http_out_put(&o, "Connection: close\r\n", 19);
-	http_out_put(&o, "\r\n", 2);
-	http_out_flush(&o);
-	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
-	c->r.ev->status = (uint16_t)rh->status;
-	px->head_sent = 1;
-	if (c->r.ev->stream)
-		meter_stream_begin(c->w);
-	/* only a success carries usage */
-	px->tap_on = rh->status >= 200 && rh->status < 300;
-	if (px->tap_on) {
-		const struct http_header *ct = http_find(rh, "content-type");
-
-		const struct http_header *ce = http_find(rh, "content-encoding");
-		enum dec_coding		  coding = ce == NULL ? DEC_IDENTITY :
-					      dec_coding_of(ce->value,
-					      ce->value_len);
-
-		usage_tap_reset(&px->tap, ct != NULL && ct->value_len >= 17 &&
-		    strncasecmp(ct->value, "text/event-stream", 17) == 0);
-		if (coding != DEC_IDENTITY && px->mode != BODY_NONE) {
-			px->dec_on = 1;
-			if (coding == DEC_UNKNOWN || dec_start(&px->dec, coding,
-			    TAP_DECODED_MAX) == -1)
-				px_tap_lost(px);
-		}
-	}
+	px_head_end(px, &o, before);
+	px_tap_begin(px);
 }
 
 /* Parse the answer head if it is all here. 1 done, 0 need more, -1 bad. */
@@ -848,11 +907,15 @@ px_read_cb(struct bufferevent *bev, void *arg)
 		if (!up_retryable_status(px->rh.status))
 			up_answered(px->up);
 		px->state = PX_BODY;
-		px_send_head(px);
+		if (px->xl != NULL)
+			px_xl_begin(px);
+		else
+			px_send_head(px);
 	}
-	rc = px_relay(px, in);
-	if (rc == -1) {
-		px_fail_late(px, "upstream_bad_body");
+	rc = px->xl != NULL ? px_xl_relay(px, in) : px_relay(px, in);
+	if (rc < 0) {
+		px_fail_late(px, rc == -1 ? "upstream_bad_body" :
+		    "upstream_untranslatable");
 		return;
 	}
 	if (rc == 1) {
@@ -891,11 +954,19 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 	    px->mode == BODY_UNTIL_CLOSE) {
 		struct evbuffer *in = bufferevent_get_input(bev);
 
+		px->keepalive = 0;
+		if (px->xl != NULL) {
+			/* px_xl_end ends the client's body */
+			if (px_xl_relay(px, in) < 0)
+				px_fail_late(px, "upstream_untranslatable");
+			else
+				px_finish(px);
+			return;
+		}
 		if (evbuffer_get_length(in) > 0)
 			px_relay(px, in);
 		if (px->c->r.hd.minor == 1)
 			evbuffer_add(client_output(px->c), "0\r\n\r\n", 5);
-		px->keepalive = 0;
 		px_finish(px);
 		return;
 	}
@@ -931,4 +1002,164 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	px_fail_early(px, px->state == PX_CONNECTING ? UPF_CONNECT :
 	    UPF_CLOSED, why);
+}
+
+/*
+ * A translated answer.  Its head is the stage's, not the upstream's: a
+ * 2xx stream's goes out at once, chunked, and each piece of the stream
+ * as soon as the stage has translated it; a JSON answer's or an error's
+ * once the whole body is in and rewritten, with its Content-Length.  Of
+ * the upstream's headers only Retry-After is kept: the others are the
+ * other provider's, by name and by meaning.  Usage is read by the tap
+ * from the upstream's own bytes, before the stage sees them.
+ */
+static void
+px_xl_head(struct proxy *px, int64_t clen)
+{
+	struct client			*c = px->c;
+	struct evbuffer			*out = client_output(c);
+	const struct http_header	*ra = http_find(&px->rh, "retry-after");
+	size_t				 before = evbuffer_get_length(out);
+	struct http_out			 o;
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "x-request-id: %s\r\n", px->rh.status, http_reason(px->rh.status),
+	    clen < 0 ? "text/event-stream" : "application/json", c->r.reqid);
+	if (clen >= 0)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n",
+		    (long long)clen);
+	else if (c->r.hd.minor == 1)
+		evbuffer_add(out, "Cache-Control: no-cache\r\n"
+		    "Transfer-Encoding: chunked\r\n", 53);
+	else
+		c->r.keepalive = 0;	/* HTTP/1.0: ends at close */
+	if (ra != NULL)
+		http_put_header(out, ra);
+	http_out_init(&o, out);
+	px_head_end(px, &o, before);
+}
+
+static void
+px_xl_begin(struct proxy *px)
+{
+	const struct http_header *ce = http_find(&px->rh, "content-encoding");
+
+	xlate_answer_begin(px->xl, px->rh.status, px_answer_sse(px),
+	    ce == NULL || dec_coding_of(ce->value, ce->value_len) ==
+	    DEC_IDENTITY);
+	px_tap_begin(px);
+	if (xlate_answer_streams(px->xl))
+		px_xl_head(px, -1);
+}
+
+/* What the stage wrote for the client, as one chunk of a stream. */
+static void
+px_xl_out(struct proxy *px)
+{
+	struct client	*c = px->c;
+	struct evbuffer	*out = client_output(c);
+	size_t		 n = evbuffer_get_length(px->xl->out);
+	size_t		 before = evbuffer_get_length(out);
+	char		 line[24];
+
+	if (n == 0)
+		return;
+	if (c->r.hd.minor == 1)
+		evbuffer_add(out, line, put_chunk_size(line, n));
+	evbuffer_add_buffer(out, px->xl->out);
+	if (c->r.hd.minor == 1)
+		evbuffer_add(out, "\r\n", 2);
+	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
+}
+
+/*
+ * The upstream's body, de-framed into px->decoded, read by the tap, then
+ * handed to the stage.  1 complete, 0 more to come, -1 bad body, -2 an
+ * answer the stage cannot translate.
+ */
+static int
+px_xl_relay(struct proxy *px, struct evbuffer *in)
+{
+	size_t	 avail = evbuffer_get_length(in), n;
+	int	 done = 0;
+
+	switch (px->mode) {
+	case BODY_NONE:
+		done = 1;
+		break;
+	case BODY_LENGTH:
+		n = avail < (size_t)px->remaining ? avail : (size_t)px->remaining;
+		evbuffer_remove_buffer(in, px->decoded, n);
+		px->remaining -= (int64_t)n;
+		done = px->remaining == 0;
+		break;
+	case BODY_CHUNKED:
+		if (chunked_decode(&px->ck, in, px->decoded) < 0)
+			return -1;
+		done = px->ck.state == CHUNK_DONE;
+		break;
+	case BODY_UNTIL_CLOSE:
+		evbuffer_add_buffer(px->decoded, in);
+		break;
+	}
+	if (done && evbuffer_get_length(in) > 0)
+		px->keepalive = 0;	/* more than it announced */
+	n = evbuffer_get_length(px->decoded);
+	if (px->tap_on && n > 0)
+		px_tap(px, px->decoded, n);
+	if (n > 0 && xlate_answer_feed(px->xl, &px->c->w->json, px->decoded,
+	    px->xl->out) == -1)
+		return -2;
+	if (xlate_answer_streams(px->xl))
+		px_xl_out(px);
+	return done;
+}
+
+/* The translated answer ended; -1: it is answered 502 instead. */
+static int
+px_xl_end(struct proxy *px)
+{
+	struct client	*c = px->c;
+	struct evbuffer	*out = client_output(c);
+	size_t		 n;
+	int		 rc;
+
+	rc = xlate_answer_end(px->xl, &c->w->json, c->r.reqid, px->xl->out);
+	if (xlate_answer_streams(px->xl)) {
+		px_xl_out(px);
+		if (c->r.hd.minor == 1) {
+			evbuffer_add(out, "0\r\n\r\n", 5);
+			c->r.ev->bytes_out += 5;
+		}
+		return 0;
+	}
+	if (rc == -1) {
+		px_xl_fail(px, "upstream_untranslatable");
+		return -1;
+	}
+	n = evbuffer_get_length(px->xl->out);
+	px_xl_head(px, (int64_t)n);
+	evbuffer_add_buffer(out, px->xl->out);
+	c->r.ev->bytes_out += (int64_t)n;
+	return 0;
+}
+
+/* A translated answer failed before its head went out: a 502 (504). */
+static void
+px_xl_fail(struct proxy *px, const char *class)
+{
+	struct client *c = px->c;
+
+	px_note_upstream(px);
+	log_warnx("upstream %s: %s (request %s)", px->up->cfg->name, class,
+	    c->r.reqid);
+	px_release(px, 0);
+	px->state = PX_NONE;
+	if (strcmp(class, "upstream_timeout") == 0)
+		client_error(c, 504, "api_error", class, "upstream %s timed "
+		    "out", px->up->cfg->name);
+	else
+		client_error(c, 502, "api_error", class, "upstream %s: its "
+		    "answer could not be relayed in this API's format (%s)",
+		    px->up->cfg->name, class);
 }

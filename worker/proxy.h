@@ -10,6 +10,8 @@
  * installs the client's drained and abort hooks for its duration.  It
  * never builds a usage event (the pipeline does, from what it leaves
  * here) and never decides on its own whether to retry: up_next does.
+ * A translated request (proxy_translate) is written and answered through
+ * its translate stage (xlate.h); the proxy only frames the bytes.
  */
 #ifndef SLUICE_PROXY_H
 #define SLUICE_PROXY_H
@@ -22,6 +24,7 @@
 #include "worker/decode.h"
 #include "worker/http.h"
 #include "worker/usage.h"
+#include "worker/xlate.h"
 
 struct evbuffer;
 struct upstream;
@@ -63,6 +66,7 @@ struct proxy {
 
 	/* per request: zeroed by proxy_reset from here on */
 	enum px_state	 state;
+	struct xlate	*xl;		/* the translate stage; NULL: passthrough */
 	const struct cfg_route *route;
 	struct upstream	*up;
 	struct upconn	*uc;
@@ -97,6 +101,9 @@ void	 proxy_reset(struct proxy *);
 /* Replace SKIP bytes at OFF of the body with STR; -1 if too many. */
 int	 proxy_add_edit(struct proxy *, size_t off, size_t skip,
 	    const char *str);
+/* Send this request through the translate stage XL (xlate_request done):
+ * its body, endpoint and answer are XL's.  Before proxy_start. */
+void	 proxy_translate(struct proxy *, struct xlate *xl);
 /* Send the request (c->r, c->body with the edits) to ROUTE for MODEL. */
 void	 proxy_start(struct proxy *, const struct cfg_route *,
 	    const char *model);

@@ -16,10 +16,16 @@
 void
 reply_json_escape(struct evbuffer *b, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	const char *run = s;
+	reply_json_escape_n(b, s, strlen(s));
+}
 
-	for (; *s != '\0'; s++) {
+void
+reply_json_escape_n(struct evbuffer *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = s, *end = s + n;
+
+	for (; s < end; s++) {
 		unsigned char	 ch = (unsigned char)*s;
 		char		 esc[6] = { '\\', 'u', '0', '0', 0, 0 };
 
@@ -39,8 +45,8 @@ reply_json_escape(struct evbuffer *b, const char *s)
 	evbuffer_add(b, run, (size_t)(s - run));
 }
 
-static const char *
-anthropic_error_type(int status)
+const char *
+reply_anthropic_type(int status)
 {
 	switch (status) {
 	case 400: case 405: case 408: case 411: case 414: case 431:
@@ -69,7 +75,7 @@ reply_error_body(struct evbuffer *b, int anthropic, int status,
 	if (anthropic) {
 		evbuffer_add_printf(b, "{\"type\":\"error\",\"error\":"
 		    "{\"type\":\"%s\",\"message\":\"",
-		    anthropic_error_type(status));
+		    reply_anthropic_type(status));
 		reply_json_escape(b, msg);
 		evbuffer_add_printf(b, "\"},\"request_id\":\"%s\"}\n", reqid);
 	} else {

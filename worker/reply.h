@@ -18,6 +18,10 @@ struct evbuffer;
 
 /* Append S, JSON-escaped (quotes, backslash, control bytes), to B. */
 void	 reply_json_escape(struct evbuffer *b, const char *s);
+/* The same for the N bytes at S, which may hold a NUL. */
+void	 reply_json_escape_n(struct evbuffer *b, const char *s, size_t n);
+/* Anthropic's error type for an HTTP STATUS, as its API documents it. */
+const char *reply_anthropic_type(int status);
 /*
  * Append an error body to B.  OpenAI's shape carries TYPE and CODE;
  * Anthropic's takes its type from STATUS and carries REQID, which must be

@@ -86,8 +86,8 @@ usage_members(const struct json_doc *d, int u, int v[U_N])
 	}
 }
 
-static void
-merge_usage(struct usage_acc *a, const struct json_doc *d, int u)
+void
+usage_merge(struct usage_acc *a, const struct json_doc *d, int u)
 {
 	int	 found = 0, det, m[U_N];
 	int64_t	 v;
@@ -151,7 +151,7 @@ static void
 merge_span(struct usage_acc *a, struct json_doc *d, const char *js, size_t len)
 {
 	if (json_parse(d, js, len) == 0)
-		merge_usage(a, d, 0);
+		usage_merge(a, d, 0);
 }
 
 /*
@@ -522,7 +522,7 @@ usage_from_tail(struct usage_acc *a, struct json_doc *d, const char *p,
 				depth++;
 			else if (ch == '}' && --depth == 0) {
 				if (json_parse(d, s, i + 1) == 0)
-					merge_usage(a, d, 0);
+					usage_merge(a, d, 0);
 				return;
 			}
 		}

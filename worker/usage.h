@@ -43,6 +43,8 @@ struct usage_tap {
 	unsigned	 long_data:1;	/* ... and it is a data: line */
 };
 
+/* The usage object at token OBJ of a parsed document, merged into ACC. */
+void	 usage_merge(struct usage_acc *, const struct json_doc *, int obj);
 /* Usage objects in one JSON document are merged into ACC (last wins). */
 void	 usage_from_json(struct usage_acc *, struct json_doc *,
 	    const char *js, size_t len);

@@ -212,6 +212,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fill(ev.client_request_id, sizeof(ev.client_request_id), &p, end);
 	fill(ev.anthropic_beta, sizeof(ev.anthropic_beta), &p, end);
 	fill(ev.served_model, sizeof(ev.served_model), &p, end);
+	fill(ev.client_format, sizeof(ev.client_format), &p, end);
+	fill(ev.upstream_format, sizeof(ev.upstream_format), &p, end);
 	fill(ev.team, sizeof(ev.team), &p, end);
 	fill(ev.end_user, sizeof(ev.end_user), &p, end);
 	fill(ev.tags, sizeof(ev.tags), &p, end);
@@ -269,6 +271,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int8(ev.cache_write_1h_tokens);
 	int8(ev.reasoning_tokens);
 	text(ev.served_model, sizeof(ev.served_model), 1);
+	text(ev.client_format, sizeof(ev.client_format), 1);
+	text(ev.upstream_format, sizeof(ev.upstream_format), 1);
 	text(ev.team, sizeof(ev.team), 1);
 	text(ev.end_user, sizeof(ev.end_user), 1);
 	tags(ev.tags, sizeof(ev.tags));

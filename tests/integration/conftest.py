@@ -12,15 +12,18 @@ Fixtures:
     mock            one mockllm, function scope
     mock_factory    mock_factory(*args) -> another mockllm (extra CLI args)
     sluice          sluice(**kw) -> a running sluiced -f (see Sluice.config)
+    sdk             build/sdk: the official JS SDKs from npm, and tests/sdk
     tmp_path        pytest's own, used for configs, logs, pid files, certs
 """
 
+import glob
 import http.client
 import itertools
 import json
 import re
 import os
 import select
+import shutil
 import signal
 import socket
 import ssl
@@ -568,3 +571,30 @@ def make_db(pg):
                     dbname="postgres")
         except RuntimeError:
             pass
+
+
+# ---------------------------------------------------------------------------
+# The official SDKs (tests/sdk), from npm.
+# ---------------------------------------------------------------------------
+
+SDK_SRC = os.path.join(ROOT, "tests", "sdk")
+SDK_DIR = os.path.join(BUILD, "sdk")
+
+
+@pytest.fixture(scope="session")
+def sdk():
+    """build/sdk: node_modules with the pinned SDK versions, installed once
+    from the npm registry, and the scripts of tests/sdk beside them."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail("%s is needed to run the official JS SDKs" % tool)
+    os.makedirs(SDK_DIR, exist_ok=True)
+    for f in glob.glob(os.path.join(SDK_SRC, "*")):
+        shutil.copy(f, SDK_DIR)
+    if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "openai")):
+        r = subprocess.run(["npm", "install", "--no-package-lock",
+                            "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=SDK_DIR, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+    return SDK_DIR

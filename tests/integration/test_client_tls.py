@@ -22,10 +22,9 @@ import pytest
 from conftest import HOST, SLUICED, free_port, request, wait_for
 from pki import make_ca, make_cert, openssl
 from test_metrics import check_exposition, promtool_check, value
-from test_sdks import assert_sdk_results, run_sdk_check, sdk, sdk_keys
+from test_sdks import assert_sdk_results, run_sdk_check, sdk_keys
 from test_signals import RequestLoop
 
-assert sdk         # a fixture, used by name below
 
 CHAT = {"model": "gpt-test",
         "messages": [{"role": "user", "content": "hello"}]}

@@ -483,11 +483,12 @@ def test_anthropic_headers_added(mock, sluice, monkeypatch):
     assert last["headers"].get("anthropic-version") == "2099-01-01", last
 
 
-def test_protocol_mismatch_is_a_400_both_ways(mock, sluice, db):
+def test_translate_off_makes_a_mismatch_a_400_both_ways(mock, sluice, db):
     s = sluice(upstreams={"oai": mock.url,
                           "anth": {"url": mock.url,
                                    "protocol": "anthropic"}},
-               routes=[("claude-*", "anth"), ("*", "oai")],
+               routes=[("claude-*", "anth translate off"),
+                       ("*", "oai translate off")],
                extra=database_line(db))
     # OpenAI format to an Anthropic upstream
     st, h1, data = chat(s, body={"model": "claude-sonnet-4-5",

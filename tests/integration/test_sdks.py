@@ -6,35 +6,9 @@ from npm, run by node (tests/sdk/sdk_check.mjs)."""
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 
-import pytest
-
-from conftest import BUILD, ROOT
-
-SDK_SRC = os.path.join(ROOT, "tests", "sdk")
-SDK_DIR = os.path.join(BUILD, "sdk")
 SECRET = "sk-sluice-sdk-test-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def sdk():
-    """node_modules with the pinned SDK versions, installed once into
-    build/sdk from the npm registry."""
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail("%s is needed to run the official JS SDKs" % tool)
-    os.makedirs(SDK_DIR, exist_ok=True)
-    for f in ("package.json", "sdk_check.mjs"):
-        shutil.copy(os.path.join(SDK_SRC, f), SDK_DIR)
-    if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "openai")):
-        r = subprocess.run(["npm", "install", "--no-package-lock",
-                            "--no-audit", "--no-fund", "--loglevel=error"],
-                           cwd=SDK_DIR, capture_output=True, text=True,
-                           timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
-    return SDK_DIR
 
 
 def sdk_keys(tmp_path):

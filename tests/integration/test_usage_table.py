@@ -6,7 +6,7 @@ order and host the events come from.
 
 Spool files are made the way a host makes them, by a sluiced without a
 reachable database, and replayed with `sluicectl spool replay`; a few
-tests rewrite their records (the fifth event size: 2,240 bytes after a
+tests rewrite their records (the fourth event size: 2,272 bytes after a
 16-byte header) to play an older sluice or a row of an old month.
 """
 
@@ -26,7 +26,7 @@ SLUICECTL = os.path.join(BUILD, "sluicectl")
 FIXTURE_V3 = os.path.join(os.path.dirname(__file__), "schema_v3.sql")
 
 HEADER = 16
-EVENT = 2240            # sizeof(struct usage_event), schema 5
+EVENT = 2272            # sizeof(struct usage_event), schema 6
 EVENT_V3 = 848          # the same without the origin
 TS_OFF = 16             # ts_start_us, after the 16-byte request_id
 ORIGIN_OFF = 848        # origin_epoch[16], origin_pos, origin_lane
@@ -127,7 +127,7 @@ def test_collector_makes_this_and_next_month_partitions(db, mock, sluice):
 
 def test_usage_retention_drops_whole_months_past_it(db, mock, sluice,
                                                      tmp_path):
-    assert db_init(db_conf(tmp_path, db)) == "schema at version 5"
+    assert db_init(db_conf(tmp_path, db)) == "schema at version 6"
     # the month 13 months back still holds rows younger than 13 months;
     # the month before it holds none
     old = "(now() AT TIME ZONE 'UTC' - interval '14 months') AT TIME ZONE 'UTC'"
@@ -181,8 +181,9 @@ def test_spooled_rows_of_a_month_without_partition_get_one(
 # Upgrade
 # ---------------------------------------------------------------------------
 
-# the columns schema 5 adds (NULL in every upgraded row) are left out
-V3_ROW = ("(to_jsonb(u) - 'team' - 'end_user' - 'tags')::text")
+# the columns schemas 5 and 6 add (NULL in every upgraded row) are left out
+V3_ROW = ("(to_jsonb(u) - 'team' - 'end_user' - 'tags' - 'client_format'"
+          " - 'upstream_format')::text")
 
 
 def snapshot(db):
@@ -221,7 +222,7 @@ def test_upgrade_from_schema_3_keeps_every_row(db, pg, mock, sluice,
     before = snapshot(db)
     assert len(before["rows"]) == 120
 
-    assert db_init(db_conf(tmp_path, db)) == "schema at version 5"
+    assert db_init(db_conf(tmp_path, db)) == "schema at version 6"
     after = snapshot(db)
     assert after == before
     assert db.query("SELECT pg_get_constraintdef(oid) FROM pg_constraint "

@@ -367,7 +367,16 @@ test_syntax_errors(void **state)
 	    "invalid parameter \"2\" in \"listen\" directive (expected "
 	    "\"ssl\")");
 	expect_err(MINIMAL "route x a a a a a a a a a;\n", 3,
-	    "invalid number of arguments in \"route\" directive");
+	    "route \"x\": more than 8 upstreams");
+	expect_err(MINIMAL "route x a translate maybe;\n", 3,
+	    "route \"x\": translate is on or off, not \"maybe\"");
+	expect_err(MINIMAL "route x a max_tokens 0;\n", 3,
+	    "route \"x\": max_tokens \"0\" is not a count from 1");
+	expect_err(MINIMAL "route x a translate off color red;\n", 3,
+	    "route \"x\": unknown option \"color\" (translate, "
+	    "max_tokens)");
+	expect_err(MINIMAL "route x translate off;\n", 3,
+	    "route \"x\": no upstream");
 	expect_err("workers 2;\nworkers 3;\n" MINIMAL, 2,
 	    "\"workers\" directive is duplicate");
 	expect_err("upstream a {\n url http://x;\n lisen 1;\n}\n", 3,
@@ -696,6 +705,35 @@ test_no_price_warns(void **state)
 	unlink(logf);
 }
 
+/* translate and max_tokens follow a route's upstreams; both default */
+static void
+test_route_options(void **state)
+{
+	struct config		*cfg;
+	const struct cfg_route	*r;
+
+	(void)state;
+	cfg = load_ok("route claude-* b translate off;\n"
+	    "route gpt-* failover a c max_tokens 8192 translate on;\n"
+	    "route * a;\n"
+	    "upstream a { url http://a; }\n"
+	    "upstream b { url http://b; protocol anthropic; }\n"
+	    "upstream c { url http://c; }\n");
+	r = cfg_route_for(cfg, "claude-3", 8);
+	assert_int_equal(r->nupstreams, 1);
+	assert_int_equal(r->translate, 0);
+	assert_int_equal(r->max_tokens, 4096);
+	r = cfg_route_for(cfg, "gpt-4", 5);
+	assert_int_equal(r->nupstreams, 2);
+	assert_int_equal(r->upstream[1], 2);
+	assert_int_equal(r->translate, 1);
+	assert_int_equal(r->max_tokens, 8192);
+	r = cfg_route_for(cfg, "llama", 5);
+	assert_int_equal(r->translate, 1);
+	assert_int_equal(r->max_tokens, 4096);
+	cfg_free(cfg);
+}
+
 static void
 test_route_for(void **state)
 {
@@ -790,6 +828,7 @@ main(void)
 		cmocka_unit_test(test_api_key_file_mode_warns),
 		cmocka_unit_test(test_ssl_directives),
 		cmocka_unit_test(test_no_price_warns),
+		cmocka_unit_test(test_route_options),
 		cmocka_unit_test(test_route_for),
 		cmocka_unit_test(test_url_forms),
 	};

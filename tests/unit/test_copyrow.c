@@ -25,8 +25,8 @@ enum {
 	F_COST, F_USAGE_SOURCE, F_ATTEMPTS, F_BYTES_IN, F_BYTES_OUT,
 	F_LATENCY, F_TTFB, F_OVERHEAD, F_CLIENT_ADDR, F_WORKER_PID,
 	F_CLIENT_REQUEST_ID, F_ANTHROPIC_BETA, F_CACHE_WRITE_5M,
-	F_CACHE_WRITE_1H, F_REASONING, F_SERVED_MODEL, F_TEAM, F_END_USER,
-	F_TAGS,
+	F_CACHE_WRITE_1H, F_REASONING, F_SERVED_MODEL, F_CLIENT_FORMAT,
+	F_UPSTREAM_FORMAT, F_TEAM, F_END_USER, F_TAGS,
 };
 
 /* Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch. */
@@ -73,6 +73,8 @@ event(struct usage_event *ev)
 	ev->cache_write_1h_tokens = -1;
 	ev->reasoning_tokens = 7;
 	strcpy(ev->served_model, "gpt-4o-2024-08-06");
+	strcpy(ev->client_format, "anthropic");
+	strcpy(ev->upstream_format, "openai");
 	strcpy(ev->team, "eng");
 	strcpy(ev->end_user, "u-1");
 	strcpy(ev->tags, "a,bb");
@@ -157,7 +159,7 @@ static void
 test_whole_row(void **state)
 {
 	static const unsigned char want[] = {
-		0, 31,
+		0, 33,
 		LEN(16), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 		I8(1),
 		LEN(5), 'a', 'l', 'i', 'c', 'e',
@@ -178,6 +180,8 @@ test_whole_row(void **state)
 		I8(3), NUL, I8(7),
 		LEN(17), 'g', 'p', 't', '-', '4', 'o', '-', '2', '0', '2', '4',
 		'-', '0', '8', '-', '0', '6',
+		LEN(9), 'a', 'n', 't', 'h', 'r', 'o', 'p', 'i', 'c',
+		LEN(6), 'o', 'p', 'e', 'n', 'a', 'i',
 		LEN(3), 'e', 'n', 'g',
 		LEN(3), 'u', '-', '1',
 		/* text[]: 1 dimension, no NULLs, of text (25), 2 from 1 */
@@ -207,12 +211,14 @@ test_nulls(void **state)
 	ev.cost_micro_usd = ev.bytes_in = ev.bytes_out = -1;
 	ev.latency_us = ev.ttfb_us = ev.overhead_us = -1;
 	ev.client_addr[0] = '\0';
+	ev.upstream_format[0] = '\0';
 	encode(&ev);
 
 	/* no key, no upstream reached, no error: NULL */
 	assert_field_null(F_KEY_NAME);
 	assert_field_null(F_UPSTREAM);
 	assert_field_null(F_ERROR_CLASS);
+	assert_field_null(F_UPSTREAM_FORMAT);
 	/* model and endpoint are what the client sent, even "" */
 	assert_int_equal(field(F_MODEL, &v), 0);
 	assert_int_equal(field(F_ENDPOINT, &v), 0);
@@ -464,6 +470,8 @@ test_longest_row(void **state)
 	memset(ev.client_request_id, 'c', sizeof(ev.client_request_id));
 	memset(ev.anthropic_beta, 'b', sizeof(ev.anthropic_beta));
 	memset(ev.served_model, 's', sizeof(ev.served_model));
+	memset(ev.client_format, 'f', sizeof(ev.client_format));
+	memset(ev.upstream_format, 'g', sizeof(ev.upstream_format));
 	memset(ev.team, 't', sizeof(ev.team));
 	memset(ev.end_user, 'u', sizeof(ev.end_user));
 	/* the most tags, each of the most bytes */

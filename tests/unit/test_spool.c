@@ -97,6 +97,8 @@ older_size_replays(size_t size, size_t fields)
 		assert_int_equal(evs[i].origin_lane, 0);
 		assert_int_equal(evs[i].origin_epoch[0], 0);
 		assert_int_equal(evs[i].origin_epoch[15], 0);
+		assert_string_equal(evs[i].client_format, "");
+		assert_string_equal(evs[i].upstream_format, "");
 	}
 	assert_int_equal(spool_read(r, evs, 8), 0);
 	spool_reader_close(r);
