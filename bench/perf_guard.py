@@ -55,10 +55,12 @@ KINDS = [
     ("stream_20", 100, cg.Request(1024, stream=True)),
     ("refused_key", 100, cg.Request(1024, key="sk-wrong", status=401)),
     ("gzip_answer", 100, cg.Request(200, headers=GZIP_1K)),
-    # TRANSLATED (issue 16, not landed yet): a request sluice translates
-    # between protocols, e.g. ("translated_messages", 100,
-    # cg.Request(path="/v1/messages", doc={...anthropic body...})) to the
-    # OpenAI mock; add it here, then make perf-guard-update.
+    # an Anthropic Messages request for a model on the OpenAI mock: the
+    # translate stage both ways (issue 16), its answer of 20 chunks
+    ("translated_1k", 100, cg.Request(
+        path="/v1/messages", headers={"anthropic-version": "2023-06-01"},
+        doc={"model": "gpt-4o-mini", "max_tokens": 256,
+             "messages": [{"role": "user", "content": "x" * 900}]})),
 ]
 
 # the Debian packages whose code runs on the request path
