@@ -57,8 +57,8 @@ static int	 pl_attrib_head(struct exchange *);
 static int	 pl_attrib_body(struct client *, const char *,
 		    const struct json_strict_field *,
 		    const struct json_strict_field *);
-static int64_t	 pl_output_limit(struct client *, const char *,
-		    const struct json_strict_field *, int);
+static int64_t	 pl_output_limit(struct client *, const struct cfg_route *,
+		    const char *, const struct json_strict_field *, int);
 
 const struct client_handler pipeline_handler = {
 	pl_attach, pl_detach, pl_head, pl_finish,
@@ -342,12 +342,13 @@ pl_check_azure(struct client *c, const struct cfg_route *route,
 /*
  * The most output tokens the request allows: the largest of the N limits
  * it names (F; a number that is no integer counts rounded up), or
- * default_max_tokens; 0 where nothing is generated (embeddings, token
- * counts).
+ * default_max_tokens (the route's max_tokens if an Anthropic upstream
+ * gets more when it is translated to); 0 where nothing is generated
+ * (embeddings, token counts).
  */
 static int64_t
-pl_output_limit(struct client *c, const char *body,
-    const struct json_strict_field *f, int n)
+pl_output_limit(struct client *c, const struct cfg_route *route,
+    const char *body, const struct json_strict_field *f, int n)
 {
 	const struct endpoint	*ep = c->r.ep;
 	int64_t			 most = -1;
@@ -369,7 +370,13 @@ pl_output_limit(struct client *c, const char *body,
 		if (d >= 0 && (int64_t)d + (d > (int64_t)d) > most)
 			most = (int64_t)d + (d > (int64_t)d);
 	}
-	return most >= 0 ? most : c->w->cfg->default_max_tokens;
+	if (most >= 0)
+		return most;
+	/* none named: what a translation to Anthropic asks for, if more */
+	if (c->w->cfg->upstreams[route->upstream[0]].protocol ==
+	    PROTO_ANTHROPIC && route->max_tokens > c->w->cfg->default_max_tokens)
+		return route->max_tokens;
+	return c->w->cfg->default_max_tokens;
 }
 
 /*
@@ -598,7 +605,7 @@ pl_body(struct client *c)
 	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
 	    x->model, strlen(x->model)), (int64_t)(len +
 	    USAGE_BYTES_PER_TOKEN - 1) / USAGE_BYTES_PER_TOKEN,
-	    pl_output_limit(c, body, &f[3], 3), ev->end_user, &x->hold,
+	    pl_output_limit(c, route, body, &f[3], 3), ev->end_user, &x->hold,
 	    &v) == -1) {
 		pl_refuse(c, &v);
 		return;
