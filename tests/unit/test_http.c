@@ -856,7 +856,7 @@ test_head_take(void **state)
 		assert_int_equal(evbuffer_get_length(in), 0);
 	}
 	/* no blank line within MAX: -1 */
-	evbuffer_add(in, "GET / HTTP/1.1\r\nX: 1\r\n", 24);
+	evbuffer_add(in, "GET / HTTP/1.1\r\nX: 1\r\n", 22);
 	scanned = 0;
 	assert_int_equal(http_head_take(in, &scanned, 20, &buf, &cap, &len), -1);
 	free(buf);
