@@ -18,6 +18,12 @@ from conftest import BUILD, ROOT
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import perf_guard as pg	# noqa: E402
 
+# make check SAN=1: an ASan build does not run under valgrind (the
+# Makefile skips make perf-guard then too)
+pytestmark = pytest.mark.skipif(
+    os.path.basename(os.path.normpath(BUILD)) == "san",
+    reason="ASan builds do not run under valgrind")
+
 AGREE = 0.005
 # Fewer requests than the guard's 100 a kind, for time; eight runs at 50
 # a kind agreed within 0.05 %.
