@@ -106,6 +106,7 @@ HOLD_DELAY_MS = 300             # 20 chunks: each held stream lasts ~6 s
 # --no-key clears AUTH_HEADERS and runs sluice without keys_file.
 BENCH_SECRET = "sk-sluice-bench-0123456789abcdef"
 AUTH_HEADERS = ["Authorization: Bearer " + BENCH_SECRET]
+EXTRA_CONF = []     # --conf: directives added to every sluice.conf
 
 SIZES = [("100B", 100), ("1KB", 1024), ("10KB", 10 * 1024),
          ("100KB", 100 * 1024)]
@@ -282,7 +283,7 @@ class Bench:
             "log %s/sluiced.log warn;" % d,
             "spool_dir %s/spool;" % d,
             "shutdown_timeout 5s;",
-        ]
+        ] + EXTRA_CONF
         if os.geteuid() == 0:
             lines.append("user root;")   # root workers only when asked
         if database:
@@ -725,6 +726,10 @@ def parse_args():
     ap.add_argument("--no-key", action="store_true",
                     help="run sluice without keys_file and send no "
                     "Authorization header")
+    ap.add_argument("--conf", action="append", default=[],
+                    metavar="DIRECTIVE",
+                    help="one more sluice.conf directive, e.g. "
+                    "'batch_rows 100;' (repeatable)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp directory (logs, configs)")
     ap.add_argument("--table", metavar="JSON",
@@ -739,6 +744,7 @@ def parse_args():
         args.no_hold = True
     if args.no_key:
         AUTH_HEADERS.clear()
+    EXTRA_CONF.extend(args.conf)
     return args
 
 
