@@ -72,6 +72,7 @@
 #define COLL_BUDGET_MS		30000	/* reload key spend from PG */
 #define COLL_PARTS_MS		3600000	/* partitions ahead, retention */
 #define COLL_PARTS_RETRY_MS	60000	/* after that failed */
+#define COLL_FEED_MS		2	/* feed the open COPY this often */
 
 enum coll_tx {
 	TX_OK,
@@ -104,6 +105,12 @@ static struct {
 	size_t			 count;
 	int64_t			 first_ms;	/* when its first event came */
 	uint32_t		 rr;		/* lane to read first */
+
+	/* the batch's streamed load: [start, sent) is in its COPY */
+	uint64_t		*sent;
+	int			 streaming;	/* a load_stream is open */
+	int			 nostream;	/* it failed: load_run this batch */
+	int64_t			 fed_ms;	/* when it was last fed */
 	int			 bell_fd;	/* the lanes' eventfd, or -1 */
 
 	struct pgsession	 db;
@@ -130,9 +137,10 @@ static struct {
 	int64_t			 next_parts;
 } coll;
 
-/* The batch as a load source: lane by lane, each [start, end). */
+/* Part of the batch as a load source: lane by lane, each [from, end). */
 struct coll_src {
 	struct load_src		 src;
+	const uint64_t		*from;		/* coll.start or coll.sent */
 	uint32_t		 lane;
 	uint64_t		 pos;
 };
@@ -153,6 +161,10 @@ static void	 coll_gather(int64_t);
 static int	 coll_pressure(void);
 static uint64_t	 coll_backlog(void);
 static int	 coll_flush(int64_t);
+static void	 coll_feed(int64_t);
+static int	 coll_stream_put(void);
+static void	 coll_stream_abort(int64_t);
+static void	 coll_src_init(struct coll_src *, const uint64_t *);
 static void	 coll_release(void);
 static enum coll_tx coll_load_batch(uint64_t *);
 static int	 coll_spool_batch(void);
@@ -202,15 +214,18 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		now = (now_us() / 1000);
 		coll_publish(now);
 		pgs_step(&coll.db, now);
-		if (coll.db.state == PGS_UP && now >= coll.next_parts)
+		if (coll.db.state == PGS_UP && !coll.streaming &&
+		    now >= coll.next_parts)
 			coll_parts(now);
-		if (coll.db.state == PGS_UP && now >= coll.next_budget &&
+		if (coll.db.state == PGS_UP && !coll.streaming &&
+		    now >= coll.next_budget &&
 		    (coll.spool == NULL || spool_pending(coll.spool) == 0))
 			coll_budget(now);
 
 		/* The spool first, unless a lane fills up meanwhile. */
-		if (coll.db.state == PGS_UP && coll.spool != NULL &&
-		    spool_pending(coll.spool) > 0 && now >= coll.replay_hold) {
+		if (coll.db.state == PGS_UP && !coll.streaming &&
+		    coll.spool != NULL && spool_pending(coll.spool) > 0 &&
+		    now >= coll.replay_hold) {
 			coll_replay_one(now);
 			if (!coll_pressure())
 				continue;
@@ -224,6 +239,8 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		    (coll.db.state != PGS_CONNECTING || coll_pressure()) &&
 		    coll_flush(now) == 0)
 			continue;
+		if (!ready && coll.count > 0)
+			coll_feed(now);
 		if (coll.count > 0)
 			coll_sleep(1);
 		else
@@ -309,13 +326,15 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	coll.lanes = calloc(coll.nlanes, sizeof(*coll.lanes));
 	coll.start = calloc(coll.nlanes, sizeof(*coll.start));
 	coll.end = calloc(coll.nlanes, sizeof(*coll.end));
+	coll.sent = calloc(coll.nlanes, sizeof(*coll.sent));
 	if (coll.lanes == NULL || coll.start == NULL || coll.end == NULL ||
+	    coll.sent == NULL ||
 	    load_init(&coll.load, &coll.db) == -1)
 		fatal("collector: allocating buffers");
 	for (i = 0; i < coll.nlanes; i++) {
 		coll.lanes[i] = shm_lane(shm, i);
 		(void)ring_readable(coll.lanes[i], &head);
-		coll.start[i] = coll.end[i] = head;
+		coll.start[i] = coll.end[i] = coll.sent[i] = head;
 	}
 	coll.bell_fd = ring_bell_fd(coll.lanes[0]);
 
@@ -415,8 +434,10 @@ coll_gather(int64_t now)
 		n = ring_readable(l, &head);
 		if (coll.start[i] != head) {
 			/* Only we move head; resynchronise if someone did. */
+			if (coll.streaming)
+				coll_stream_abort(now);
 			coll.count -= coll.end[i] - coll.start[i];
-			coll.start[i] = coll.end[i] = head;
+			coll.start[i] = coll.end[i] = coll.sent[i] = head;
 		}
 		avail = head + n - coll.end[i];
 		take = coll.batch_rows - coll.count;
@@ -469,6 +490,19 @@ coll_flush(int64_t now)
 	size_t		 n = coll.count;
 	enum coll_tx	 rc;
 
+	if (coll.streaming) {
+		if (coll_stream_put() == 0 &&
+		    load_stream_end(&coll.load) == 0) {
+			coll_st.rows_written += n;
+			coll_st.batches++;
+			coll.streaming = 0;
+			coll_release();
+			return 0;
+		}
+		log_debug("streamed load of %zu rows: %s; loading it again",
+		    n, coll.db.err);
+		coll_stream_abort(now);
+	}
 	if (coll.db.state == PGS_UP) {
 		rc = coll_load_batch(&inserted);
 		if (rc == TX_OK) {
@@ -498,10 +532,66 @@ coll_release(void)
 	for (i = 0; i < coll.nlanes; i++) {
 		if (coll.end[i] != coll.start[i])
 			ring_release(coll.lanes[i], coll.end[i]);
-		coll.start[i] = coll.end[i];
+		coll.start[i] = coll.sent[i] = coll.end[i];
 	}
 	coll.count = 0;
 	coll.hold_until = 0;
+	coll.nostream = 0;
+}
+
+/*
+ * A batch filling up: open its streamed load, or feed it what came since
+ * it was last fed (load.h says why).  Once a stream failed, the batch
+ * waits for coll_flush and load_run.
+ */
+static void
+coll_feed(int64_t now)
+{
+	if (coll.db.state != PGS_UP || coll.nostream ||
+	    now < coll.hold_until || now - coll.fed_ms < COLL_FEED_MS)
+		return;
+	coll.fed_ms = now;
+	if (!coll.streaming) {
+		if (load_stream_begin(&coll.load) == -1) {
+			log_debug("opening a streamed load: %s", coll.db.err);
+			coll_stream_abort(now);
+			return;
+		}
+		coll.streaming = 1;
+	}
+	if (coll_stream_put() == -1) {
+		log_debug("feeding a streamed load: %s", coll.db.err);
+		coll_stream_abort(now);
+	}
+}
+
+/* The events of the batch not yet in its COPY, into it. */
+static int
+coll_stream_put(void)
+{
+	struct coll_src	 cs;
+	uint64_t	 rows;
+	uint32_t	 i;
+
+	coll_src_init(&cs, coll.sent);
+	if (load_stream_put(&coll.load, &cs.src, &rows) == -1)
+		return -1;
+	for (i = 0; i < coll.nlanes; i++)
+		coll.sent[i] = coll.end[i];
+	return 0;
+}
+
+/* Roll the stream back; its events stay in the batch for load_run. */
+static void
+coll_stream_abort(int64_t now)
+{
+	uint32_t	 i;
+
+	load_stream_abort(&coll.load, now);
+	coll.streaming = 0;
+	coll.nostream = 1;
+	for (i = 0; i < coll.nlanes; i++)
+		coll.sent[i] = coll.start[i];
 }
 
 static enum coll_tx
@@ -510,9 +600,7 @@ coll_load_batch(uint64_t *inserted)
 	struct coll_src	 cs;
 	uint64_t	 rows;
 
-	memset(&cs, 0, sizeof(cs));
-	cs.src.rewind = coll_src_rewind;
-	cs.src.next = coll_src_next;
+	coll_src_init(&cs, coll.start);
 	switch (load_run(&coll.load, &cs.src, &rows, inserted)) {
 	case LOAD_TX_OK:
 		return TX_OK;
@@ -528,13 +616,22 @@ coll_load_batch(uint64_t *inserted)
 	return TX_DATA;
 }
 
+static void
+coll_src_init(struct coll_src *cs, const uint64_t *from)
+{
+	memset(cs, 0, sizeof(*cs));
+	cs->src.rewind = coll_src_rewind;
+	cs->src.next = coll_src_next;
+	cs->from = from;
+}
+
 static int
 coll_src_rewind(struct load_src *s)
 {
 	struct coll_src	*cs = (struct coll_src *)s;
 
 	cs->lane = 0;
-	cs->pos = coll.start[0];
+	cs->pos = cs->from[0];
 	return 0;
 }
 
@@ -547,7 +644,7 @@ coll_src_next(struct load_src *s, const struct usage_event **ev,
 	while (cs->pos >= coll.end[cs->lane]) {
 		if (++cs->lane == coll.nlanes)
 			return 0;
-		cs->pos = coll.start[cs->lane];
+		cs->pos = cs->from[cs->lane];
 	}
 	*ev = ring_at(coll.lanes[cs->lane], cs->pos);
 	*epoch = coll.epoch;

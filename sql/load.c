@@ -468,6 +468,94 @@ load_run(struct load *ld, struct load_src *src, uint64_t *rows,
 	    LOAD_TX_DATA : LOAD_TX_DOWN;
 }
 
+int
+load_stream_begin(struct load *ld)
+{
+	ld->rows = 0;
+	ld->nspans = ld->nmonths = ld->nseen = 0;
+	ld->marked = 1;
+	if (pgs_exec(ld->db, "BEGIN", PGRES_COMMAND_OK, NULL) == -1 ||
+	    pgs_exec(ld->db, "COPY usage_events (" COPY_COLUMNS ") FROM "
+	    "STDIN (FORMAT binary)", PGRES_COPY_IN, NULL) == -1)
+		return -1;
+	ld->buflen = copy_header(ld->buf);
+	return 0;
+}
+
+int
+load_stream_put(struct load *ld, struct load_src *src, uint64_t *rows)
+{
+	const struct usage_event *ev;
+	const uint8_t		*epoch;
+	uint32_t		 lane;
+	uint64_t		 pos;
+	int64_t			 ts;
+	int			 r;
+
+	*rows = 0;
+	if (src->rewind(src) == -1)
+		return -1;
+	while ((r = src->next(src, &ev, &epoch, &lane, &pos)) == 1) {
+		ts = copy_ts_us(ev);
+		if (ts < ld->covered_lo || ts >= ld->covered_hi ||
+		    !epoch_known(epoch) || (ld->rows > 0 &&
+		    memcmp(ld->epoch, epoch, LOAD_EPOCH_LEN) != 0)) {
+			pgs_set_error(ld->db, "not a streamable event");
+			return -1;
+		}
+		if (ld->rows == 0)
+			memcpy(ld->epoch, epoch, LOAD_EPOCH_LEN);
+		if (plan_span(ld, lane, pos) == -1 || !ld->marked) {
+			pgs_set_error(ld->db, "not a streamable position");
+			return -1;
+		}
+		ld->rows++;
+		(*rows)++;
+		ld->buflen += copy_row(ld->buf + ld->buflen, ev);
+		if (ld->buflen < LOAD_COPY_CHUNK)
+			continue;
+		if (pgs_copy_put(ld->db, ld->buf, ld->buflen) == -1)
+			return -1;
+		ld->buflen = 0;
+	}
+	if (r == -1) {
+		pgs_set_error(ld->db, "reading the batch");
+		return -1;
+	}
+	if (ld->buflen > 0 &&
+	    pgs_copy_put(ld->db, ld->buf, ld->buflen) == -1)
+		return -1;
+	ld->buflen = 0;
+	return pgs_copy_flush(ld->db);
+}
+
+int
+load_stream_end(struct load *ld)
+{
+	ld->buflen += copy_trailer(ld->buf + ld->buflen);
+	if (pgs_copy_put(ld->db, ld->buf, ld->buflen) == -1)
+		return -1;
+	ld->buflen = 0;
+	if (pgs_copy_end(ld->db) == -1 || load_claim(ld) == -1)
+		return -1;
+	if (ld->nseen > 0) {
+		/* rows of those positions are in already: load_run skips them */
+		pgs_set_error(ld->db, "positions committed before");
+		return -1;
+	}
+	return pgs_commit(ld->db);
+}
+
+void
+load_stream_abort(struct load *ld, int64_t now_ms)
+{
+	ld->buflen = 0;
+	if (PQstatus(ld->db->conn) == CONNECTION_OK)
+		pgs_rollback(ld->db);
+	if (PQstatus(ld->db->conn) != CONNECTION_OK)
+		pgs_down(ld->db, now_ms, 1);
+}
+
 /* A spool file as a source: its events carry their origin. */
 struct file_src {
 	struct load_src		 src;

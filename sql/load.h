@@ -114,6 +114,28 @@ enum load_tx	 load_run(struct load *, struct load_src *src, uint64_t *rows,
 		    uint64_t *inserted);
 
 /*
+ * A streamed load: the transaction and its COPY open at a batch's first
+ * events and are fed as more arrive, so that PostgreSQL's work spreads
+ * over the batch's life instead of coming in one burst at its end (a
+ * thousand rows are ten milliseconds of its CPU, and on a shared host
+ * that burst is the tail latency of every request waiting behind it).
+ * Only ring events stream: one epoch, rising positions, months whose
+ * partitions are known (load_covered).  The positions are claimed just
+ * before the commit.  Anything else (a position committed before, a row
+ * refused, a month to make) fails the stream: the caller aborts it and
+ * loads the same events with load_run, which sorts each case out.
+ *
+ * begin: BEGIN and COPY; put: SRC's events into the COPY, sent now;
+ * end: claim and commit.  Each 0, or -1 with the session's err set.
+ * abort: roll back, or mark the session down if it is lost.
+ */
+int		 load_stream_begin(struct load *);
+int		 load_stream_put(struct load *, struct load_src *src,
+		    uint64_t *rows);
+int		 load_stream_end(struct load *);
+void		 load_stream_abort(struct load *, int64_t now_ms);
+
+/*
  * Load the spool file PATH of SP in one transaction and remove it once
  * committed; *ROWS and *INSERTED get what it held and what was new.  A
  * file that is not ours, or that the server refuses as data, is

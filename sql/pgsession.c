@@ -320,6 +320,16 @@ pgs_copy_put(struct pgsession *s, const char *buf, size_t len)
 }
 
 int
+pgs_copy_flush(struct pgsession *s)
+{
+	if (PQflush(s->conn) != 0) {
+		pgs_set_error(s, PQerrorMessage(s->conn));
+		return -1;
+	}
+	return 0;
+}
+
+int
 pgs_copy_end(struct pgsession *s)
 {
 	PGresult	*res;

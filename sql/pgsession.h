@@ -125,6 +125,8 @@ enum pgs_fail pgs_failed(struct pgsession *s, int64_t now_ms);
 
 /* COPY FROM STDIN, once pgs_exec() returned PGRES_COPY_IN: send LEN bytes. */
 int	 pgs_copy_put(struct pgsession *s, const char *buf, size_t len);
+/* Send what libpq holds of the COPY now; 0, or -1 with err set. */
+int	 pgs_copy_flush(struct pgsession *s);
 /* End the COPY and collect its outcome; 0, or -1 with err set. */
 int	 pgs_copy_end(struct pgsession *s);
 
