@@ -481,52 +481,77 @@ http_reason(int status)
 /* Longest chunk-size line we accept, extensions included. */
 #define CHUNK_LINE_MAX	1024
 
+/*
+ * The length of the line at the start of the N bytes at B, up to its
+ * CRLF, or -1 if they hold no CRLF.
+ */
+static long
+crlf_line(const char *b, size_t n)
+{
+	const char *cr = b;
+
+	while ((cr = memchr(cr, '\r', n - (size_t)(cr - b))) != NULL) {
+		if ((size_t)(cr - b) + 1 < n && cr[1] == '\n')
+			return cr - b;
+		cr++;
+	}
+	return -1;
+}
+
 long
 chunked_decode(struct chunked *ck, struct evbuffer *in, struct evbuffer *out)
 {
 	long	 moved = 0;
-	char	 line[CHUNK_LINE_MAX + 1];
 
 	for (;;) {
 		size_t			 avail = evbuffer_get_length(in);
-		struct evbuffer_ptr	 eol;
-		size_t			 eol_len, n, i;
+		size_t			 n, i, look;
+		const char		*line;
+		char			 crlf[2];
+		long			 eol;
 		uint64_t		 size;
-		int			 digits, v;
+		int			 digits, v, bad;
 
 		switch (ck->state) {
 		case CHUNK_SIZE:
 		case CHUNK_TRAILER:
-			eol = evbuffer_search_eol(in, NULL, &eol_len,
-			    EVBUFFER_EOL_CRLF_STRICT);
-			if (eol.pos == -1) {
+			/*
+			 * A line that ends within CHUNK_LINE_MAX has its CRLF
+			 * in the first CHUNK_LINE_MAX + 2 bytes: read them in
+			 * place (made contiguous if they are not) rather than
+			 * searched with evbuffer_search_eol and copied out.
+			 */
+			look = avail < CHUNK_LINE_MAX + 2 ? avail :
+			    CHUNK_LINE_MAX + 2;
+			if (look == 0)
+				return moved;
+			if ((line = (const char *)evbuffer_pullup(in,
+			    (ev_ssize_t)look)) == NULL)
+				return -1;
+			if ((eol = crlf_line(line, look)) == -1) {
 				if (avail > CHUNK_LINE_MAX)
 					return -1;
 				return moved;
 			}
-			if ((size_t)eol.pos > CHUNK_LINE_MAX)
-				return -1;
-			n = (size_t)eol.pos;
-			evbuffer_remove(in, line, n);
-			evbuffer_drain(in, 2);
-			line[n] = '\0';
+			n = (size_t)eol;
 			if (ck->state == CHUNK_TRAILER) {
+				evbuffer_drain(in, n + 2);
 				if (n == 0)
 					ck->state = CHUNK_DONE;
 				continue;
 			}
 			size = 0;
 			digits = 0;
-			for (i = 0; i < n && (v = hex_digit((unsigned char)line[i])) >= 0; i++) {
-				if (++digits > 15)
-					return -1;
+			for (i = 0; i < n && digits <= 15 &&
+			    (v = hex_digit((unsigned char)line[i])) >= 0; i++) {
+				digits++;
 				size = size * 16 + (uint64_t)v;
 			}
-			if (digits == 0)
-				return -1;
 			/* chunk extensions are allowed and ignored */
-			if (i < n && line[i] != ';' && line[i] != ' ' &&
-			    line[i] != '\t')
+			bad = digits == 0 || digits > 15 || (i < n &&
+			    line[i] != ';' && line[i] != ' ' && line[i] != '\t');
+			evbuffer_drain(in, n + 2);	/* LINE is gone */
+			if (bad)
 				return -1;
 			if (size == 0) {
 				ck->state = CHUNK_TRAILER;
@@ -549,8 +574,8 @@ chunked_decode(struct chunked *ck, struct evbuffer *in, struct evbuffer *out)
 		case CHUNK_DATA_CRLF:
 			if (avail < 2)
 				return moved;
-			evbuffer_copyout(in, line, 2);
-			if (line[0] != '\r' || line[1] != '\n')
+			evbuffer_copyout(in, crlf, 2);
+			if (crlf[0] != '\r' || crlf[1] != '\n')
 				return -1;
 			evbuffer_drain(in, 2);
 			ck->state = CHUNK_SIZE;
