@@ -56,6 +56,7 @@
 #include "sql/spool.h"
 
 #define LOAD_COPY_CHUNK		(256 * 1024)	/* bytes per PQputCopyData */
+#define LOAD_LOCK_TIMEOUT	"1s"		/* then spool instead */
 #define LOAD_READ_CHUNK		1024		/* events read from a file */
 
 /* One attempt at the transaction: done, or a statement failed. */
@@ -116,6 +117,8 @@ load_ready(struct pgsession *s)
 		return -1;
 	if (pgs_exec(s, "SET synchronous_commit TO on", PGRES_COMMAND_OK,
 	    NULL) == -1 ||
+	    pgs_exec(s, "SET lock_timeout TO '" LOAD_LOCK_TIMEOUT "'",
+	    PGRES_COMMAND_OK, NULL) == -1 ||
 	    pgs_exec(s, "CREATE TEMP TABLE IF NOT EXISTS sluice_stage "
 	    "(LIKE usage_events) ON COMMIT DELETE ROWS", PGRES_COMMAND_OK,
 	    NULL) == -1)
@@ -464,8 +467,15 @@ load_run(struct load *ld, struct load_src *src, uint64_t *rows,
 		}
 		break;
 	}
-	return pgs_failed(ld->db, now_us() / 1000) == PGS_DATA ?
-	    LOAD_TX_DATA : LOAD_TX_DOWN;
+	switch (pgs_failed(ld->db, now_us() / 1000)) {
+	case PGS_DATA:
+		return LOAD_TX_DATA;
+	case PGS_BUSY:
+		return LOAD_TX_BUSY;
+	case PGS_LOST:
+		break;
+	}
+	return LOAD_TX_DOWN;
 }
 
 int
@@ -499,16 +509,12 @@ load_stream_put(struct load *ld, struct load_src *src, uint64_t *rows)
 		ts = copy_ts_us(ev);
 		if (ts < ld->covered_lo || ts >= ld->covered_hi ||
 		    !epoch_known(epoch) || (ld->rows > 0 &&
-		    memcmp(ld->epoch, epoch, LOAD_EPOCH_LEN) != 0)) {
-			pgs_set_error(ld->db, "not a streamable event");
-			return -1;
-		}
+		    memcmp(ld->epoch, epoch, LOAD_EPOCH_LEN) != 0))
+			return 1;
 		if (ld->rows == 0)
 			memcpy(ld->epoch, epoch, LOAD_EPOCH_LEN);
-		if (plan_span(ld, lane, pos) == -1 || !ld->marked) {
-			pgs_set_error(ld->db, "not a streamable position");
-			return -1;
-		}
+		if (plan_span(ld, lane, pos) == -1 || !ld->marked)
+			return 1;
 		ld->rows++;
 		(*rows)++;
 		ld->buflen += copy_row(ld->buf + ld->buflen, ev);
@@ -518,10 +524,8 @@ load_stream_put(struct load *ld, struct load_src *src, uint64_t *rows)
 			return -1;
 		ld->buflen = 0;
 	}
-	if (r == -1) {
-		pgs_set_error(ld->db, "reading the batch");
-		return -1;
-	}
+	if (r == -1)
+		return 1;
 	if (ld->buflen > 0 &&
 	    pgs_copy_put(ld->db, ld->buf, ld->buflen) == -1)
 		return -1;
@@ -538,11 +542,8 @@ load_stream_end(struct load *ld)
 	ld->buflen = 0;
 	if (pgs_copy_end(ld->db) == -1 || load_claim(ld) == -1)
 		return -1;
-	if (ld->nseen > 0) {
-		/* rows of those positions are in already: load_run skips them */
-		pgs_set_error(ld->db, "positions committed before");
-		return -1;
-	}
+	if (ld->nseen > 0)
+		return 1;	/* rows of those are in already: load_run skips them */
 	return pgs_commit(ld->db);
 }
 
@@ -651,6 +652,9 @@ load_file(struct load *ld, struct spool *sp, const char *path,
 		return LOAD_RETRY;
 	case LOAD_TX_DOWN:
 		return LOAD_DOWN;
+	case LOAD_TX_BUSY:
+		log_warnx("%s: %s; trying again later", base, ld->db->err);
+		return LOAD_RETRY;
 	case LOAD_TX_DATA:
 		log_warnx("PostgreSQL refused %s: %s; setting it aside as "
 		    "%s.bad", base, ld->db->err, base);

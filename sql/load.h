@@ -84,6 +84,7 @@ enum load_tx {
 	LOAD_TX_OK,		/* committed */
 	LOAD_TX_DATA,		/* PostgreSQL refused the rows; still up */
 	LOAD_TX_DOWN,		/* the connection was lost; now PGS_DOWN */
+	LOAD_TX_BUSY,		/* a lock was not granted in time; still up */
 	LOAD_TX_SRC,		/* the source failed (errno); rolled back */
 };
 
@@ -93,7 +94,10 @@ void		 load_free(struct load *);
 
 /*
  * Make a fresh connection fit for loading: UTF-8, the schema current,
- * durable commits, the staging table of the conflict check.  The schema
+ * durable commits, the staging table of the conflict check, and no wait
+ * for a lock longer than LOAD_LOCK_TIMEOUT (a session that holds
+ * usage_events locked, a LOCK TABLE or an ALTER TABLE, must not stall
+ * the collector while the ring fills: LOAD_TX_BUSY says to spool).  The schema
  * version, or -1 with the session's err set.
  */
 int		 load_ready(struct pgsession *);
@@ -126,7 +130,8 @@ enum load_tx	 load_run(struct load *, struct load_src *src, uint64_t *rows,
  * loads the same events with load_run, which sorts each case out.
  *
  * begin: BEGIN and COPY; put: SRC's events into the COPY, sent now;
- * end: claim and commit.  Each 0, or -1 with the session's err set.
+ * end: claim and commit.  Each 0; -1 with the session's err and
+ * SQLSTATE set; put and end 1 for events that do not stream (no error).
  * abort: roll back, or mark the session down if it is lost.
  */
 int		 load_stream_begin(struct load *);

@@ -69,7 +69,8 @@ parts_ensure(struct pgsession *s, const int32_t *months, size_t n)
 	}
 	/*
 	 * Making a partition waits for every query on usage_events: bounded,
-	 * as in parts_maintain, and the rest of the load waits as before.
+	 * as in parts_maintain.  The bound stays for the rest of the load's
+	 * transaction (TO DEFAULT would drop the session's own bound).
 	 */
 	p = sql + snprintf(sql, len, "SET LOCAL lock_timeout TO '"
 	    PARTS_LOCK_TIMEOUT "'; SELECT sluice_usage_partition("
@@ -77,9 +78,8 @@ parts_ensure(struct pgsession *s, const int32_t *months, size_t n)
 	for (i = 0; i < n; i++)
 		p += snprintf(p, len - (size_t)(p - sql), "%s%" PRId64,
 		    i > 0 ? "," : "", parts_month_start(months[i]) / 1000000);
-	snprintf(p, len - (size_t)(p - sql), "}'::bigint[]) AS m; "
-	    "SET LOCAL lock_timeout TO DEFAULT");
-	rc = pgs_exec(s, sql, PGRES_COMMAND_OK, NULL);
+	snprintf(p, len - (size_t)(p - sql), "}'::bigint[]) AS m");
+	rc = pgs_exec(s, sql, PGRES_TUPLES_OK, NULL);
 	free(sql);
 	return rc;
 }

@@ -305,6 +305,12 @@ pgs_failed(struct pgsession *s, int64_t now)
 		if (PQstatus(s->conn) == CONNECTION_OK)
 			return PGS_DATA;
 	}
+	if (PQstatus(s->conn) == CONNECTION_OK &&
+	    strcmp(s->sqlstate, "55P03") == 0) {
+		pgs_rollback(s);
+		if (PQstatus(s->conn) == CONNECTION_OK)
+			return PGS_BUSY;
+	}
 	pgs_down(s, now, 1);
 	return PGS_LOST;
 }
@@ -313,6 +319,7 @@ int
 pgs_copy_put(struct pgsession *s, const char *buf, size_t len)
 {
 	if (PQputCopyData(s->conn, buf, (int)len) != 1) {
+		s->sqlstate[0] = '\0';
 		pgs_set_error(s, PQerrorMessage(s->conn));
 		return -1;
 	}
@@ -323,6 +330,7 @@ int
 pgs_copy_flush(struct pgsession *s)
 {
 	if (PQflush(s->conn) != 0) {
+		s->sqlstate[0] = '\0';
 		pgs_set_error(s, PQerrorMessage(s->conn));
 		return -1;
 	}

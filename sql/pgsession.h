@@ -42,6 +42,8 @@ enum pgs_state {
 enum pgs_fail {
 	PGS_DATA,		/* the rows: the server refused them, is fine */
 	PGS_LOST,		/* the server or the link; now PGS_DOWN */
+	PGS_BUSY,		/* a lock not granted within lock_timeout:
+				   rolled back, still up */
 };
 
 struct pgsession {
