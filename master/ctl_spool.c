@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "master/ctl_db.h"
 #include "master/ctl_spool.h"
 #include "sql/load.h"
 #include "sql/pgsession.h"
@@ -57,17 +58,13 @@ ctl_spool_replay(const struct config *cfg, const char *dir)
 		fprintf(stderr, "sluicectl: %s\n", err);
 		return -1;
 	}
-	pgs_init(&db, cfg->database, "sluicectl");
 	if (load_init(&ld, &db) == -1) {
 		fprintf(stderr, "sluicectl: out of memory\n");
 		spool_close(sp);
 		return -1;
 	}
-	if (pgs_connect(&db) == -1) {
-		fprintf(stderr, "sluicectl: connecting to the database: %s\n",
-		    db.err);
+	if (ctl_db_connect(cfg, &db) == -1)
 		goto out;
-	}
 	if (load_ready(&db) == -1) {
 		fprintf(stderr, "sluicectl: %s\n", db.err);
 		goto out;

@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "common/config.h"
+#include "master/ctl_db.h"
 #include "master/ctl_usage.h"
 #include "sql/pgsession.h"
 
@@ -186,16 +187,7 @@ ctl_usage(const char *conffile, int argc, char **argv)
 		fprintf(stderr, "sluicectl: %s\n", err);
 		return -1;
 	}
-	if (cfg->database[0] == '\0') {
-		fprintf(stderr, "sluicectl: %s: no database configured\n",
-		    cfg->path);
-		cfg_free(cfg);
-		return -1;
-	}
-	pgs_init(&s, cfg->database, "sluicectl");
-	if (pgs_connect(&s) == -1) {
-		fprintf(stderr, "sluicectl: connecting to the database: %s\n",
-		    s.err);
+	if (ctl_db_connect(cfg, &s) == -1) {
 		cfg_free(cfg);
 		return -1;
 	}

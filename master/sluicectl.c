@@ -32,6 +32,7 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "master/ctl_daemon.h"
+#include "master/ctl_db.h"
 #include "master/ctl_spool.h"
 #include "master/ctl_usage.h"
 #include "sql/parts.h"
@@ -280,17 +281,8 @@ ctl_db_init(const struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "sluicectl: db init takes no arguments\n");
 		return -1;
 	}
-	if (cfg->database[0] == '\0') {
-		fprintf(stderr, "sluicectl: %s: no database configured\n",
-		    cfg->path);
+	if (ctl_db_connect(cfg, &s) == -1)
 		return -1;
-	}
-	pgs_init(&s, cfg->database, "sluicectl");
-	if (pgs_connect(&s) == -1) {
-		fprintf(stderr, "sluicectl: connecting to the database: %s\n",
-		    s.err);
-		return -1;
-	}
 	version = schema_init(&s);
 	/* the months the collector makes at its start, retention aside */
 	if (version == SCHEMA_VERSION) {
@@ -360,16 +352,7 @@ ctl_prices_check(const struct config *unused, int argc, char **argv)
 		fprintf(stderr, "sluicectl: %s\n", err);
 		return -1;
 	}
-	if (cfg->database[0] == '\0') {
-		fprintf(stderr, "sluicectl: %s: no database configured\n",
-		    cfg->path);
-		cfg_free(cfg);
-		return -1;
-	}
-	pgs_init(&s, cfg->database, "sluicectl");
-	if (pgs_connect(&s) == -1) {
-		fprintf(stderr, "sluicectl: connecting to the database: %s\n",
-		    s.err);
+	if (ctl_db_connect(cfg, &s) == -1) {
 		cfg_free(cfg);
 		return -1;
 	}
