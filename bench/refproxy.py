@@ -40,16 +40,27 @@ http {
         keepalive 256;
         keepalive_requests 1000000;
     }
+%(tls)s%(servers)s}
+"""
+
+NGINX_SERVER = """\
     server {
-        listen %(h)s:%(p)d;
-        location / {
+%(listen)s        location / {
             proxy_pass http://mock;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
         }
     }
-}
+"""
+
+# bench/tls_bench.py: the same certificate as sluice's; no session cache,
+# so that resumption is by tickets only, as sluice's is.
+NGINX_TLS = """\
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate %(c)s;
+    ssl_certificate_key %(k)s;
+    ssl_session_cache off;
 """
 
 # No log line at all (nginx's access_log is off too).  maxconn matches
@@ -90,12 +101,26 @@ def _write(path, text):
     return path
 
 
-def nginx_conf(d, workers, host, mock_port, port):
-    """Write DIR/nginx.conf (and the temp dirs nginx insists on)."""
+def nginx_conf(d, workers, host, mock_port, port, tls=None):
+    """Write DIR/nginx.conf (and the temp dirs nginx insists on): plain
+    HTTP on PORT.  With TLS = (cert, key, tls_port, new_port), HTTPS on
+    tls_port too, and on new_port HTTPS without tickets (every connection
+    a full handshake)."""
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
+    listen = "        listen %s:%d;\n" % (host, port)
+    servers, extra = "", ""
+    if tls is not None:
+        cert, key, tls_port, new_port = tls
+        extra = NGINX_TLS % {"c": cert, "k": key}
+        listen += "        listen %s:%d ssl;\n" % (host, tls_port)
+        servers = NGINX_SERVER % {"listen": (
+            "        listen %s:%d ssl;\n        ssl_session_tickets off;\n"
+            % (host, new_port))}
+    servers = NGINX_SERVER % {"listen": listen} + servers
     return _write(os.path.join(d, "nginx.conf"), NGINX % {
-        "w": workers, "d": d, "h": host, "m": mock_port, "p": port})
+        "w": workers, "d": d, "h": host, "m": mock_port, "tls": extra,
+        "servers": servers})
 
 
 def haproxy_conf(d, workers, host, mock_port, port):

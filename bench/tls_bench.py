@@ -45,6 +45,7 @@ import sys
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 from pki import make_ca, make_cert  # noqa: E402
+import refproxy  # noqa: E402
 # processes (spawn pinned to a CPU, stop_all by pid) and mockllm as
 # bench/run.py starts them
 from run import (HOST, LOAD_CPU, PROXY_CPU, Bench, free_port,  # noqa: E402
@@ -131,60 +132,10 @@ class TlsBench(Bench):
 
     def start_nginx(self):
         d = os.path.join(self.tmp, "nginx")
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            os.makedirs(os.path.join(d, sub))
         plain, tls, tls_new = free_port(), free_port(), free_port()
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""\
-worker_processes 1;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log warn;
-daemon off;
-master_process on;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path %(d)s/body;
-    proxy_temp_path %(d)s/proxy;
-    fastcgi_temp_path %(d)s/fastcgi;
-    uwsgi_temp_path %(d)s/uwsgi;
-    scgi_temp_path %(d)s/scgi;
-    client_body_buffer_size 256k;
-    keepalive_requests 1000000;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_certificate %(c)s;
-    ssl_certificate_key %(k)s;
-    upstream mock {
-        server %(h)s:%(m)d;
-        keepalive 256;
-        keepalive_requests 1000000;
-    }
-    ssl_session_cache off;
-    server {
-        listen %(h)s:%(p)d;
-        listen %(h)s:%(t)d ssl;
-        location / {
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-    server {
-        # every connection a full handshake, as sluice_new
-        listen %(h)s:%(n)d ssl;
-        ssl_session_tickets off;
-        location / {
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-}
-""" % {"d": d, "h": HOST, "m": self.mock_port, "p": plain, "t": tls,
-                "n": tls_new, "c": self.cert[0], "k": self.cert[1]})
+        conf = refproxy.nginx_conf(d, 1, HOST, self.mock_port, plain,
+                                   tls=(self.cert[0], self.cert[1], tls,
+                                        tls_new))
         p = self.spawn(["/usr/sbin/nginx", "-p", d, "-e",
                         os.path.join(d, "error.log"), "-c", conf],
                        PROXY_CPU, "nginx")
