@@ -56,7 +56,8 @@ Anthropic client (/v1/messages) and an OpenAI chat client, each with a
 1 KB request and an answer of about 1 KB or 100 KB, streamed or not,
 through sluice to an upstream of the other format (translated, issue 16)
 and of its own (passthrough), back to back; sluice's CPU per request of
-each and their ratio.
+each and their ratio.  JSON cells are wrk's, timed; streamed ones run a
+count of streams to its end (XLATE_STREAMS), so that none is cut.
 Spread cells (not in the matrix): sluice_w4 under 8, 16 and 64 keep-alive
 wrk clients; each worker's share of the requests, from the counter
 sluice_ring_pushes_total{worker="i"} read before and after.  Reported
@@ -133,6 +134,11 @@ ANSWER_CONC = 10
 XLATE = {"an": ("/v1/messages", "gpt-4o-mini", "claude-bench"),
          "oa": ("/v1/chat/completions", "claude-bench", "gpt-4o-mini")}
 XLATE_NAME = {"an": "messages>openai", "oa": "chat>anthropic"}
+# Streamed cells run a count, not a time: a 100 KB stream (16,700
+# events) lasts seconds, and the CPU of streams cut at the end of a
+# timed run would be charged to the few that completed.
+XLATE_STREAMS = {"1KB": 2000, "100KB": 20}
+XLATE_STREAM_MAX_S = 60
 
 SPREAD_WORKERS = 4
 SPREAD_CLIENTS = [8, 16, 64]
@@ -590,7 +596,8 @@ class Bench:
                 fmt, how, stream))
             xlate_body(body, fmt, models[how], stream)
             res[how] = self.measure("sluice", lambda: self.run_stream(
-                port, ANSWER_CONC, body, a.secs, a.warm, extra=hdrs,
+                port, ANSWER_CONC, body, XLATE_STREAM_MAX_S, 0, extra=hdrs,
+                maxn=XLATE_STREAMS[sname] // (100 if a.smoke else 1),
                 path=path) if stream else self.run_wrk(
                 port, ANSWER_CONC, body, a.secs, [path] + hdrs))
             if res[how].get("errors") or res[how].get("non2xx"):
