@@ -225,11 +225,11 @@ def report(result, out):
                   k, m["rss_kb"] / 1024, m["peak_rss_kb"] / 1024,
                   m["pss_kb"] / 1024, m["processes"], extra), file=out)
     if "contention" in result:
-        print("contention: max 1-min load average %.1f; CPU 0 busy %.0f%% "
+        busy = result["contention"]["proxy_cpu_busy_during_direct_max"]
+        print("contention: max 1-min load average %.1f; CPU 0 busy %s%% "
               "(max) while only 'direct' ran, which leaves it idle" % (
                   result["contention"]["loadavg_1m_max"],
-                  100 * result["contention"][
-                      "proxy_cpu_busy_during_direct_max"]), file=out)
+                  num(None if busy is None else 100 * busy, 1)), file=out)
     pg = result.get("postgresql")
     if pg:
         print("PostgreSQL %s: fsync %s, synchronous_commit %s, "

@@ -953,9 +953,10 @@ def main():
     busy = [c["targets"]["direct"]["cpu_busy"].get("cpu" + PROXY_CPU, 0)
             for c in result["cells"]]
     result["contention"] = {
-        "loadavg_1m_max": max([c["loadavg_1m"] for c in result["cells"]],
-                              default=0),
-        "proxy_cpu_busy_during_direct_max": max(busy, default=0),
+        "loadavg_1m_max": max([c["loadavg_1m"] for c in result["cells"] +
+                               result.get("xlate", [])], default=0),
+        # None: no cell ran "direct" (--only)
+        "proxy_cpu_busy_during_direct_max": max(busy, default=None),
         "note": "CPU %s should be idle while 'direct' runs; what it shows "
                 "is other work on this machine" % PROXY_CPU}
     result["finished"] = datetime.datetime.now(
