@@ -226,10 +226,11 @@ def report(result, out):
                   m["pss_kb"] / 1024, m["processes"], extra), file=out)
     if "contention" in result:
         busy = result["contention"]["proxy_cpu_busy_during_direct_max"]
-        print("contention: max 1-min load average %.1f; CPU 0 busy %s%% "
+        print("contention: max 1-min load average %.1f; CPU 0 busy %s "
               "(max) while only 'direct' ran, which leaves it idle" % (
                   result["contention"]["loadavg_1m_max"],
-                  num(None if busy is None else 100 * busy, 1)), file=out)
+                  "-" if busy is None else "%.0f%%" % (100 * busy)),
+              file=out)
     pg = result.get("postgresql")
     if pg:
         print("PostgreSQL %s: fsync %s, synchronous_commit %s, "
