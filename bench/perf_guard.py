@@ -46,6 +46,17 @@ BASELINE = os.path.join(TOP, "bench", "perf-guard.json")
 GZIP_1K = {"x-mock-gzip": "1", "Accept-Encoding": "gzip",
            "x-mock-chunks": "110"}	# a ~1 KB answer, gzipped by mockllm
 
+
+def messages(chars, stream=False):
+    """An Anthropic client's request of CHARS prompt characters."""
+    doc = {"model": "gpt-4o-mini", "max_tokens": 256,
+           "messages": [{"role": "user", "content": "x" * chars}]}
+    if stream:
+        doc["stream"] = True
+    return cg.Request(path="/v1/messages", doc=doc,
+                      headers={"anthropic-version": "2023-06-01"})
+
+
 # name, count, request.  100 of each: seven runs at this count agreed
 # within 0.03 %, and make perf-guard takes 7 to 20 s with the machine's
 # load average at 10 (bench/RESULTS.md, issue 22).
@@ -56,11 +67,12 @@ KINDS = [
     ("refused_key", 100, cg.Request(1024, key="sk-wrong", status=401)),
     ("gzip_answer", 100, cg.Request(200, headers=GZIP_1K)),
     # an Anthropic Messages request for a model on the OpenAI mock: the
-    # translate stage both ways (issue 16), its answer of 20 chunks
-    ("translated_1k", 100, cg.Request(
-        path="/v1/messages", headers={"anthropic-version": "2023-06-01"},
-        doc={"model": "gpt-4o-mini", "max_tokens": 256,
-             "messages": [{"role": "user", "content": "x" * 900}]})),
+    # translate stage both ways (issue 16), its answer of 20 chunks; the
+    # same streamed (20 chunks become Anthropic's event sequence) and
+    # with a 100 KB prompt, the counterparts of stream_20 and chat_100k
+    ("translated_1k", 100, messages(900)),
+    ("translated_stream", 100, messages(900, stream=True)),
+    ("translated_100k", 100, messages(100 * 1024)),
 ]
 
 # the Debian packages whose code runs on the request path

@@ -1,12 +1,14 @@
 -- post.lua - wrk script for the non-streaming cells of bench/run.py.
 --
--- wrk -s bench/post.lua ... -- BODYFILE [HEADER: VALUE]...
+-- wrk -s bench/post.lua ... -- BODYFILE [/PATH] [HEADER: VALUE]...
 -- Posts the same chat request (read once from BODYFILE) on every request,
 -- and at the end prints one line "JSON {...}" with throughput, response
 -- bytes per request and latency percentiles in microseconds (p99.9 as
 -- "p999"), which bench/run.py parses.  Extra header
 -- arguments are added to every request (this is where Authorization goes
--- once sluice has API keys).
+-- once sluice has API keys); an argument starting with "/" is the path
+-- posted to instead of /v1/chat/completions (the translation cells'
+-- /v1/messages).
 
 function init(args)
    local f = assert(io.open(args[1], "rb"))
@@ -16,6 +18,7 @@ function init(args)
    wrk.path = "/v1/chat/completions"
    wrk.headers["Content-Type"] = "application/json"
    for i = 2, #args do
+      if args[i]:sub(1, 1) == "/" then wrk.path = args[i] end
       local k, v = args[i]:match("^([^:]+):%s*(.*)$")
       if k then wrk.headers[k] = v end
    end

@@ -160,6 +160,33 @@ def answer_table(cells, out):
           file=out)
 
 
+def xlate_table(cells, out):
+    """Translated against passthrough, the same client and answer."""
+    if not cells:
+        return
+    hdr = "%-16s %-5s %-6s %3s | %-20s | %-20s | %11s" % (
+        "client>upstream", "answr", "mode", "c", "slc pass/xlat/ratio",
+        "slc wk pass/xlat/rat", "rps pass/xl")
+    print(hdr, file=out)
+    print("-" * len(hdr), file=out)
+    for c in cells:
+        p, x = c["targets"]["passthrough"], c["targets"]["translated"]
+        cols = []
+        for f in ("proxy_cpu_us_per_req", "workers_cpu_us_per_req"):
+            a, b = p.get(f), x.get(f)
+            cols.append("%-20s" % ("%s/%s/%s" % (
+                num(a, 1, 1), num(b, 1, 1), num(ratio(b, a), 1, 2))))
+        bad = sum(t.get(k, 0) for t in (p, x) for k in ("errors", "non2xx"))
+        print("%-16s %-5s %-6s %3d | %s | %5.0f/%5.0f%s" % (
+            c["direction"], c["size"], "stream" if c["stream"] else "json",
+            c["concurrency"], " | ".join(cols), p["rps"], x["rps"],
+            "  %d FAILED" % bad if bad else ""), file=out)
+    print("(CPU in us per request, schedstat: slc = every sluiced process, "
+          "slc wk = its workers; pass = the client's format to an upstream "
+          "of that format, xlat = to one of the other format; ratio = "
+          "xlat/pass)", file=out)
+
+
 def spread_table(spread, out):
     if not spread:
         return
@@ -177,13 +204,15 @@ def spread_table(spread, out):
 
 def report(result, out):
     cells = result["cells"]
-    latency_table(cells, out)
-    print(file=out)
-    cpu_table(cells, out)
-    print(file=out)
-    tail_table(cells, out)
-    print(file=out)
+    if cells:       # none with run.py --only
+        latency_table(cells, out)
+        print(file=out)
+        cpu_table(cells, out)
+        print(file=out)
+        tail_table(cells, out)
+        print(file=out)
     answer_table(cells, out)
+    xlate_table(result.get("xlate"), out)
     spread_table(result.get("spread"), out)
     for k, m in result["memory"].items():
         extra = ""
@@ -196,11 +225,12 @@ def report(result, out):
                   k, m["rss_kb"] / 1024, m["peak_rss_kb"] / 1024,
                   m["pss_kb"] / 1024, m["processes"], extra), file=out)
     if "contention" in result:
-        print("contention: max 1-min load average %.1f; CPU 0 busy %.0f%% "
+        busy = result["contention"]["proxy_cpu_busy_during_direct_max"]
+        print("contention: max 1-min load average %.1f; CPU 0 busy %s "
               "(max) while only 'direct' ran, which leaves it idle" % (
                   result["contention"]["loadavg_1m_max"],
-                  100 * result["contention"][
-                      "proxy_cpu_busy_during_direct_max"]), file=out)
+                  "-" if busy is None else "%.0f%%" % (100 * busy)),
+              file=out)
     pg = result.get("postgresql")
     if pg:
         print("PostgreSQL %s: fsync %s, synchronous_commit %s, "

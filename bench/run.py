@@ -51,6 +51,13 @@ Modes (a cell is mode x size x concurrency):
                x-mock-chunks words), as wrk's nonstream
     answer_gz  the same answer gzipped by mockllm (x-mock-gzip: 1 and
                Accept-Encoding: gzip): sluice decodes a copy to meter it
+Translation cells (not in the matrix; --only xlate runs them alone): an
+Anthropic client (/v1/messages) and an OpenAI chat client, each with a
+1 KB request and an answer of about 1 KB or 100 KB, streamed or not,
+through sluice to an upstream of the other format (translated, issue 16)
+and of its own (passthrough), back to back; sluice's CPU per request of
+each and their ratio.  JSON cells are wrk's, timed; streamed ones run a
+count of streams to its end (XLATE_STREAMS), so that none is cut.
 Spread cells (not in the matrix): sluice_w4 under 8, 16 and 64 keep-alive
 wrk clients; each worker's share of the requests, from the counter
 sluice_ring_pushes_total{worker="i"} read before and after.  Reported
@@ -119,6 +126,20 @@ ANSWER_REQUEST = 200
 GZIP_HEADERS = ["x-mock-gzip: 1", "Accept-Encoding: gzip"]
 ANSWER_CONC = 10
 
+# Translation cells (issue 16): a client of each format, an answer of
+# ANSWER_WORDS, streamed or not, through sluice to an upstream of the
+# other format (translated) and, back to back, of its own (passthrough).
+# Both upstreams are the one mockllm; the model picks the route.
+# fmt: (client path, model translated, model passed through)
+XLATE = {"an": ("/v1/messages", "gpt-4o-mini", "claude-bench"),
+         "oa": ("/v1/chat/completions", "claude-bench", "gpt-4o-mini")}
+XLATE_NAME = {"an": "messages>openai", "oa": "chat>anthropic"}
+# Streamed cells run a count, not a time: a 100 KB stream (16,700
+# events) lasts seconds, and the CPU of streams cut at the end of a
+# timed run would be charged to the few that completed.
+XLATE_STREAMS = {"1KB": 2000, "100KB": 20}
+XLATE_STREAM_MAX_S = 60
+
 SPREAD_WORKERS = 4
 SPREAD_CLIENTS = [8, 16, 64]
 SPREAD_TARGET = 1.3             # max share / fair share (issue 15)
@@ -164,6 +185,18 @@ def make_body(path, size, stream):
     with open(path, "wb") as f:
         f.write(data)
     return len(data)
+
+
+def xlate_body(path, fmt, model, stream):
+    """A 1 KB request of client format FMT for MODEL."""
+    doc = {"model": model, "max_tokens": 256, "messages": [
+        {"role": "user", "content": "x" * 900}]}
+    if stream:
+        doc["stream"] = True
+        if fmt == "oa":
+            doc["stream_options"] = {"include_usage": True}
+    with open(path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
 
 
 def lane_values(text, name):
@@ -301,6 +334,13 @@ class Bench:
             "\tprotocol openai;",
             "\tmax_idle 256;",
             "}",
+            # the translation cells' Anthropic-protocol upstream
+            "upstream mock_an {",
+            "\turl http://%s:%d;" % (HOST, self.mock_port),
+            "\tprotocol anthropic;",
+            "\tmax_idle 256;",
+            "}",
+            "route claude-* mock_an;",
             "route * mock;",
             "price * input 0.15 output 0.60;",
         ]
@@ -385,11 +425,11 @@ class Bench:
         raise RuntimeError("wrk printed no JSON:\n" + r.stdout)
 
     def run_stream(self, port, conc, body, secs, warm, extra=(),
-                   hold=False, maxn=2000000):
+                   hold=False, maxn=2000000, path="/v1/chat/completions"):
         argv = ["taskset", "-c", LOAD_CPU,
                 os.path.join(self.build, "streamload"), "-p", str(port),
                 "-c", str(conc), "-d", str(secs), "-w", str(warm),
-                "-n", str(maxn), "-b", body]
+                "-n", str(maxn), "-b", body, "-P", path]
         for h in AUTH_HEADERS + list(extra):
             argv += ["-H", h]
         if hold:
@@ -486,6 +526,16 @@ class Bench:
                 out.append(("ttfb", sname, size, c))
         return out + answers
 
+    def xlate_cells(self):
+        """[(client format, answer size name, streamed)]: 1 KB and 100 KB
+        answers, or --sizes with --quick and --only; one in --smoke."""
+        a = self.args
+        sizes = [n for n, _ in ANSWER_WORDS if not (a.quick or a.only)
+                 or n in a.sizes.split(",")]
+        out = [(f, n, s) for f in XLATE for n in sizes
+               for s in (False, True)]
+        return out[:1] if a.smoke else out
+
     def run_cell(self, i, mode, sname, size, conc):
         a = self.args
         body = os.path.join(self.tmp, "%s-%s.json" % (
@@ -529,6 +579,35 @@ class Bench:
             cell["answer_words"] = dict(ANSWER_WORDS)[sname]
             cell["request_headers"] = extra
         return cell
+
+    def run_xlate(self, i, fmt, sname, stream):
+        """sluice's CPU per request for a FMT client's request translated
+        and passed through, the answer SNAME, in alternating order."""
+        a = self.args
+        path, models = XLATE[fmt][0], dict(zip(
+            ("translated", "passthrough"), XLATE[fmt][1:]))
+        hdrs = ["x-mock-chunks: %d" % dict(ANSWER_WORDS)[sname]]
+        if fmt == "an":
+            hdrs.append("anthropic-version: 2023-06-01")
+        port = self.targets["sluice"]["port"]
+        res = {}
+        for how in sorted(models, reverse=i % 2 == 1):
+            body = os.path.join(self.tmp, "xlate-%s-%s-%d.json" % (
+                fmt, how, stream))
+            xlate_body(body, fmt, models[how], stream)
+            res[how] = self.measure("sluice", lambda: self.run_stream(
+                port, ANSWER_CONC, body, XLATE_STREAM_MAX_S, 0, extra=hdrs,
+                maxn=XLATE_STREAMS[sname] // (100 if a.smoke else 1),
+                path=path) if stream else self.run_wrk(
+                port, ANSWER_CONC, body, a.secs, [path] + hdrs))
+            if res[how].get("errors") or res[how].get("non2xx"):
+                log("  %s: %d errors, %d non-2xx" % (
+                    how, res[how].get("errors", 0),
+                    res[how].get("non2xx", 0)))
+        return {"format": fmt, "direction": XLATE_NAME[fmt],
+                "size": sname, "stream": stream,
+                "concurrency": ANSWER_CONC, "targets": res,
+                "loadavg_1m": loadavg()}
 
     def run_spread(self, clients):
         """Each worker's share of the requests of sluice_w4 under
@@ -730,6 +809,9 @@ def parse_args():
                     metavar="DIRECTIVE",
                     help="one more sluice.conf directive, e.g. "
                     "'batch_rows 100;' (repeatable)")
+    ap.add_argument("--only", choices=["xlate"],
+                    help="run only these cells (xlate: translation "
+                    "against passthrough; --sizes picks their answers)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp directory (logs, configs)")
     ap.add_argument("--table", metavar="JSON",
@@ -740,8 +822,10 @@ def parse_args():
     if args.smoke:
         args.warm = 0.1
         args.no_hold = True
-    if args.quick:
+    if args.quick or args.only:
         args.no_hold = True
+    if args.only:
+        args.no_spread = True
     if args.no_key:
         AUTH_HEADERS.clear()
     EXTRA_CONF.extend(args.conf)
@@ -832,13 +916,20 @@ def main():
             for t in b.targets:
                 b.run_wrk(b.targets[t]["port"], 10, warm_body, 1)
         result["auth_enforced"] = b.auth_probe()
-        cells = b.cells()
+        cells = [] if args.only else b.cells()
         spread = [] if args.no_spread else \
             SPREAD_CLIENTS[:1] if args.smoke else SPREAD_CLIENTS
+        xcells = b.xlate_cells()
         for i, (mode, sname, size, conc) in enumerate(cells):
             log("[%d/%d] %s %s c=%d" % (i + 1, len(cells) + len(spread),
                                          mode, sname, conc))
             result["cells"].append(b.run_cell(i, mode, sname, size, conc))
+        result["xlate"] = []
+        for j, (f, n, s) in enumerate(xcells):
+            log("[xlate %d/%d] %s %s answer%s" % (
+                j + 1, len(xcells), XLATE_NAME[f], n,
+                ", streamed" if s else ""))
+            result["xlate"].append(b.run_xlate(j, f, n, s))
         result["spread"] = []
         for j, c in enumerate(spread):
             log("[%d/%d] spread %d workers c=%d" % (
@@ -862,9 +953,10 @@ def main():
     busy = [c["targets"]["direct"]["cpu_busy"].get("cpu" + PROXY_CPU, 0)
             for c in result["cells"]]
     result["contention"] = {
-        "loadavg_1m_max": max([c["loadavg_1m"] for c in result["cells"]],
-                              default=0),
-        "proxy_cpu_busy_during_direct_max": max(busy, default=0),
+        "loadavg_1m_max": max([c["loadavg_1m"] for c in result["cells"] +
+                               result.get("xlate", [])], default=0),
+        # None: no cell ran "direct" (--only)
+        "proxy_cpu_busy_during_direct_max": max(busy, default=None),
         "note": "CPU %s should be idle while 'direct' runs; what it shows "
                 "is other work on this machine" % PROXY_CPU}
     result["finished"] = datetime.datetime.now(

@@ -505,9 +505,14 @@ oa_format(struct tx *t, int rf, int tools, struct xlate_info *info)
 	return 0;
 }
 
-/* reasoning_effort as a thinking budget below max_tokens. */
+/*
+ * reasoning_effort as a thinking budget below max_tokens.  FORCED: the
+ * request makes the model call a tool (tool_choice required or one
+ * function, or response_format), which Anthropic refuses with thinking
+ * on (it takes tool_choice auto or none then): refused here, naming why.
+ */
 static int
-oa_thinking(struct tx *t, int re, int64_t max_tokens)
+oa_thinking(struct tx *t, int re, int64_t max_tokens, int forced)
 {
 	const struct json_doc	*d = t->d;
 	int64_t			 budget;
@@ -523,6 +528,12 @@ oa_thinking(struct tx *t, int re, int64_t max_tokens)
 	else
 		return xj_fail(t->err, "reasoning_effort must be none, "
 		    "minimal, low, medium or high");
+	if (forced)
+		return xj_fail(t->err, "reasoning_effort together with a forced "
+		    "tool (tool_choice required or a function, or "
+		    "response_format) cannot be translated to Anthropic's "
+		    "Messages API: its thinking allows only tool_choice auto "
+		    "or none");
 	if (budget >= max_tokens)
 		budget = max_tokens - 1;
 	if (budget < BUDGET_LOW)
@@ -669,7 +680,7 @@ xlate_req_to_anthropic(struct json_doc *d, const char *body, size_t len,
 	struct oa_req	 r;
 	struct evbuffer	*sys = NULL;
 	int64_t		 max_tokens = o->max_tokens;
-	int		 nsys = 0, rc = -1, serial, iu;
+	int		 nsys = 0, rc = -1, serial, iu, forced = 0;
 
 	memset(info, 0, sizeof(*info));
 	if (xj_parse(d, body, len) == -1 || d->tok[0].type != JSMN_OBJECT)
@@ -716,12 +727,15 @@ xlate_req_to_anthropic(struct json_doc *d, const char *body, size_t len,
 		if ((r.tool_choice >= 0 || serial) &&
 		    oa_tool_choice(&t, r.tool_choice, serial) == -1)
 			goto done;
+		forced = r.tool_choice >= 0 && !xj_is(d, r.tool_choice,
+		    "auto") && !xj_is(d, r.tool_choice, "none");
 	}
 	if (r.response_format >= 0 &&
 	    oa_format(&t, r.response_format, r.tools, info) == -1)
 		goto done;
-	if (oa_sampling(&t, &r) == -1 ||
-	    (r.reasoning >= 0 && oa_thinking(&t, r.reasoning, max_tokens) == -1))
+	forced |= info->format_tool[0] != '\0';
+	if (oa_sampling(&t, &r) == -1 || (r.reasoning >= 0 &&
+	    oa_thinking(&t, r.reasoning, max_tokens, forced) == -1))
 		goto done;
 	if (info->stream)
 		XJ_LIT(out, ",\"stream\":true");

@@ -147,8 +147,9 @@ oa_content(struct evbuffer *out, const struct json_doc *d, int msg)
 	int		 v, c, n = 0;
 
 	XJ_LIT(out, "[");
+	/* whichever of the two holds text: the other may be null */
 	v = json_get(d, msg, "reasoning_content");
-	if (v < 0)
+	if (xj_type(d, v) != JV_STRING || d->tok[v].end == d->tok[v].start)
 		v = json_get(d, msg, "reasoning");
 	if (xj_type(d, v) == JV_STRING && d->tok[v].end > d->tok[v].start) {
 		XJ_LIT(out, "{\"type\":\"thinking\",\"thinking\":");

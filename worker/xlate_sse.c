@@ -448,13 +448,19 @@ oa_tool_calls(struct xlate_sse *s, const struct json_doc *d, int calls,
 		if (json_int(d, json_get(d, tc, "index"), &idx) == -1)
 			idx = s->block == BK_TOOL ? s->tool : s->ntools;
 		v = json_get(d, tc, "id");
-		/* a new call: a new id, or another index */
+		/*
+		 * A new call: another index, or an id other than the open
+		 * call's.  OpenAI names the id on a call's first piece only;
+		 * a server that repeats it on the later pieces of the same
+		 * call must not split it into blocks.
+		 */
 		if (s->block != BK_TOOL || idx != s->tool ||
-		    !str_empty(d, v)) {
+		    (!str_empty(d, v) && !xj_is(d, v, s->tool_id))) {
 			oa_open_block(s, BK_TOOL, d, v, json_get(d, fn, "name"),
 			    out);
 			s->tool = (int)idx;
 			s->ntools++;
+			keep(s->tool_id, sizeof(s->tool_id), d, v);
 		}
 		if (!str_empty(d, v = json_get(d, fn, "arguments")))
 			oa_delta(s, out, "input_json_delta", "partial_json", d,
@@ -502,7 +508,9 @@ oa_event(struct xlate_sse *s, struct json_doc *d, const char *p, size_t n,
 		return;			/* the usage chunk */
 	dl = json_get(d, c, "delta");
 	xj_members(d, dl, dk, dm, 4);
-	v = dm[0] >= 0 ? dm[0] : dm[1];
+	/* reasoning_content (DeepSeek, vLLM) or reasoning (others),
+	 * whichever holds text: a server may send the other as null */
+	v = !str_empty(d, dm[0]) ? dm[0] : dm[1];
 	if (!str_empty(d, v)) {
 		oa_open_block(s, BK_THINK, d, -1, -1, out);
 		oa_delta(s, out, "thinking_delta", "thinking", d, v);

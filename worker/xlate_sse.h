@@ -52,6 +52,7 @@ struct xlate_sse {
 	int		 block;		/* kind of the open block, BK_* */
 	int		 nblocks;	/* Anthropic blocks opened so far */
 	int		 tool;		/* OpenAI index of the open tool call */
+	char		 tool_id[XLATE_ID_MAX];	/* ... and its id, from OpenAI */
 	int		 ntools;	/* tool calls begun */
 	int		 formatted;	/* the response_format tool answered */
 	char		 stop[32];	/* the stop or finish reason seen */

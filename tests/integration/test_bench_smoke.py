@@ -70,6 +70,18 @@ def test_bench_smoke_measures_every_target(tmp_path):
     assert gz["targets"]["sluice"]["bytes_per_req"] * 10 < \
         plain["targets"]["sluice"]["bytes_per_req"]
 
+    # the translation pair: the same Anthropic client's request served
+    # both ways, every request answered, CPU counted for each
+    (x,) = r["xlate"]
+    assert (x["format"], x["size"], x["stream"]) == ("an", "1KB", False)
+    for how in ("translated", "passthrough"):
+        t = x["targets"][how]
+        assert t["served"] > 0 and t["errors"] == 0 and t["non2xx"] == 0, \
+            (how, t)
+        assert t["proxy_cpu_us_per_req"] > 0, how
+        assert t["pg_rows"] + sum(t["ring_drops"].values()) >= t["served"]
+    assert "messages>openai" in p.stdout
+
     (spread,) = r["spread"]
     assert spread["workers"] == 4 and len(spread["shares"]) == 4
     assert sum(spread["pushes_by_lane"].values()) >= spread["requests"]

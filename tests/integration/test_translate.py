@@ -320,6 +320,12 @@ def test_untranslatable_requests_are_a_400_naming_why(xs, mock, db):
                                   "messages": ASK,
                                   "modalities": ["text", "audio"]},
          "audio"),
+        # Anthropic refuses thinking with a forced tool: not sent at all
+        ("/v1/chat/completions", {"model": "claude-sonnet-4-5",
+                                  "messages": ASK, "tools": TOOLS_OA,
+                                  "tool_choice": "required",
+                                  "reasoning_effort": "low"},
+         "forced tool"),
         ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 5,
                           "messages": [{"role": "user", "content": [
                               {"type": "document", "source": {}}]}]},

@@ -346,6 +346,27 @@ test_oa_reasoning_effort(void **state)
 	    "\"low\",\"max_tokens\":1000}", "max_tokens 1000 leaves no room");
 	refused(1, "{\"model\":\"m\",\"messages\":[],\"reasoning_effort\":"
 	    "\"max\"}", "reasoning_effort");
+	/* Anthropic's thinking takes no forced tool: tool_choice auto or
+	 * none goes through, required, a function or a format is a 400 */
+	OK_AN("{\"model\":\"m\",\"messages\":[],\"reasoning_effort\":\"low\","
+	    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+	    "\"tool_choice\":\"auto\"}");
+	F("thinking.budget_tokens", "1024");
+	F("tool_choice.type", "auto");
+	refused(1, "{\"model\":\"m\",\"messages\":[],\"reasoning_effort\":"
+	    "\"low\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+	    "\"f\"}}],\"tool_choice\":\"required\"}", "forced tool");
+	refused(1, "{\"model\":\"m\",\"messages\":[],\"reasoning_effort\":"
+	    "\"high\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":"
+	    "\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":"
+	    "{\"name\":\"f\"}}}", "tool_choice auto or none");
+	refused(1, "{\"model\":\"m\",\"messages\":[],\"reasoning_effort\":"
+	    "\"medium\",\"response_format\":{\"type\":\"json_object\"}}",
+	    "forced tool");
+	/* without thinking, the same requests are translated */
+	OK_AN("{\"model\":\"m\",\"messages\":[],\"reasoning_effort\":"
+	    "\"none\",\"response_format\":{\"type\":\"json_object\"}}");
+	F("tool_choice.type", "tool");
 }
 
 /* What Anthropic's Messages API cannot do is a 400 that names it. */

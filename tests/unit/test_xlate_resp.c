@@ -268,6 +268,25 @@ test_oa_bad_arguments_kept(void **state)
 	F("stop_reason", "refusal");
 }
 
+/* A server's reasoning field, whichever of the two names holds it. */
+static void
+test_oa_reasoning_field(void **state)
+{
+	(void)state;
+	OK_AN("{\"id\":\"c\",\"model\":\"g\",\"choices\":[{\"index\":0,"
+	    "\"message\":{\"role\":\"assistant\",\"reasoning_content\":null,"
+	    "\"reasoning\":\"Two and two.\",\"content\":\"4\"},"
+	    "\"finish_reason\":\"stop\"}],\"usage\":{}}");
+	F("content.0.type", "thinking");
+	F("content.0.thinking", "Two and two.");
+	F("content.1.text", "4");
+	OK_AN("{\"id\":\"c\",\"model\":\"g\",\"choices\":[{\"index\":0,"
+	    "\"message\":{\"role\":\"assistant\",\"reasoning\":null,"
+	    "\"content\":\"4\"},\"finish_reason\":\"stop\"}],\"usage\":{}}");
+	F("content.0.type", "text");
+	F("content.1", NULL);
+}
+
 static void
 test_oa_not_a_completion(void **state)
 {
@@ -343,6 +362,7 @@ main(void)
 		cmocka_unit_test(test_oa_function_example),
 		cmocka_unit_test(test_oa_cache_usage),
 		cmocka_unit_test(test_oa_bad_arguments_kept),
+		cmocka_unit_test(test_oa_reasoning_field),
 		cmocka_unit_test(test_oa_not_a_completion),
 		cmocka_unit_test(test_errors),
 	};

@@ -440,6 +440,137 @@ test_oa_tool_stream(void **state)
 	assert_string_equal(ev_name[12], "message_stop");
 }
 
+/*
+ * Thinking, then text, then a tool call, from Anthropic: the thinking
+ * is reasoning_content, the signature nothing, and the tool is OpenAI's
+ * call 0 although it is Anthropic's block 2.
+ */
+static void
+test_an_thinking_then_tool(void **state)
+{
+	struct xlate_info info = { .stream = 1 };
+
+	(void)state;
+	run_both(1, &info,
+	    "event: message_start\n"
+	    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\","
+	    "\"model\":\"c\",\"usage\":{\"input_tokens\":5}}}\n\n"
+	    "event: content_block_start\n"
+	    "data: {\"type\":\"content_block_start\",\"index\":0,"
+	    "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
+	    "event: content_block_delta\n"
+	    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+	    "{\"type\":\"thinking_delta\",\"thinking\":\"Paris?\"}}\n\n"
+	    "event: content_block_delta\n"
+	    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+	    "{\"type\":\"signature_delta\",\"signature\":\"EqQB\"}}\n\n"
+	    "event: content_block_stop\n"
+	    "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+	    "event: content_block_start\n"
+	    "data: {\"type\":\"content_block_start\",\"index\":1,"
+	    "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+	    "event: content_block_delta\n"
+	    "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+	    "{\"type\":\"text_delta\",\"text\":\"Checking.\"}}\n\n"
+	    "event: content_block_stop\n"
+	    "data: {\"type\":\"content_block_stop\",\"index\":1}\n\n"
+	    "event: content_block_start\n"
+	    "data: {\"type\":\"content_block_start\",\"index\":2,"
+	    "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\","
+	    "\"name\":\"get_weather\",\"input\":{}}}\n\n"
+	    "event: content_block_delta\n"
+	    "data: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":"
+	    "{\"type\":\"input_json_delta\",\"partial_json\":"
+	    "\"{\\\"city\\\":\\\"Paris\\\"}\"}}\n\n"
+	    "event: content_block_stop\n"
+	    "data: {\"type\":\"content_block_stop\",\"index\":2}\n\n"
+	    "event: message_delta\n"
+	    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+	    "\"tool_use\"},\"usage\":{\"output_tokens\":30}}\n\n"
+	    "event: message_stop\n"
+	    "data: {\"type\":\"message_stop\"}\n\n");
+	assert_int_equal(nev, 7);
+	E(0, "choices.0.delta.role", "assistant");
+	E(1, "choices.0.delta.reasoning_content", "Paris?");
+	E(2, "choices.0.delta.content", "Checking.");
+	E(3, "choices.0.delta.tool_calls.0.index", "0");
+	E(3, "choices.0.delta.tool_calls.0.id", "toolu_1");
+	E(3, "choices.0.delta.tool_calls.0.function.name", "get_weather");
+	E(4, "choices.0.delta.tool_calls.0.index", "0");
+	E(4, "choices.0.delta.tool_calls.0.function.arguments",
+	    "{\\\"city\\\":\\\"Paris\\\"}");
+	E(5, "choices.0.finish_reason", "tool_calls");
+	is_done(6);
+}
+
+/* Reasoning, then a tool call, from OpenAI: block 0 thinking, block 1
+ * the tool, each closed before the next opens. */
+static const char oa_think_tool[] =
+    "data: {\"id\":\"c\",\"model\":\"r1\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"role\":\"assistant\",\"content\":null,"
+    "\"reasoning_content\":\"Paris\"}}]}\n\n"
+    "data: {\"id\":\"c\",\"model\":\"r1\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"reasoning_content\":null,\"reasoning\":\"?\"}}]}\n\n"
+    "data: {\"id\":\"c\",\"model\":\"r1\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\","
+    "\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+    "\"arguments\":\"\"}}]}}]}\n\n"
+    "data: {\"id\":\"c\",\"model\":\"r1\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"tool_calls\":[{\"index\":0,%s\"function\":"
+    "{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n"
+    "data: {\"id\":\"c\",\"model\":\"r1\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"tool_calls\":[{\"index\":0,%s\"function\":"
+    "{\"arguments\":\"\\\"Paris\\\"}\"}}]},\"finish_reason\":"
+    "\"tool_calls\"}]}\n\n"
+    "data: {\"id\":\"c\",\"model\":\"r1\",\"choices\":[],\"usage\":"
+    "{\"prompt_tokens\":9,\"completion_tokens\":4}}\n\n"
+    "data: [DONE]\n\n";
+
+static void
+test_oa_thinking_then_tool(void **state)
+{
+	struct xlate_info info = { .stream = 1 };
+	char		  stream[2048], *first;
+	size_t		  flen;
+
+	(void)state;
+	snprintf(stream, sizeof(stream), oa_think_tool, "", "");
+	run_both(0, &info, stream);
+	assert_int_equal(nev, 11);
+	assert_string_equal(ev_name[0], "message_start");
+	assert_string_equal(ev_name[1], "content_block_start");
+	E(1, "index", "0");
+	E(1, "content_block.type", "thinking");
+	E(2, "index", "0");
+	E(2, "delta.thinking", "Paris");
+	E(3, "index", "0");
+	E(3, "delta.thinking", "?");
+	assert_string_equal(ev_name[4], "content_block_stop");
+	E(4, "index", "0");
+	assert_string_equal(ev_name[5], "content_block_start");
+	E(5, "index", "1");
+	E(5, "content_block.type", "tool_use");
+	E(5, "content_block.id", "call_1");
+	E(6, "index", "1");
+	E(6, "delta.partial_json", "{\\\"city\\\":");
+	E(7, "index", "1");
+	E(7, "delta.partial_json", "\\\"Paris\\\"}");
+	assert_string_equal(ev_name[8], "content_block_stop");
+	E(8, "index", "1");
+	E(9, "delta.stop_reason", "tool_use");
+	E(9, "usage.output_tokens", "4");
+	assert_string_equal(ev_name[10], "message_stop");
+	/* a server that repeats the call's id on every piece: one call */
+	first = strdup(res);
+	flen = rlen;
+	snprintf(stream, sizeof(stream), oa_think_tool, "\"id\":\"call_1\",",
+	    "\"id\":\"call_1\",");
+	run_both(0, &info, stream);
+	assert_int_equal(rlen, flen);
+	assert_memory_equal(res, first, flen);
+	free(first);
+}
+
 /* A server that ends without [DONE], CRLF lines, reasoning deltas. */
 static void
 test_oa_no_done_crlf_reasoning(void **state)
@@ -524,6 +655,8 @@ main(void)
 		cmocka_unit_test(test_an_error_event),
 		cmocka_unit_test(test_oa_text_stream),
 		cmocka_unit_test(test_oa_tool_stream),
+		cmocka_unit_test(test_an_thinking_then_tool),
+		cmocka_unit_test(test_oa_thinking_then_tool),
 		cmocka_unit_test(test_oa_no_done_crlf_reasoning),
 		cmocka_unit_test(test_oa_error_chunk),
 		cmocka_unit_test(test_event_too_large),
