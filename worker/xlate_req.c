@@ -729,6 +729,11 @@ xlate_req_to_anthropic(struct json_doc *d, const char *body, size_t len,
 			goto done;
 		forced = r.tool_choice >= 0 && !xj_is(d, r.tool_choice,
 		    "auto") && !xj_is(d, r.tool_choice, "none");
+	} else if (r.tool_choice >= 0 &&
+	    xj_type(d, r.tool_choice) != JV_NULL) {
+		/* OpenAI refuses it too; dropping it would change the request */
+		xj_fail(err, "tool_choice is only allowed when tools are given");
+		goto done;
 	}
 	if (r.response_format >= 0 &&
 	    oa_format(&t, r.response_format, r.tools, info) == -1)
@@ -1199,7 +1204,10 @@ xlate_req_to_openai(struct json_doc *d, const char *body, size_t len,
 		    xj_type(d, r.tool_choice) != JV_NULL &&
 		    an_tool_choice(&t, r.tool_choice) == -1))
 			return -1;
-	}
+	} else if (r.tool_choice >= 0 &&
+	    xj_type(d, r.tool_choice) != JV_NULL)
+		return xj_fail(err, "tool_choice is only allowed when tools "
+		    "are given");
 	if (xj_type(d, r.stop) == JV_ARRAY) {
 		XJ_LIT(out, ",\"stop\":");
 		xj_raw(out, d, r.stop);

@@ -376,6 +376,12 @@ test_oa_refused(void **state)
 	(void)state;
 	refused(1, "{\"model\":\"m\",\"messages\":[],\"n\":2}", "n greater "
 	    "than 1");
+	/* a tool_choice with no tools is not dropped: both APIs refuse it */
+	refused(1, "{\"model\":\"m\",\"messages\":[],\"tool_choice\":"
+	    "\"required\"}", "tool_choice is only allowed when tools");
+	refused(0, "{\"model\":\"m\",\"max_tokens\":8,\"messages\":[],"
+	    "\"tool_choice\":{\"type\":\"any\"}}",
+	    "tool_choice is only allowed when tools");
 	/* OpenAI's logprobs example */
 	refused(1, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\","
 	    "\"content\":\"Hello!\"}],\"logprobs\":true,\"top_logprobs\":2}",
