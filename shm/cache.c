@@ -339,6 +339,12 @@ cache_put_append(struct cache_put *p, const void *buf, size_t n)
 	return 0;
 }
 
+void *
+cache_put_bytes(struct cache_put *p)
+{
+	return p->slot != NULL ? p->slot->data : NULL;
+}
+
 int
 cache_put_commit(struct cache_put *p, int64_t expires)
 {

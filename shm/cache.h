@@ -104,6 +104,9 @@ int		 cache_put_begin(struct cache_arena *, const uint8_t *key,
 /* Add N bytes; -1 once the entry is over the bound (it will not be
  * stored; the caller keeps relaying). */
 int		 cache_put_append(struct cache_put *, const void *, size_t n);
+/* The bytes appended so far, to patch a header the caller reserved at
+ * the start once it knows it (NULL: nothing claimed). */
+void		*cache_put_bytes(struct cache_put *);
 /* Publish the entry, fresh until EXPIRES (monotonic us); 0, or -1 if it
  * was too big or a flush came meanwhile (then it is dropped). */
 int		 cache_put_commit(struct cache_put *, int64_t expires);
