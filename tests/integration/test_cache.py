@@ -375,3 +375,22 @@ def test_sluicectl_cache_flush_all_or_one_key(cached, tmp_path):
     assert ask(s, secret=a)[1]["x-sluice-cache"] == "miss"
     assert ask(s, secret=b)[1]["x-sluice-cache"] == "miss"
     assert forwarded(m) == 5
+
+
+def test_official_sdks_read_cached_answers_as_live_ones(sdk, sluice, mock,
+                                                        tmp_path):
+    from test_sdks import assert_sdk_results, run_sdk_check, sdk_keys
+    s = sluice(upstreams={"oai": mock.url,
+                          "anth": {"url": mock.url,
+                                   "protocol": "anthropic"}},
+               routes=[("claude-*", "anth"), ("*", "oai")],
+               extra="keys_file %s;\ncache 4m;\n" % sdk_keys(tmp_path))
+    url = "http://127.0.0.1:%d" % s.port
+    live = run_sdk_check(sdk, url)
+    assert_sdk_results(live)
+    n = forwarded(mock)
+    # the same calls again: every answer, streams included, from the cache
+    replayed = run_sdk_check(sdk, url)
+    assert_sdk_results(replayed)
+    assert replayed == live
+    assert forwarded(mock) == n
