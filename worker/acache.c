@@ -269,9 +269,9 @@ acache_begin(struct acache_req *ac, struct client *c,
 	uint8_t				 k[CACHE_KEY_LEN];
 	int				 fetch = 1;
 
-	memset(ac, 0, sizeof(*ac));
 	if (w->cache == NULL || !acache_endpoint_ok(c->r.ep))
 		return 0;
+	memset(ac, 0, sizeof(*ac));
 	ac->state = AC_BYPASS;
 	if (!acache_enabled(w->cfg, key, route))
 		return 0;
@@ -323,12 +323,6 @@ acache_header(const struct acache_req *ac)
 	}
 }
 
-int
-acache_hit(const struct acache_req *ac)
-{
-	return ac->state == AC_HIT;
-}
-
 void
 acache_end(struct acache_req *ac, struct client *c, int ok, int sse,
     const struct usage_event *ev)
@@ -336,6 +330,7 @@ acache_end(struct acache_req *ac, struct client *c, int ok, int sse,
 	struct acache_meta	*m;
 	int			 i;
 
+	ac->state = AC_NONE;
 	if (!ac->storing)
 		return;
 	ac->storing = 0;

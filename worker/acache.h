@@ -50,11 +50,15 @@ struct cache_put *acache_fill(struct acache_req *);
 /* The x-sluice-cache line for an answer relayed from upstream, or NULL. */
 const char *acache_header(const struct acache_req *);
 /* 1 if the request was answered from the cache. */
-int	 acache_hit(const struct acache_req *);
+static inline int
+acache_hit(const struct acache_req *ac)
+{
+	return ac->state == AC_HIT;
+}
 /*
  * The request ended with EV metered: commit the store when OK (the
  * answer ended complete, 200, uncompressed), else drop it.  SSE: the
- * answer was an event stream.
+ * answer was an event stream.  AC is reset for the next request.
  */
 void	 acache_end(struct acache_req *, struct client *, int ok, int sse,
 	    const struct usage_event *ev);

@@ -41,12 +41,14 @@ struct exchange {
 					   translated request, so that one
 					   that never translates pays
 					   nothing for it */
+	/* the answer cache's part: set by acache_begin, ended (and reset)
+	 * by acache_end, so a request the cache never saw costs nothing */
+	struct acache_req ac;
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
 	struct auth_holds hold;		/* of the key's limits, until charged */
 	char		 alias_tok[CFG_PATTERN_MAX + 2];	/* "alias model" */
-	struct acache_req ac;		/* the answer cache's part */
 };
 
 static void	*pl_attach(struct client *);
@@ -605,10 +607,13 @@ pl_body(struct client *c)
 			return;
 	}
 	/* a hit is answered here: it holds nothing against tpm or budget */
-	if (acache_begin(&x->ac, c, x->key, route, x->model, body, len) == 1)
-		return;
-	x->px.fill = acache_fill(&x->ac);
-	x->px.cache_hdr = acache_header(&x->ac);
+	if (w->cache != NULL) {
+		if (acache_begin(&x->ac, c, x->key, route, x->model, body,
+		    len) == 1)
+			return;
+		x->px.fill = acache_fill(&x->ac);
+		x->px.cache_hdr = acache_header(&x->ac);
+	}
 	/* its worst case, held against the key's limits until it ends */
 	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
 	    x->model, strlen(x->model)), (int64_t)(len +
@@ -661,6 +666,7 @@ pl_finish(struct client *c)
 	struct request		*r = &c->r;
 	struct usage_event	*ev = r->ev;
 	int64_t			 now = now_us(), upstream_us = 0;
+	int			 hit;
 
 	ev->latency_us = now - r->t_start_us;
 	if (px->t_first_byte_us != 0 && px->t_sent_us != 0) {
@@ -675,10 +681,12 @@ pl_finish(struct client *c)
 	ev->worker_pid = c->w->pid;
 	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
 	/* a hit was billed from its entry (cost 0, what it saved) */
-	if (!acache_hit(&x->ac))
+	hit = acache_hit(&x->ac);
+	if (!hit)
 		pl_bill(c, px);
-	acache_end(&x->ac, c, px->complete && px->fill != NULL &&
-	    !px->tap_lost, px->head_sent && proxy_answer_sse(px), ev);
+	if (x->ac.state != AC_NONE)
+		acache_end(&x->ac, c, px->complete && px->fill != NULL &&
+		    !px->tap_lost, px->head_sent && proxy_answer_sse(px), ev);
 	/* a death from here on must not push it a second time */
 	if (c->ife != NULL)
 		inflight_pushing(c->ife, c->w->lane);
@@ -686,7 +694,7 @@ pl_finish(struct client *c)
 	    endpoint_find("", 0)->idx, px->up != NULL ? px->up->cnt_idx : -1,
 	    ev->stream && px->head_sent);
 	/* after the push: the collector's spend sync relies on this order */
-	if (!acache_hit(&x->ac))
+	if (!hit)
 		auth_charge(c->w, x->key, &x->hold, ev);
 	if (c->ife != NULL)	/* given back: not the master's to give */
 		memset(c->ife->hold, 0, sizeof(c->ife->hold));

@@ -741,8 +741,8 @@ px_head_end(struct proxy *px, struct http_out *o, size_t before)
 	if (px->cache_hdr != NULL)
 		http_out_put(o, px->cache_hdr, strlen(px->cache_hdr));
 	/* only a 200 in no content-coding is kept (the pipeline drops it) */
-	if (px->rh.status != 200 || http_find(&px->rh, "content-encoding") !=
-	    NULL)
+	if (px->fill != NULL && (px->rh.status != 200 ||
+	    http_find(&px->rh, "content-encoding") != NULL))
 		px->fill = NULL;
 	http_out_put(o, "\r\n", 2);
 	http_out_flush(o);
