@@ -148,15 +148,24 @@ acache_key(struct client *c, const struct key_entry *key,
     const char *model, const char *body, size_t len, uint8_t *out)
 {
 	static EVP_MD_CTX	*md;
+	static EVP_MD		*sha256;
 	const struct request	*r = &c->r;
 	char			 ns[KEY_NAME_MAX + 8];
 	uint64_t		 blen = len;
 	unsigned int		 n;
 
+	/*
+	 * Fetched once: EVP_sha256() makes OpenSSL 3 look the provider's
+	 * implementation up again at every init, which cost more than a
+	 * whole hit.
+	 */
+	if (sha256 == NULL &&
+	    (sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		fatalx("EVP_MD_fetch SHA256");
 	if (md == NULL && (md = EVP_MD_CTX_new()) == NULL)
 		fatalx("EVP_MD_CTX_new");
 	acache_namespace(c->w->cfg->keys, key, ns, sizeof(ns));
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md, sha256, NULL);
 	acache_hash_add(md, "sluice answer 1", 15);
 	acache_hash_add(md, ns, strlen(ns));
 	acache_hash_add(md, r->ep->path, strlen(r->ep->path));
