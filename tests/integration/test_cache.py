@@ -394,3 +394,40 @@ def test_official_sdks_read_cached_answers_as_live_ones(sdk, sluice, mock,
     assert_sdk_results(replayed)
     assert replayed == live
     assert forwarded(mock) == n
+
+
+def test_a_hit_counts_against_rpm_but_not_tpm(cached, tmp_path):
+    keys = Keys(tmp_path / "keys.conf")
+    limited = keys.add("limited", rpm=4)
+    frugal = keys.add("frugal", tpm=60)
+    # a request holds its body's tokens and 1 output token while it runs
+    s, m = cached(keys=keys, extra="default_max_tokens 1;\n")
+    got = [ask(s, "r", secret=limited)[0] for _ in range(6)]
+    assert got == [200] * 4 + [429] * 2        # hits are requests too
+    # 10 tokens charged for the miss; six hits charge none, so another
+    # miss (about 30 tokens held) still fits in 60
+    assert ask(s, "t", secret=frugal)[1]["x-sluice-cache"] == "miss"
+    for _ in range(6):
+        st, h, _ = ask(s, "t", secret=frugal)
+        assert (st, h["x-sluice-cache"]) == (200, "hit")
+    st, h, body = ask(s, "another", secret=frugal)
+    assert (st, h["x-sluice-cache"]) == (200, "miss"), body
+    assert forwarded(m) == 3
+
+
+def test_a_translated_answer_is_cached_as_the_client_got_it(cached):
+    s, m = cached()
+    for stream in (False, True):
+        # an OpenAI chat for a model on the Anthropic upstream
+        st, h, live = ask(s, "translate me", model="claude-sonnet-4-5",
+                          stream=stream)
+        assert (st, h["x-sluice-cache"]) == (200, "miss"), live
+        st, h, replay = ask(s, "translate me", model="claude-sonnet-4-5",
+                            stream=stream)
+        assert (st, h["x-sluice-cache"]) == (200, "hit")
+        assert replay == live
+        if not stream:
+            assert json.loads(replay)["object"] == "chat.completion"
+        else:
+            assert parse_sse(replay)[-1] == "[DONE]"
+    assert forwarded(m) == 2
