@@ -182,7 +182,6 @@ cache_get(struct cache_arena *a, const uint8_t *key, int64_t now,
 		v->word = w;
 		if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
 			continue;	/* changed while we read its header */
-		count(&a->hits);
 		return 1;
 	}
 	count(&a->misses);
@@ -195,6 +194,12 @@ cache_get_still(const struct cache_view *v)
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&v->slot->word, memory_order_relaxed) ==
 	    v->word;
+}
+
+void
+cache_count_hit(struct cache_arena *a)
+{
+	count(&a->hits);
 }
 
 void

@@ -82,15 +82,15 @@ size_t		 cache_entry_max(const struct cache_arena *);
 uint32_t	 cache_nslots(const struct cache_arena *);
 
 /*
- * Look KEY up at NOW: 1 with *V filled (the entry is fresh), 0 a miss.
- * Counts a hit or a miss unless COUNT is 0.  Copy V->data out, then
- * call cache_get_still(V): only a 1 there makes the copy good.
+ * Look KEY up at NOW: 1 with *V filled (the entry is fresh), 0 a miss,
+ * counted.  Copy V->data out, then call cache_get_still(V): only a 1
+ * there makes the copy good, and the caller counts it with
+ * cache_count_hit (or cache_count_miss when it was not).
  */
 int		 cache_get(struct cache_arena *, const uint8_t *key,
 		    int64_t now, struct cache_view *v);
 int		 cache_get_still(const struct cache_view *);
-/* Count a miss (a lookup the caller did not make through cache_get,
- * or a hit that cache_get_still turned down). */
+void		 cache_count_hit(struct cache_arena *);
 void		 cache_count_miss(struct cache_arena *);
 
 /*

@@ -294,6 +294,7 @@ acache_begin(struct acache_req *ac, struct client *c,
 	acache_key(c, key, model, body, len, k);
 	if (fetch && cache_get(w->cache, k, now_us(), &v) == 1) {
 		if (acache_answer(c, &v)) {
+			cache_count_hit(w->cache);
 			ac->state = AC_HIT;
 			client_answered(c);
 			return 1;

@@ -56,6 +56,8 @@ fetch(struct cache_arena *a, const uint8_t *k, int64_t now, char *buf)
 		buf[v.len] = '\0';
 		if (!cache_get_still(&v))
 			buf[0] = '\0';
+		else
+			cache_count_hit(a);
 	}
 	return buf;
 }
