@@ -77,8 +77,11 @@ class Request:
     """One request, its bytes built once, and the status it must get."""
 
     def __init__(self, size=1024, stream=False, key=SECRET, headers=None,
-                 status=200, path="/v1/chat/completions", doc=None):
-        """A chat of SIZE bytes, or the body DOC as it is."""
+                 status=200, path="/v1/chat/completions", doc=None,
+                 conf=""):
+        """A chat of SIZE bytes, or the body DOC as it is; CONF: more
+        sluice.conf lines for the run that measures it."""
+        self.conf = conf
         if doc is None:
             doc = {"model": "gpt-4o-mini", "stream": stream,
                    "messages": [{"role": "user", "content": ""}]}
@@ -96,8 +99,8 @@ class Request:
 
     def digest(self):
         """The bytes sent and the status expected, in short."""
-        return hashlib.sha256(self.raw).hexdigest()[:16] + \
-            ":%d" % self.status
+        return hashlib.sha256(self.raw + self.conf.encode()).hexdigest()[
+            :16] + ":%d" % self.status
 
 
 REFUSED = Request(key="sk-wrong", status=401)
@@ -108,6 +111,7 @@ class Marker(Request):
     counters and so costs the same every time."""
 
     def __init__(self):
+        self.conf = ""
         self.raw = b"GET /mark HTTP/1.1\r\nHost: %s\r\n\r\n" % \
             HOST.encode()
         self.status = 404
@@ -238,7 +242,7 @@ def worker_parts(outdir):
     raise Failed("no callgrind parts of a worker")
 
 
-def config(tmp, sport, aport, mport):
+def config(tmp, sport, aport, mport, extra=""):
     keys = os.path.join(tmp, "keys.conf")
     with open(keys, "w") as f:
         f.write("key bench {\n\thash sha256:%s;\n}\n" %
@@ -259,11 +263,11 @@ def config(tmp, sport, aport, mport):
             "upstream mock {", "\turl http://%s:%d;" % (HOST, mport),
             "\tprotocol openai;", "\tidle_timeout 600s;", "}",
             "route * mock;",
-            "price * input 0.15 output 0.60;"]) + "\n")
+            "price * input 0.15 output 0.60;", extra]) + "\n")
     return conf
 
 
-def run(build, phases, warmup=(), tracer=None):
+def run(build, phases, warmup=(), tracer=None, conf=""):
     """The worker's instructions in each phase, a list of lists of
     (count, Request): the requests on a new connection, then REFUSED to
     close it.  Warm-up requests go first, on a connection of their own,
@@ -284,7 +288,7 @@ def run(build, phases, warmup=(), tracer=None):
             [os.path.join(build, "mockllm"), "-l", "%s:%d" % (HOST, mport),
              "--quiet", "--created", CREATED],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        conf = config(tmp, sport, aport, mport)
+        conf = config(tmp, sport, aport, mport, conf)
         cg = os.path.join(tmp, "cg")
         os.makedirs(cg)
         # argv[0] is on the stack too: the same length from any checkout
@@ -349,9 +353,15 @@ def run(build, phases, warmup=(), tracer=None):
 def measure(build, kinds, warmup=None):
     """Instructions per request of each kind, a list of (name, count,
     Request), with the empty phase subtracted: {name: float}.  The
-    warm-up is one request of each kind unless given."""
-    if warmup is None:
-        warmup = [req for _, _, req in kinds]
-    ir = run(build, [[]] + [[(n, req)] for _, n, req in kinds], warmup)
-    return {name: (ir[i + 1] - ir[0]) / n
-            for i, (name, n, _) in enumerate(kinds)}
+    warm-up is one request of each kind unless given.  Kinds whose
+    requests carry other config lines (Request.conf) are measured in a
+    run of their own, in the order they first come."""
+    out = {}
+    for conf in dict.fromkeys(req.conf for _, _, req in kinds):
+        group = [k for k in kinds if k[2].conf == conf]
+        wu = warmup if warmup is not None else [req for _, _, req in group]
+        ir = run(build, [[]] + [[(n, req)] for _, n, req in group], wu,
+                 conf=conf)
+        out.update({name: (ir[i + 1] - ir[0]) / n
+                    for i, (name, n, _) in enumerate(group)})
+    return out

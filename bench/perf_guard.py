@@ -57,6 +57,8 @@ def messages(chars, stream=False):
                       headers={"anthropic-version": "2023-06-01"})
 
 
+CACHE_CONF = "cache 16m;"
+
 # name, count, request.  100 of each: seven runs at this count agreed
 # within 0.03 %, and make perf-guard takes 7 to 20 s with the machine's
 # load average at 10 (bench/RESULTS.md, issue 22).
@@ -73,6 +75,13 @@ KINDS = [
     ("translated_1k", 100, messages(900)),
     ("translated_stream", 100, messages(900, stream=True)),
     ("translated_100k", 100, messages(100 * 1024)),
+    # the answer cache (issue 20), in a run with "cache 16m;": chat_1k's
+    # request answered from the arena (the warm-up stored it), and asked
+    # upstream and stored anew each time (Cache-Control: no-cache): its
+    # cost over chat_1k is what a miss adds
+    ("cache_hit_1k", 100, cg.Request(1024, conf=CACHE_CONF)),
+    ("cache_miss_1k", 100, cg.Request(
+        1024, headers={"Cache-Control": "no-cache"}, conf=CACHE_CONF)),
 ]
 
 # the Debian packages whose code runs on the request path

@@ -202,6 +202,24 @@ def spread_table(spread, out):
               file=out)
 
 
+def cache_table(cache, out):
+    """A hit's CPU and a miss's against the cache off: medians of the
+    rounds."""
+    if not cache:
+        return
+    med = {}
+    for k, runs in cache["runs"].items():
+        v = sorted(r["workers_cpu_us_per_req"] for r in runs)
+        med[k] = v[len(v) // 2] if v else None
+    if None in med.values():
+        return
+    print("answer cache, 1 KB chat, c=%d, workers' CPU us/request "
+          "(median of %d): off %.1f, hit %.1f (target < 10), miss %.1f "
+          "(%+.1f over off; target: none measurable)" % (
+              cache["concurrency"], len(cache["runs"]["hit"]), med["off"],
+              med["hit"], med["miss"], med["miss"] - med["off"]), file=out)
+
+
 def report(result, out):
     cells = result["cells"]
     if cells:       # none with run.py --only
@@ -214,6 +232,7 @@ def report(result, out):
     answer_table(cells, out)
     xlate_table(result.get("xlate"), out)
     spread_table(result.get("spread"), out)
+    cache_table(result.get("cache"), out)
     for k, m in result["memory"].items():
         extra = ""
         if "streams" in m:

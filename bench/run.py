@@ -22,6 +22,7 @@ machine's drift hits all of them alike:
                  still push an event per request into the shared ring and
                  the collector still drains it, to the spool directory
     sluice_w4    (spread cells only) sluiced with 4 workers, metered
+    sluice_cache (cache cells only) sluiced with `cache 64m;`, metered
 
 CPUs: the proxy under test (all sluiced processes, all nginx or haproxy
 processes, and PostgreSQL, which only sluice uses) is pinned to CPU 0;
@@ -58,6 +59,14 @@ through sluice to an upstream of the other format (translated, issue 16)
 and of its own (passthrough), back to back; sluice's CPU per request of
 each and their ratio.  JSON cells are wrk's, timed; streamed ones run a
 count of streams to its end (XLATE_STREAMS), so that none is cut.
+Cache cells (not in the matrix; --no-cache skips them): 1 KB chats,
+wrk c=10, workers' CPU per request (schedstat) of "sluice" with the
+cache off, of "sluice_cache" answering every request from the cache
+(the same body, stored by the warm-up: a hit), and of "sluice_cache"
+with Cache-Control: no-cache (asked upstream and stored anew: a miss),
+back to back, three rounds in rotating order.  Reported as a hit's CPU
+(target under 10 us) and a miss's over the cache being off (target:
+none measurable), never failed on.
 Spread cells (not in the matrix): sluice_w4 under 8, 16 and 64 keep-alive
 wrk clients; each worker's share of the requests, from the counter
 sluice_ring_pushes_total{worker="i"} read before and after.  Reported
@@ -140,6 +149,8 @@ XLATE_NAME = {"an": "messages>openai", "oa": "chat>anthropic"}
 XLATE_STREAMS = {"1KB": 2000, "100KB": 20}
 XLATE_STREAM_MAX_S = 60
 
+CACHE_ROUNDS = 3
+CACHE_CONC = 1             # one request at a time: every miss is stored
 SPREAD_WORKERS = 4
 SPREAD_CLIENTS = [8, 16, 64]
 SPREAD_TARGET = 1.3             # max share / fair share (issue 15)
@@ -303,7 +314,7 @@ class Bench:
         self.pgm = PgMeter(self.pg.conninfo(), self.pg_pid)
         return self.pgm.check_durable()
 
-    def start_sluice(self, name, database, workers):
+    def start_sluice(self, name, database, workers, extra=()):
         d = os.path.join(self.tmp, name)
         os.makedirs(d)
         port, admin = free_port(), free_port()
@@ -343,7 +354,7 @@ class Bench:
             "route claude-* mock_an;",
             "route * mock;",
             "price * input 0.15 output 0.60;",
-        ]
+        ] + list(extra)
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         p = self.spawn([os.path.join(self.build, "sluiced"), "-f", "-c",
@@ -609,6 +620,35 @@ class Bench:
                 "concurrency": ANSWER_CONC, "targets": res,
                 "loadavg_1m": loadavg()}
 
+    def run_cache(self):
+        """Workers' CPU per request of a cache hit and a cache miss, and
+        of the same request with the cache off, CACHE_ROUNDS times."""
+        body = os.path.join(self.tmp, "post-1KB.json")
+        if not os.path.exists(body):
+            make_body(body, 1024, False)
+        runs = [("off", "sluice", ()), ("hit", "sluice_cache", ()),
+                ("miss", "sluice_cache", ("Cache-Control: no-cache",))]
+        # the hit's answer is stored before anything is measured
+        self.run_wrk(self.targets["sluice_cache"]["port"], 1, body, 1)
+        got = {k: [] for k, _, _ in runs}
+        for i in range(CACHE_ROUNDS):
+            k = i % len(runs)
+            for name, target, extra in runs[k:] + runs[:k]:
+                r = self.measure(target, lambda: self.run_wrk(
+                    self.targets[target]["port"], CACHE_CONC, body,
+                    self.args.secs, extra))
+                got[name].append({
+                    "workers_cpu_us_per_req": r["workers_cpu_us_per_req"],
+                    "rps": r["rps"], "requests": r["requests"],
+                    "errors": r["errors"], "non2xx": r["non2xx"]})
+        m = self.metrics("sluice_cache")
+        return {"concurrency": CACHE_CONC, "body_bytes":
+                os.path.getsize(body), "runs": got,
+                "metrics": {k: metric_value(m, k) for k in (
+                    "sluice_cache_hits_total", "sluice_cache_misses_total",
+                    "sluice_cache_stores_total")},
+                "loadavg_1m": loadavg()}
+
     def run_spread(self, clients):
         """Each worker's share of the requests of sluice_w4 under
         `clients` keep-alive connections opened at once."""
@@ -709,6 +749,14 @@ class Bench:
 REFS = ("nginx", "haproxy")
 
 
+def metric_value(text, name):
+    """The value of an unlabelled metric in /metrics TEXT, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def derive(mode, res):
     """Each proxy's added latency over direct, and sluice's ratios to the
     reference proxies (the *_ratio names without a suffix are nginx's)."""
@@ -802,6 +850,8 @@ def parse_args():
                     help="skip the 1,000-stream RSS measurement")
     ap.add_argument("--no-spread", action="store_true",
                     help="skip the spread cells (4 workers)")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="skip the answer cache cells")
     ap.add_argument("--no-key", action="store_true",
                     help="run sluice without keys_file and send no "
                     "Authorization header")
@@ -906,6 +956,9 @@ def main():
         b.start_sluice("sluice_nodb", None, args.workers)
         if not args.no_spread:
             b.start_sluice("sluice_w4", b.pg.conninfo(), SPREAD_WORKERS)
+        if not args.no_cache:
+            b.start_sluice("sluice_cache", b.pg.conninfo(), args.workers,
+                           extra=["cache 64m;"])
         b.start_nginx()
         if shutil.which("haproxy"):
             b.start_haproxy()
@@ -930,6 +983,9 @@ def main():
                 j + 1, len(xcells), XLATE_NAME[f], n,
                 ", streamed" if s else ""))
             result["xlate"].append(b.run_xlate(j, f, n, s))
+        if not args.no_cache:
+            log("cache cells: off, hit, miss x %d" % CACHE_ROUNDS)
+            result["cache"] = b.run_cache()
         result["spread"] = []
         for j, c in enumerate(spread):
             log("[%d/%d] spread %d workers c=%d" % (

@@ -100,6 +100,8 @@ static int	 d_betas(struct cp_parser *, struct cp_directive *, void *);
 			    0, lo, INT_MAX, NULL }
 #define C_SIZE(n, f)	{ n, 1, 1, 0, CP_SIZE, offsetof(struct config, f), \
 			    0, 1, LLONG_MAX, NULL }
+#define C_SIZE0(n, f)	{ n, 1, 1, 0, CP_SIZE, offsetof(struct config, f), \
+			    0, 0, LLONG_MAX, NULL }
 #define C_INT(n, f, lo, hi) { n, 1, 1, 0, CP_INT, offsetof(struct config, f), \
 			    0, lo, hi, NULL }
 #define U_DUR(n, f)	{ n, 1, 1, 0, CP_DUR, offsetof(struct cfg_upstream, f), \
@@ -140,12 +142,15 @@ static const struct cp_dirspec main_dirs[] = {
 	FN("metering_full", 1, 1, 0, d_metering_full),
 	FN("usage_retention", 1, 1, 0, d_usage_retention),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
-	/* the upstreams, then up to two options: translate, max_tokens */
-	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS + 4, CP_MULTI, d_route),
+	/* the upstreams, then options: translate, max_tokens, cache */
+	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS + 6, CP_MULTI, d_route),
 	FN("price", 5, 11, CP_MULTI, d_price),
 	FN("alias", 2, 2, CP_MULTI, d_alias),
 	C_INT("max_attempts", max_attempts, 1, 16),
 	C_INT("default_max_tokens", default_max_tokens, 1, 100000000),
+	C_SIZE0("cache", cache_size),
+	C_DUR("cache_ttl", cache_ttl_ms, 1000),
+	C_SIZE("cache_max_entry", cache_max_entry),
 };
 
 static const struct cp_dirspec upstream_dirs[] = {
@@ -211,6 +216,8 @@ set_defaults(struct config *cfg)
 	cfg->ring_slots = 16384;
 	cfg->batch_rows = 1000;
 	cfg->batch_ms = 200;
+	cfg->cache_ttl_ms = 3600 * 1000;
+	cfg->cache_max_entry = 64 * 1024;
 	snprintf(cfg->ssl_ciphers, sizeof(cfg->ssl_ciphers), "%s",
 	    CFG_SSL_CIPHERS);
 	cfg->ssl_protocols = CFG_TLS12 | CFG_TLS13;
@@ -811,6 +818,7 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	const char		*pat = d->args[1].s;
 	int64_t			 max_tokens = CFG_ROUTE_MAX_TOKENS;
 	int			 i, first, last, balance = 0, translate = 1;
+	int			 cache = 1;
 
 	if (*pat == '\0')
 		return cp_err(p, d->line, "empty pattern in \"route\" directive");
@@ -833,7 +841,8 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	for (last = first; last < d->nargs; last++)
 		if (last + 1 < d->nargs &&
 		    (strcmp(d->args[last].s, "translate") == 0 ||
-		    strcmp(d->args[last].s, "max_tokens") == 0))
+		    strcmp(d->args[last].s, "max_tokens") == 0 ||
+		    strcmp(d->args[last].s, "cache") == 0))
 			break;
 	for (i = last; i < d->nargs; i += 2) {
 		const char	*opt = d->args[i].s, *val;
@@ -846,9 +855,13 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 		if (strcmp(opt, "translate") == 0 && (strcmp(val, "on") == 0 ||
 		    strcmp(val, "off") == 0))
 			translate = strcmp(val, "on") == 0;
-		else if (strcmp(opt, "translate") == 0)
-			return cp_err(p, d->line, "route \"%s\": translate is "
-			    "on or off, not \"%s\"", pat, val);
+		else if (strcmp(opt, "cache") == 0 && (strcmp(val, "on") == 0 ||
+		    strcmp(val, "off") == 0))
+			cache = strcmp(val, "on") == 0;
+		else if (strcmp(opt, "translate") == 0 ||
+		    strcmp(opt, "cache") == 0)
+			return cp_err(p, d->line, "route \"%s\": %s is "
+			    "on or off, not \"%s\"", pat, opt, val);
 		else if (strcmp(opt, "max_tokens") == 0) {
 			if (cp_parse_ll(val, &v) == -1 || v < 1 ||
 			    v > 100000000)
@@ -858,7 +871,8 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 			max_tokens = v;
 		} else
 			return cp_err(p, d->line, "route \"%s\": unknown "
-			    "option \"%s\" (translate, max_tokens)", pat, opt);
+			    "option \"%s\" (translate, max_tokens, cache)", pat,
+			    opt);
 	}
 	if (last == first)
 		return cp_err(p, d->line, "route \"%s\": no upstream", pat);
@@ -890,6 +904,7 @@ d_route(struct cp_parser *p, struct cp_directive *d, void *obj)
 	r->balance = balance;
 	r->translate = translate;
 	r->max_tokens = max_tokens;
+	r->cache = cache;
 	for (i = 0; i < r->nupstreams; i++) {
 		cp_set_str(rn->name[i], sizeof(rn->name[i]),
 		    d->args[i + first].s);
@@ -1028,6 +1043,14 @@ finish(struct cp_parser *p)
 		return cp_err(p, 0, "\"ssl_verify_client\" needs "
 		    "\"ssl_client_ca\", the CA that signs client "
 		    "certificates");
+	if (cfg->cache_max_entry < 1024 || cfg->cache_max_entry > 64 << 20)
+		return cp_err(p, 0, "\"cache_max_entry\" is 1k to 64m");
+	/* an arena of a single set of 8 slots, at the least */
+	if (cfg->cache_size > 0 && cfg->cache_size / 8 <
+	    cfg->cache_max_entry + 256)
+		return cp_err(p, 0, "\"cache %zu\" holds less than 8 entries "
+		    "of cache_max_entry (%zu bytes)", cfg->cache_size,
+		    cfg->cache_max_entry);
 	if (admin_refused(cfg))
 		return cp_err(p, cfg->admin_listen.line, "admin_listen %s is "
 		    "not a loopback address; add \"admin_allow %s;\" to serve "

@@ -103,6 +103,7 @@ struct cfg_route {
 					   format is translated; 0: 400 */
 	int64_t		 max_tokens;	/* to Anthropic, when the client sets
 					   no limit; 4096 */
+	int		 cache;		/* 1 (default): answers may be cached */
 	int		 line;
 };
 
@@ -191,6 +192,11 @@ struct config {
 	int		 default_max_tokens;	/* a request's output limit when
 						   it names none: what a budget
 						   or tpm holds for it */
+
+	/* the answer cache (shm/cache.h): 0 bytes = off, the default */
+	size_t		 cache_size;
+	int		 cache_ttl_ms;		/* 1h */
+	size_t		 cache_max_entry;	/* 64k: bigger answers not kept */
 
 	struct keyring	*keys;		/* keys_file parsed; NULL without one */
 };

@@ -87,6 +87,13 @@ struct usage_event {
 	char		 end_user[EV_USER_MAX];	/* "" = none said */
 	char		 tags[EV_TAGS_BYTES];	/* "a,b": printable, no commas
 						   inside one; "" = none */
+	/*
+	 * Added in the fifth event size (schema version 7): the answer
+	 * cache.  A hit is billed nothing (cost_micro_usd 0) and carries
+	 * what the stored answer cost here, -1 = unknown (no price).
+	 */
+	int64_t		 cost_saved_micro_usd;	/* a hit's; 0 otherwise */
+	uint8_t		 cache_hit;		/* 1 = answered from the cache */
 };
 
 /*
@@ -114,6 +121,8 @@ ev_clear(struct usage_event *ev)
 {
 	__builtin_memset(ev, 0, __builtin_offsetof(struct usage_event, team));
 	ev->team[0] = ev->end_user[0] = ev->tags[0] = '\0';
+	ev->cost_saved_micro_usd = 0;
+	ev->cache_hit = 0;
 }
 
 #endif

@@ -63,6 +63,10 @@ static int	 resolve_teams(struct cp_parser *, struct keys_state *);
 static int	 build_index(struct cp_parser *, struct keys_state *);
 static int	 check_names(struct cp_parser *, struct keyring *);
 
+static int	 d_cache(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_cache_scope(struct cp_parser *, struct cp_directive *,
+		    void *);
+
 #define K_FN(n, lo, hi, fn) { n, lo, hi, 0, CP_FN, 0, 0, 0, 0, fn }
 
 static const struct cp_dirspec file_dirs[] = {
@@ -85,6 +89,8 @@ static const struct cp_dirspec key_dirs[] = {
 	K_FN("team", 1, 1, d_key_team),
 	K_FN("tags", 1, EV_TAGS_MAX, d_tags),
 	K_FN("end_user_budget", 3, 3, d_user_budget),
+	K_FN("cache", 1, 1, d_cache),
+	K_FN("cache_scope", 1, 1, d_cache_scope),
 };
 
 /* what a team limits: the same directives, read the same way */
@@ -93,6 +99,8 @@ static const struct cp_dirspec team_dirs[] = {
 	K_I64("rpm", rpm, KEY_RPM_MAX),
 	K_I64("tpm", tpm, KEY_TPM_MAX),
 	K_FN("budget", 3, 3, d_budget),
+	K_FN("cache", 1, 1, d_cache),
+	K_FN("cache_scope", 1, 1, d_cache_scope),
 };
 
 _Static_assert(cp_nitems(key_dirs) <= 64, "seen mask is 64 bits");
@@ -246,6 +254,38 @@ d_key_team(struct cp_parser *p, struct cp_directive *d, void *obj)
 		return cp_err(p, d->line, "invalid team name");
 	cp_set_str(k->team_name, sizeof(k->team_name), d->args[1].s);
 	st->team_line[k - st->kr->keys] = d->line;
+	return 0;
+}
+
+/* cache on|off: whether this key's (or team's) answers are cached */
+static int
+d_cache(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*v = d->args[1].s;
+
+	if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+		return cp_err(p, d->line, "cache is on or off, not \"%s\"", v);
+	k->cache = strcmp(v, "on") == 0 ? KEY_CACHE_ON : KEY_CACHE_OFF;
+	return 0;
+}
+
+/* cache_scope key|team|global: whose answers a hit may come from */
+static int
+d_cache_scope(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct key_entry	*k = obj;
+	const char		*v = d->args[1].s;
+
+	if (strcmp(v, "key") == 0)
+		k->cache_scope = KEY_SCOPE_KEY;
+	else if (strcmp(v, "team") == 0)
+		k->cache_scope = KEY_SCOPE_TEAM;
+	else if (strcmp(v, "global") == 0)
+		k->cache_scope = KEY_SCOPE_GLOBAL;
+	else
+		return cp_err(p, d->line, "cache_scope is key, team or "
+		    "global, not \"%s\"", v);
 	return 0;
 }
 

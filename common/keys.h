@@ -45,6 +45,21 @@ enum key_period {
 	PERIOD_MONTH,		/* UTC calendar month */
 };
 
+/* cache, cache_scope: 0 = not said (a key takes its team's, then the
+ * default: on, scope key) */
+enum key_cache {
+	KEY_CACHE_UNSET = 0,
+	KEY_CACHE_ON,
+	KEY_CACHE_OFF,
+};
+
+enum key_cache_scope {
+	KEY_SCOPE_UNSET = 0,
+	KEY_SCOPE_KEY,		/* the key's own answers only */
+	KEY_SCOPE_TEAM,		/* its team's keys of scope team */
+	KEY_SCOPE_GLOBAL,	/* every key of scope global */
+};
+
 struct key_entry {
 	char		 name[KEY_NAME_MAX];
 	uint8_t		 hash[32];		/* SHA-256 of the secret */
@@ -67,6 +82,8 @@ struct key_entry {
 	char		 team_name[KEY_NAME_MAX];	/* "" = no team */
 	char		 tags[EV_TAGS_BYTES];	/* on every row: "a,b", "" = none */
 	int		 team;			/* index in teams[], -1 = none */
+	enum key_cache	 cache;			/* cache on|off */
+	enum key_cache_scope cache_scope;
 };
 
 /*
@@ -100,9 +117,12 @@ struct keyring {
  *       team     NAME;                 optional, a team of this file
  *       tags     TAG...;               optional, on every row of the key
  *       end_user_budget USD per day|month;  optional, each end user's
+ *       cache    on|off;               optional, the answer cache
+ *       cache_scope key|team|global;   optional, whose answers it sees
  *   }
  *   team NAME {
  *       models GLOB...; rpm N; tpm N; budget USD per day|month;
+ *       cache on|off; cache_scope key|team|global;
  *   }
  * A key needs hash or client_cert; with both, a caller must present the
  * secret on a connection made with that certificate.  Duplicate names,

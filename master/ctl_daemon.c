@@ -35,6 +35,7 @@
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/json.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "master/ctl_daemon.h"
 #include "shm/counters.h"
@@ -277,10 +278,10 @@ admin_connect(const struct ctl_target *t)
 	return fd;
 }
 
-/* GET PATH from the admin endpoint: the status, *BODY malloc'd. */
+/* METHOD PATH on the admin endpoint: the status, *BODY malloc'd. */
 static int
-admin_get(const struct ctl_target *t, const char *path, char **body,
-    size_t *blen)
+admin_call(const struct ctl_target *t, const char *method, const char *path,
+    char **body, size_t *blen)
 {
 	char	 req[512], *buf = NULL, *p, *nb;
 	size_t	 len = 0, cap = 0;
@@ -290,8 +291,9 @@ admin_get(const struct ctl_target *t, const char *path, char **body,
 	*body = NULL;
 	if ((fd = admin_connect(t)) == -1)
 		return -1;
-	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n"
-	    "Connection: close\r\n\r\n", path, t->host);
+	n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\n"
+	    "Content-Length: 0\r\nConnection: close\r\n\r\n", method, path,
+	    t->host);
 	if (write(fd, req, (size_t)n) != n) {
 		close(fd);
 		return -1;
@@ -421,7 +423,7 @@ status_sample(const struct ctl_target *t, struct ctl_sample *s)
 	int		 st, m, c, ws, i, k, hr;
 
 	memset(s, 0, sizeof(*s));
-	if ((st = admin_get(t, "/status", &body, &blen)) != 200) {
+	if ((st = admin_call(t, "GET", "/status", &body, &blen)) != 200) {
 		free(body);
 		return -1;
 	}
@@ -796,4 +798,42 @@ ctl_stop(const char *conffile, int argc, char **argv)
 	}
 	printf("stopped\n");
 	return 0;
+}
+
+/*
+ * sluicectl cache flush [KEY]: POST /cache/flush on admin_listen, which a
+ * worker serves from the arena every worker shares.
+ */
+int
+ctl_cache_flush(const char *conffile, int argc, char **argv)
+{
+	struct ctl_target	 t;
+	char			 path[128], *body = NULL;
+	size_t			 blen = 0;
+	int			 st;
+
+	if (argc > 2 || (argc == 2 && !keys_valid_name(argv[1]))) {
+		fprintf(stderr, "usage: sluicectl cache flush [KEY]\n");
+		return 1;
+	}
+	if (target_load(conffile, &t) == -1)
+		fprintf(stderr, "sluicectl: warning: %s\n", t.cfg_err);
+	if (!t.has_admin) {
+		fprintf(stderr, "sluicectl: no admin_listen in the "
+		    "configuration: cannot reach sluiced\n");
+		return 1;
+	}
+	snprintf(path, sizeof(path), "/cache/flush%s%s", argc == 2 ?
+	    "?key=" : "", argc == 2 ? argv[1] : "");
+	if ((st = admin_call(&t, "POST", path, &body, &blen)) == -1) {
+		fprintf(stderr, "sluicectl: cannot reach admin_listen %s:%s\n",
+		    t.host, t.port);
+		return 1;
+	}
+	if (st == 200)
+		printf("%s", body);
+	else
+		fprintf(stderr, "sluicectl: cache flush: %d %s", st, body);
+	free(body);
+	return st == 200 ? 0 : 1;
 }

@@ -10,5 +10,7 @@
 int	 ctl_status(const char *conffile, int argc, char **argv);
 int	 ctl_reload(const char *conffile, int argc, char **argv);
 int	 ctl_stop(const char *conffile, int argc, char **argv);
+/* cache flush [KEY], through admin_listen */
+int	 ctl_cache_flush(const char *conffile, int argc, char **argv);
 
 #endif

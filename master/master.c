@@ -35,6 +35,7 @@
 #include "master/master.h"
 #include "master/proctitle.h"
 #include "master/rlimit.h"
+#include "shm/cache.h"
 #include "shm/counters.h"
 #include "shm/inflight.h"
 #include "shm/userstate.h"
@@ -88,6 +89,7 @@ static struct {
 	sigset_t		 waitmask;
 	struct tls_server	*tls;		/* the next generation's */
 	struct tickets_region	*tickets;
+	struct cache_arena	*cache;		/* the answer cache, or NULL */
 	int64_t			 rotate_at_ms;	/* next ticket key; 0 = none */
 } m;
 
@@ -249,6 +251,7 @@ spawn_worker(int slot)
 			log_setrole(role);
 		}
 		master_drop_privileges(m.cfg);
+		worker_set_cache(m.cache);
 		/* signals stay blocked until worker_main has its handlers */
 		worker_main(m.cfg, m.shm, slot, m.fds, m.nfds, m.admin_fd,
 		    m.tls);
@@ -547,6 +550,31 @@ collector_settings_changed(const struct config *a, const struct config *b)
 	    a->usage_retention_days != b->usage_retention_days;
 }
 
+/*
+ * The answer cache for a new configuration: the running arena is kept
+ * (entries and all) unless its size changed; a new one serves the new
+ * generation, the old generation keeps its own mapping until it exits.
+ * An arena that cannot be mapped leaves the cache off, said once.
+ */
+static void
+cache_reload(const struct config *ncfg)
+{
+	if (ncfg->cache_size == m.cfg->cache_size &&
+	    ncfg->cache_max_entry == m.cfg->cache_max_entry)
+		return;
+	cache_destroy(m.cache);
+	m.cache = NULL;
+	if (ncfg->cache_size == 0)
+		return;
+	if ((m.cache = cache_create(ncfg->cache_size,
+	    ncfg->cache_max_entry)) == NULL)
+		log_warn("reload: cache %zu: the answer cache is off",
+		    ncfg->cache_size);
+	else
+		log_info("answer cache: a new arena of %u entries",
+		    cache_nslots(m.cache));
+}
+
 static void
 reload(void)
 {
@@ -681,6 +709,7 @@ reload(void)
 		if (log_init(ncfg->log, ncfg->log_level) == -1)
 			log_warn("log %s", ncfg->log);
 	}
+	cache_reload(ncfg);
 	cfg_free(m.cfg);
 	m.cfg = ncfg;
 	m.gen++;
@@ -845,6 +874,9 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	m.gen = 1;
 	m.tls = tls;
 	m.tickets = shm_region(shm, "tickets", NULL);
+	if (cfg->cache_size > 0 && (m.cache = cache_create(cfg->cache_size,
+	    cfg->cache_max_entry)) == NULL)
+		fatal("cache %zu", cfg->cache_size);
 	if ((m.cnt = shm_region(shm, "counters", NULL)) == NULL)
 		fatalx("no counters region in the shared segment");
 	atomic_store_explicit(&m.cnt->master.pid, (int32_t)getpid(),

@@ -59,6 +59,7 @@ static int	 ctl_key_check(const struct config *, int, char **);
 static int	 ctl_status_cmd(const struct config *, int, char **);
 static int	 ctl_reload_cmd(const struct config *, int, char **);
 static int	 ctl_stop_cmd(const struct config *, int, char **);
+static int	 ctl_cache_flush_cmd(const struct config *, int, char **);
 static int	 ctl_spool_replay_cmd(const struct config *, int, char **);
 static int	 ctl_own_config(int, char **, const char *, int,
 		    struct config **);
@@ -84,6 +85,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    ctl_reload_cmd },
 	{ { "stop" }, "[-t secs]", "SIGTERM the master, wait until it exits",
 	    0, ctl_stop_cmd },
+	{ { "cache", "flush" }, "[KEY]",
+	    "empty the answer cache, or drop what KEY stored", 0,
+	    ctl_cache_flush_cmd },
 	{ { "spool", "replay" }, "[-c file] [dir]",
 	    "load a spool directory into the database", 0,
 	    ctl_spool_replay_cmd },
@@ -106,6 +110,12 @@ static int
 ctl_reload_cmd(const struct config *unused, int argc, char **argv)
 {
 	return ctl_reload(ctl_conffile, argc, argv);
+}
+
+static int
+ctl_cache_flush_cmd(const struct config *unused, int argc, char **argv)
+{
+	return ctl_cache_flush(ctl_conffile, argc, argv);
 }
 
 static int

@@ -131,6 +131,10 @@ copy_row(char *buf, const struct usage_event *ev)
 	p = put_text_field(p, ev->team, sizeof(ev->team), 1);
 	p = put_text_field(p, ev->end_user, sizeof(ev->end_user), 1);
 	p = put_tags_field(p, ev->tags, sizeof(ev->tags));
+	p = put_u32(p, 1);				/* cache_hit */
+	*p++ = ev->cache_hit != 0;
+	/* what a hit saved; NULL for a request that was not one */
+	p = put_i64_field(p, ev->cache_hit ? ev->cost_saved_micro_usd : -1, 1);
 
 	return (size_t)(p - buf);
 }

@@ -26,8 +26,9 @@
 	"bytes_in, bytes_out, latency_us, ttfb_us, overhead_us, "	\
 	"client_addr, worker_pid, client_request_id, anthropic_beta, "	\
 	"cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, " \
-	"served_model, client_format, upstream_format, team, end_user, tags"
-#define COPY_NFIELDS		33
+	"served_model, client_format, upstream_format, team, end_user, tags, " \
+	"cache_hit, cost_saved_micro_usd"
+#define COPY_NFIELDS		35
 
 #define COPY_HEADER_LEN		19
 #define COPY_TRAILER_LEN	2
@@ -38,7 +39,7 @@
  * tags array: its 20-byte header and a length word per tag.
  */
 #define COPY_ROW_MAX	(2 + 4 * COPY_NFIELDS +				\
-	16 + 8 + 1 + 2 + 2 + 12 * 8 + 20 + 4 + sizeof("estimated") - 1 + \
+	16 + 8 + 1 + 2 + 2 + 13 * 8 + 1 + 20 + 4 + sizeof("estimated") - 1 + \
 	EV_KEY_MAX + EV_MODEL_MAX + EV_UPSTREAM_MAX + EV_ENDPOINT_MAX +	\
 	EV_ERROR_MAX + EV_CLIENT_ID_MAX + EV_BETA_MAX + EV_MODEL_MAX +	\
 	2 * EV_FORMAT_MAX + EV_KEY_MAX + EV_USER_MAX + 20 +		\

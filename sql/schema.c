@@ -374,6 +374,14 @@ static const char *const migrations[] = {
 	 */
 	"ALTER TABLE usage_events ADD COLUMN client_format text,"
 	"  ADD COLUMN upstream_format text;",
+
+	/*
+	 * 7: the answer cache: a hit is a row billed nothing, with what it
+	 * saved in its own column (NULL for a request that was no hit).
+	 */
+	"ALTER TABLE usage_events ADD COLUMN cache_hit boolean NOT NULL"
+	"  DEFAULT false,"
+	"  ADD COLUMN cost_saved_micro_usd bigint;",
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

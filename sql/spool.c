@@ -400,6 +400,8 @@ older_fields(uint32_t size)
 		return SPOOL_EVENT_V2_FIELDS;
 	if (size == SPOOL_EVENT_V3)
 		return SPOOL_EVENT_V3_FIELDS;
+	if (size == SPOOL_EVENT_V4)
+		return SPOOL_EVENT_V4_FIELDS;
 	return 0;
 }
 

@@ -32,6 +32,7 @@
  *   3: before the origin (epoch, lane, position): replayed through the
  *      primary key's conflict check, as the loader cannot tell what of
  *      them PostgreSQL already holds
+ *   4: before the answer cache's cost_saved_micro_usd and cache_hit
  */
 #define SPOOL_PAD8(n)		(((n) + 7) & ~(size_t)7)
 #define SPOOL_EVENT_V1_FIELDS	offsetof(struct usage_event, client_request_id)
@@ -40,6 +41,8 @@
 #define SPOOL_EVENT_V2		SPOOL_PAD8(SPOOL_EVENT_V2_FIELDS)
 #define SPOOL_EVENT_V3_FIELDS	offsetof(struct usage_event, origin_epoch)
 #define SPOOL_EVENT_V3		SPOOL_PAD8(SPOOL_EVENT_V3_FIELDS)
+#define SPOOL_EVENT_V4_FIELDS	offsetof(struct usage_event, cost_saved_micro_usd)
+#define SPOOL_EVENT_V4		SPOOL_PAD8(SPOOL_EVENT_V4_FIELDS)
 
 struct spool;
 struct spool_reader;

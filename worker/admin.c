@@ -40,6 +40,7 @@
 #include "shm/spread.h"
 #include "shm/tickets.h"
 #include "worker/admin.h"
+#include "worker/admin_cache.h"
 #include "worker/endpoint.h"
 #include "worker/http.h"
 #include "worker/meter.h"
@@ -872,6 +873,14 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	head_only = rq.method_len == 4 && memcmp(rq.method, "HEAD", 4) == 0;
+	if (rq.method_len == 4 && memcmp(rq.method, "POST", 4) == 0 &&
+	    rq.path_len == 12 && memcmp(rq.target, "/cache/flush", 12) == 0) {
+		rc = admin_cache_flush(ac->w->cache, rq.target, rq.target_len,
+		    body);
+		admin_reply(ac, rc, "application/json", body, 0);
+		evbuffer_free(body);
+		return;
+	}
 	if (!head_only && !(rq.method_len == 3 &&
 	    memcmp(rq.method, "GET", 3) == 0)) {
 		evbuffer_add_printf(body, "{\"error\":\"only GET\"}\n");
@@ -900,6 +909,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	if (PATH_IS("/metrics")) {
 		admin_metrics(body, v);
 		m_budgets(body, ac->w);
+		admin_cache_metrics(body, ac->w->cache);
 		admin_reply(ac, 200, "text/plain; version=0.0.4; charset=utf-8",
 		    body, head_only);
 	} else if (PATH_IS("/healthz")) {

@@ -21,6 +21,7 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "shm/inflight.h"
+#include "worker/acache.h"
 #include "worker/attrib.h"
 #include "worker/auth.h"
 #include "worker/meter.h"
@@ -40,6 +41,9 @@ struct exchange {
 					   translated request, so that one
 					   that never translates pays
 					   nothing for it */
+	/* the answer cache's part: set by acache_begin, ended (and reset)
+	 * by acache_end, so a request the cache never saw costs nothing */
+	struct acache_req ac;
 	/* per request: zeroed in pl_finish from here on */
 	const struct key_entry *key;	/* the caller's key, NULL = none */
 	const char	*model;		/* what the upstream is asked for */
@@ -52,6 +56,7 @@ static void	 pl_detach(void *);
 static void	 pl_head(struct client *);
 static void	 pl_body(struct client *);
 static void	 pl_finish(struct client *);
+static void	 pl_bill(struct client *, struct proxy *);
 static int	 pl_deployment_name_ok(const char *);
 static int	 pl_attrib_head(struct exchange *);
 static int	 pl_attrib_body(struct client *, const char *,
@@ -601,6 +606,14 @@ pl_body(struct client *c)
 		    &f[2]) == -1)
 			return;
 	}
+	/* a hit is answered here: it holds nothing against tpm or budget */
+	if (w->cache != NULL) {
+		if (acache_begin(&x->ac, c, x->key, route, x->model, body,
+		    len) == 1)
+			return;
+		x->px.fill = acache_fill(&x->ac);
+		x->px.cache_hdr = acache_header(&x->ac);
+	}
 	/* its worst case, held against the key's limits until it ends */
 	if (x->key != NULL && auth_hold(w, x->key, cfg_price_for(w->cfg,
 	    x->model, strlen(x->model)), (int64_t)(len +
@@ -618,30 +631,15 @@ pl_body(struct client *c)
 	proxy_start(&x->px, route, x->model);
 }
 
-/* The request ended (client_finalize): its one event, then the charge. */
+/* The usage of an answer from upstream, into the request's event. */
 static void
-pl_finish(struct client *c)
+pl_bill(struct client *c, struct proxy *px)
 {
 	struct exchange		*x = c->hdata;
-	struct proxy		*px = &x->px;
-	struct request		*r = &c->r;
-	struct usage_event	*ev = r->ev;
+	struct usage_event	*ev = c->r.ev;
 	const struct cfg_price	*price;
 	const char		*model;
-	int64_t			 now = now_us(), upstream_us = 0;
 
-	ev->latency_us = now - r->t_start_us;
-	if (px->t_first_byte_us != 0 && px->t_sent_us != 0) {
-		ev->ttfb_us = px->t_first_byte_us - px->t_sent_us;
-		/* upstream time: from request sent to the end of its answer */
-		upstream_us = now - px->t_sent_us;
-	} else
-		ev->ttfb_us = -1;
-	ev->overhead_us = ev->latency_us - upstream_us;
-	if (ev->overhead_us < 0)
-		ev->overhead_us = 0;
-	ev->worker_pid = c->w->pid;
-	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
 	/* a 2xx stream that never reported usage is charged an estimate,
 	 * and so is an answer whose encoding kept its usage from us */
 	if ((ev->stream || px->tap_lost) && ev->status >= 200 &&
@@ -657,6 +655,38 @@ pl_finish(struct client *c)
 	/* numbers from an answer cut short are not the whole bill */
 	if (ev->usage_source == USAGE_UPSTREAM && !px->complete)
 		ev->usage_source = USAGE_ESTIMATED;
+}
+
+/* The request ended (client_finalize): its one event, then the charge. */
+static void
+pl_finish(struct client *c)
+{
+	struct exchange		*x = c->hdata;
+	struct proxy		*px = &x->px;
+	struct request		*r = &c->r;
+	struct usage_event	*ev = r->ev;
+	int64_t			 now = now_us(), upstream_us = 0;
+	int			 hit;
+
+	ev->latency_us = now - r->t_start_us;
+	if (px->t_first_byte_us != 0 && px->t_sent_us != 0) {
+		ev->ttfb_us = px->t_first_byte_us - px->t_sent_us;
+		/* upstream time: from request sent to the end of its answer */
+		upstream_us = now - px->t_sent_us;
+	} else
+		ev->ttfb_us = -1;
+	ev->overhead_us = ev->latency_us - upstream_us;
+	if (ev->overhead_us < 0)
+		ev->overhead_us = 0;
+	ev->worker_pid = c->w->pid;
+	memcpy(ev->client_addr, c->addr, sizeof(ev->client_addr));
+	/* a hit was billed from its entry (cost 0, what it saved) */
+	hit = acache_hit(&x->ac);
+	if (!hit)
+		pl_bill(c, px);
+	if (x->ac.state != AC_NONE)
+		acache_end(&x->ac, c, px->complete && px->fill != NULL &&
+		    !px->tap_lost, px->head_sent && proxy_answer_sse(px), ev);
 	/* a death from here on must not push it a second time */
 	if (c->ife != NULL)
 		inflight_pushing(c->ife, c->w->lane);
@@ -664,7 +694,8 @@ pl_finish(struct client *c)
 	    endpoint_find("", 0)->idx, px->up != NULL ? px->up->cnt_idx : -1,
 	    ev->stream && px->head_sent);
 	/* after the push: the collector's spend sync relies on this order */
-	auth_charge(c->w, x->key, &x->hold, ev);
+	if (!hit)
+		auth_charge(c->w, x->key, &x->hold, ev);
 	if (c->ife != NULL)	/* given back: not the master's to give */
 		memset(c->ife->hold, 0, sizeof(c->ife->hold));
 	log_debug("%s \"%.*s %.*s\" %d %lld %lldus %s", c->addr,

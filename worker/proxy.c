@@ -520,23 +520,28 @@ px_tap_mem(struct proxy *px, const char *p, size_t n)
 	}
 }
 
-/* Feed the first LEN bytes of DATA to the tap, through dec if compressed. */
+/*
+ * FN on each contiguous span of the first LEN bytes of DATA, in order,
+ * until it returns -1: the tap and the answer cache read the answer in
+ * place, never copied out first.
+ */
 static void
-px_tap(struct proxy *px, struct evbuffer *data, size_t len)
+px_spans(struct proxy *px, struct evbuffer *data, size_t len,
+    int (*fn)(struct proxy *, const char *, size_t))
 {
 	struct evbuffer_iovec	 v[16];
 	struct evbuffer_ptr	 pos;
 	int			 i, nv;
 
 	evbuffer_ptr_set(data, &pos, 0, EVBUFFER_PTR_SET);
-	while (len > 0 && px->tap_on) {
+	while (len > 0) {
 		nv = evbuffer_peek(data, (ev_ssize_t)len, &pos, v, 16);
 		if (nv <= 0)
 			return;
 		for (i = 0; i < nv && i < 16 && len > 0; i++) {
 			size_t k = v[i].iov_len < len ? v[i].iov_len : len;
 
-			if (px_tap_mem(px, v[i].iov_base, k) == -1)
+			if (fn(px, v[i].iov_base, k) == -1)
 				return;
 			len -= k;
 			if (evbuffer_ptr_set(data, &pos, k,
@@ -544,6 +549,30 @@ px_tap(struct proxy *px, struct evbuffer *data, size_t len)
 				return;
 		}
 	}
+}
+
+/* Feed the first LEN bytes of DATA to the tap, through dec if compressed. */
+static void
+px_tap(struct proxy *px, struct evbuffer *data, size_t len)
+{
+	if (px->tap_on)
+		px_spans(px, data, len, px_tap_mem);
+}
+
+static int
+px_fill_mem(struct proxy *px, const char *p, size_t n)
+{
+	/* past the bound the store knows it, and its commit drops it */
+	return cache_put_append(px->fill, p, n);
+}
+
+/* The first LEN bytes of DATA into the answer cache's entry: the one
+ * copy a miss costs.  Past the entry bound nothing more is copied. */
+static void
+px_fill(struct proxy *px, struct evbuffer *data, size_t len)
+{
+	if (px->fill != NULL)
+		px_spans(px, data, len, px_fill_mem);
 }
 
 /*
@@ -568,6 +597,8 @@ px_read_rest(struct proxy *px, struct evbuffer *out)
 		return 0;
 	if (px->tap_on)
 		px_tap_mem(px, at, n);
+	if (px->fill != NULL)
+		(void)px_fill_mem(px, at, n);
 	px->remaining -= (int64_t)n;
 	return n;
 }
@@ -657,8 +688,8 @@ px_fail_late(struct proxy *px, const char *class)
 }
 
 /* The answer is an event stream (text/event-stream). */
-static int
-px_answer_sse(const struct proxy *px)
+int
+proxy_answer_sse(const struct proxy *px)
 {
 	const struct http_header *ct = http_find(&px->rh, "content-type");
 
@@ -681,7 +712,7 @@ px_tap_begin(struct proxy *px)
 	ce = http_find(rh, "content-encoding");
 	coding = ce == NULL ? DEC_IDENTITY : dec_coding_of(ce->value,
 	    ce->value_len);
-	usage_tap_reset(&px->tap, px_answer_sse(px));
+	usage_tap_reset(&px->tap, proxy_answer_sse(px));
 	if (coding != DEC_IDENTITY && px->mode != BODY_NONE) {
 		px->dec_on = 1;
 		if (coding == DEC_UNKNOWN || dec_start(&px->dec, coding,
@@ -707,6 +738,12 @@ px_head_end(struct proxy *px, struct http_out *o, size_t before)
 		c->r.keepalive = 0;
 	if (!c->r.keepalive)
 		http_out_put(o, "Connection: close\r\n", 19);
+	if (px->cache_hdr != NULL)
+		http_out_put(o, px->cache_hdr, strlen(px->cache_hdr));
+	/* only a 200 in no content-coding is kept (the pipeline drops it) */
+	if (px->fill != NULL && (px->rh.status != 200 ||
+	    http_find(&px->rh, "content-encoding") != NULL))
+		px->fill = NULL;
 	http_out_put(o, "\r\n", 2);
 	http_out_flush(o);
 	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
@@ -827,6 +864,8 @@ px_relay(struct proxy *px, struct evbuffer *in)
 		if (px->tap_on && n > 0)
 			px_tap(px, in, n);
 		if (n > 0)
+			px_fill(px, in, n);
+		if (n > 0)
 			evbuffer_remove_buffer(in, out, n);
 		px->remaining -= (int64_t)n;
 		if (evbuffer_get_length(in) == 0)
@@ -848,6 +887,8 @@ px_relay(struct proxy *px, struct evbuffer *in)
 		n = evbuffer_get_length(px->decoded);
 		if (px->tap_on && n > 0)
 			px_tap(px, px->decoded, n);
+		if (n > 0)
+			px_fill(px, px->decoded, n);
 		if (n > 0) {
 			if (chunk_out) {
 				char	 line[24];
@@ -1044,7 +1085,7 @@ px_xl_begin(struct proxy *px)
 {
 	const struct http_header *ce = http_find(&px->rh, "content-encoding");
 
-	xlate_answer_begin(px->xl, px->rh.status, px_answer_sse(px),
+	xlate_answer_begin(px->xl, px->rh.status, proxy_answer_sse(px),
 	    ce == NULL || dec_coding_of(ce->value, ce->value_len) ==
 	    DEC_IDENTITY);
 	px_tap_begin(px);
@@ -1064,6 +1105,7 @@ px_xl_out(struct proxy *px)
 
 	if (n == 0)
 		return;
+	px_fill(px, px->xl->out, n);
 	if (c->r.hd.minor == 1)
 		evbuffer_add(out, line, put_chunk_size(line, n));
 	evbuffer_add_buffer(out, px->xl->out);
@@ -1139,6 +1181,7 @@ px_xl_end(struct proxy *px)
 	}
 	n = evbuffer_get_length(px->xl->out);
 	px_xl_head(px, (int64_t)n);
+	px_fill(px, px->xl->out, n);
 	evbuffer_add_buffer(out, px->xl->out);
 	c->r.ev->bytes_out += (int64_t)n;
 	return 0;

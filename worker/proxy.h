@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "shm/cache.h"
 #include "worker/client.h"
 #include "worker/decode.h"
 #include "worker/http.h"
@@ -91,6 +92,10 @@ struct proxy {
 	int64_t		 t_sent_us;
 	int64_t		 t_first_byte_us;
 	struct usage_acc usage;
+	/* the answer cache's: where the body goes as it is relayed, and
+	 * the x-sluice-cache line of the answer head (NULL: none) */
+	struct cache_put *fill;
+	const char	*cache_hdr;
 };
 
 /* 0, or -1 out of memory. */
@@ -104,6 +109,8 @@ int	 proxy_add_edit(struct proxy *, size_t off, size_t skip,
 /* Send this request through the translate stage XL (xlate_request done):
  * its body, endpoint and answer are XL's.  Before proxy_start. */
 void	 proxy_translate(struct proxy *, struct xlate *xl);
+/* 1 if the upstream's answer (its head is in) is an event stream. */
+int	 proxy_answer_sse(const struct proxy *);
 /* Send the request (c->r, c->body with the edits) to ROUTE for MODEL. */
 void	 proxy_start(struct proxy *, const struct cfg_route *,
 	    const char *model);

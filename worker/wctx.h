@@ -31,6 +31,7 @@ struct upstream;
 struct client;
 struct inflight_entry;
 struct tls_server;
+struct cache_arena;
 
 TAILQ_HEAD(client_list, client);
 
@@ -64,6 +65,7 @@ struct worker {
 	struct inflight_entry *ift;
 	uint32_t	*ift_free;
 	uint32_t	 ift_nfree;
+	struct cache_arena *cache;	/* the answer cache, NULL: off */
 };
 
 #endif

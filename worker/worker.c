@@ -131,6 +131,14 @@ ift_setup(struct worker *w, struct inflight_region *rg)
 	w->ift_nfree = n;
 }
 
+static struct cache_arena *worker_cache;
+
+void
+worker_set_cache(struct cache_arena *a)
+{
+	worker_cache = a;
+}
+
 void
 worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
     const int *listen_fds, int nfds, int admin_fd, struct tls_server *tls)
@@ -153,6 +161,7 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	mallopt(M_TOP_PAD, 1024 * 1024);
 	TAILQ_INIT(&w->clients);
 	w->client_gone = client_gone;
+	w->cache = worker_cache;
 	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
 		w->lane = shm_lane(shm, (uint32_t)slot);
 	if (shm != NULL)

@@ -14,6 +14,11 @@
 struct shm_segment;
 struct tls_server;
 
+struct cache_arena;
+
+/* The answer cache arena the next worker_main serves from (NULL: none);
+ * the master sets it in the child, before worker_main. */
+void	 worker_set_cache(struct cache_arena *);
 /* Serve until told to stop, then exit; never returns.  TLS: the context
  * of the "listen ... ssl" sockets (worker/tls.h), or NULL. */
 void	 worker_main(const struct config *, struct shm_segment *, int slot,

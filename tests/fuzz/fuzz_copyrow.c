@@ -10,7 +10,8 @@
  * and shape for its type, text valid UTF-8 by Unicode's table of
  * well-formed sequences (written apart from the encoder's check, on
  * purpose), inet as a host address of its family, and not a byte written
- * past the length copy_row() returned.
+ * past the length copy_row() returned.  The answer cache's cache_hit and
+ * cost saved are made from bytes the numeric fields already took.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -218,6 +219,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fill(ev.end_user, sizeof(ev.end_user), &p, end);
 	fill(ev.tags, sizeof(ev.tags), &p, end);
 	memcpy(&ev, p, (size_t)(end - p) < num ? (size_t)(end - p) : num);
+	/* the answer cache's pair, from bytes already read */
+	ev.cache_hit = (uint8_t)(ev.status & 3);	/* 0 no; else true */
+	ev.cost_saved_micro_usd = ev.cost_micro_usd ^ ev.bytes_in;
 
 	memset(buf, 0xa5, sizeof(buf));
 	n = copy_row(buf, &ev);
@@ -276,6 +280,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text(ev.team, sizeof(ev.team), 1);
 	text(ev.end_user, sizeof(ev.end_user), 1);
 	tags(ev.tags, sizeof(ev.tags));
+	CHECK(next() == 1 && *rp == (ev.cache_hit != 0));	/* cache_hit */
+	rp++;
+	if (ev.cache_hit)
+		int8(ev.cost_saved_micro_usd);
+	else
+		CHECK(next() == -1);	/* NULL: no hit saved nothing */
 	CHECK(rp == rend);
 	return 0;
 }

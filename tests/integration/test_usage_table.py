@@ -26,7 +26,7 @@ SLUICECTL = os.path.join(BUILD, "sluicectl")
 FIXTURE_V3 = os.path.join(os.path.dirname(__file__), "schema_v3.sql")
 
 HEADER = 16
-EVENT = 2272            # sizeof(struct usage_event), schema 6
+EVENT = 2288            # sizeof(struct usage_event), schema 7
 EVENT_V3 = 848          # the same without the origin
 TS_OFF = 16             # ts_start_us, after the 16-byte request_id
 ORIGIN_OFF = 848        # origin_epoch[16], origin_pos, origin_lane
@@ -127,7 +127,7 @@ def test_collector_makes_this_and_next_month_partitions(db, mock, sluice):
 
 def test_usage_retention_drops_whole_months_past_it(db, mock, sluice,
                                                      tmp_path):
-    assert db_init(db_conf(tmp_path, db)) == "schema at version 6"
+    assert db_init(db_conf(tmp_path, db)) == "schema at version 7"
     # the month 13 months back still holds rows younger than 13 months;
     # the month before it holds none
     old = "(now() AT TIME ZONE 'UTC' - interval '14 months') AT TIME ZONE 'UTC'"
@@ -181,9 +181,10 @@ def test_spooled_rows_of_a_month_without_partition_get_one(
 # Upgrade
 # ---------------------------------------------------------------------------
 
-# the columns schemas 5 and 6 add (NULL in every upgraded row) are left out
+# the columns schemas 5 to 7 add (NULL, or no cache hit, in every upgraded
+# row) are left out
 V3_ROW = ("(to_jsonb(u) - 'team' - 'end_user' - 'tags' - 'client_format'"
-          " - 'upstream_format')::text")
+          " - 'upstream_format' - 'cache_hit' - 'cost_saved_micro_usd')::text")
 
 
 def snapshot(db):
@@ -222,7 +223,7 @@ def test_upgrade_from_schema_3_keeps_every_row(db, pg, mock, sluice,
     before = snapshot(db)
     assert len(before["rows"]) == 120
 
-    assert db_init(db_conf(tmp_path, db)) == "schema at version 6"
+    assert db_init(db_conf(tmp_path, db)) == "schema at version 7"
     after = snapshot(db)
     assert after == before
     assert db.query("SELECT pg_get_constraintdef(oid) FROM pg_constraint "

@@ -374,7 +374,12 @@ test_syntax_errors(void **state)
 	    "route \"x\": max_tokens \"0\" is not a count from 1");
 	expect_err(MINIMAL "route x a translate off color red;\n", 3,
 	    "route \"x\": unknown option \"color\" (translate, "
-	    "max_tokens)");
+	    "max_tokens, cache)");
+	expect_err(MINIMAL "route x a cache maybe;\n", 3,
+	    "route \"x\": cache is on or off, not \"maybe\"");
+	expect_err("cache 4k;\n" MINIMAL, 0,
+	    "\"cache 4096\" holds less than 8 entries of cache_max_entry "
+	    "(65536 bytes)");
 	expect_err(MINIMAL "route x translate off;\n", 3,
 	    "route \"x\": no upstream");
 	expect_err("workers 2;\nworkers 3;\n" MINIMAL, 2,

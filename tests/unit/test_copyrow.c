@@ -159,7 +159,7 @@ static void
 test_whole_row(void **state)
 {
 	static const unsigned char want[] = {
-		0, 33,
+		0, 35,
 		LEN(16), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 		I8(1),
 		LEN(5), 'a', 'l', 'i', 'c', 'e',
@@ -187,6 +187,8 @@ test_whole_row(void **state)
 		/* text[]: 1 dimension, no NULLs, of text (25), 2 from 1 */
 		LEN(31), 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 2,
 		0, 0, 0, 1, LEN(1), 'a', LEN(2), 'b', 'b',
+		/* cache_hit false; cost_saved_micro_usd NULL: no hit */
+		LEN(1), 0, NUL,
 	};
 	struct usage_event	 ev;
 
@@ -480,6 +482,8 @@ test_longest_row(void **state)
 		ev.tags[i * (EV_TAG_MAX + 1) - 1] = ',';
 	ev.tags[sizeof(ev.tags) - 1] = '\0';
 	ev.cache_write_1h_tokens = 1;
+	ev.cache_hit = 1;
+	ev.cost_saved_micro_usd = 1;
 	ev.usage_source = USAGE_ESTIMATED;
 	strcpy(ev.client_addr, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
 	encode(&ev);

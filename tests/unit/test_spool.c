@@ -93,12 +93,18 @@ older_size_replays(size_t size, size_t fields)
 			assert_string_equal(evs[i].served_model, want);
 		}
 		/* no origin: loaded through the conflict check */
-		assert_int_equal(evs[i].origin_pos, 0);
-		assert_int_equal(evs[i].origin_lane, 0);
-		assert_int_equal(evs[i].origin_epoch[0], 0);
-		assert_int_equal(evs[i].origin_epoch[15], 0);
-		assert_string_equal(evs[i].client_format, "");
-		assert_string_equal(evs[i].upstream_format, "");
+		if (fields <= SPOOL_EVENT_V3_FIELDS) {
+			assert_int_equal(evs[i].origin_pos, 0);
+			assert_int_equal(evs[i].origin_lane, 0);
+			assert_int_equal(evs[i].origin_epoch[0], 0);
+			assert_int_equal(evs[i].origin_epoch[15], 0);
+			assert_string_equal(evs[i].client_format, "");
+			assert_string_equal(evs[i].upstream_format, "");
+		} else
+			assert_int_equal(evs[i].origin_pos, 99);
+		/* before the answer cache: no hit, nothing saved */
+		assert_int_equal(evs[i].cache_hit, 0);
+		assert_int_equal(evs[i].cost_saved_micro_usd, 0);
 	}
 	assert_int_equal(spool_read(r, evs, 8), 0);
 	spool_reader_close(r);
@@ -115,6 +121,7 @@ test_older_event_sizes_replay(void **state)
 	older_size_replays(SPOOL_EVENT_V1, SPOOL_EVENT_V1_FIELDS);
 	older_size_replays(SPOOL_EVENT_V2, SPOOL_EVENT_V2_FIELDS);
 	older_size_replays(SPOOL_EVENT_V3, SPOOL_EVENT_V3_FIELDS);
+	older_size_replays(SPOOL_EVENT_V4, SPOOL_EVENT_V4_FIELDS);
 }
 
 static void

@@ -1,0 +1,89 @@
+/*
+ * admin_cache.c - the answer cache on admin_listen.
+ *
+ * A flush runs in whichever worker took the admin connection: the arena
+ * is shared, so one worker's flush empties it for all of them.  It is a
+ * POST, on the admin address only (loopback unless admin_allow says
+ * otherwise), like everything that changes the daemon's state.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/keys.h"
+#include "shm/cache.h"
+#include "worker/admin_cache.h"
+
+static void
+counter(struct evbuffer *b, const char *name, const char *type,
+    const char *help, uint64_t v)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+	    name, help, name, type, name, v);
+}
+
+void
+admin_cache_metrics(struct evbuffer *b, struct cache_arena *a)
+{
+	struct cache_stats	 st;
+
+	if (a == NULL)
+		return;
+	cache_stats(a, &st);
+	counter(b, "sluice_cache_hits_total", "counter",
+	    "Requests answered from the answer cache.", st.hits);
+	counter(b, "sluice_cache_misses_total", "counter",
+	    "Cacheable requests the answer cache had no answer for.",
+	    st.misses);
+	counter(b, "sluice_cache_stores_total", "counter",
+	    "Answers stored in the answer cache.", st.stores);
+	counter(b, "sluice_cache_evictions_total", "counter",
+	    "Live entries pushed out to make room (CLOCK).", st.evictions);
+	counter(b, "sluice_cache_too_big_total", "counter",
+	    "Answers not stored: larger than cache_max_entry.", st.too_big);
+	counter(b, "sluice_cache_busy_total", "counter",
+	    "Answers not stored: the same request was being stored, or "
+	    "every slot of its set was being written.", st.busy);
+	counter(b, "sluice_cache_entries", "gauge",
+	    "Entries in the answer cache now.", st.entries);
+	counter(b, "sluice_cache_slots", "gauge",
+	    "Entries the answer cache can hold.", st.slots);
+}
+
+int
+admin_cache_flush(struct cache_arena *a, const char *target, size_t len,
+    struct evbuffer *b)
+{
+	const char	*q = memchr(target, '?', len);
+	char		 key[KEY_NAME_MAX];
+	size_t		 n;
+	uint64_t	 dropped;
+
+	if (a == NULL) {
+		evbuffer_add_printf(b, "{\"error\":\"the answer cache is "
+		    "off\"}\n");
+		return 409;
+	}
+	key[0] = '\0';
+	if (q != NULL) {
+		n = len - (size_t)(q - target) - 1;
+		if (n < 5 || memcmp(q + 1, "key=", 4) != 0 ||
+		    n - 4 >= sizeof(key)) {
+			evbuffer_add_printf(b, "{\"error\":\"the query is "
+			    "?key=NAME\"}\n");
+			return 400;
+		}
+		memcpy(key, q + 5, n - 4);
+		key[n - 4] = '\0';
+		if (!keys_valid_name(key)) {
+			evbuffer_add_printf(b, "{\"error\":\"not a key "
+			    "name\"}\n");
+			return 400;
+		}
+	}
+	dropped = cache_flush(a, key[0] != '\0' ? key : NULL);
+	evbuffer_add_printf(b, "{\"flushed\":%" PRIu64 "}\n", dropped);
+	return 200;
+}
