@@ -243,7 +243,7 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
 FUZZ_TARGETS	 = http usage decode config json copyrow strict strict_portable \
-		   xlate_oa xlate_an
+		   xlate_oa xlate_an evstream
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/json_scan.c \
 		   common/log.c
@@ -262,6 +262,7 @@ FUZZ_SRC_xlate	 = worker/xlate_req.c worker/xlate_resp.c worker/xlate_sse.c \
 		   common/json_scan.c common/json_strict.c common/log.c
 FUZZ_SRC_xlate_oa = $(FUZZ_SRC_xlate)
 FUZZ_SRC_xlate_an = $(FUZZ_SRC_xlate)
+FUZZ_SRC_evstream = worker/evstream.c common/base64.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard */*.h) $(wildcard */*.c)
 	@mkdir -p $(dir $@)
