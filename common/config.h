@@ -30,7 +30,12 @@ enum cfg_protocol {
 	PROTO_OPENAI = 0,	/* OpenAI and every OpenAI-compatible server */
 	PROTO_ANTHROPIC,
 	PROTO_AZURE,
+	PROTO_BEDROCK,		/* Anthropic's Messages on AWS Bedrock, SigV4 */
 };
+
+/* The upstream takes Anthropic's Messages format (the translate stage
+ * and the usage tap treat it as Anthropic). */
+#define CFG_SPEAKS_ANTHROPIC(p)	((p) == PROTO_ANTHROPIC || (p) == PROTO_BEDROCK)
 
 struct cfg_addr {
 	char		 host[256];	/* literal address or name, "*" = any */
@@ -91,6 +96,13 @@ struct cfg_upstream {
 	/* anthropic-beta values allowed through; none listed: all pass */
 	char		 betas[CFG_MAX_HDR_NAMES][CFG_HDR_NAME_MAX];
 	int		 nbetas;
+	/* bedrock: the region, and AWS credentials from the environment
+	 * variables named or a shared credentials file; never logged */
+	char		 region[32];
+	char		 aws_env[3][64];	/* key id, secret, token ("" none) */
+	char		 aws_file[PATH_MAX];
+	char		 aws_profile[64];
+	char		*aws_key_id, *aws_secret, *aws_token;
 	int		 line;
 };
 
