@@ -24,6 +24,7 @@ DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
 	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light haproxy \
 	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard \
+	   python3-botocore python3-jwt python3-cryptography \
 	   valgrind
 
 MAINS	 = master/sluiced.c master/sluicectl.c

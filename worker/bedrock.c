@@ -30,22 +30,22 @@
 #include "common/json_scan.h"
 #include "worker/bedrock.h"
 
-void
+size_t
 bedrock_target(const struct cfg_upstream *u, const char *model, int stream,
-    struct evbuffer *out)
+    char *out, size_t cap)
 {
 	const char	*id = cfg_deployment_for(u, model);
-	size_t		 n = strlen(id);
-	char		 enc[3 * 256 + 1];
+	const char	*act = stream ? "/invoke-with-response-stream" : "/invoke";
+	size_t		 n = strlen(id), len;
 
+	if (cap < BEDROCK_TARGET_MAX)
+		return 0;
 	if (n > 256)
 		n = 256;	/* no model id is; Bedrock answers 4xx */
-	evbuffer_add(out, "/model/", 7);
-	evbuffer_add(out, enc, sigv4_uri_encode(id, n, 0, enc));
-	if (stream)
-		evbuffer_add(out, "/invoke-with-response-stream", 28);
-	else
-		evbuffer_add(out, "/invoke", 7);
+	memcpy(out, "/model/", 7);
+	len = 7 + sigv4_uri_encode(id, n, 0, out + 7);
+	memcpy(out + len, act, strlen(act) + 1);
+	return len + strlen(act);
 }
 
 static int

@@ -27,13 +27,14 @@ struct evbuffer;
 #define BEDROCK_SIGN_MAX	4096
 
 /*
- * Append the path for MODEL (mapped through U's deployments, each
- * character outside the unreserved set percent-encoded, as AWS's SDKs
- * send it) to OUT: "/model/{id}/invoke" or, STREAM, ".../invoke-with-
- * response-stream".
+ * The path for MODEL (mapped through U's deployments, each character
+ * outside the unreserved set percent-encoded, as AWS's SDKs send it)
+ * into OUT (CAP bytes, at least BEDROCK_TARGET_MAX): "/model/{id}/invoke"
+ * or, STREAM, ".../invoke-with-response-stream".  Its length.
  */
-void	 bedrock_target(const struct cfg_upstream *u, const char *model,
-	    int stream, struct evbuffer *out);
+#define BEDROCK_TARGET_MAX	(7 + 3 * 256 + 28 + 1)
+size_t	 bedrock_target(const struct cfg_upstream *u, const char *model,
+	    int stream, char *out, size_t cap);
 /*
  * The Messages body of LEN bytes at BODY as Bedrock takes it, into OUT:
  * "model" and "stream" removed (the path says them), "anthropic_version"

@@ -279,7 +279,7 @@ pl_ask_stream_usage(struct exchange *x, const struct cfg_route *route,
 	size_t				 open = 0;
 
 	u = &c->w->cfg->upstreams[route->upstream[0]];
-	if (u->protocol == PROTO_ANTHROPIC ||
+	if (CFG_SPEAKS_ANTHROPIC(u->protocol) ||
 	    !(c->r.ep->flags & EP_STREAM_USAGE))
 		return 0;
 	if (so->type == JV_OBJECT &&
@@ -373,8 +373,8 @@ pl_output_limit(struct client *c, const struct cfg_route *route,
 	if (most >= 0)
 		return most;
 	/* none named: what a translation to Anthropic asks for, if more */
-	if (c->w->cfg->upstreams[route->upstream[0]].protocol ==
-	    PROTO_ANTHROPIC && route->max_tokens > c->w->cfg->default_max_tokens)
+	if (CFG_SPEAKS_ANTHROPIC(c->w->cfg->upstreams[route->upstream[0]].
+	    protocol) && route->max_tokens > c->w->cfg->default_max_tokens)
 		return route->max_tokens;
 	return c->w->cfg->default_max_tokens;
 }
@@ -422,7 +422,7 @@ pl_translate(struct exchange *x, const struct cfg_route *route,
 
 	u = &c->w->cfg->upstreams[route->upstream[0]];
 	from_an = (c->r.ep->flags & EP_ANTHROPIC) != 0;
-	to_an = u->protocol == PROTO_ANTHROPIC;
+	to_an = CFG_SPEAKS_ANTHROPIC(u->protocol);
 	xlate_format_name(ev->upstream_format, to_an);
 	if (from_an == to_an)
 		return 0;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -58,6 +59,9 @@ static void	 px_xl_fail(struct proxy *, const char *);
 static void	 px_xl_begin(struct proxy *);
 static int	 px_xl_relay(struct proxy *, struct evbuffer *);
 static int	 px_xl_end(struct proxy *);
+static int	 px_deframe(struct proxy *, struct evbuffer *);
+static int	 px_es_relay(struct proxy *, struct evbuffer *, int);
+static void	 px_es_fail(struct proxy *);
 
 /*
  * Head lines are assembled with these rather than evbuffer_add_printf:
@@ -121,8 +125,11 @@ proxy_init(struct proxy *px, struct client *c)
 {
 	memset(px, 0, sizeof(*px));
 	px->c = c;
+	bedrock_stream_init(&px->bs);
 	return (px->decoded = evbuffer_new()) == NULL ||
-	    (px->req = evbuffer_new()) == NULL ? -1 : 0;
+	    (px->req = evbuffer_new()) == NULL ||
+	    (px->cbody = evbuffer_new()) == NULL ||
+	    (px->sse = evbuffer_new()) == NULL ? -1 : 0;
 }
 
 void
@@ -133,6 +140,11 @@ proxy_free(struct proxy *px)
 		evbuffer_free(px->decoded);
 	if (px->req != NULL)
 		evbuffer_free(px->req);
+	if (px->cbody != NULL)
+		evbuffer_free(px->cbody);
+	if (px->sse != NULL)
+		evbuffer_free(px->sse);
+	bedrock_stream_free(&px->bs);
 	free(px->head);
 	usage_tap_free(&px->tap);
 	dec_free(&px->dec);
@@ -142,6 +154,11 @@ void
 proxy_reset(struct proxy *px)
 {
 	dec_end(&px->dec);
+	if (px->es_on) {
+		bedrock_stream_free(&px->bs);
+		bedrock_stream_init(&px->bs);
+		evbuffer_drain(px->sse, evbuffer_get_length(px->sse));
+	}
 	memset(&px->state, 0, sizeof(*px) - offsetof(struct proxy, state));
 }
 
@@ -227,6 +244,10 @@ px_write_target(struct proxy *px, struct http_out *o)
 					    r->ep;
 	const char			*tail = ep->azure_tail;
 
+	if (u->protocol == PROTO_BEDROCK) {
+		http_out_put(o, px->cpath, px->cpath_len);
+		return;
+	}
 	http_out_put(o, u->path_prefix, strlen(u->path_prefix));
 	if (u->protocol != PROTO_AZURE || tail == NULL) {
 		if (px->xl != NULL)
@@ -291,6 +312,80 @@ px_write_accept(struct http_out *o, const struct http_header *h)
 }
 
 /*
+ * A bedrock request's body and path, into px->cbody and px->cpath: the
+ * body SRC with its NEDITS edits applied, then as Bedrock takes it.  The
+ * body to send; SRC itself if it cannot be adapted (the pipeline let
+ * only one JSON object through, so that is never), and Bedrock says why.
+ */
+static struct evbuffer *
+px_bedrock_prepare(struct proxy *px, struct evbuffer *src, int nedits)
+{
+	const struct cfg_upstream	*u = px->up->cfg;
+	struct evbuffer			*edited = src;
+	const char			*body;
+	size_t				 blen = evbuffer_get_length(src), pos;
+	size_t				 plen = strlen(u->path_prefix);
+	int				 i, rc;
+
+	memcpy(px->cpath, u->path_prefix, plen);
+	px->cpath_len = plen + bedrock_target(u, px->model,
+	    px->c->r.ev->stream, px->cpath + plen, sizeof(px->cpath) - plen);
+	evbuffer_drain(px->cbody, evbuffer_get_length(px->cbody));
+	body = (const char *)evbuffer_pullup(src, -1);
+	if (nedits > 0) {
+		if ((edited = evbuffer_new()) == NULL)
+			return src;
+		for (i = 0, pos = 0; i < nedits; i++) {
+			const struct body_edit *e = &px->edits[i];
+
+			evbuffer_add(edited, body + pos, e->off - pos);
+			evbuffer_add(edited, e->str, strlen(e->str));
+			pos = e->off + e->skip;
+		}
+		evbuffer_add(edited, body + pos, blen - pos);
+		blen = evbuffer_get_length(edited);
+		body = (const char *)evbuffer_pullup(edited, -1);
+	}
+	rc = bedrock_body(body, blen, px->cbody);
+	if (edited != src)
+		evbuffer_free(edited);
+	return rc == 0 ? px->cbody : src;
+}
+
+/* The client's headers a bedrock upstream must not see: credentials
+ * (sluice signs), anthropic-version (it is in the body), x-amz-*. */
+static int
+px_bedrock_drops(const struct http_header *h)
+{
+	return http_name_is(h->name, h->name_len, "authorization") ||
+	    http_name_is(h->name, h->name_len, "x-api-key") ||
+	    http_name_is(h->name, h->name_len, "api-key") ||
+	    http_name_is(h->name, h->name_len, "anthropic-version") ||
+	    (h->name_len >= 6 && strncasecmp(h->name, "x-amz-", 6) == 0);
+}
+
+/* Sign the bedrock request whose body is BODY: the x-amz-date,
+ * x-amz-security-token and Authorization lines, through O. */
+static void
+px_bedrock_sign(struct proxy *px, struct http_out *o, struct evbuffer *body)
+{
+	struct upstream	*up = px->up;
+	const char	*host = up->host_hdr + 6;	/* after "Host: " */
+	size_t		 hlen = strlen(host) - 2;	/* before "\r\n" */
+	char		 lines[BEDROCK_SIGN_MAX];
+	long		 n;
+
+	n = bedrock_sign(&up->sigkey, up->cfg, host, hlen, px->cpath,
+	    px->cpath_len, evbuffer_pullup(body, -1),
+	    evbuffer_get_length(body), time(NULL), lines);
+	if (n > 0)
+		http_out_put(o, lines, (size_t)n);
+	else	/* unsigned: Bedrock answers 403, which the client sees */
+		log_warnx("request %s: upstream %s: the request could not be "
+		    "signed", px->c->r.reqid, up->cfg->name);
+}
+
+/*
  * Assemble the request in px->req, for up_conn_send: every evbuffer_add
  * to a bufferevent's output runs its callbacks, and they were a tenth of
  * a small request's instructions.
@@ -309,7 +404,13 @@ px_write_request(struct proxy *px)
 	size_t			 start;
 	struct http_out		 o;
 	int			 i, nedits = px->xl != NULL ? 0 : px->nedits;
+	int			 br = up->cfg->protocol == PROTO_BEDROCK;
 
+	if (br) {
+		src = px_bedrock_prepare(px, src, nedits);
+		blen = evbuffer_get_length(src);
+		nedits = 0;
+	}
 	c->r.ev->anthropic_beta[0] = '\0';	/* this attempt's */
 	http_out_init(&o, out);
 	http_out_put(&o, rq->method, rq->method_len);
@@ -324,7 +425,8 @@ px_write_request(struct proxy *px)
 		    http_name_is(h->name, h->name_len, "host") ||
 		    http_name_is(h->name, h->name_len, "content-length") ||
 		    http_name_is(h->name, h->name_len, "expect") ||
-		    http_name_is(h->name, h->name_len, "x-request-id"))
+		    http_name_is(h->name, h->name_len, "x-request-id") ||
+		    (br && px_bedrock_drops(h)))
 			continue;
 		/* the client's credentials are for sluice (or, with no key
 		 * of our own for this upstream and no keys_file, for it) */
@@ -357,6 +459,8 @@ px_write_request(struct proxy *px)
 		http_out_put(&o, up->auth_hdr, strlen(up->auth_hdr));
 	if (up->extra_hdr[0] != '\0')
 		http_out_put(&o, up->extra_hdr, strlen(up->extra_hdr));
+	if (br)
+		px_bedrock_sign(px, &o, src);
 	if (up->cfg->protocol == PROTO_ANTHROPIC &&
 	    http_find(rq, "anthropic-version") == NULL)
 		http_out_put(&o, "anthropic-version: 2023-06-01\r\n", 31);
@@ -656,14 +760,30 @@ px_fail_late(struct proxy *px, const char *class)
 	client_answered(c);
 }
 
-/* The answer is an event stream (text/event-stream). */
+/* The answer is an event stream (text/event-stream, or bedrock's
+ * turned into one). */
 static int
 px_answer_sse(const struct proxy *px)
 {
 	const struct http_header *ct = http_find(&px->rh, "content-type");
 
-	return ct != NULL && ct->value_len >= 17 &&
-	    strncasecmp(ct->value, "text/event-stream", 17) == 0;
+	return px->es_on || (ct != NULL && ct->value_len >= 17 &&
+	    strncasecmp(ct->value, "text/event-stream", 17) == 0);
+}
+
+/* A bedrock upstream streams its answer in AWS event-stream frames. */
+static int
+px_answer_eventstream(const struct proxy *px)
+{
+	const struct http_header *ct;
+
+	if (px->up->cfg->protocol != PROTO_BEDROCK || px->rh.status < 200 ||
+	    px->rh.status >= 300 || px->mode == BODY_NONE)
+		return 0;
+	ct = http_find(&px->rh, "content-type");
+	return ct != NULL && ct->value_len >= 34 &&
+	    strncasecmp(ct->value, "application/vnd.amazon.eventstream",
+	    34) == 0;
 }
 
 /* The usage tap, for an answer whose head is in: only a success
@@ -746,17 +866,21 @@ px_send_head(struct proxy *px)
 		    http_name_is(h->name, h->name_len, "x-request-id") ||
 		    http_name_is(h->name, h->name_len, "x-client-request-id") ||
 		    http_name_is(h->name, h->name_len, "openai-organization") ||
-		    http_name_is(h->name, h->name_len, "openai-project"))
+		    http_name_is(h->name, h->name_len, "openai-project") ||
+		    (px->es_on && http_name_is(h->name, h->name_len,
+		    "content-type")))
 			continue;
 		http_out_header(&o, h);
 	}
+	if (px->es_on)
+		http_out_put(&o, "Content-Type: text/event-stream\r\n", 33);
 	{
 		char	 line[96], *q = line;
 
 		q = put_str(q, "x-request-id: ", 14);
 		q = put_str(q, c->r.reqid, 36);
 		q = put_str(q, "\r\n", 2);
-		if (px->mode == BODY_LENGTH) {
+		if (px->mode == BODY_LENGTH && !px->es_on) {
 			q = put_str(q, "Content-Length: ", 16);
 			q = put_u64(q, (uint64_t)px->remaining);
 			q = put_str(q, "\r\n", 2);
@@ -907,12 +1031,18 @@ px_read_cb(struct bufferevent *bev, void *arg)
 		if (!up_retryable_status(px->rh.status))
 			up_answered(px->up);
 		px->state = PX_BODY;
+		px->es_on = px_answer_eventstream(px);
 		if (px->xl != NULL)
 			px_xl_begin(px);
 		else
 			px_send_head(px);
 	}
-	rc = px->xl != NULL ? px_xl_relay(px, in) : px_relay(px, in);
+	rc = px->xl != NULL ? px_xl_relay(px, in) : px->es_on ?
+	    px_es_relay(px, in, 0) : px_relay(px, in);
+	if (rc == 2) {
+		px_es_fail(px);
+		return;
+	}
 	if (rc < 0) {
 		px_fail_late(px, rc == -1 ? "upstream_bad_body" :
 		    "upstream_untranslatable");
@@ -943,7 +1073,7 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct proxy	*px = arg;
 	char		 why[256];
 	unsigned long	 e;
-	int		 dns;
+	int		 dns, rc;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		px->state = PX_WAIT_HEAD;
@@ -955,9 +1085,13 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 		struct evbuffer *in = bufferevent_get_input(bev);
 
 		px->keepalive = 0;
-		if (px->xl != NULL) {
-			/* px_xl_end ends the client's body */
-			if (px_xl_relay(px, in) < 0)
+		if (px->xl != NULL || px->es_on) {
+			/* px_xl_end or px_es_relay ends the client's body */
+			rc = px->xl != NULL ? px_xl_relay(px, in) :
+			    px_es_relay(px, in, 1);
+			if (rc == 2)
+				px_es_fail(px);
+			else if (rc < 0)
 				px_fail_late(px, "upstream_untranslatable");
 			else
 				px_finish(px);
@@ -1073,12 +1207,11 @@ px_xl_out(struct proxy *px)
 }
 
 /*
- * The upstream's body, de-framed into px->decoded, read by the tap, then
- * handed to the stage.  1 complete, 0 more to come, -1 bad body, -2 an
- * answer the stage cannot translate.
+ * The upstream's body so far, de-framed into px->decoded: 1 it is all
+ * in, 0 more to come, -1 bad chunking.
  */
 static int
-px_xl_relay(struct proxy *px, struct evbuffer *in)
+px_deframe(struct proxy *px, struct evbuffer *in)
 {
 	size_t	 avail = evbuffer_get_length(in), n;
 	int	 done = 0;
@@ -1104,15 +1237,121 @@ px_xl_relay(struct proxy *px, struct evbuffer *in)
 	}
 	if (done && evbuffer_get_length(in) > 0)
 		px->keepalive = 0;	/* more than it announced */
-	n = evbuffer_get_length(px->decoded);
+	return done;
+}
+
+/*
+ * A bedrock event stream's de-framed bytes (px->decoded) turned into
+ * Anthropic SSE in px->sse; DONE: the answer ended.  0, or -1: the
+ * stream broke and its error event is the last thing in px->sse.
+ */
+static int
+px_es_convert(struct proxy *px, int done)
+{
+	struct evbuffer_iovec	 v[16];
+	int			 i, nv, rc = 0;
+
+	while (rc == 0 && evbuffer_get_length(px->decoded) > 0) {
+		nv = evbuffer_peek(px->decoded, -1, NULL, v, 16);
+		for (i = 0; i < nv && i < 16 && rc == 0; i++)
+			rc = bedrock_stream_feed(&px->bs, v[i].iov_base,
+			    v[i].iov_len, px->sse);
+		for (i = 0; i < nv && i < 16; i++)
+			evbuffer_drain(px->decoded, v[i].iov_len);
+	}
+	evbuffer_drain(px->decoded, evbuffer_get_length(px->decoded));
+	if (rc == 0 && done)
+		rc = bedrock_stream_end(&px->bs, px->sse);
+	return rc;
+}
+
+/*
+ * The upstream's body, de-framed into px->decoded (for bedrock, turned
+ * into SSE in px->sse), read by the tap, then handed to the stage.  1
+ * complete, 0 more to come, -1 bad body, -2 an answer the stage cannot
+ * translate, 2 a broken bedrock stream (its error event handed on).
+ */
+static int
+px_xl_relay(struct proxy *px, struct evbuffer *in)
+{
+	struct evbuffer	*body = px->es_on ? px->sse : px->decoded;
+	size_t		 n;
+	int		 done, broke = 0;
+
+	if ((done = px_deframe(px, in)) < 0)
+		return -1;
+	if (px->es_on)
+		broke = px_es_convert(px, done) == -1;
+	n = evbuffer_get_length(body);
 	if (px->tap_on && n > 0)
-		px_tap(px, px->decoded, n);
-	if (n > 0 && xlate_answer_feed(px->xl, &px->c->w->json, px->decoded,
+		px_tap(px, body, n);
+	if (n > 0 && xlate_answer_feed(px->xl, &px->c->w->json, body,
 	    px->xl->out) == -1)
 		return -2;
 	if (xlate_answer_streams(px->xl))
 		px_xl_out(px);
-	return done;
+	return broke ? 2 : done;
+}
+
+/*
+ * A bedrock event stream relayed as Anthropic SSE, one client chunk per
+ * upstream read.  EOF: the connection closed (an answer without a
+ * length ends so).  1 complete, 0 more to come, -1 bad body, 2 the
+ * stream broke: its error event went out, the answer is over.
+ */
+static int
+px_es_relay(struct proxy *px, struct evbuffer *in, int eof)
+{
+	struct client	*c = px->c;
+	struct evbuffer	*out = client_output(c);
+	size_t		 n, before = evbuffer_get_length(out);
+	int		 done, broke;
+	int		 chunk_out = c->r.hd.minor == 1;
+
+	if ((done = px_deframe(px, in)) < 0)
+		return -1;
+	done |= eof;
+	broke = px_es_convert(px, done) == -1;
+	if ((n = evbuffer_get_length(px->sse)) > 0) {
+		char	 line[24];
+
+		if (px->tap_on)
+			px_tap(px, px->sse, n);
+		if (chunk_out)
+			evbuffer_add(out, line, put_chunk_size(line, n));
+		evbuffer_add_buffer(out, px->sse);
+		if (chunk_out)
+			evbuffer_add(out, "\r\n", 2);
+	}
+	if ((done || broke) && chunk_out)
+		evbuffer_add(out, "0\r\n\r\n", 5);
+	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
+	return broke ? 2 : done;
+}
+
+/*
+ * A bedrock stream broke (a bad CRC, an exception frame, a frame cut
+ * off): the client has its error event and the end of the answer; the
+ * row says upstream_protocol, and the usage read so far is not the
+ * whole bill (px->complete stays 0).
+ */
+static void
+px_es_fail(struct proxy *px)
+{
+	struct client *c = px->c;
+
+	px_note_upstream(px);
+	snprintf(c->r.ev->error_class, sizeof(c->r.ev->error_class),
+	    "upstream_protocol");
+	log_warnx("upstream %s: %s, stream ended (request %s)",
+	    px->up->cfg->name, px->bs.why, c->r.reqid);
+	if (px->tap_on)
+		usage_tap_end(&px->tap, &px->usage, &c->w->json);
+	px_release(px, 0);
+	px->state = PX_NONE;
+	if (px->xl != NULL && px_xl_end(px) == -1)
+		return;
+	client_answered(c);
 }
 
 /* The translated answer ended; -1: it is answered 502 instead. */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "worker/bedrock.h"
 #include "worker/client.h"
 #include "worker/decode.h"
 #include "worker/http.h"
@@ -63,6 +64,13 @@ struct proxy {
 	struct usage_tap tap;
 	struct decoder	 dec;		/* a copy of a compressed answer, for tap */
 	struct http_head rh;
+	/* protocol bedrock: the body as sent, the path as sent, the
+	 * streamed answer turned into SSE (kept: not zeroed per request) */
+	struct evbuffer	*cbody;
+	struct evbuffer	*sse;
+	struct bedrock_stream bs;
+	char		 cpath[1400];
+	size_t		 cpath_len;
 
 	/* per request: zeroed by proxy_reset from here on */
 	enum px_state	 state;
@@ -88,6 +96,7 @@ struct proxy {
 	int		 dec_on;	/* ... through dec: it is compressed */
 	int		 tap_lost;	/* its usage could not be read: estimate */
 	int		 complete;	/* the whole answer was relayed */
+	int		 es_on;		/* a bedrock event stream, into sse */
 	int64_t		 t_sent_us;
 	int64_t		 t_first_byte_us;
 	struct usage_acc usage;
