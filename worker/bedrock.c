@@ -196,6 +196,56 @@ bedrock_sign(struct sigv4_key *k, const struct cfg_upstream *u,
 	return len < 0 || len >= BEDROCK_SIGN_MAX ? -1 : len;
 }
 
+/* Anthropic's error type for an HTTP status. */
+static const char *
+status_type(int status)
+{
+	switch (status) {
+	case 400:
+		return "invalid_request_error";
+	case 401:
+		return "authentication_error";
+	case 403:
+		return "permission_error";
+	case 404:
+		return "not_found_error";
+	case 413:
+		return "request_too_large";
+	case 429:
+		return "rate_limit_error";
+	case 503:
+	case 529:
+		return "overloaded_error";
+	}
+	return "api_error";
+}
+
+void
+bedrock_error(int status, const char *body, size_t len, struct evbuffer *out)
+{
+	struct json_field f[3] = {
+		{ .key = "message" }, { .key = "Message" }, { .key = "type" },
+	};
+	const struct json_field *m = NULL;
+
+	if (json_scan_top(body, len, f, 3) == 0) {
+		if (f[2].type == JV_STRING && f[2].end - f[2].start == 5 &&
+		    memcmp(body + f[2].start, "error", 5) == 0) {
+			evbuffer_add(out, body, len);
+			return;
+		}
+		m = f[0].type == JV_STRING ? &f[0] : f[1].type == JV_STRING ?
+		    &f[1] : NULL;
+	}
+	evbuffer_add_printf(out, "{\"type\":\"error\",\"error\":{\"type\":"
+	    "\"%s\",\"message\":\"", status_type(status));
+	if (m != NULL)
+		evbuffer_add(out, body + m->start, m->end - m->start);
+	else
+		evbuffer_add_printf(out, "Bedrock answered %d", status);
+	evbuffer_add(out, "\"}}", 3);
+}
+
 void
 bedrock_stream_init(struct bedrock_stream *bs)
 {

@@ -54,6 +54,14 @@ long	 bedrock_sign(struct sigv4_key *k, const struct cfg_upstream *u,
 	    size_t path_len, const void *body, size_t body_len, time_t now,
 	    char *out);
 
+/*
+ * Bedrock's error answer (STATUS, LEN bytes of BODY: {"message": ...})
+ * as Anthropic's error JSON, into OUT: the type from the status, the
+ * message Bedrock's.  A body already in Anthropic's shape is copied.
+ */
+void	 bedrock_error(int status, const char *body, size_t len,
+	    struct evbuffer *out);
+
 /* One streamed answer being relayed. */
 struct bedrock_stream {
 	struct es_dec	 es;

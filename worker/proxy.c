@@ -62,6 +62,9 @@ static int	 px_xl_end(struct proxy *);
 static int	 px_deframe(struct proxy *, struct evbuffer *);
 static int	 px_es_relay(struct proxy *, struct evbuffer *, int);
 static void	 px_es_fail(struct proxy *);
+static int	 px_berr_relay(struct proxy *, struct evbuffer *, int);
+static void	 px_berr_reshape(struct proxy *);
+static void	 px_send_head(struct proxy *);
 
 /*
  * Head lines are assembled with these rather than evbuffer_add_printf:
@@ -1032,13 +1035,16 @@ px_read_cb(struct bufferevent *bev, void *arg)
 			up_answered(px->up);
 		px->state = PX_BODY;
 		px->es_on = px_answer_eventstream(px);
+		px->berr = px->up->cfg->protocol == PROTO_BEDROCK &&
+		    px->rh.status >= 300 && px->mode != BODY_NONE;
 		if (px->xl != NULL)
 			px_xl_begin(px);
-		else
+		else if (!px->berr)	/* its head goes with its new body */
 			px_send_head(px);
 	}
 	rc = px->xl != NULL ? px_xl_relay(px, in) : px->es_on ?
-	    px_es_relay(px, in, 0) : px_relay(px, in);
+	    px_es_relay(px, in, 0) : px->berr ? px_berr_relay(px, in, 0) :
+	    px_relay(px, in);
 	if (rc == 2) {
 		px_es_fail(px);
 		return;
@@ -1085,10 +1091,10 @@ px_event_cb(struct bufferevent *bev, short what, void *arg)
 		struct evbuffer *in = bufferevent_get_input(bev);
 
 		px->keepalive = 0;
-		if (px->xl != NULL || px->es_on) {
+		if (px->xl != NULL || px->es_on || px->berr) {
 			/* px_xl_end or px_es_relay ends the client's body */
-			rc = px->xl != NULL ? px_xl_relay(px, in) :
-			    px_es_relay(px, in, 1);
+			rc = px->xl != NULL ? px_xl_relay(px, in) : px->es_on ?
+			    px_es_relay(px, in, 1) : px_berr_relay(px, in, 1);
 			if (rc == 2)
 				px_es_fail(px);
 			else if (rc < 0)
@@ -1282,6 +1288,12 @@ px_xl_relay(struct proxy *px, struct evbuffer *in)
 		return -1;
 	if (px->es_on)
 		broke = px_es_convert(px, done) == -1;
+	if (px->berr) {
+		/* reshaped once whole, then the stage reads Anthropic's error */
+		if (!done && px->mode != BODY_UNTIL_CLOSE)
+			return 0;
+		px_berr_reshape(px);
+	}
 	n = evbuffer_get_length(body);
 	if (px->tap_on && n > 0)
 		px_tap(px, body, n);
@@ -1327,6 +1339,44 @@ px_es_relay(struct proxy *px, struct evbuffer *in, int eof)
 		evbuffer_add(out, "0\r\n\r\n", 5);
 	c->r.ev->bytes_out += (int64_t)(evbuffer_get_length(out) - before);
 	return broke ? 2 : done;
+}
+
+/* A whole bedrock error in px->decoded, reshaped there as Anthropic's. */
+static void
+px_berr_reshape(struct proxy *px)
+{
+	size_t	 n = evbuffer_get_length(px->decoded);
+
+	bedrock_error(px->rh.status, (const char *)evbuffer_pullup(
+	    px->decoded, -1), n, px->sse);
+	evbuffer_drain(px->decoded, n);
+	evbuffer_add_buffer(px->decoded, px->sse);
+}
+
+/*
+ * A bedrock error answer, passed through: read whole, reshaped, then
+ * sent with its head and the new length.  EOF: the connection closed.
+ * 1 complete, 0 more to come, -1 bad body.
+ */
+static int
+px_berr_relay(struct proxy *px, struct evbuffer *in, int eof)
+{
+	struct client	*c = px->c;
+	size_t		 n;
+	int		 done;
+
+	if ((done = px_deframe(px, in)) < 0)
+		return -1;
+	if (!done && !eof)
+		return 0;
+	px_berr_reshape(px);
+	n = evbuffer_get_length(px->decoded);
+	px->mode = BODY_LENGTH;
+	px->remaining = (int64_t)n;
+	px_send_head(px);
+	evbuffer_add_buffer(client_output(c), px->decoded);
+	c->r.ev->bytes_out += (int64_t)n;
+	return 1;
 }
 
 /*

@@ -97,6 +97,7 @@ struct proxy {
 	int		 tap_lost;	/* its usage could not be read: estimate */
 	int		 complete;	/* the whole answer was relayed */
 	int		 es_on;		/* a bedrock event stream, into sse */
+	int		 berr;		/* a bedrock error, reshaped whole */
 	int64_t		 t_sent_us;
 	int64_t		 t_first_byte_us;
 	struct usage_acc usage;

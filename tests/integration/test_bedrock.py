@@ -143,7 +143,8 @@ def test_request_is_signed_and_shaped_for_bedrock(bs, bedrock, db):
     # the client's credentials and anthropic-version stay with sluice
     names = {k.lower() for k in seen["headers"]}
     assert "anthropic-version" not in names and "x-api-key" not in names
-    assert seen["headers"]["Authorization"].startswith(
+    assert {k.lower(): v for k, v in seen["headers"].items()}[
+        "authorization"].startswith(
         "AWS4-HMAC-SHA256 Credential=%s/" % AK)
     row = db.where(h["x-request-id"])
     assert row == dict(model="claude-3-haiku-20240307", stream=False,
@@ -224,6 +225,15 @@ def test_wrong_signature_is_a_clear_error(sluice, bedrock, db, tmp_path):
     row = db.where(h["x-request-id"])
     assert (row["status"], row["usage_source"], row["prompt_tokens"]) == \
         (403, "none", None), row
+    # an OpenAI-format client gets OpenAI's error shape, same message
+    st, h, data = post(s.port, "/v1/chat/completions",
+                       {"model": "claude-3-haiku-20240307",
+                        "messages": ASK}, headers=auth())
+    assert st == 403, data
+    err = json.loads(data)["error"]
+    assert err["type"] == "permission_error", err
+    assert err["message"].startswith("The request signature we calculated")
+    assert db.where(h["x-request-id"])["client_format"] == "openai"
 
 
 def test_session_token_is_sent_and_signed(sluice, db, tmp_path):
@@ -237,9 +247,9 @@ def test_session_token_is_sent_and_signed(sluice, db, tmp_path):
         assert st == 200, data
         seen = b.seen[-1]
         assert seen["signed"], seen["why"]
-        assert seen["headers"]["X-Amz-Security-Token"] == \
-            "FwoGZXIvYXdzEXAMPLETOKEN"
-        assert "x-amz-security-token" in seen["headers"]["Authorization"]
+        hdrs = {k.lower(): v for k, v in seen["headers"].items()}
+        assert hdrs["x-amz-security-token"] == "FwoGZXIvYXdzEXAMPLETOKEN"
+        assert "x-amz-security-token" in hdrs["authorization"]
     finally:
         b.stop()
 

@@ -289,6 +289,38 @@ test_sign_headers(void **state)
 	assert_int_equal(k.derivations, 1);
 }
 
+static void
+test_error_reshaped_as_anthropics(void **state)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		*got;
+	const char	*an = "{\"type\":\"error\",\"error\":{\"type\":\"x\","
+			    "\"message\":\"y\"}}";
+
+	(void)state;
+	bedrock_error(403, "{\"message\":\"bad \\\"sig\\\"\"}",
+	    strlen("{\"message\":\"bad \\\"sig\\\"\"}"), b);
+	got = drain(b);
+	assert_string_equal(got, "{\"type\":\"error\",\"error\":{\"type\":"
+	    "\"permission_error\",\"message\":\"bad \\\"sig\\\"\"}}");
+	free(got);
+	bedrock_error(429, "{\"Message\":\"slow\"}", 18, b);
+	got = drain(b);
+	assert_string_equal(got, "{\"type\":\"error\",\"error\":{\"type\":"
+	    "\"rate_limit_error\",\"message\":\"slow\"}}");
+	free(got);
+	bedrock_error(500, "<html>", 6, b);
+	got = drain(b);
+	assert_string_equal(got, "{\"type\":\"error\",\"error\":{\"type\":"
+	    "\"api_error\",\"message\":\"Bedrock answered 500\"}}");
+	free(got);
+	bedrock_error(400, an, strlen(an), b);
+	got = drain(b);
+	assert_string_equal(got, an);
+	free(got);
+	evbuffer_free(b);
+}
+
 int
 main(void)
 {
@@ -301,6 +333,7 @@ main(void)
 		cmocka_unit_test(test_stream_exception_frame),
 		cmocka_unit_test(test_stream_cut_or_bad_payload),
 		cmocka_unit_test(test_sign_headers),
+		cmocka_unit_test(test_error_reshaped_as_anthropics),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
