@@ -29,6 +29,7 @@
 #include "common/base64.h"
 #include "common/json_scan.h"
 #include "worker/bedrock.h"
+#include "worker/reply.h"
 
 size_t
 bedrock_target(const struct cfg_upstream *u, const char *model, int stream,
@@ -196,30 +197,6 @@ bedrock_sign(struct sigv4_key *k, const struct cfg_upstream *u,
 	return len < 0 || len >= BEDROCK_SIGN_MAX ? -1 : len;
 }
 
-/* Anthropic's error type for an HTTP status. */
-static const char *
-status_type(int status)
-{
-	switch (status) {
-	case 400:
-		return "invalid_request_error";
-	case 401:
-		return "authentication_error";
-	case 403:
-		return "permission_error";
-	case 404:
-		return "not_found_error";
-	case 413:
-		return "request_too_large";
-	case 429:
-		return "rate_limit_error";
-	case 503:
-	case 529:
-		return "overloaded_error";
-	}
-	return "api_error";
-}
-
 void
 bedrock_error(int status, const char *body, size_t len, struct evbuffer *out)
 {
@@ -238,7 +215,7 @@ bedrock_error(int status, const char *body, size_t len, struct evbuffer *out)
 		    &f[1] : NULL;
 	}
 	evbuffer_add_printf(out, "{\"type\":\"error\",\"error\":{\"type\":"
-	    "\"%s\",\"message\":\"", status_type(status));
+	    "\"%s\",\"message\":\"", reply_anthropic_type(status));
 	if (m != NULL)
 		evbuffer_add(out, body + m->start, m->end - m->start);
 	else
