@@ -13,6 +13,8 @@ format and leave a row with the error class.
 import hashlib
 import http.client
 import json
+import os
+import subprocess
 from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
@@ -291,3 +293,49 @@ def test_openai_client_reaches_bedrock_translated(bs, bedrock, db):
     assert (row["stream"], row["prompt_tokens"], row["completion_tokens"],
             row["usage_source"]) == (True, PROMPT, COMPLETION,
                                      "upstream"), row
+
+
+def run_cloud_check(sdk, port, model):
+    """tests/sdk/cloud_check.mjs against sluice: what each SDK returned."""
+    r = subprocess.run(["node", "cloud_check.mjs"], cwd=sdk,
+                       env=dict(os.environ,
+                                SLUICE_URL="http://%s:%d" % (HOST, port),
+                                SLUICE_KEY=SECRET, SLUICE_MODEL=model),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def assert_cloud_sdk_results(out, text, prompt, completion):
+    """Both SDKs saw the answer and its usage exactly, streamed or not."""
+    m = out["messages"]
+    assert (m["text"], m["stop"], m["usage"]["input_tokens"],
+            m["usage"]["output_tokens"]) == \
+        (text, "end_turn", prompt, completion), m
+    ms = out["messages_stream"]
+    assert (ms["text"], ms["input_tokens"], ms["output_tokens"]) == \
+        (text, prompt, completion), ms
+    for c in (out["chat"], out["chat_stream"]):
+        assert (c["text"], c["finish"]) == (text, "stop"), c
+        assert (c["usage"]["prompt_tokens"],
+                c["usage"]["completion_tokens"]) == (prompt, completion), c
+
+
+def test_official_sdks_reach_bedrock_unchanged(sdk, bs, bedrock, db):
+    n = len(bedrock.seen)
+    out = run_cloud_check(sdk, bs.port, "claude-3-haiku-20240307")
+    assert_cloud_sdk_results(out, "".join(TEXT), PROMPT, COMPLETION)
+    assert out["messages_stream"]["events"] == 8
+    seen = bedrock.seen[n:]
+    assert len(seen) == 4 and all(s["signed"] for s in seen), seen
+    assert [s["path"].rsplit("/", 1)[1] for s in seen] == [
+        "invoke", "invoke-with-response-stream", "invoke",
+        "invoke-with-response-stream"]
+    wait_for(lambda: db.count() >= 4, 15, what="4 rows")
+    rows = db.query("SELECT client_format, stream, prompt_tokens, "
+                    "completion_tokens, usage_source FROM usage_events "
+                    "ORDER BY client_format, stream")
+    assert rows == [("anthropic", False, PROMPT, COMPLETION, "upstream"),
+                    ("anthropic", True, PROMPT, COMPLETION, "upstream"),
+                    ("openai", False, PROMPT, COMPLETION, "upstream"),
+                    ("openai", True, PROMPT, COMPLETION, "upstream")], rows
