@@ -37,6 +37,7 @@
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/glob.h"
+#include "common/json.h"
 #include "common/keys.h"
 #include "common/log.h"
 
@@ -94,6 +95,7 @@ static int	 d_deployment(struct cp_parser *, struct cp_directive *, void *);
 static int	 read_secret_file(struct cp_parser *, int,
 		    const struct cfg_upstream *, const char *, const char *,
 		    char *, size_t, size_t *);
+static int	 d_gcp_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_aws_env(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_aws_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_pass_headers(struct cp_parser *, struct cp_directive *, void *);
@@ -184,6 +186,10 @@ static const struct cp_dirspec upstream_dirs[] = {
 	    sizeof(((struct cfg_upstream *)0)->region), 0, 0, NULL },
 	FN("aws_credentials_env", 2, 3, 0, d_aws_env),
 	FN("aws_credentials_file", 1, 2, 0, d_aws_file),
+	{ "gcp_project", 1, 1, 0, CP_STR,
+	    offsetof(struct cfg_upstream, gcp_project),
+	    sizeof(((struct cfg_upstream *)0)->gcp_project), 0, 0, NULL },
+	FN("gcp_credentials_file", 1, 1, 0, d_gcp_file),
 };
 
 _Static_assert(cp_nitems(main_dirs) <= 64, "seen mask is 64 bits");
@@ -614,16 +620,33 @@ d_usage_retention(struct cp_parser *p, struct cp_directive *d, void *obj)
 	    "(13months, 400days; at most 100 years) or forever", v);
 }
 
-/* A bedrock upstream has a region and AWS credentials, and only it. */
+/* A bedrock upstream has a region and AWS credentials, a vertex one a
+ * region, a project and a service account; no other has any. */
 static int
 cloud_check(struct cp_parser *p, int line, const struct cfg_upstream *u)
 {
-	int	 aws = u->aws_key_id != NULL;
+	int	 aws = u->aws_key_id != NULL, gcp = u->gcp_key != NULL;
 
+	if (u->protocol == PROTO_VERTEX) {
+		if (aws)
+			return cp_err(p, line, "aws_credentials_* are for "
+			    "protocol bedrock");
+		if (u->region[0] == '\0' || u->gcp_project[0] == '\0' || !gcp)
+			return cp_err(p, line, "protocol vertex needs "
+			    "\"region\", \"gcp_project\" and "
+			    "\"gcp_credentials_file\"");
+		if (u->api_key != NULL)
+			return cp_err(p, line, "protocol vertex uses the "
+			    "service account's tokens, not api_key_*");
+		return 0;
+	}
+	if (gcp || u->gcp_project[0] != '\0')
+		return cp_err(p, line, "gcp_project and gcp_credentials_file "
+		    "are for protocol vertex");
 	if (u->protocol != PROTO_BEDROCK) {
 		if (aws || u->region[0] != '\0')
 			return cp_err(p, line, "region and aws_credentials_* "
-			    "are for protocol bedrock");
+			    "are for protocol bedrock or vertex");
 		return 0;
 	}
 	if (u->region[0] == '\0')
@@ -710,6 +733,92 @@ d_aws_file(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return 0;
 }
 
+/* String member KEY of object 0 of D, JSON escapes undone (those a key
+ * file has: \\n \\" \\\\ \\/), into a new string; NULL if absent. */
+static char *
+json_string_dup(const struct json_doc *d, const char *key)
+{
+	const char	*v;
+	size_t		 n, i, o = 0;
+	char		*s;
+	int		 t = json_get(d, 0, key);
+
+	if (t < 0 || !json_is_str(d, t) || (v = json_raw(d, t, &n)) == NULL ||
+	    (s = malloc(n + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (v[i] == '\\' && i + 1 < n) {
+			i++;
+			s[o++] = v[i] == 'n' ? '\n' : v[i];
+		} else
+			s[o++] = v[i];
+	}
+	s[o] = '\0';
+	return s;
+}
+
+/* gcp_credentials_file PATH: a service-account JSON key, read now and on
+ * every reload; its token_uri must be an http(s) URL. */
+static int
+d_gcp_file(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream	*u = obj, tmp;
+	const char		*path = d->args[1].s, *why;
+	char			*buf, *email = NULL, *uri = NULL;
+	struct json_doc		 doc;
+	size_t			 len;
+	int			 rv = -1;
+
+	if (*path == '\0' || strlen(path) >= sizeof(u->gcp_file))
+		return cp_err(p, d->line, "invalid value in "
+		    "\"gcp_credentials_file\" directive");
+	if ((buf = malloc(4 * KEY_FILE_MAX)) == NULL)
+		return cp_err(p, d->line, "out of memory");
+	memset(&doc, 0, sizeof(doc));
+	if (read_secret_file(p, d->line, u, "gcp_credentials_file", path, buf,
+	    4 * KEY_FILE_MAX, &len) == -1)
+		goto done;
+	if (json_parse(&doc, buf, len) == -1 || !json_is_obj(&doc, 0)) {
+		cp_err(p, d->line, "gcp_credentials_file \"%s\" is not JSON",
+		    path);
+		goto done;
+	}
+	email = json_string_dup(&doc, "client_email");
+	uri = json_string_dup(&doc, "token_uri");
+	free(u->gcp_key);
+	u->gcp_key = json_string_dup(&doc, "private_key");
+	if (email == NULL || uri == NULL || u->gcp_key == NULL ||
+	    strlen(email) >= sizeof(u->gcp_email) ||
+	    strlen(uri) >= sizeof(u->gcp_token_uri)) {
+		cp_err(p, d->line, "gcp_credentials_file \"%s\": not a "
+		    "service account key (client_email, private_key, "
+		    "token_uri)", path);
+		goto done;
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	if ((why = parse_url(&tmp, uri)) != NULL) {
+		cp_err(p, d->line, "gcp_credentials_file \"%s\": token_uri "
+		    "\"%s\": %s", path, uri, why);
+		goto done;
+	}
+	cp_set_str(u->gcp_email, sizeof(u->gcp_email), email);
+	cp_set_str(u->gcp_token_uri, sizeof(u->gcp_token_uri), uri);
+	cp_set_str(u->gcp_file, sizeof(u->gcp_file), path);
+	rv = 0;
+ done:
+	if (rv == -1 && u->gcp_key != NULL) {
+		explicit_bzero(u->gcp_key, strlen(u->gcp_key));
+		free(u->gcp_key);
+		u->gcp_key = NULL;
+	}
+	json_doc_free(&doc);
+	explicit_bzero(buf, 4 * KEY_FILE_MAX);
+	free(buf);
+	free(email);
+	free(uri);
+	return rv;
+}
+
 static int
 d_upstream(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
@@ -781,9 +890,11 @@ d_protocol(struct cp_parser *p, struct cp_directive *d, void *obj)
 		u->protocol = PROTO_AZURE;
 	else if (strcmp(v, "bedrock") == 0)
 		u->protocol = PROTO_BEDROCK;
+	else if (strcmp(v, "vertex") == 0)
+		u->protocol = PROTO_VERTEX;
 	else
 		return cp_err(p, d->line, "invalid protocol \"%s\" (expected "
-		    "openai, anthropic, azure or bedrock)", v);
+		    "openai, anthropic, azure, bedrock or vertex)", v);
 	return 0;
 }
 
@@ -1177,6 +1288,17 @@ finish(struct cp_parser *p)
 	}
 	if (cfg->nroutes == 0)
 		return cp_err(p, 0, "no route defined");
+	for (i = 0, k = 0; i < cfg->nupstreams; i++) {
+		struct cfg_upstream *u = &cfg->upstreams[i];
+
+		u->gcp_slot = -1;
+		if (u->protocol != PROTO_VERTEX)
+			continue;
+		if (k == CFG_MAX_VERTEX)
+			return cp_err(p, u->line, "more than %d vertex "
+			    "upstreams", CFG_MAX_VERTEX);
+		u->gcp_slot = k++;
+	}
 	/* one route, one wire format: translated once, for all of them */
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
@@ -1299,6 +1421,10 @@ cfg_free(struct config *cfg)
 			explicit_bzero(u->api_key, strlen(u->api_key));
 			free(u->api_key);
 		}
+		if (u->gcp_key != NULL) {
+			explicit_bzero(u->gcp_key, strlen(u->gcp_key));
+			free(u->gcp_key);
+		}
 		awscred_clear(&c);
 	}
 	free(cfg->upstreams);
@@ -1387,7 +1513,8 @@ d_deployment(struct cp_parser *p, struct cp_directive *d, void *obj)
 		/* a Bedrock model id has a version after ':' (the path
 		 * carries it encoded); written after "protocol bedrock" */
 		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' &&
-		    *c != '.' && (*c != ':' || u->protocol != PROTO_BEDROCK))
+		    *c != '.' && (*c != ':' || u->protocol != PROTO_BEDROCK) &&
+		    (*c != '@' || u->protocol != PROTO_VERTEX))
 			return cp_err(p, d->line, "deployment \"%s\": invalid "
 			    "name", d->args[2].s);
 	dp = &u->deployments[u->ndeployments++];

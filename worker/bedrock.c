@@ -91,6 +91,13 @@ member_span(const char *body, size_t len, const struct json_field *f,
 int
 bedrock_body(const char *body, size_t len, struct evbuffer *out)
 {
+	return bedrock_body_edit(body, len, BEDROCK_VERSION, 1, out);
+}
+
+int
+bedrock_body_edit(const char *body, size_t len, const char *version,
+    int drop_stream, struct evbuffer *out)
+{
 	struct json_field f[3] = {
 		{ .key = "model" }, { .key = "stream" },
 		{ .key = "anthropic_version" },
@@ -101,7 +108,7 @@ bedrock_body(const char *body, size_t len, struct evbuffer *out)
 	if (json_scan_top(body, len, f, 3) == -1 || f[0].count > 1 ||
 	    f[1].count > 1)
 		return -1;
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < (drop_stream ? 2u : 1u); i++)
 		if (f[i].type != JV_NONE) {
 			member_span(body, len, &f[i], strlen(f[i].key),
 			    &cut[ncut][0], &cut[ncut][1]);
@@ -145,7 +152,7 @@ bedrock_body(const char *body, size_t len, struct evbuffer *out)
 	}
 	if (f[2].type == JV_NONE)
 		evbuffer_add_printf(out, "%s\"anthropic_version\":\"%s\"",
-		    members ? "," : "", BEDROCK_VERSION);
+		    members ? "," : "", version);
 	evbuffer_add(out, "}", 1);
 	return 0;
 }
@@ -200,12 +207,15 @@ bedrock_sign(struct sigv4_key *k, const struct cfg_upstream *u,
 void
 bedrock_error(int status, const char *body, size_t len, struct evbuffer *out)
 {
-	struct json_field f[3] = {
+	struct json_field f[4] = {
 		{ .key = "message" }, { .key = "Message" }, { .key = "type" },
+		{ .key = "error" },
 	};
+	struct json_field g = { .key = "message" };
+	const char	*base = body;
 	const struct json_field *m = NULL;
 
-	if (json_scan_top(body, len, f, 3) == 0) {
+	if (json_scan_top(body, len, f, 4) == 0) {
 		if (f[2].type == JV_STRING && f[2].end - f[2].start == 5 &&
 		    memcmp(body + f[2].start, "error", 5) == 0) {
 			evbuffer_add(out, body, len);
@@ -213,13 +223,20 @@ bedrock_error(int status, const char *body, size_t len, struct evbuffer *out)
 		}
 		m = f[0].type == JV_STRING ? &f[0] : f[1].type == JV_STRING ?
 		    &f[1] : NULL;
+		/* Google's (Vertex AI): {"error": {"code", "message", ...}} */
+		if (m == NULL && f[3].type == JV_OBJECT &&
+		    json_scan_top(body + f[3].start, f[3].end - f[3].start, &g,
+		    1) == 0 && g.type == JV_STRING) {
+			base = body + f[3].start;
+			m = &g;
+		}
 	}
 	evbuffer_add_printf(out, "{\"type\":\"error\",\"error\":{\"type\":"
 	    "\"%s\",\"message\":\"", reply_anthropic_type(status));
 	if (m != NULL)
-		evbuffer_add(out, body + m->start, m->end - m->start);
+		evbuffer_add(out, base + m->start, m->end - m->start);
 	else
-		evbuffer_add_printf(out, "Bedrock answered %d", status);
+		evbuffer_add_printf(out, "the upstream answered %d", status);
 	evbuffer_add(out, "\"}}", 3);
 }
 

@@ -42,6 +42,11 @@ size_t	 bedrock_target(const struct cfg_upstream *u, const char *model,
  * object or names "model" or "stream" twice.
  */
 int	 bedrock_body(const char *body, size_t len, struct evbuffer *out);
+/* The same edit for any cloud host of the Messages API: "model" removed,
+ * "stream" too if DROP_STREAM, "anthropic_version" VERSION added unless
+ * the client named one (worker/vertex.c uses it). */
+int	 bedrock_body_edit(const char *body, size_t len, const char *version,
+	    int drop_stream, struct evbuffer *out);
 /*
  * The headers that sign a request to U: x-amz-date, x-amz-security-token
  * when U has one, Authorization; each line ending "\r\n", into OUT

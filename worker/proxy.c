@@ -35,11 +35,13 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "shm/gtokens.h"
 #include "shm/inflight.h"
 #include "worker/meter.h"
 #include "worker/proxy.h"
 #include "worker/reply.h"
 #include "worker/upstream.h"
+#include "worker/vertex.h"
 
 #define CLIENT_HIGH		(256 * 1024)
 #define UPSTREAM_HEAD_MAX	(64 * 1024)
@@ -62,6 +64,7 @@ static int	 px_xl_end(struct proxy *);
 static int	 px_deframe(struct proxy *, struct evbuffer *);
 static int	 px_es_relay(struct proxy *, struct evbuffer *, int);
 static void	 px_es_fail(struct proxy *);
+static void	 px_note_upstream(struct proxy *);
 static int	 px_berr_relay(struct proxy *, struct evbuffer *, int);
 static void	 px_berr_reshape(struct proxy *);
 static void	 px_send_head(struct proxy *);
@@ -247,7 +250,7 @@ px_write_target(struct proxy *px, struct http_out *o)
 					    r->ep;
 	const char			*tail = ep->azure_tail;
 
-	if (u->protocol == PROTO_BEDROCK) {
+	if (u->protocol == PROTO_BEDROCK || u->protocol == PROTO_VERTEX) {
 		http_out_put(o, px->cpath, px->cpath_len);
 		return;
 	}
@@ -315,13 +318,14 @@ px_write_accept(struct http_out *o, const struct http_header *h)
 }
 
 /*
- * A bedrock request's body and path, into px->cbody and px->cpath: the
- * body SRC with its NEDITS edits applied, then as Bedrock takes it.  The
- * body to send; SRC itself if it cannot be adapted (the pipeline let
- * only one JSON object through, so that is never), and Bedrock says why.
+ * A bedrock or vertex request's body and path, into px->cbody and
+ * px->cpath: the body SRC with its NEDITS edits applied, then as the
+ * cloud takes it.  The body to send; SRC itself if it cannot be adapted
+ * (the pipeline let only one JSON object through, so that is never),
+ * and the upstream says why.
  */
 static struct evbuffer *
-px_bedrock_prepare(struct proxy *px, struct evbuffer *src, int nedits)
+px_cloud_prepare(struct proxy *px, struct evbuffer *src, int nedits)
 {
 	const struct cfg_upstream	*u = px->up->cfg;
 	struct evbuffer			*edited = src;
@@ -331,8 +335,10 @@ px_bedrock_prepare(struct proxy *px, struct evbuffer *src, int nedits)
 	int				 i, rc;
 
 	memcpy(px->cpath, u->path_prefix, plen);
-	px->cpath_len = plen + bedrock_target(u, px->model,
-	    px->c->r.ev->stream, px->cpath + plen, sizeof(px->cpath) - plen);
+	px->cpath_len = plen + (u->protocol == PROTO_VERTEX ?
+	    vertex_target(u, px->model, px->c->r.ev->stream, px->cpath + plen,
+	    sizeof(px->cpath) - plen) : bedrock_target(u, px->model,
+	    px->c->r.ev->stream, px->cpath + plen, sizeof(px->cpath) - plen));
 	evbuffer_drain(px->cbody, evbuffer_get_length(px->cbody));
 	body = (const char *)evbuffer_pullup(src, -1);
 	if (nedits > 0) {
@@ -349,16 +355,18 @@ px_bedrock_prepare(struct proxy *px, struct evbuffer *src, int nedits)
 		blen = evbuffer_get_length(edited);
 		body = (const char *)evbuffer_pullup(edited, -1);
 	}
-	rc = bedrock_body(body, blen, px->cbody);
+	rc = u->protocol == PROTO_VERTEX ? vertex_body(body, blen, px->cbody) :
+	    bedrock_body(body, blen, px->cbody);
 	if (edited != src)
 		evbuffer_free(edited);
 	return rc == 0 ? px->cbody : src;
 }
 
-/* The client's headers a bedrock upstream must not see: credentials
- * (sluice signs), anthropic-version (it is in the body), x-amz-*. */
+/* The client's headers a cloud upstream must not see: credentials
+ * (sluice signs or has a token), anthropic-version (it is in the body),
+ * x-amz-*. */
 static int
-px_bedrock_drops(const struct http_header *h)
+px_cloud_drops(const struct http_header *h)
 {
 	return http_name_is(h->name, h->name_len, "authorization") ||
 	    http_name_is(h->name, h->name_len, "x-api-key") ||
@@ -388,6 +396,49 @@ px_bedrock_sign(struct proxy *px, struct http_out *o, struct evbuffer *body)
 		    "signed", px->c->r.reqid, up->cfg->name);
 }
 
+/* A vertex request's Authorization: the refresher's current token
+ * (px_attempt checked that there is one). */
+static void
+px_vertex_token(struct proxy *px, struct http_out *o)
+{
+	char	 tok[GTOKEN_MAX];
+
+	if (px->c->w->gtokens == NULL || gtokens_get(px->c->w->gtokens,
+	    px->up->cfg->gcp_slot, wall_us(), tok) == 0)
+		return;
+	http_out_put(o, "Authorization: Bearer ", 22);
+	http_out_put(o, tok, strlen(tok));
+	http_out_put(o, "\r\n", 2);
+	explicit_bzero(tok, sizeof(tok));
+}
+
+/* A vertex upstream without a valid token: 502, before anything is
+ * sent (the refresher logs why).  1 if so. */
+static int
+px_vertex_no_token(struct proxy *px)
+{
+	const struct cfg_upstream *u = px->up->cfg;
+	char	 tok[GTOKEN_MAX];
+	int64_t	 exp;
+
+	if (u->protocol != PROTO_VERTEX)
+		return 0;
+	exp = px->c->w->gtokens == NULL ? 0 : gtokens_get(px->c->w->gtokens,
+	    u->gcp_slot, wall_us(), tok);
+	explicit_bzero(tok, sizeof(tok));
+	if (exp != 0)
+		return 0;
+	px_uncount(px);
+	px_note_upstream(px);
+	px->state = PX_NONE;
+	log_warnx("upstream %s: no valid access token (request %s)", u->name,
+	    px->c->r.reqid);
+	client_error(px->c, 502, "api_error", "upstream_auth", "upstream %s: "
+	    "no valid Vertex AI access token (its refresh is failing; see "
+	    "the log)", u->name);
+	return 1;
+}
+
 /*
  * Assemble the request in px->req, for up_conn_send: every evbuffer_add
  * to a bufferevent's output runs its callbacks, and they were a tenth of
@@ -408,9 +459,10 @@ px_write_request(struct proxy *px)
 	struct http_out		 o;
 	int			 i, nedits = px->xl != NULL ? 0 : px->nedits;
 	int			 br = up->cfg->protocol == PROTO_BEDROCK;
+	int			 cloud = br || up->cfg->protocol == PROTO_VERTEX;
 
-	if (br) {
-		src = px_bedrock_prepare(px, src, nedits);
+	if (cloud) {
+		src = px_cloud_prepare(px, src, nedits);
 		blen = evbuffer_get_length(src);
 		nedits = 0;
 	}
@@ -429,7 +481,7 @@ px_write_request(struct proxy *px)
 		    http_name_is(h->name, h->name_len, "content-length") ||
 		    http_name_is(h->name, h->name_len, "expect") ||
 		    http_name_is(h->name, h->name_len, "x-request-id") ||
-		    (br && px_bedrock_drops(h)))
+		    (cloud && px_cloud_drops(h)))
 			continue;
 		/* the client's credentials are for sluice (or, with no key
 		 * of our own for this upstream and no keys_file, for it) */
@@ -464,6 +516,8 @@ px_write_request(struct proxy *px)
 		http_out_put(&o, up->extra_hdr, strlen(up->extra_hdr));
 	if (br)
 		px_bedrock_sign(px, &o, src);
+	else if (cloud)
+		px_vertex_token(px, &o);
 	if (up->cfg->protocol == PROTO_ANTHROPIC &&
 	    http_find(rq, "anthropic-version") == NULL)
 		http_out_put(&o, "anthropic-version: 2023-06-01\r\n", 31);
@@ -513,6 +567,8 @@ px_attempt(struct proxy *px)
 		px->up->outstanding++;
 		px->counted = 1;
 	}
+	if (px_vertex_no_token(px))
+		return;
 	px->uc = up_conn_get(px->up, &px->reused);
 	if (px->uc == NULL) {
 		px->state = PX_CONNECTING;
@@ -1035,7 +1091,8 @@ px_read_cb(struct bufferevent *bev, void *arg)
 			up_answered(px->up);
 		px->state = PX_BODY;
 		px->es_on = px_answer_eventstream(px);
-		px->berr = px->up->cfg->protocol == PROTO_BEDROCK &&
+		px->berr = (px->up->cfg->protocol == PROTO_BEDROCK ||
+		    px->up->cfg->protocol == PROTO_VERTEX) &&
 		    px->rh.status >= 300 && px->mode != BODY_NONE;
 		if (px->xl != NULL)
 			px_xl_begin(px);

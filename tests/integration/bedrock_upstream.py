@@ -21,15 +21,14 @@ Every request it saw is kept (method, path, headers, body, verdict).
 import base64
 import json
 import struct
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-HOST = "127.0.0.1"
+from cloud_common import StandIn
+
 PROMPT, COMPLETION = 25, 12     # what every answer reports
 TEXT = ["Hello", " from", " Bedrock"]
 
@@ -81,38 +80,12 @@ def events(model_id):
         "invocationLatency": 10, "firstByteLatency": 5}}
 
 
-class Bedrock:
+class Bedrock(StandIn):
     def __init__(self, key_id, secret, region, token=None):
         self.creds = Credentials(key_id, secret, token)
         self.region = region
         self.seen = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                outer.handle(self)
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.1},
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self):
-        return "http://%s:%d" % (HOST, self.port)
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def signature_ok(self, h, body):
         """Sign the request again with botocore over the headers it says
@@ -141,18 +114,7 @@ class Bedrock:
             return False, "signature mismatch"
         return True, canonical
 
-    def reply(self, h, status, body, ctype="application/json", extra=None):
-        data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(data)))
-        h.send_header("x-amzn-RequestId", "req-standin")
-        for k, v in (extra or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
-
-    def handle(self, h):
+    def on_post(self, h):
         n = int(h.headers.get("Content-Length", "0"))
         body = h.rfile.read(n)
         ok, why = self.signature_ok(h, body)
@@ -166,7 +128,8 @@ class Bedrock:
                                 "calculated does not match the signature "
                                 "you provided."},
                        extra={"x-amzn-ErrorType":
-                              "InvalidSignatureException"})
+                              "InvalidSignatureException",
+                              "x-amzn-RequestId": "req-standin"})
             return
         try:
             doc = json.loads(body)
@@ -215,13 +178,4 @@ class Bedrock:
                 i += step
                 step = step + 47 if step < 200 else 3
             frames = cuts
-        h.send_response(200)
-        h.send_header("Content-Type", "application/vnd.amazon.eventstream")
-        h.send_header("Transfer-Encoding", "chunked")
-        h.send_header("x-amzn-bedrock-content-type", "application/json")
-        h.end_headers()
-        for piece in frames:
-            h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            h.wfile.flush()
-        h.wfile.write(b"0\r\n\r\n")
-        h.wfile.flush()
+        self.send_chunked(h, "application/vnd.amazon.eventstream", frames)

@@ -11,46 +11,24 @@ format and leave a row with the error class.
 """
 
 import hashlib
-import http.client
 import json
-import os
-import subprocess
-from decimal import ROUND_HALF_UP, Decimal
 
-import psycopg
 import pytest
 
 from bedrock_upstream import COMPLETION, PROMPT, TEXT, Bedrock
-from conftest import HOST, UsageDb, post, read_stream, wait_for
+from cloud_common import (Db, assert_cloud_sdk_results, exact_cost,
+                          run_cloud_check, sse_events, stream)
+from conftest import post, wait_for
 
 SECRET = "sk-sluice-bedrock-test-0123456789abcdef"
 AK, SK, REGION = "AKIDSLUICETEST", "bedrock/secret+key/0123456789", "us-west-2"
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 PRICE = ("0.25", "1.25")        # USD per 1M tokens: input, output
-COLS = ("model", "stream", "status", "error_class", "prompt_tokens",
-        "completion_tokens", "cost_micro_usd", "usage_source",
-        "client_format", "upstream_format", "upstream")
 ASK = [{"role": "user", "content": "Hello?"}]
 
 
-class Db(UsageDb):
-
-    def where(self, rid, timeout=15.0):
-        def get():
-            try:
-                return self.query("SELECT %s FROM usage_events WHERE "
-                                  "request_id = %%s" % ", ".join(COLS),
-                                  (rid,))
-            except psycopg.errors.UndefinedTable:
-                return None
-        rows = wait_for(get, timeout, what="the row of %s" % rid)
-        assert len(rows) == 1, rows
-        return dict(zip(COLS, rows[0]))
-
-
-def exact_cost(prompt, completion):
-    usd = prompt * Decimal(PRICE[0]) + completion * Decimal(PRICE[1])
-    return int(usd.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+def cost(prompt, completion):
+    return exact_cost(PRICE, prompt, completion)
 
 
 @pytest.fixture
@@ -98,34 +76,6 @@ def auth(extra=None):
     return h
 
 
-def sse_events(text):
-    """[(event, data as JSON)] of an SSE body."""
-    out = []
-    for block in text.split("\n\n"):
-        ev, data = None, None
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                ev = line[7:]
-            elif line.startswith("data: "):
-                data = line[6:]
-        if data is not None:
-            out.append((ev, json.loads(data) if data != "[DONE]" else data))
-    return out
-
-
-def stream(port, path, body, headers):
-    conn = http.client.HTTPConnection(HOST, port, timeout=20)
-    try:
-        conn.request("POST", path, json.dumps(body),
-                     dict(headers, **{"Content-Type": "application/json"}))
-        resp = conn.getresponse()
-        pieces = read_stream(resp)
-        return (resp.status, {k.lower(): v for k, v in resp.getheaders()},
-                b"".join(p for _, p in pieces).decode(), len(pieces))
-    finally:
-        conn.close()
-
-
 def test_request_is_signed_and_shaped_for_bedrock(bs, bedrock, db):
     st, h, data = post(bs.port, "/v1/messages",
                        {"model": "claude-3-haiku-20240307", "max_tokens": 50,
@@ -152,7 +102,7 @@ def test_request_is_signed_and_shaped_for_bedrock(bs, bedrock, db):
     assert row == dict(model="claude-3-haiku-20240307", stream=False,
                        status=200, error_class=None, prompt_tokens=PROMPT,
                        completion_tokens=COMPLETION,
-                       cost_micro_usd=exact_cost(PROMPT, COMPLETION),
+                       cost_micro_usd=cost(PROMPT, COMPLETION),
                        usage_source="upstream", client_format="anthropic",
                        upstream_format="anthropic", upstream="bd"), row
 
@@ -185,7 +135,7 @@ def test_event_stream_is_relayed_as_anthropic_sse(bs, bedrock, db, mode):
             row["prompt_tokens"], row["completion_tokens"],
             row["cost_micro_usd"], row["usage_source"]) == \
         (True, 200, None, PROMPT, COMPLETION,
-         exact_cost(PROMPT, COMPLETION), "upstream"), row
+         cost(PROMPT, COMPLETION), "upstream"), row
 
 
 @pytest.mark.parametrize("mode,kind,says", [
@@ -273,7 +223,7 @@ def test_openai_client_reaches_bedrock_translated(bs, bedrock, db):
             row["prompt_tokens"], row["completion_tokens"],
             row["cost_micro_usd"]) == \
         ("openai", "anthropic", PROMPT, COMPLETION,
-         exact_cost(PROMPT, COMPLETION)), row
+         cost(PROMPT, COMPLETION)), row
 
     st, h, text, _ = stream(bs.port, "/v1/chat/completions",
                             {"model": "claude-3-haiku-20240307",
@@ -295,35 +245,9 @@ def test_openai_client_reaches_bedrock_translated(bs, bedrock, db):
                                      "upstream"), row
 
 
-def run_cloud_check(sdk, port, model):
-    """tests/sdk/cloud_check.mjs against sluice: what each SDK returned."""
-    r = subprocess.run(["node", "cloud_check.mjs"], cwd=sdk,
-                       env=dict(os.environ,
-                                SLUICE_URL="http://%s:%d" % (HOST, port),
-                                SLUICE_KEY=SECRET, SLUICE_MODEL=model),
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def assert_cloud_sdk_results(out, text, prompt, completion):
-    """Both SDKs saw the answer and its usage exactly, streamed or not."""
-    m = out["messages"]
-    assert (m["text"], m["stop"], m["usage"]["input_tokens"],
-            m["usage"]["output_tokens"]) == \
-        (text, "end_turn", prompt, completion), m
-    ms = out["messages_stream"]
-    assert (ms["text"], ms["input_tokens"], ms["output_tokens"]) == \
-        (text, prompt, completion), ms
-    for c in (out["chat"], out["chat_stream"]):
-        assert (c["text"], c["finish"]) == (text, "stop"), c
-        assert (c["usage"]["prompt_tokens"],
-                c["usage"]["completion_tokens"]) == (prompt, completion), c
-
-
 def test_official_sdks_reach_bedrock_unchanged(sdk, bs, bedrock, db):
     n = len(bedrock.seen)
-    out = run_cloud_check(sdk, bs.port, "claude-3-haiku-20240307")
+    out = run_cloud_check(sdk, bs.port, SECRET, "claude-3-haiku-20240307")
     assert_cloud_sdk_results(out, "".join(TEXT), PROMPT, COMPLETION)
     assert out["messages_stream"]["events"] == 8
     seen = bedrock.seen[n:]

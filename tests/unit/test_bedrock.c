@@ -296,6 +296,8 @@ test_error_reshaped_as_anthropics(void **state)
 	char		*got;
 	const char	*an = "{\"type\":\"error\",\"error\":{\"type\":\"x\","
 			    "\"message\":\"y\"}}";
+	const char	*gerr = "{\"error\":{\"code\":401,\"message\":"
+			    "\"expired\",\"status\":\"UNAUTHENTICATED\"}}";
 
 	(void)state;
 	bedrock_error(403, "{\"message\":\"bad \\\"sig\\\"\"}",
@@ -312,7 +314,12 @@ test_error_reshaped_as_anthropics(void **state)
 	bedrock_error(500, "<html>", 6, b);
 	got = drain(b);
 	assert_string_equal(got, "{\"type\":\"error\",\"error\":{\"type\":"
-	    "\"api_error\",\"message\":\"Bedrock answered 500\"}}");
+	    "\"api_error\",\"message\":\"the upstream answered 500\"}}");
+	free(got);
+	bedrock_error(401, gerr, strlen(gerr), b);
+	got = drain(b);
+	assert_string_equal(got, "{\"type\":\"error\",\"error\":{\"type\":"
+	    "\"authentication_error\",\"message\":\"expired\"}}");
 	free(got);
 	bedrock_error(400, an, strlen(an), b);
 	got = drain(b);

@@ -448,7 +448,7 @@ test_upstream_errors(void **state)
 	    "supported");
 	expect_err("upstream a {\n url http://x;\n protocol grpc;\n}\n"
 	    "route * a;\n", 3, "upstream \"a\": invalid protocol \"grpc\" "
-	    "(expected openai, anthropic, azure or bedrock)");
+	    "(expected openai, anthropic, azure, bedrock or vertex)");
 	expect_err(MINIMAL "upstream a {\n url http://y;\n}\n", 3,
 	    "duplicate upstream \"a\"");
 	unsetenv(ENV_UNSET);
@@ -877,7 +877,7 @@ test_bedrock_upstream(void **state)
 	    "aws_credentials_file");
 	expect_err("upstream b {\n url http://x;\n region us-east-1;\n}\n"
 	    "route * b;\n", 1, "upstream \"b\": region and "
-	    "aws_credentials_* are for protocol bedrock");
+	    "aws_credentials_* are for protocol bedrock or vertex");
 	/* one route, one format: bedrock goes with anthropic, not openai */
 	load_ok_free("upstream a {\n url http://x;\n protocol anthropic;\n}\n"
 	    "upstream b {\n url http://y;\n protocol bedrock;\n"
