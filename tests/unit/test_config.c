@@ -890,6 +890,56 @@ test_bedrock_upstream(void **state)
 	    "\"b\" speak different protocols");
 }
 
+/* A vertex upstream: project, region and a service-account key file. */
+static void
+test_vertex_upstream(void **state)
+{
+	struct config	*cfg;
+	char		 sa[64], text[768], want[256];
+
+	(void)state;
+	write_file(sa, "{\"type\":\"service_account\",\"client_email\":"
+	    "\"sa@p.iam.gserviceaccount.com\",\"private_key\":\"-----BEGIN "
+	    "PRIVATE KEY-----\\nMIIB\\n-----END PRIVATE KEY-----\\n\","
+	    "\"token_uri\":\"https://oauth2.googleapis.com/token\"}", 0600);
+	snprintf(text, sizeof(text), "upstream v {\n url https://x;\n"
+	    " protocol vertex;\n region us-east5;\n gcp_project p1;\n"
+	    " gcp_credentials_file %s;\n deployment claude-* "
+	    "claude-3-5-sonnet-v2@20241022;\n}\nupstream a {\n url http://y;"
+	    "\n}\nroute claude-* v;\nroute * a;\n", sa);
+	cfg = load_ok(text);
+	assert_int_equal(cfg->upstreams[0].protocol, PROTO_VERTEX);
+	assert_string_equal(cfg->upstreams[0].gcp_project, "p1");
+	assert_string_equal(cfg->upstreams[0].gcp_email,
+	    "sa@p.iam.gserviceaccount.com");
+	/* the JSON escapes undone: a PEM OpenSSL can read */
+	assert_string_equal(cfg->upstreams[0].gcp_key, "-----BEGIN PRIVATE "
+	    "KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
+	assert_string_equal(cfg->upstreams[0].gcp_token_uri,
+	    "https://oauth2.googleapis.com/token");
+	assert_int_equal(cfg->upstreams[0].gcp_slot, 0);
+	assert_int_equal(cfg->upstreams[1].gcp_slot, -1);
+	cfg_free(cfg);
+	unlink(sa);
+
+	write_file(sa, "{\"client_email\":\"x\"}", 0600);
+	snprintf(text, sizeof(text), "upstream v {\n url https://x;\n"
+	    " protocol vertex;\n region r;\n gcp_project p;\n"
+	    " gcp_credentials_file %s;\n}\nroute * v;\n", sa);
+	snprintf(want, sizeof(want), "upstream \"v\": gcp_credentials_file "
+	    "\"%s\": not a service account key (client_email, private_key, "
+	    "token_uri)", sa);
+	expect_err(text, 6, want);
+	unlink(sa);
+	expect_err("upstream v {\n url https://x;\n protocol vertex;\n"
+	    " region r;\n}\nroute * v;\n", 1, "upstream \"v\": protocol "
+	    "vertex needs \"region\", \"gcp_project\" and "
+	    "\"gcp_credentials_file\"");
+	expect_err("upstream v {\n url https://x;\n gcp_project p;\n}\n"
+	    "route * v;\n", 1, "upstream \"v\": gcp_project and "
+	    "gcp_credentials_file are for protocol vertex");
+}
+
 static void
 load_ok_free(const char *text)
 {
@@ -916,6 +966,7 @@ main(void)
 		cmocka_unit_test(test_route_for),
 		cmocka_unit_test(test_url_forms),
 		cmocka_unit_test(test_bedrock_upstream),
+		cmocka_unit_test(test_vertex_upstream),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
