@@ -72,6 +72,7 @@ struct cfg_upstream {
 	char		 host[256];	/* from url; IPv6 without brackets */
 	char		 port[8];	/* from url, or 80/443 */
 	char		 path_prefix[256]; /* url path without trailing '/', may be "" */
+	char		 strip_path[64];  /* taken off the client's path first */
 	enum cfg_protocol protocol;
 	char		 api_key_env[128];
 	char		 api_key_file[PATH_MAX];

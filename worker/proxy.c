@@ -256,10 +256,17 @@ px_write_target(struct proxy *px, struct http_out *o)
 	}
 	http_out_put(o, u->path_prefix, strlen(u->path_prefix));
 	if (u->protocol != PROTO_AZURE || tail == NULL) {
-		if (px->xl != NULL)
-			http_out_put(o, ep->path, ep->len);
-		else
-			http_out_put(o, r->hd.target, r->hd.target_len);
+		const char	*t = px->xl != NULL ? ep->path : r->hd.target;
+		size_t		 n = px->xl != NULL ? ep->len : r->hd.target_len;
+		size_t		 k = strlen(u->strip_path);
+
+		/* Gemini's /v1beta/openai/chat/completions: no /v1 */
+		if (k > 0 && n > k && memcmp(t, u->strip_path, k) == 0 &&
+		    t[k] == '/') {
+			t += k;
+			n -= k;
+		}
+		http_out_put(o, t, n);
 		return;
 	}
 	http_out_flush(o);
