@@ -54,6 +54,16 @@ struct body_edit {
 
 #define PX_MAX_EDITS	2
 
+/* protocol bedrock or vertex: the body and path as sent, the streamed
+ * answer turned into SSE (kept for the connection, reset per request) */
+struct px_cloud {
+	struct evbuffer	*cbody;
+	struct evbuffer	*sse;
+	struct bedrock_stream bs;
+	char		 cpath[1400];
+	size_t		 cpath_len;
+};
+
 struct proxy {
 	/* kept for the connection's life */
 	struct client	*c;
@@ -64,13 +74,9 @@ struct proxy {
 	struct usage_tap tap;
 	struct decoder	 dec;		/* a copy of a compressed answer, for tap */
 	struct http_head rh;
-	/* protocol bedrock: the body as sent, the path as sent, the
-	 * streamed answer turned into SSE (kept: not zeroed per request) */
-	struct evbuffer	*cbody;
-	struct evbuffer	*sse;
-	struct bedrock_stream bs;
-	char		 cpath[1400];
-	size_t		 cpath_len;
+	/* a cloud upstream's state, made when one is first used: every
+	 * connection zeroes struct proxy, so it stays small */
+	struct px_cloud	*cl;
 
 	/* per request: zeroed by proxy_reset from here on */
 	enum px_state	 state;
