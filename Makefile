@@ -35,7 +35,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
 	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update \
-	bench-tls
+	bench-tls bench-cloud
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -168,6 +168,12 @@ bench: all $(B)/streamload
 	    $(if $(SIZES),--sizes $(SIZES))
 	$(PYTHON) bench/tls_bench.py --build $(B) \
 	    $(if $(filter 1,$(QUICK)),--quick) $(TLS_BENCH_ARGS)
+	$(PYTHON) bench/cloud_cost.py --build $(B) $(if $(filter 1,$(QUICK)),-n 30 -t 3)
+
+# A signed Bedrock request next to the same one to an Anthropic upstream,
+# 1 KB and 100 KB: instructions (callgrind) and CPU time (schedstat).
+bench-cloud: all
+	$(PYTHON) bench/cloud_cost.py --build $(B)
 
 # HTTPS on the client side: sluice next to nginx with the same certificate,
 # keep-alive requests/s and full handshakes/s, CPU per request (schedstat).

@@ -238,7 +238,7 @@ def worker_parts(outdir):
     raise Failed("no callgrind parts of a worker")
 
 
-def config(tmp, sport, aport, mport):
+def config(tmp, sport, aport, mport, extra=""):
     keys = os.path.join(tmp, "keys.conf")
     with open(keys, "w") as f:
         f.write("key bench {\n\thash sha256:%s;\n}\n" %
@@ -258,12 +258,14 @@ def config(tmp, sport, aport, mport):
             "keys_file %s;" % keys,
             "upstream mock {", "\turl http://%s:%d;" % (HOST, mport),
             "\tprotocol openai;", "\tidle_timeout 600s;", "}",
+            extra.replace("@TMP@", tmp).replace("@MOCK@", "http://%s:%d"
+                                                 % (HOST, mport)),
             "route * mock;",
             "price * input 0.15 output 0.60;"]) + "\n")
     return conf
 
 
-def run(build, phases, warmup=(), tracer=None):
+def run(build, phases, warmup=(), tracer=None, extra=""):
     """The worker's instructions in each phase, a list of lists of
     (count, Request): the requests on a new connection, then REFUSED to
     close it.  Warm-up requests go first, on a connection of their own,
@@ -284,7 +286,7 @@ def run(build, phases, warmup=(), tracer=None):
             [os.path.join(build, "mockllm"), "-l", "%s:%d" % (HOST, mport),
              "--quiet", "--created", CREATED],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        conf = config(tmp, sport, aport, mport)
+        conf = config(tmp, sport, aport, mport, extra)
         cg = os.path.join(tmp, "cg")
         os.makedirs(cg)
         # argv[0] is on the stack too: the same length from any checkout
@@ -346,12 +348,13 @@ def run(build, phases, warmup=(), tracer=None):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure(build, kinds, warmup=None):
+def measure(build, kinds, warmup=None, extra=""):
     """Instructions per request of each kind, a list of (name, count,
     Request), with the empty phase subtracted: {name: float}.  The
     warm-up is one request of each kind unless given."""
     if warmup is None:
         warmup = [req for _, _, req in kinds]
-    ir = run(build, [[]] + [[(n, req)] for _, n, req in kinds], warmup)
+    ir = run(build, [[]] + [[(n, req)] for _, n, req in kinds], warmup,
+             extra=extra)
     return {name: (ir[i + 1] - ir[0]) / n
             for i, (name, n, _) in enumerate(kinds)}
