@@ -13,7 +13,8 @@
  * The key depends on the day, not the request, so it is kept in a
  * struct sigv4_key and derived again only when the day (or region or
  * service) changes: a request then costs two SHA-256 (payload and
- * canonical request) and one HMAC.  The payload's hash is the caller's
+ * canonical request) and one HMAC, all through one EVP_MD fetched once
+ * (HMAC is RFC 2104 over it: OpenSSL 3's HMAC() fetches per call).  The payload's hash is the caller's
  * (it has the body; a 100 KB body is hashed once, here never).
  */
 #include <stdio.h>
@@ -21,7 +22,6 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "worker/sigv4.h"
 
@@ -38,23 +38,64 @@ to_hex(const unsigned char *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+/*
+ * SHA-256 through one digest context and one fetched EVP_MD, both kept
+ * for the process: EVP_Digest and HMAC() fetch the algorithm on every
+ * call, which was most of a signed 1 KB request's instructions.
+ */
+static EVP_MD_CTX *
+sha256_begin(void)
+{
+	static EVP_MD		*md;
+	static EVP_MD_CTX	*ctx;
+
+	if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		return NULL;
+	if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
+		return NULL;
+	return EVP_DigestInit_ex(ctx, md, NULL) == 1 ? ctx : NULL;
+}
+
+/* SHA-256 of A (AN bytes) then B (BN bytes) into OUT. */
+static void
+sha256_2(const void *a, size_t an, const void *b, size_t bn,
+    unsigned char out[32])
+{
+	EVP_MD_CTX	*ctx = sha256_begin();
+	unsigned int	 len = 32;
+
+	if (ctx == NULL || EVP_DigestUpdate(ctx, a, an) != 1 ||
+	    EVP_DigestUpdate(ctx, b, bn) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &len) != 1)
+		memset(out, 0, 32);	/* no signature AWS accepts */
+}
+
+/* HMAC-SHA256 (RFC 2104) of N bytes at S under KEY (at most 64 bytes). */
 static void
 hmac(const unsigned char *key, size_t klen, const char *s, size_t n,
     unsigned char out[32])
 {
-	unsigned int	 olen = 32;
+	unsigned char	 ipad[64], opad[64], inner[32];
+	size_t		 i;
 
-	HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)s, n, out,
-	    &olen);
+	memset(ipad, 0x36, sizeof(ipad));
+	memset(opad, 0x5c, sizeof(opad));
+	for (i = 0; i < klen && i < 64; i++) {
+		ipad[i] ^= key[i];
+		opad[i] ^= key[i];
+	}
+	sha256_2(ipad, 64, s, n, inner);
+	sha256_2(opad, 64, inner, 32, out);
+	explicit_bzero(ipad, sizeof(ipad));
+	explicit_bzero(opad, sizeof(opad));
 }
 
 void
 sigv4_sha256_hex(const void *p, size_t n, char out[SIGV4_HEX + 1])
 {
 	unsigned char	 md[32];
-	unsigned int	 len = 32;
 
-	EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+	sha256_2(p, n, "", 0, md);
 	to_hex(md, 32, out);
 }
 
@@ -124,7 +165,11 @@ sigv4_key_for(struct sigv4_key *k, const struct sigv4_req *rq)
 	n = snprintf(seed, sizeof(seed), "AWS4%s", rq->secret);
 	if (n < 0 || (size_t)n >= sizeof(seed))
 		n = 0;	/* no secret that long exists; the signature fails */
-	hmac((unsigned char *)seed, (size_t)n, rq->amz_date, 8, a);
+	if (n > 64) {	/* a longer HMAC key is its hash (RFC 2104) */
+		sha256_2(seed, (size_t)n, "", 0, b);
+		hmac(b, 32, rq->amz_date, 8, a);
+	} else
+		hmac((unsigned char *)seed, (size_t)n, rq->amz_date, 8, a);
 	hmac(a, 32, rq->region, strlen(rq->region), b);
 	hmac(b, 32, rq->service, strlen(rq->service), a);
 	hmac(a, 32, "aws4_request", 12, k->k);

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "worker/sigv4.h"
 
@@ -216,6 +218,31 @@ test_canonical_too_long_refused(void **state)
 	assert_int_equal(sigv4_canonical(&rq, small, sizeof(small)), -1);
 }
 
+/* A secret long enough that "AWS4" + it passes HMAC's 64-byte block:
+ * the key chain must agree with OpenSSL's own HMAC(). */
+static void
+test_long_secret_matches_openssl_hmac(void **state)
+{
+	struct sigv4_req rq = vanilla("GET", "/", "");
+	struct sigv4_key k;
+	unsigned char	 a[32], b[32];
+	unsigned int	 n = 32;
+	char		 seed[128];
+
+	(void)state;
+	memset(&k, 0, sizeof(k));
+	rq.secret = "0123456789abcdef0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123";
+	snprintf(seed, sizeof(seed), "AWS4%s", rq.secret);
+	HMAC(EVP_sha256(), seed, (int)strlen(seed),
+	    (const unsigned char *)"20150830", 8, a, &n);
+	HMAC(EVP_sha256(), a, 32, (const unsigned char *)"us-east-1", 9, b, &n);
+	HMAC(EVP_sha256(), b, 32, (const unsigned char *)"service", 7, a, &n);
+	HMAC(EVP_sha256(), a, 32, (const unsigned char *)"aws4_request", 12, b,
+	    &n);
+	assert_memory_equal(sigv4_key_for(&k, &rq), b, 32);
+}
+
 int
 main(void)
 {
@@ -229,6 +256,7 @@ main(void)
 		cmocka_unit_test(test_session_token_header_signed),
 		cmocka_unit_test(test_amz_date),
 		cmocka_unit_test(test_canonical_too_long_refused),
+		cmocka_unit_test(test_long_secret_matches_openssl_hmac),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
