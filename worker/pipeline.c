@@ -318,6 +318,17 @@ pl_check_azure(struct client *c, const struct cfg_route *route,
 	/* every upstream a failover may reach, not only the first */
 	for (i = 0; i < route->nupstreams; i++) {
 		u = &c->w->cfg->upstreams[route->upstream[i]];
+		/* Bedrock and Vertex serve Messages only (invoke, rawPredict) */
+		if ((u->protocol == PROTO_BEDROCK ||
+		    u->protocol == PROTO_VERTEX) && (ep->len != 12 ||
+		    memcmp(ep->path, "/v1/messages", 12) != 0)) {
+			client_error(c, 400, "invalid_request_error",
+			    "unsupported_endpoint", "%.*s is not served by a "
+			    "%s upstream.", (int)c->r.hd.path_len,
+			    c->r.hd.target, u->protocol == PROTO_BEDROCK ?
+			    "Bedrock" : "Vertex AI");
+			return -1;
+		}
 		if (u->protocol != PROTO_AZURE)
 			continue;
 		if (ep->azure_tail == NULL) {

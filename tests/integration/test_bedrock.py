@@ -263,3 +263,20 @@ def test_official_sdks_reach_bedrock_unchanged(sdk, bs, bedrock, db):
                     ("anthropic", True, PROMPT, COMPLETION, "upstream"),
                     ("openai", False, PROMPT, COMPLETION, "upstream"),
                     ("openai", True, PROMPT, COMPLETION, "upstream")], rows
+
+
+def test_other_endpoints_are_refused_for_bedrock(bs, bedrock):
+    n = len(bedrock.seen)
+    st, _, data = post(bs.port, "/v1/messages/count_tokens",
+                       {"model": "claude-3-haiku-20240307",
+                        "messages": ASK}, headers=auth())
+    assert st == 400, data
+    err = json.loads(data)["error"]
+    assert err["type"] == "invalid_request_error"
+    assert "/v1/messages/count_tokens is not served by a Bedrock upstream" \
+        in err["message"], err
+    st, _, data = post(bs.port, "/v1/embeddings",
+                       {"model": "claude-3-haiku-20240307", "input": "x"},
+                       headers=auth())
+    assert st == 400, data
+    assert len(bedrock.seen) == n       # nothing went upstream
