@@ -12,8 +12,10 @@ format and leave a row with the error class.
 
 import hashlib
 import json
+import signal
 
 import pytest
+from botocore.credentials import Credentials
 
 from bedrock_upstream import COMPLETION, PROMPT, TEXT, Bedrock
 from cloud_common import (Db, assert_cloud_sdk_results, exact_cost,
@@ -280,3 +282,24 @@ def test_other_endpoints_are_refused_for_bedrock(bs, bedrock):
                        headers=auth())
     assert st == 400, data
     assert len(bedrock.seen) == n       # nothing went upstream
+
+
+def test_rotated_credentials_file_is_read_again_on_sighup(sluice, bedrock,
+                                                          db, tmp_path):
+    s = start(sluice, bedrock, db, tmp_path)
+    req = {"model": "claude-3-haiku-20240307", "max_tokens": 5,
+           "messages": ASK}
+    assert post(s.port, "/v1/messages", req, headers=auth())[0] == 200
+    # AWS rotates the key: the stand-in wants the new one at once
+    bedrock.creds = Credentials(AK, "rotated/secret", None)
+    assert post(s.port, "/v1/messages", req, headers=auth())[0] == 403
+    cred = tmp_path / "aws-credentials"
+    cred.write_text("[default]\naws_access_key_id = %s\n"
+                    "aws_secret_access_key = rotated/secret\n" % AK)
+    old = set(s.worker_pids())
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: not (set(s.worker_pids()) & old), 10,
+             what="the old workers to exit after the reload")
+    st, _, data = post(s.port, "/v1/messages", req, headers=auth())
+    assert st == 200, data
+    assert bedrock.seen[-1]["signed"], bedrock.seen[-1]["why"]
