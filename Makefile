@@ -261,7 +261,8 @@ FUZZ_SRC_json	 = common/json_scan.c common/json.c
 FUZZ_SRC_copyrow = sql/copyrow.c
 FUZZ_SRC_strict	 = common/json_strict.c common/json.c
 FUZZ_SRC_strict_portable = common/json.c
-FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
+FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c common/awscred.c \
+		   common/json.c \
 		   common/glob.c common/log.c
 FUZZ_SRC_xlate	 = worker/xlate_req.c worker/xlate_resp.c worker/xlate_sse.c \
 		   worker/xlate_json.c worker/xlate_map.c worker/usage.c \

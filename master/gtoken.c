@@ -376,7 +376,7 @@ refresh_child(int slot)
 	char			 jwt[4096], body[4200], buf[16384];
 	char			 token[GTOKEN_MAX], *json = NULL;
 	const char		*v;
-	int64_t			 expires_in = 0;
+	int64_t			 expires_in = 0, t0, margin;
 	size_t			 n;
 	int			 status, t, x;
 
@@ -391,6 +391,7 @@ refresh_child(int slot)
 	    "oauth%%3Agrant-type%%3Ajwt-bearer&assertion=%s", jwt);
 	if (parse_uri(u->gcp_token_uri, &e) == -1)
 		_exit(1);
+	t0 = wall_us();		/* its life counts from the asking */
 	status = post_form(&e, body, buf, sizeof(buf), &json);
 	if (status == -1)
 		_exit(1);
@@ -408,7 +409,11 @@ refresh_child(int slot)
 	}
 	memcpy(token, v, n);
 	token[n] = '\0';
-	gtokens_publish(g.r, slot, token, wall_us() + expires_in * 1000000);
+	/* given up a tenth early (at most a minute): a token is never sent
+	 * in the moment the endpoint's clock has it expire */
+	margin = expires_in * 100000 < 60000000 ? expires_in * 100000 :
+	    60000000;
+	gtokens_publish(g.r, slot, token, t0 + expires_in * 1000000 - margin);
 	log_info("upstream %s: new access token, good for %llds", u->name,
 	    (long long)expires_in);
 	explicit_bzero(token, sizeof(token));

@@ -190,3 +190,21 @@ def test_official_sdks_reach_vertex_unchanged(sdk, sluice, vertex, db,
     assert_cloud_sdk_results(out, "".join(TEXT), PROMPT, COMPLETION)
     assert len(vertex.requests) == 4
     assert all(v == "ok" for _, _, _, v in vertex.requests)
+
+
+def test_refresh_failure_keeps_the_current_token_until_it_expires(
+        sluice, vertex, db, tmp_path):
+    vertex.token_lifetime = 6
+    s = start(sluice, vertex, db, tmp_path)
+    wait_token(vertex)
+    vertex.token_fail = True
+    # the token in hand is still good: served
+    st, _, data = ask(s.port)
+    assert st == 200, data
+    # the refresh at half its life fails; the old token stays in use
+    wait_for(lambda: "the current token is good for" in s.log_text(), 15,
+             what="a logged refresh failure with a token still valid")
+    # once it has expired, and only then, a 502 naming the cause
+    wait_for(lambda: ask(s.port)[0] == 502, 15, interval=0.5,
+             what="a 502 after the token expired")
+    assert all(v == "ok" for _, _, _, v in vertex.requests)
