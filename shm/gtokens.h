@@ -38,7 +38,8 @@ void	 gtokens_init(struct gtokens_region *);
  * EXPIRES_WALL_US.  -1 if I or TOKEN does not fit. */
 int	 gtokens_publish(struct gtokens_region *, int i, const char *token,
 	    int64_t expires_wall_us);
-/* The refresher: a refresh of slot I failed (counted, for /metrics). */
+/* The refresher: a refresh of slot I failed (counted beside the
+ * refreshes, in the slot; nothing shows them yet). */
 void	 gtokens_failed(struct gtokens_region *, int i);
 /*
  * Workers: slot I's token copied into OUT (GTOKEN_MAX), if it is still
