@@ -24,6 +24,7 @@ DEB_PKGS = build-essential pkg-config libevent-dev libssl-dev libpq-dev \
 	   libjsmn-dev libcmocka-dev postgresql python3-pytest python3-psycopg \
 	   openssl curl mandoc clang libclang-rt-14-dev wrk nginx-light haproxy \
 	   zlib1g-dev libbrotli-dev libzstd-dev python3-brotli python3-zstandard \
+	   python3-botocore python3-jwt python3-cryptography \
 	   valgrind
 
 MAINS	 = master/sluiced.c master/sluicectl.c
@@ -34,7 +35,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
 	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update \
-	bench-tls
+	bench-tls bench-cloud
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -167,6 +168,12 @@ bench: all $(B)/streamload
 	    $(if $(SIZES),--sizes $(SIZES))
 	$(PYTHON) bench/tls_bench.py --build $(B) \
 	    $(if $(filter 1,$(QUICK)),--quick) $(TLS_BENCH_ARGS)
+	$(PYTHON) bench/cloud_cost.py --build $(B) $(if $(filter 1,$(QUICK)),-n 30 -t 3)
+
+# A signed Bedrock request next to the same one to an Anthropic upstream,
+# 1 KB and 100 KB: instructions (callgrind) and CPU time (schedstat).
+bench-cloud: all
+	$(PYTHON) bench/cloud_cost.py --build $(B)
 
 # HTTPS on the client side: sluice next to nginx with the same certificate,
 # keep-alive requests/s and full handshakes/s, CPU per request (schedstat).
@@ -243,7 +250,7 @@ FUZZ_CFLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined \
 		   -I. -I/usr/include/postgresql
 FUZZ_SECONDS	?= 10
 FUZZ_TARGETS	 = http usage decode config json copyrow strict strict_portable \
-		   xlate_oa xlate_an
+		   xlate_oa xlate_an evstream
 FUZZ_SRC_http	 = worker/http.c
 FUZZ_SRC_usage	 = worker/usage.c common/json.c common/json_scan.c \
 		   common/log.c
@@ -254,7 +261,8 @@ FUZZ_SRC_json	 = common/json_scan.c common/json.c
 FUZZ_SRC_copyrow = sql/copyrow.c
 FUZZ_SRC_strict	 = common/json_strict.c common/json.c
 FUZZ_SRC_strict_portable = common/json.c
-FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c \
+FUZZ_SRC_config	 = common/config.c common/confparse.c common/keys.c common/awscred.c \
+		   common/json.c \
 		   common/glob.c common/log.c
 FUZZ_SRC_xlate	 = worker/xlate_req.c worker/xlate_resp.c worker/xlate_sse.c \
 		   worker/xlate_json.c worker/xlate_map.c worker/usage.c \
@@ -262,6 +270,7 @@ FUZZ_SRC_xlate	 = worker/xlate_req.c worker/xlate_resp.c worker/xlate_sse.c \
 		   common/json_scan.c common/json_strict.c common/log.c
 FUZZ_SRC_xlate_oa = $(FUZZ_SRC_xlate)
 FUZZ_SRC_xlate_an = $(FUZZ_SRC_xlate)
+FUZZ_SRC_evstream = worker/evstream.c common/base64.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard */*.h) $(wildcard */*.c)
 	@mkdir -p $(dir $@)

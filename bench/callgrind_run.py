@@ -262,8 +262,10 @@ def config(tmp, sport, aport, mport, extra=""):
             "keys_file %s;" % keys,
             "upstream mock {", "\turl http://%s:%d;" % (HOST, mport),
             "\tprotocol openai;", "\tidle_timeout 600s;", "}",
+            extra.replace("@TMP@", tmp).replace("@MOCK@", "http://%s:%d"
+                                                 % (HOST, mport)),
             "route * mock;",
-            "price * input 0.15 output 0.60;", extra]) + "\n")
+            "price * input 0.15 output 0.60;"]) + "\n")
     return conf
 
 
@@ -350,18 +352,19 @@ def run(build, phases, warmup=(), tracer=None, conf=""):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure(build, kinds, warmup=None):
+def measure(build, kinds, warmup=None, extra=""):
     """Instructions per request of each kind, a list of (name, count,
     Request), with the empty phase subtracted: {name: float}.  The
     warm-up is one request of each kind unless given.  Kinds whose
     requests carry other config lines (Request.conf) are measured in a
-    run of their own, in the order they first come."""
+    run of their own, in the order they first come; EXTRA goes into the
+    config of every run."""
     out = {}
     for conf in dict.fromkeys(req.conf for _, _, req in kinds):
         group = [k for k in kinds if k[2].conf == conf]
         wu = warmup if warmup is not None else [req for _, _, req in group]
         ir = run(build, [[]] + [[(n, req)] for _, n, req in group], wu,
-                 conf=conf)
+                 conf="\n".join(c for c in (conf, extra) if c))
         out.update({name: (ir[i + 1] - ir[0]) / n
                     for i, (name, n, _) in enumerate(group)})
     return out

@@ -1501,6 +1501,14 @@ route(const char *path, size_t len, enum api *api)
 			*api = routes[i].api;
 			return (0);
 		}
+	/* AWS Bedrock: /model/ID/invoke, Anthropic's Messages (the
+	 * signature is not checked: the bench measures sluice's cost) */
+	if (len > 7 && memcmp(path, "/model/", 7) == 0 &&
+	    (slash = memchr(path + 7, '/', len - 7)) != NULL &&
+	    (size_t)(path + len - slash) == 7 && memcmp(slash, "/invoke", 7) == 0) {
+		*api = API_MESSAGES;
+		return (0);
+	}
 	/* Azure OpenAI: /openai/deployments/NAME/<endpoint> */
 	if (len > 20 && memcmp(path, "/openai/deployments/", 20) == 0 &&
 	    (slash = memchr(path + 20, '/', len - 20)) != NULL) {

@@ -33,9 +33,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/awscred.h"
 #include "common/config.h"
 #include "common/confparse.h"
 #include "common/glob.h"
+#include "common/json.h"
 #include "common/keys.h"
 #include "common/log.h"
 
@@ -90,6 +92,12 @@ static int	 d_api_key_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_ca_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_alias(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_deployment(struct cp_parser *, struct cp_directive *, void *);
+static int	 read_secret_file(struct cp_parser *, int,
+		    const struct cfg_upstream *, const char *, const char *,
+		    char *, size_t, size_t *);
+static int	 d_gcp_file(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_aws_env(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_aws_file(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_pass_headers(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_drop_headers(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_betas(struct cp_parser *, struct cp_directive *, void *);
@@ -179,6 +187,17 @@ static const struct cp_dirspec upstream_dirs[] = {
 	FN("pass_headers", 1, CFG_MAX_HDR_NAMES, 0, d_pass_headers),
 	FN("drop_headers", 1, CFG_MAX_HDR_NAMES, 0, d_drop_headers),
 	FN("anthropic_betas", 1, CFG_MAX_HDR_NAMES, 0, d_betas),
+	{ "region", 1, 1, 0, CP_STR, offsetof(struct cfg_upstream, region),
+	    sizeof(((struct cfg_upstream *)0)->region), 0, 0, NULL },
+	FN("aws_credentials_env", 2, 3, 0, d_aws_env),
+	FN("aws_credentials_file", 1, 2, 0, d_aws_file),
+	{ "strip_path", 1, 1, 0, CP_STR, offsetof(struct cfg_upstream,
+	    strip_path), sizeof(((struct cfg_upstream *)0)->strip_path), 0, 0,
+	    NULL },
+	{ "gcp_project", 1, 1, 0, CP_STR,
+	    offsetof(struct cfg_upstream, gcp_project),
+	    sizeof(((struct cfg_upstream *)0)->gcp_project), 0, 0, NULL },
+	FN("gcp_credentials_file", 1, 1, 0, d_gcp_file),
 };
 
 _Static_assert(cp_nitems(main_dirs) <= 64, "seen mask is 64 bits");
@@ -611,6 +630,205 @@ d_usage_retention(struct cp_parser *p, struct cp_directive *d, void *obj)
 	    "(13months, 400days; at most 100 years) or forever", v);
 }
 
+/* A bedrock upstream has a region and AWS credentials, a vertex one a
+ * region, a project and a service account; no other has any. */
+static int
+cloud_check(struct cp_parser *p, int line, const struct cfg_upstream *u)
+{
+	int	 aws = u->aws_key_id != NULL, gcp = u->gcp_key != NULL;
+
+	if (u->protocol == PROTO_VERTEX) {
+		if (aws)
+			return cp_err(p, line, "aws_credentials_* are for "
+			    "protocol bedrock");
+		if (u->region[0] == '\0' || u->gcp_project[0] == '\0' || !gcp)
+			return cp_err(p, line, "protocol vertex needs "
+			    "\"region\", \"gcp_project\" and "
+			    "\"gcp_credentials_file\"");
+		if (u->api_key != NULL)
+			return cp_err(p, line, "protocol vertex uses the "
+			    "service account's tokens, not api_key_*");
+		return 0;
+	}
+	if (gcp || u->gcp_project[0] != '\0')
+		return cp_err(p, line, "gcp_project and gcp_credentials_file "
+		    "are for protocol vertex");
+	if (u->protocol != PROTO_BEDROCK) {
+		if (aws || u->region[0] != '\0')
+			return cp_err(p, line, "region and aws_credentials_* "
+			    "are for protocol bedrock or vertex");
+		return 0;
+	}
+	if (u->region[0] == '\0')
+		return cp_err(p, line, "protocol bedrock needs \"region\"");
+	if (!aws)
+		return cp_err(p, line, "protocol bedrock needs "
+		    "aws_credentials_env or aws_credentials_file");
+	if (u->api_key != NULL)
+		return cp_err(p, line, "protocol bedrock signs with AWS "
+		    "credentials, not api_key_*");
+	return 0;
+}
+
+/* The value of environment variable VAR, copied into *DST. */
+static int
+aws_getenv(struct cp_parser *p, int line, const char *var, char **dst)
+{
+	const char	*val;
+
+	if (*var == '\0' || strlen(var) >= 64)
+		return cp_err(p, line, "invalid variable name \"%s\" in "
+		    "\"aws_credentials_env\"", var);
+	if ((val = getenv(var)) == NULL || *val == '\0')
+		return cp_err(p, line, "environment variable \"%s\" is %s",
+		    var, val == NULL ? "not set" : "empty");
+	if ((*dst = strdup(val)) == NULL)
+		return cp_err(p, line, "out of memory");
+	return 0;
+}
+
+/* aws_credentials_env KEY_ID_VAR SECRET_VAR [SESSION_TOKEN_VAR] */
+static int
+d_aws_env(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream	*u = obj;
+	char			**dst[3] = { &u->aws_key_id, &u->aws_secret,
+				    &u->aws_token };
+	int			 i;
+
+	if (u->aws_key_id != NULL)
+		return cp_err(p, d->line, "aws_credentials_env and "
+		    "aws_credentials_file are mutually exclusive");
+	for (i = 1; i < d->nargs; i++) {
+		if (aws_getenv(p, d->line, d->args[i].s, dst[i - 1]) == -1)
+			return -1;
+		cp_set_str(u->aws_env[i - 1], sizeof(u->aws_env[i - 1]),
+		    d->args[i].s);
+	}
+	return 0;
+}
+
+/* aws_credentials_file PATH [PROFILE]: read now, and again on reload. */
+static int
+d_aws_file(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream	*u = obj;
+	const char		*path = d->args[1].s;
+	const char		*prof = d->nargs > 2 ? d->args[2].s : "default";
+	char			 buf[KEY_FILE_MAX], why[128];
+	struct awscred		 c;
+	size_t			 len;
+	int			 rv;
+
+	if (u->aws_key_id != NULL)
+		return cp_err(p, d->line, "aws_credentials_env and "
+		    "aws_credentials_file are mutually exclusive");
+	if (*path == '\0' || strlen(path) >= sizeof(u->aws_file) ||
+	    strlen(prof) >= sizeof(u->aws_profile))
+		return cp_err(p, d->line, "invalid value in "
+		    "\"aws_credentials_file\" directive");
+	if (read_secret_file(p, d->line, u, "aws_credentials_file", path, buf,
+	    sizeof(buf), &len) == -1)
+		return -1;
+	rv = awscred_parse(buf, prof, &c, why, sizeof(why));
+	explicit_bzero(buf, sizeof(buf));
+	if (rv == -1)
+		return cp_err(p, d->line, "aws_credentials_file \"%s\": %s",
+		    path, why);
+	u->aws_key_id = c.key_id;
+	u->aws_secret = c.secret;
+	u->aws_token = c.token;
+	cp_set_str(u->aws_file, sizeof(u->aws_file), path);
+	cp_set_str(u->aws_profile, sizeof(u->aws_profile), prof);
+	return 0;
+}
+
+/* String member KEY of object 0 of D, JSON escapes undone (those a key
+ * file has: \\n \\" \\\\ \\/), into a new string; NULL if absent. */
+static char *
+json_string_dup(const struct json_doc *d, const char *key)
+{
+	const char	*v;
+	size_t		 n, i, o = 0;
+	char		*s;
+	int		 t = json_get(d, 0, key);
+
+	if (t < 0 || !json_is_str(d, t) || (v = json_raw(d, t, &n)) == NULL ||
+	    (s = malloc(n + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (v[i] == '\\' && i + 1 < n) {
+			i++;
+			s[o++] = v[i] == 'n' ? '\n' : v[i];
+		} else
+			s[o++] = v[i];
+	}
+	s[o] = '\0';
+	return s;
+}
+
+/* gcp_credentials_file PATH: a service-account JSON key, read now and on
+ * every reload; its token_uri must be an http(s) URL. */
+static int
+d_gcp_file(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct cfg_upstream	*u = obj, tmp;
+	const char		*path = d->args[1].s, *why;
+	char			*buf, *email = NULL, *uri = NULL;
+	struct json_doc		 doc;
+	size_t			 len;
+	int			 rv = -1;
+
+	if (*path == '\0' || strlen(path) >= sizeof(u->gcp_file))
+		return cp_err(p, d->line, "invalid value in "
+		    "\"gcp_credentials_file\" directive");
+	if ((buf = malloc(4 * KEY_FILE_MAX)) == NULL)
+		return cp_err(p, d->line, "out of memory");
+	memset(&doc, 0, sizeof(doc));
+	if (read_secret_file(p, d->line, u, "gcp_credentials_file", path, buf,
+	    4 * KEY_FILE_MAX, &len) == -1)
+		goto done;
+	if (json_parse(&doc, buf, len) == -1 || !json_is_obj(&doc, 0)) {
+		cp_err(p, d->line, "gcp_credentials_file \"%s\" is not JSON",
+		    path);
+		goto done;
+	}
+	email = json_string_dup(&doc, "client_email");
+	uri = json_string_dup(&doc, "token_uri");
+	free(u->gcp_key);
+	u->gcp_key = json_string_dup(&doc, "private_key");
+	if (email == NULL || uri == NULL || u->gcp_key == NULL ||
+	    strlen(email) >= sizeof(u->gcp_email) ||
+	    strlen(uri) >= sizeof(u->gcp_token_uri)) {
+		cp_err(p, d->line, "gcp_credentials_file \"%s\": not a "
+		    "service account key (client_email, private_key, "
+		    "token_uri)", path);
+		goto done;
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	if ((why = parse_url(&tmp, uri)) != NULL) {
+		cp_err(p, d->line, "gcp_credentials_file \"%s\": token_uri "
+		    "\"%s\": %s", path, uri, why);
+		goto done;
+	}
+	cp_set_str(u->gcp_email, sizeof(u->gcp_email), email);
+	cp_set_str(u->gcp_token_uri, sizeof(u->gcp_token_uri), uri);
+	cp_set_str(u->gcp_file, sizeof(u->gcp_file), path);
+	rv = 0;
+ done:
+	if (rv == -1 && u->gcp_key != NULL) {
+		explicit_bzero(u->gcp_key, strlen(u->gcp_key));
+		free(u->gcp_key);
+		u->gcp_key = NULL;
+	}
+	json_doc_free(&doc);
+	explicit_bzero(buf, 4 * KEY_FILE_MAX);
+	free(buf);
+	free(email);
+	free(uri);
+	return rv;
+}
+
 static int
 d_upstream(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
@@ -648,6 +866,8 @@ d_upstream(struct cp_parser *p, struct cp_directive *d, void *obj)
 		return -1;
 	if (u->url[0] == '\0')
 		return cp_err(p, d->line, "missing \"url\"");
+	if (cloud_check(p, d->line, u) == -1)
+		return -1;
 	p->ctx[0] = '\0';
 	return 0;
 }
@@ -678,9 +898,13 @@ d_protocol(struct cp_parser *p, struct cp_directive *d, void *obj)
 		u->protocol = PROTO_ANTHROPIC;
 	else if (strcmp(v, "azure") == 0)
 		u->protocol = PROTO_AZURE;
+	else if (strcmp(v, "bedrock") == 0)
+		u->protocol = PROTO_BEDROCK;
+	else if (strcmp(v, "vertex") == 0)
+		u->protocol = PROTO_VERTEX;
 	else
 		return cp_err(p, d->line, "invalid protocol \"%s\" (expected "
-		    "openai, anthropic or azure)", v);
+		    "openai, anthropic, azure, bedrock or vertex)", v);
 	return 0;
 }
 
@@ -708,50 +932,70 @@ d_api_key_env(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return 0;
 }
 
-/* The first line of u->api_key_file, trailing blanks stripped. */
+/*
+ * The whole of the secret file PATH (WHAT names its directive) in BUF
+ * (CAP), NUL ended, its length in *LEN: refused if every user may read
+ * it, a warning if group or others may touch it.
+ */
 static int
-read_key_file(struct cp_parser *p, int line, struct cfg_upstream *u)
+read_secret_file(struct cp_parser *p, int line, const struct cfg_upstream *u,
+    const char *what, const char *path, char *buf, size_t cap, size_t *len)
 {
-	char		 buf[KEY_FILE_MAX];
 	struct stat	 st;
-	size_t		 off = 0, len;
+	size_t		 off = 0;
 	ssize_t		 n;
 	int		 fd, rv = -1;
 
-	if ((fd = open(u->api_key_file, O_RDONLY | O_CLOEXEC)) == -1)
-		return cp_err(p, line, "cannot read api_key_file \"%s\": %s",
-		    u->api_key_file, strerror(errno));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return cp_err(p, line, "cannot read %s \"%s\": %s", what, path,
+		    strerror(errno));
 	if (fstat(fd, &st) == -1) {
-		cp_err(p, line, "cannot read api_key_file \"%s\": %s",
-		    u->api_key_file, strerror(errno));
+		cp_err(p, line, "cannot read %s \"%s\": %s", what, path,
+		    strerror(errno));
 		goto done;
 	}
 	if (st.st_mode & S_IROTH) {
-		cp_err(p, line, "api_key_file \"%s\" is readable by every user "
-		    "(mode %04o); chmod o-r it", u->api_key_file,
+		cp_err(p, line, "%s \"%s\" is readable by every user "
+		    "(mode %04o); chmod o-r it", what, path,
 		    (unsigned)(st.st_mode & 07777));
 		goto done;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		log_warnx("%s:%d: upstream \"%s\": api_key_file \"%s\" is "
+		log_warnx("%s:%d: upstream \"%s\": %s \"%s\" is "
 		    "accessible by group or others (mode %04o)", p->path, line,
-		    u->name, u->api_key_file, (unsigned)(st.st_mode & 07777));
-	while (off < sizeof(buf) - 1) {
-		n = read(fd, buf + off, sizeof(buf) - 1 - off);
+		    u->name, what, path, (unsigned)(st.st_mode & 07777));
+	while (off < cap - 1) {
+		n = read(fd, buf + off, cap - 1 - off);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			cp_err(p, line, "cannot read api_key_file \"%s\": %s",
-			    u->api_key_file, strerror(errno));
+			cp_err(p, line, "cannot read %s \"%s\": %s", what,
+			    path, strerror(errno));
 			goto done;
 		}
 		if (n == 0)
 			break;
 		off += (size_t)n;
-		if (memchr(buf, '\n', off) != NULL)
-			break;
 	}
 	buf[off] = '\0';
+	*len = off;
+	rv = 0;
+ done:
+	close(fd);
+	return rv;
+}
+
+/* The first line of u->api_key_file, trailing blanks stripped. */
+static int
+read_key_file(struct cp_parser *p, int line, struct cfg_upstream *u)
+{
+	char		 buf[KEY_FILE_MAX];
+	size_t		 off = 0, len;
+	int		 rv = -1;
+
+	if (read_secret_file(p, line, u, "api_key_file", u->api_key_file, buf,
+	    sizeof(buf), &off) == -1)
+		goto done;
 	len = strcspn(buf, "\n");
 	if (len == off && off == sizeof(buf) - 1) {
 		cp_err(p, line, "api_key_file \"%s\": key too long",
@@ -772,7 +1016,6 @@ read_key_file(struct cp_parser *p, int line, struct cfg_upstream *u)
 	rv = 0;
  done:
 	explicit_bzero(buf, sizeof(buf));
-	close(fd);
 	return rv;
 }
 
@@ -1071,6 +1314,17 @@ finish(struct cp_parser *p)
 	}
 	if (cfg->nroutes == 0)
 		return cp_err(p, 0, "no route defined");
+	for (i = 0, k = 0; i < cfg->nupstreams; i++) {
+		struct cfg_upstream *u = &cfg->upstreams[i];
+
+		u->gcp_slot = -1;
+		if (u->protocol != PROTO_VERTEX)
+			continue;
+		if (k == CFG_MAX_VERTEX)
+			return cp_err(p, u->line, "more than %d vertex "
+			    "upstreams", CFG_MAX_VERTEX);
+		u->gcp_slot = k++;
+	}
 	/* one route, one wire format: translated once, for all of them */
 	for (i = 0; i < cfg->nroutes; i++) {
 		r = &cfg->routes[i];
@@ -1079,8 +1333,8 @@ finish(struct cp_parser *p)
 
 			a = &cfg->upstreams[r->upstream[0]];
 			b = &cfg->upstreams[r->upstream[j]];
-			if ((a->protocol == PROTO_ANTHROPIC) !=
-			    (b->protocol == PROTO_ANTHROPIC))
+			if (CFG_SPEAKS_ANTHROPIC(a->protocol) !=
+			    CFG_SPEAKS_ANTHROPIC(b->protocol))
 				return cp_err(p, r->line, "route \"%s\": "
 				    "upstreams \"%s\" and \"%s\" speak "
 				    "different protocols", r->pattern, a->name,
@@ -1185,11 +1439,19 @@ cfg_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (i = 0; i < cfg->nupstreams; i++) {
-		if (cfg->upstreams[i].api_key != NULL) {
-			explicit_bzero(cfg->upstreams[i].api_key,
-			    strlen(cfg->upstreams[i].api_key));
-			free(cfg->upstreams[i].api_key);
+		struct cfg_upstream	*u = &cfg->upstreams[i];
+		struct awscred		 c = { u->aws_key_id, u->aws_secret,
+					    u->aws_token };
+
+		if (u->api_key != NULL) {
+			explicit_bzero(u->api_key, strlen(u->api_key));
+			free(u->api_key);
 		}
+		if (u->gcp_key != NULL) {
+			explicit_bzero(u->gcp_key, strlen(u->gcp_key));
+			free(u->gcp_key);
+		}
+		awscred_clear(&c);
 	}
 	free(cfg->upstreams);
 	free(cfg->routes);
@@ -1274,8 +1536,11 @@ d_deployment(struct cp_parser *p, struct cp_directive *d, void *obj)
 	    strlen(d->args[2].s) >= CFG_NAME_MAX || d->args[2].s[0] == '\0')
 		return cp_err(p, d->line, "invalid \"deployment\" directive");
 	for (c = d->args[2].s; *c != '\0'; c++)
+		/* a Bedrock model id has a version after ':' (the path
+		 * carries it encoded); written after "protocol bedrock" */
 		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' &&
-		    *c != '.')
+		    *c != '.' && (*c != ':' || u->protocol != PROTO_BEDROCK) &&
+		    (*c != '@' || u->protocol != PROTO_VERTEX))
 			return cp_err(p, d->line, "deployment \"%s\": invalid "
 			    "name", d->args[2].s);
 	dp = &u->deployments[u->ndeployments++];

@@ -20,6 +20,7 @@
 #define CFG_NAME_MAX        64
 #define CFG_PATTERN_MAX     128
 #define CFG_MAX_DEPLOYMENTS 32
+#define CFG_MAX_VERTEX      8	/* vertex upstreams (shm/gtokens slots) */
 #define CFG_MAX_HDR_NAMES   16	/* names in pass_headers, drop_headers... */
 #define CFG_HDR_NAME_MAX    64
 #define CFG_ROUTE_MAX_TOKENS 4096	/* route max_tokens default */
@@ -30,7 +31,14 @@ enum cfg_protocol {
 	PROTO_OPENAI = 0,	/* OpenAI and every OpenAI-compatible server */
 	PROTO_ANTHROPIC,
 	PROTO_AZURE,
+	PROTO_BEDROCK,		/* Anthropic's Messages on AWS Bedrock, SigV4 */
+	PROTO_VERTEX,		/* Anthropic's Messages on Google Vertex AI */
 };
+
+/* The upstream takes Anthropic's Messages format (the translate stage
+ * and the usage tap treat it as Anthropic). */
+#define CFG_SPEAKS_ANTHROPIC(p)	((p) == PROTO_ANTHROPIC || \
+				 (p) == PROTO_BEDROCK || (p) == PROTO_VERTEX)
 
 struct cfg_addr {
 	char		 host[256];	/* literal address or name, "*" = any */
@@ -64,6 +72,7 @@ struct cfg_upstream {
 	char		 host[256];	/* from url; IPv6 without brackets */
 	char		 port[8];	/* from url, or 80/443 */
 	char		 path_prefix[256]; /* url path without trailing '/', may be "" */
+	char		 strip_path[64];  /* taken off the client's path first */
 	enum cfg_protocol protocol;
 	char		 api_key_env[128];
 	char		 api_key_file[PATH_MAX];
@@ -91,6 +100,21 @@ struct cfg_upstream {
 	/* anthropic-beta values allowed through; none listed: all pass */
 	char		 betas[CFG_MAX_HDR_NAMES][CFG_HDR_NAME_MAX];
 	int		 nbetas;
+	/* bedrock: the region, and AWS credentials from the environment
+	 * variables named or a shared credentials file; never logged */
+	char		 region[32];
+	char		 aws_env[3][64];	/* key id, secret, token ("" none) */
+	char		 aws_file[PATH_MAX];
+	char		 aws_profile[64];
+	char		*aws_key_id, *aws_secret, *aws_token;
+	/* vertex: the project, and the service account whose tokens the
+	 * master's refresher gets (master/gtoken.c); its key never logged */
+	char		 gcp_project[128];
+	char		 gcp_file[PATH_MAX];
+	char		 gcp_email[256];
+	char		*gcp_key;		/* PEM private key */
+	char		 gcp_token_uri[512];
+	int		 gcp_slot;		/* its shm/gtokens slot */
 	int		 line;
 };
 

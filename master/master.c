@@ -43,6 +43,7 @@
 #include "shm/shm.h"
 #include "shm/spread.h"
 #include "shm/tickets.h"
+#include "master/gtoken.h"
 #include "sql/collector.h"
 #include "worker/tls.h"
 #include "worker/usage.h"
@@ -222,6 +223,18 @@ child_setup(void)
 	/* children hold provider keys: no core dumps, no ptrace by peers */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		log_warn("prctl(PR_SET_DUMPABLE)");
+}
+
+/* A token refresher child: as every child, and no longer root. */
+static void
+gtoken_child_init(void)
+{
+	child_setup();
+	master_drop_privileges(m.cfg);
+	for (int i = 0; i < m.nfds; i++)
+		close(m.fds[i]);
+	if (m.admin_fd != -1)
+		close(m.admin_fd);
 }
 
 static void
@@ -464,6 +477,8 @@ reap(void)
 	char	 how[128];
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (gtoken_reaped(pid, status))
+			continue;
 		describe_exit(status, how, sizeof(how));
 		if (pid == m.collector.pid) {
 			int clean = WIFEXITED(status) &&
@@ -714,6 +729,7 @@ reload(void)
 	m.cfg = ncfg;
 	m.gen++;
 	upstreams_publish(m.cfg);
+	gtoken_setup(m.cfg, shm_region(m.shm, "gtokens", NULL));
 	/* the old generation has its own copy, inherited when it forked */
 	tls_server_free(m.tls);
 	m.tls = ntls;
@@ -808,6 +824,8 @@ run_timers(int64_t *next)
 		}
 		NEXT(m.rotate_at_ms);
 	}
+	if (m.stop == RUNNING)
+		gtoken_tick(now, next, gtoken_child_init);
 	if (m.collector.pid == 0 && m.collector.respawn_at_ms != 0) {
 		if (m.collector.respawn_at_ms <= now)
 			spawn_collector();
@@ -886,6 +904,7 @@ master_run(struct config *cfg, const char *cfg_path, struct shm_segment *shm,
 	atomic_store_explicit(&m.cnt->master.generation, m.gen,
 	    memory_order_relaxed);
 	upstreams_publish(cfg);
+	gtoken_setup(cfg, shm_region(shm, "gtokens", NULL));
 	tls_publish();
 	if ((m.slots = calloc((size_t)m.nslots, sizeof(*m.slots))) == NULL)
 		fatal("calloc");

@@ -28,6 +28,7 @@
 #include "master/proctitle.h"
 #include "master/rlimit.h"
 #include "shm/counters.h"
+#include "shm/gtokens.h"
 #include "shm/inflight.h"
 #include "shm/keystate.h"
 #include "shm/shm.h"
@@ -96,7 +97,7 @@ main(int argc, char **argv)
 {
 	struct config		*cfg;
 	struct shm_segment	*shm;
-	struct shm_region_req	 regions[6];
+	struct shm_region_req	 regions[7];
 	struct tls_server	*tls = NULL;
 	struct tickets_region	*tickets;
 	struct keystate_table	*kst;
@@ -200,8 +201,10 @@ main(int argc, char **argv)
 	regions[4].size = spread_size((uint32_t)cfg->workers * 2);
 	regions[5].name = "tickets";
 	regions[5].size = tickets_size();
+	regions[6].name = "gtokens";
+	regions[6].size = gtokens_size();
 	shm = shm_create_regions((uint32_t)cfg->workers * 2,
-	    (uint32_t)cfg->ring_slots, regions, 6);
+	    (uint32_t)cfg->ring_slots, regions, 7);
 	if (shm == NULL)
 		fatal("cannot create the shared memory segment");
 	cnt_region_init(shm_region(shm, "counters", NULL),
@@ -218,6 +221,7 @@ main(int argc, char **argv)
 	spool_prepare(cfg);
 	tickets = shm_region(shm, "tickets", NULL);
 	tickets_init(tickets);
+	gtokens_init(shm_region(shm, "gtokens", NULL));
 	if (cfg->ssl_certificate[0] != '\0') {
 		/* read the key now, while we may still be root */
 		if ((tls = tls_server_new(cfg, tickets, err, sizeof(err))) ==

@@ -284,7 +284,7 @@ pl_ask_stream_usage(struct exchange *x, const struct cfg_route *route,
 	size_t				 open = 0;
 
 	u = &c->w->cfg->upstreams[route->upstream[0]];
-	if (u->protocol == PROTO_ANTHROPIC ||
+	if (CFG_SPEAKS_ANTHROPIC(u->protocol) ||
 	    !(c->r.ep->flags & EP_STREAM_USAGE))
 		return 0;
 	if (so->type == JV_OBJECT &&
@@ -323,6 +323,17 @@ pl_check_azure(struct client *c, const struct cfg_route *route,
 	/* every upstream a failover may reach, not only the first */
 	for (i = 0; i < route->nupstreams; i++) {
 		u = &c->w->cfg->upstreams[route->upstream[i]];
+		/* Bedrock and Vertex serve Messages only (invoke, rawPredict) */
+		if ((u->protocol == PROTO_BEDROCK ||
+		    u->protocol == PROTO_VERTEX) && (ep->len != 12 ||
+		    memcmp(ep->path, "/v1/messages", 12) != 0)) {
+			client_error(c, 400, "invalid_request_error",
+			    "unsupported_endpoint", "%.*s is not served by a "
+			    "%s upstream.", (int)c->r.hd.path_len,
+			    c->r.hd.target, u->protocol == PROTO_BEDROCK ?
+			    "Bedrock" : "Vertex AI");
+			return -1;
+		}
 		if (u->protocol != PROTO_AZURE)
 			continue;
 		if (ep->azure_tail == NULL) {
@@ -378,8 +389,8 @@ pl_output_limit(struct client *c, const struct cfg_route *route,
 	if (most >= 0)
 		return most;
 	/* none named: what a translation to Anthropic asks for, if more */
-	if (c->w->cfg->upstreams[route->upstream[0]].protocol ==
-	    PROTO_ANTHROPIC && route->max_tokens > c->w->cfg->default_max_tokens)
+	if (CFG_SPEAKS_ANTHROPIC(c->w->cfg->upstreams[route->upstream[0]].
+	    protocol) && route->max_tokens > c->w->cfg->default_max_tokens)
 		return route->max_tokens;
 	return c->w->cfg->default_max_tokens;
 }
@@ -427,7 +438,7 @@ pl_translate(struct exchange *x, const struct cfg_route *route,
 
 	u = &c->w->cfg->upstreams[route->upstream[0]];
 	from_an = (c->r.ep->flags & EP_ANTHROPIC) != 0;
-	to_an = u->protocol == PROTO_ANTHROPIC;
+	to_an = CFG_SPEAKS_ANTHROPIC(u->protocol);
 	xlate_format_name(ev->upstream_format, to_an);
 	if (from_an == to_an)
 		return 0;

@@ -21,6 +21,7 @@
 
 #include "common/config.h"
 #include "shm/cache.h"
+#include "worker/bedrock.h"
 #include "worker/client.h"
 #include "worker/decode.h"
 #include "worker/http.h"
@@ -54,6 +55,16 @@ struct body_edit {
 
 #define PX_MAX_EDITS	2
 
+/* protocol bedrock or vertex: the body and path as sent, the streamed
+ * answer turned into SSE (kept for the connection, reset per request) */
+struct px_cloud {
+	struct evbuffer	*cbody;
+	struct evbuffer	*sse;
+	struct bedrock_stream bs;
+	char		 cpath[1400];
+	size_t		 cpath_len;
+};
+
 struct proxy {
 	/* kept for the connection's life */
 	struct client	*c;
@@ -64,6 +75,9 @@ struct proxy {
 	struct usage_tap tap;
 	struct decoder	 dec;		/* a copy of a compressed answer, for tap */
 	struct http_head rh;
+	/* a cloud upstream's state, made when one is first used: every
+	 * connection zeroes struct proxy, so it stays small */
+	struct px_cloud	*cl;
 
 	/* per request: zeroed by proxy_reset from here on */
 	enum px_state	 state;
@@ -89,6 +103,8 @@ struct proxy {
 	int		 dec_on;	/* ... through dec: it is compressed */
 	int		 tap_lost;	/* its usage could not be read: estimate */
 	int		 complete;	/* the whole answer was relayed */
+	int		 es_on;		/* a bedrock event stream, into sse */
+	int		 berr;		/* a bedrock error, reshaped whole */
 	int64_t		 t_sent_us;
 	int64_t		 t_first_byte_us;
 	struct usage_acc usage;

@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "common/config.h"
+#include "worker/sigv4.h"
 #include "worker/http.h"
 #include "worker/wctx.h"
 
@@ -56,6 +57,7 @@ struct upstream {
 	int		 outstanding;	/* requests in flight, for balance */
 	int		 fails;		/* failures in a row */
 	int64_t		 down_until_us;	/* passive health: skip until then */
+	struct sigv4_key sigkey;	/* bedrock: today's signing key */
 };
 
 /* How an attempt failed, for up_next. */

@@ -35,6 +35,8 @@ struct cache_arena;
 
 TAILQ_HEAD(client_list, client);
 
+struct gtokens_region;
+
 struct worker {
 	struct event_base *base;
 	struct evdns_base *dns;
@@ -44,6 +46,7 @@ struct worker {
 	struct userstate_table *users;	/* end users' budgets; NULL: none */
 	struct cnt_region *cnt;		/* the counters region, or NULL */
 	struct cnt_worker *cw;		/* this slot's counters (never NULL) */
+	struct gtokens_region *gtokens;	/* vertex tokens, or NULL */
 	struct evconnlistener *admin;	/* admin_listen, or NULL */
 	int		 slot;
 	struct upstream	*ups;		/* one per cfg->upstreams[] */

@@ -171,6 +171,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	if (shm != NULL)
 		w->cnt = shm_region(shm, "counters", NULL);
 	if (shm != NULL)
+		w->gtokens = shm_region(shm, "gtokens", NULL);
+	if (shm != NULL)
 		ift_setup(w, shm_region(shm, "inflight", NULL));
 	if ((w->cw = cnt_worker(w->cnt, (uint32_t)slot)) == NULL)
 		w->cw = &scratch;

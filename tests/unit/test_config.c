@@ -32,6 +32,7 @@
 
 static void	 write_file(char *, const char *, mode_t);
 static struct config *load_ok(const char *);
+static void	 load_ok_free(const char *);
 static void	 expect_err(const char *, int, const char *);
 static void	 log_to_file(char *);
 static char	*slurp(const char *);
@@ -452,7 +453,7 @@ test_upstream_errors(void **state)
 	    "supported");
 	expect_err("upstream a {\n url http://x;\n protocol grpc;\n}\n"
 	    "route * a;\n", 3, "upstream \"a\": invalid protocol \"grpc\" "
-	    "(expected openai, anthropic or azure)");
+	    "(expected openai, anthropic, azure, bedrock or vertex)");
 	expect_err(MINIMAL "upstream a {\n url http://y;\n}\n", 3,
 	    "duplicate upstream \"a\"");
 	unsetenv(ENV_UNSET);
@@ -817,6 +818,139 @@ test_url_forms(void **state)
 	cfg_free(cfg);
 }
 
+/* A bedrock upstream: its region and AWS credentials, from the named
+ * environment variables or a credentials file only sluice may read. */
+static void
+test_bedrock_upstream(void **state)
+{
+	struct config	*cfg;
+	char		 cred[64], text[512], want[256];
+
+	(void)state;
+	setenv("SLUICE_T_AK", "AKIDTEST", 1);
+	setenv("SLUICE_T_SK", "secret/key", 1);
+	cfg = load_ok("upstream b {\n url https://bedrock-runtime.us-east-1."
+	    "amazonaws.com;\n protocol bedrock;\n region us-east-1;\n"
+	    " aws_credentials_env SLUICE_T_AK SLUICE_T_SK;\n"
+	    " deployment claude-* anthropic.claude-3-haiku-20240307-v1:0;\n}\n"
+	    "route claude-* b;\n");
+	assert_int_equal(cfg->upstreams[0].protocol, PROTO_BEDROCK);
+	assert_string_equal(cfg->upstreams[0].region, "us-east-1");
+	assert_string_equal(cfg->upstreams[0].aws_key_id, "AKIDTEST");
+	assert_string_equal(cfg->upstreams[0].aws_secret, "secret/key");
+	assert_null(cfg->upstreams[0].aws_token);
+	assert_string_equal(cfg_deployment_for(&cfg->upstreams[0],
+	    "claude-3-haiku"), "anthropic.claude-3-haiku-20240307-v1:0");
+	cfg_free(cfg);
+
+	write_file(cred, "# test\n[other]\naws_access_key_id = X\n\n"
+	    "[default]\n aws_access_key_id = AKIDFILE \n"
+	    "aws_secret_access_key=s3cr3t\naws_session_token = tok\n"
+	    "region = eu-west-1\n", 0600);
+	snprintf(text, sizeof(text), "upstream b {\n url http://127.0.0.1:1;"
+	    "\n protocol bedrock;\n region eu-west-1;\n"
+	    " aws_credentials_file %s;\n}\nroute * b;\n", cred);
+	cfg = load_ok(text);
+	assert_string_equal(cfg->upstreams[0].aws_key_id, "AKIDFILE");
+	assert_string_equal(cfg->upstreams[0].aws_secret, "s3cr3t");
+	assert_string_equal(cfg->upstreams[0].aws_token, "tok");
+	cfg_free(cfg);
+	snprintf(text, sizeof(text), "upstream b {\n url http://127.0.0.1:1;"
+	    "\n protocol bedrock;\n region eu-west-1;\n"
+	    " aws_credentials_file %s other;\n}\nroute * b;\n", cred);
+	snprintf(want, sizeof(want), "upstream \"b\": aws_credentials_file "
+	    "\"%s\": profile [other] has no aws_access_key_id or no "
+	    "aws_secret_access_key", cred);
+	expect_err(text, 5, want);
+	/* readable by every user: refused */
+	chmod(cred, 0644);
+	snprintf(text, sizeof(text), "upstream b {\n url http://127.0.0.1:1;"
+	    "\n protocol bedrock;\n region eu-west-1;\n"
+	    " aws_credentials_file %s;\n}\nroute * b;\n", cred);
+	snprintf(want, sizeof(want), "upstream \"b\": aws_credentials_file "
+	    "\"%s\" is readable by every user (mode 0644); chmod o-r it",
+	    cred);
+	expect_err(text, 5, want);
+	unlink(cred);
+
+	expect_err("upstream b {\n url http://x;\n protocol bedrock;\n"
+	    " aws_credentials_env SLUICE_T_AK SLUICE_T_SK;\n}\nroute * b;\n",
+	    1, "upstream \"b\": protocol bedrock needs \"region\"");
+	expect_err("upstream b {\n url http://x;\n protocol bedrock;\n"
+	    " region us-east-1;\n}\nroute * b;\n", 1, "upstream \"b\": "
+	    "protocol bedrock needs aws_credentials_env or "
+	    "aws_credentials_file");
+	expect_err("upstream b {\n url http://x;\n region us-east-1;\n}\n"
+	    "route * b;\n", 1, "upstream \"b\": region and "
+	    "aws_credentials_* are for protocol bedrock or vertex");
+	/* one route, one format: bedrock goes with anthropic, not openai */
+	load_ok_free("upstream a {\n url http://x;\n protocol anthropic;\n}\n"
+	    "upstream b {\n url http://y;\n protocol bedrock;\n"
+	    " region us-east-1;\n aws_credentials_env SLUICE_T_AK SLUICE_T_SK;"
+	    "\n}\nroute * a b;\n");
+	expect_err("upstream a {\n url http://x;\n}\n"
+	    "upstream b {\n url http://y;\n protocol bedrock;\n"
+	    " region us-east-1;\n aws_credentials_env SLUICE_T_AK SLUICE_T_SK;"
+	    "\n}\nroute * a b;\n", 10, "route \"*\": upstreams \"a\" and "
+	    "\"b\" speak different protocols");
+}
+
+/* A vertex upstream: project, region and a service-account key file. */
+static void
+test_vertex_upstream(void **state)
+{
+	struct config	*cfg;
+	char		 sa[64], text[768], want[256];
+
+	(void)state;
+	write_file(sa, "{\"type\":\"service_account\",\"client_email\":"
+	    "\"sa@p.iam.gserviceaccount.com\",\"private_key\":\"-----BEGIN "
+	    "PRIVATE KEY-----\\nMIIB\\n-----END PRIVATE KEY-----\\n\","
+	    "\"token_uri\":\"https://oauth2.googleapis.com/token\"}", 0600);
+	snprintf(text, sizeof(text), "upstream v {\n url https://x;\n"
+	    " protocol vertex;\n region us-east5;\n gcp_project p1;\n"
+	    " gcp_credentials_file %s;\n deployment claude-* "
+	    "claude-3-5-sonnet-v2@20241022;\n}\nupstream a {\n url http://y;"
+	    "\n}\nroute claude-* v;\nroute * a;\n", sa);
+	cfg = load_ok(text);
+	assert_int_equal(cfg->upstreams[0].protocol, PROTO_VERTEX);
+	assert_string_equal(cfg->upstreams[0].gcp_project, "p1");
+	assert_string_equal(cfg->upstreams[0].gcp_email,
+	    "sa@p.iam.gserviceaccount.com");
+	/* the JSON escapes undone: a PEM OpenSSL can read */
+	assert_string_equal(cfg->upstreams[0].gcp_key, "-----BEGIN PRIVATE "
+	    "KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
+	assert_string_equal(cfg->upstreams[0].gcp_token_uri,
+	    "https://oauth2.googleapis.com/token");
+	assert_int_equal(cfg->upstreams[0].gcp_slot, 0);
+	assert_int_equal(cfg->upstreams[1].gcp_slot, -1);
+	cfg_free(cfg);
+	unlink(sa);
+
+	write_file(sa, "{\"client_email\":\"x\"}", 0600);
+	snprintf(text, sizeof(text), "upstream v {\n url https://x;\n"
+	    " protocol vertex;\n region r;\n gcp_project p;\n"
+	    " gcp_credentials_file %s;\n}\nroute * v;\n", sa);
+	snprintf(want, sizeof(want), "upstream \"v\": gcp_credentials_file "
+	    "\"%s\": not a service account key (client_email, private_key, "
+	    "token_uri)", sa);
+	expect_err(text, 6, want);
+	unlink(sa);
+	expect_err("upstream v {\n url https://x;\n protocol vertex;\n"
+	    " region r;\n}\nroute * v;\n", 1, "upstream \"v\": protocol "
+	    "vertex needs \"region\", \"gcp_project\" and "
+	    "\"gcp_credentials_file\"");
+	expect_err("upstream v {\n url https://x;\n gcp_project p;\n}\n"
+	    "route * v;\n", 1, "upstream \"v\": gcp_project and "
+	    "gcp_credentials_file are for protocol vertex");
+}
+
+static void
+load_ok_free(const char *text)
+{
+	cfg_free(load_ok(text));
+}
+
 int
 main(void)
 {
@@ -836,6 +970,8 @@ main(void)
 		cmocka_unit_test(test_route_options),
 		cmocka_unit_test(test_route_for),
 		cmocka_unit_test(test_url_forms),
+		cmocka_unit_test(test_bedrock_upstream),
+		cmocka_unit_test(test_vertex_upstream),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
