@@ -513,7 +513,8 @@ px_write_request(struct proxy *px)
 			continue;
 		}
 		if (http_name_is(h->name, h->name_len, "accept-encoding")) {
-			px_write_accept(&o, h);
+			if (up->cfg->protocol != PROTO_BEDROCK)
+				px_write_accept(&o, h);
 			continue;
 		}
 		if (px->xl != NULL && (http_name_is(h->name, h->name_len,
@@ -525,6 +526,13 @@ px_write_request(struct proxy *px)
 		}
 		http_out_header(&o, h);
 	}
+	/*
+	 * sluice reads bedrock's event-stream frames to make SSE of them: a
+	 * compressed stream fails their CRCs.  Without the header any coding
+	 * would be acceptable (RFC 9110, 12.5.3).
+	 */
+	if (up->cfg->protocol == PROTO_BEDROCK)
+		http_out_put(&o, "Accept-Encoding: identity\r\n", 27);
 	if (up->auth_hdr != NULL)
 		http_out_put(&o, up->auth_hdr, strlen(up->auth_hdr));
 	if (up->extra_hdr[0] != '\0')

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+import zlib
 from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -62,14 +63,25 @@ class StandIn:
         h.wfile.write(data)
 
     def send_chunked(self, h, ctype, pieces):
-        """A 200 whose body is PIECES, one HTTP chunk (and write) each."""
+        """A 200 whose body is PIECES, one HTTP chunk (and write) each;
+        gzipped, piece by piece, when the request accepts gzip, as the
+        providers' edges do."""
+        gz = "gzip" in h.headers.get("Accept-Encoding", "")
+        z = zlib.compressobj(wbits=31) if gz else None
         h.send_response(200)
         h.send_header("Content-Type", ctype)
+        if gz:
+            h.send_header("Content-Encoding", "gzip")
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         for piece in pieces:
+            if z is not None:
+                piece = z.compress(piece) + z.flush(zlib.Z_SYNC_FLUSH)
             h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             h.wfile.flush()
+        if z is not None:
+            tail = z.flush()
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
 

@@ -109,13 +109,20 @@ def test_request_is_signed_and_shaped_for_bedrock(bs, bedrock, db):
                        upstream_format="anthropic", upstream="bd"), row
 
 
-@pytest.mark.parametrize("mode", ["whole", "split"])
-def test_event_stream_is_relayed_as_anthropic_sse(bs, bedrock, db, mode):
+@pytest.mark.parametrize("mode,accept", [("whole", None), ("split", None),
+                                         ("split", "gzip, br")])
+def test_event_stream_is_relayed_as_anthropic_sse(bs, bedrock, db, mode,
+                                                  accept):
+    # the stand-in gzips when asked; sluice, which reads the frames, never
+    # asks, whatever the client accepts
+    hdrs = {"x-test-stream": mode}
+    if accept:
+        hdrs["Accept-Encoding"] = accept
     st, h, text, npieces = stream(
         bs.port, "/v1/messages", {"model": "claude-3-haiku-20240307",
                                   "max_tokens": 50, "stream": True,
                                   "messages": ASK},
-        auth({"x-test-stream": mode}))
+        auth(hdrs))
     assert st == 200, text
     assert h["content-type"] == "text/event-stream"
     evs = sse_events(text)
@@ -130,6 +137,7 @@ def test_event_stream_is_relayed_as_anthropic_sse(bs, bedrock, db, mode):
         "outputTokenCount"] == COMPLETION
     seen = bedrock.seen[-1]
     assert seen["signed"], seen["why"]
+    assert seen["headers"].get("Accept-Encoding") == "identity"
     assert seen["path"].endswith("%3A0/invoke-with-response-stream")
     assert "stream" not in json.loads(seen["body"])
     row = db.where(h["x-request-id"])
