@@ -80,6 +80,9 @@ static int	 d_metering_full(struct cp_parser *, struct cp_directive *,
 		    void *);
 static int	 d_usage_retention(struct cp_parser *, struct cp_directive *,
 		    void *);
+static int	 d_limits(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_limit_lease(struct cp_parser *, struct cp_directive *,
+		    void *);
 static int	 d_upstream(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_route(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_price(struct cp_parser *, struct cp_directive *, void *);
@@ -139,6 +142,10 @@ static const struct cp_dirspec main_dirs[] = {
 	C_DUR("batch_ms", batch_ms, 1),
 	FN("metering_full", 1, 1, 0, d_metering_full),
 	FN("usage_retention", 1, 1, 0, d_usage_retention),
+	FN("limits", 1, 1, 0, d_limits),
+	FN("limit_lease", 1, 1, 0, d_limit_lease),
+	C_DUR("limit_lease_ttl", lease_ttl_ms, 1000),
+	C_STR("host_name", host_name),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	/* the upstreams, then up to two options: translate, max_tokens */
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS + 4, CP_MULTI, d_route),
@@ -211,6 +218,11 @@ set_defaults(struct config *cfg)
 	cfg->ring_slots = 16384;
 	cfg->batch_rows = 1000;
 	cfg->batch_ms = 200;
+	cfg->lease_pct = 5;
+	cfg->lease_ttl_ms = 10 * 1000;
+	if (gethostname(cfg->host_name, sizeof(cfg->host_name)) == -1)
+		snprintf(cfg->host_name, sizeof(cfg->host_name), "localhost");
+	cfg->host_name[sizeof(cfg->host_name) - 1] = '\0';
 	snprintf(cfg->ssl_ciphers, sizeof(cfg->ssl_ciphers), "%s",
 	    CFG_SSL_CIPHERS);
 	cfg->ssl_protocols = CFG_TLS12 | CFG_TLS13;
@@ -602,6 +614,50 @@ d_usage_retention(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return cp_err(p, d->line, "invalid value \"%s\" in "
 	    "\"usage_retention\" directive: a number of months or days "
 	    "(13months, 400days; at most 100 years) or forever", v);
+}
+
+/* "local" (each host its own limits) or "shared" (leased from PG). */
+static int
+d_limits(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+
+	if (strcmp(v, "local") == 0)
+		cfg->limits_shared = 0;
+	else if (strcmp(v, "shared") == 0)
+		cfg->limits_shared = 1;
+	else
+		return cp_err(p, d->line, "invalid value \"%s\" in \"limits\" "
+		    "directive: local or shared", v);
+	cfg->limits_line = d->line;
+	return 0;
+}
+
+/*
+ * The slice of a limit one lease grants, in percent of the limit: "5%".
+ * At most 50%: a bigger slice leaves the other hosts nothing to lease.
+ */
+static int
+d_limit_lease(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+	char		 num[8];
+	size_t		 len = strlen(v);
+	long long	 n;
+
+	if (len < 2 || len - 1 >= sizeof(num) || v[len - 1] != '%')
+		goto bad;
+	memcpy(num, v, len - 1);
+	num[len - 1] = '\0';
+	if (cp_parse_ll(num, &n) == -1 || n < 1 || n > 50)
+		goto bad;
+	cfg->lease_pct = (int)n;
+	return 0;
+ bad:
+	return cp_err(p, d->line, "invalid value \"%s\" in \"limit_lease\" "
+	    "directive: a percentage of the limit, 1%% to 50%%", v);
 }
 
 static int
@@ -1028,6 +1084,9 @@ finish(struct cp_parser *p)
 		return cp_err(p, 0, "\"ssl_verify_client\" needs "
 		    "\"ssl_client_ca\", the CA that signs client "
 		    "certificates");
+	if (cfg->limits_shared && cfg->database[0] == '\0')
+		return cp_err(p, cfg->limits_line, "\"limits shared\" needs "
+		    "\"database\": the hosts share their limits through it");
 	if (admin_refused(cfg))
 		return cp_err(p, cfg->admin_listen.line, "admin_listen %s is "
 		    "not a loopback address; add \"admin_allow %s;\" to serve "
