@@ -74,6 +74,7 @@ static struct {
 	int			 hosts;		/* seen by PG; 0 = not yet */
 	int			 fallback;	/* in an outage's fallback */
 	int			 said_up;
+	int			 said_hosts;	/* the hosts last logged */
 	struct item		*items;
 	size_t			 nitems, cap;
 } ls;
@@ -390,9 +391,11 @@ lease_step(struct pgsession *db, int64_t now_ms)
 		if (ls.fallback)
 			log_info("limits: leasing from PostgreSQL again");
 		else if (!ls.said_up)
-			log_info("limits: leased from PostgreSQL, shared with "
-			    "%d hosts, in slices of %d%%", ls.hosts,
-			    ls.cfg->lease_pct);
+			log_info("limits: leased from PostgreSQL in slices of "
+			    "%d%%", ls.cfg->lease_pct);
+		if (ls.hosts != ls.said_hosts && ls.hosts > 0)
+			log_info("limits: shared by %d hosts", ls.hosts);
+		ls.said_hosts = ls.hosts;
 		ls.said_up = 1;
 		ls.fallback = 0;
 		if (ls.cnt != NULL)

@@ -32,9 +32,6 @@ from test_holds import IN_PRICE, OUT_PRICE, body_of, held
 from test_keys_limits import (CHAT, Keys, db, gateway,  # noqa: F401
                               openai_error)
 
-LEASED = "limits: leased from PostgreSQL"
-
-
 def shared(host, lease="5%", ttl="10s", admin=None):
     extra = ("limits shared;\nhost_name %s;\nlimit_lease %s;\n"
              "limit_lease_ttl %s;\n" % (host, lease, ttl))
@@ -43,13 +40,14 @@ def shared(host, lease="5%", ttl="10s", admin=None):
     return extra
 
 
-def three(gateway, keys, db, **kw):
+def three(gateway, keys, db, admins=(None, None, None), **kw):
     """Three instances sharing DB's limits, each leasing already."""
-    hosts = [gateway(keys, db=db, extra=shared("host-%d" % i, **kw))
-             for i in range(3)]
+    hosts = [gateway(keys, db=db, extra=shared("host-%d" % i, admin=adm,
+                                               **kw))
+             for i, adm in enumerate(admins)]
     for s in hosts:
-        wait_for(lambda: LEASED in s.log_text(), 15,
-                 what="the collector's first lease")
+        wait_for(lambda: "limits: shared by 3 hosts" in s.log_text(), 15,
+                 what="the collector's lease, seeing the three hosts")
     return hosts
 
 
@@ -140,3 +138,109 @@ def test_a_budget_shared_by_three_hosts_is_never_exceeded(gateway, mock,
         "AND kind = 'budget' ORDER BY host")
     assert [h for h, _ in per_host] == ["host-0", "host-1", "host-2"]
     assert sum(u for _, u in per_host) == spend
+
+
+def next_minute(at_least):
+    """The first UTC minute boundary at least AT_LEAST seconds away."""
+    t = time.time() + at_least
+    return (int(t) // 60 + 1) * 60
+
+
+def wait_until(t):
+    while time.time() < t:
+        time.sleep(min(0.2, max(0.0, t - time.time())))
+
+
+def oks(series, lo=0.0, hi=float("inf")):
+    return sum(1 for t, st in series if st == 200 and lo <= t < hi)
+
+
+def test_rpm_across_three_hosts_and_a_killed_hosts_lease_comes_back(
+        gateway, mock, tmp_path, db):
+    """rpm 60, slices of 10% (6 requests), leases of 3 s.  In one UTC
+    minute: `spread` is asked of all three hosts; `idle` only of the
+    first two, while the third holds its slice of it; the third is
+    SIGKILLed 5 s into the minute."""
+    keys = Keys(tmp_path / "keys.conf")
+    spread = keys.add("spread", rpm=60)
+    idle = keys.add("idle", rpm=60)
+    a, b, c = three(gateway, keys, db, lease="10%", ttl="3s")
+    slice_, ttl = 6, 3.0
+    bound = 9               # a slice and a half, for the one host killed
+    # late enough that every host leased the minute ahead (10 s before)
+    m = next_minute(15)
+    wait_until(m + 0.05)
+    kill_at = m + 5
+    res = {}
+
+    def killer():
+        wait_until(kill_at)
+        os.killpg(c.pid, signal.SIGKILL)
+        c.proc.wait(10)
+
+    kt = threading.Thread(target=killer)
+    kt.start()
+    res = load([(a.port, spread), (b.port, spread), (c.port, spread),
+                (a.port, idle), (b.port, idle)], m + 59.5)
+    kt.join(30)
+    n_spread = sum(oks(res[(s.port, spread)]) for s in (a, b, c))
+    idle_ok = sorted(t for s in (a, b) for t, st in res[(s.port, idle)]
+                     if st == 200)
+    assert 60 <= n_spread <= 60 + bound, n_spread
+    # the killed host's slice of `idle` was out of reach until its lease
+    # expired, and came back then: the two others got all 60 in the end
+    assert 60 <= len(idle_ok) <= 60 + bound, len(idle_ok)
+    assert len([t for t in idle_ok if t < kill_at]) == 60 - slice_
+    assert kill_at <= idle_ok[60 - slice_] <= kill_at + ttl + 1.0
+    # what the server counted agrees with what the clients got (the two
+    # hosts alive wrote every row; the killed one's rows may be lost)
+    for key, sec in (("idle", idle),):
+        sent = sum(len(res[(s.port, sec)]) for s in (a, b))
+        wait_for(lambda: rows_of(db, key) == sent, 15, what="rows")
+        assert admitted(db, key, m, m + 60) == len(idle_ok)
+
+
+def metric(port, name):
+    st, _, body = request(port, "GET", "/metrics")
+    assert st == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_postgresql_stopped_each_host_falls_back_to_its_share(
+        gateway, mock, tmp_path, db, pg):
+    """rpm 60 over three hosts: with PostgreSQL gone, each admits its
+    share, 60 / 3, logs it once and shows it on /metrics; nothing crashes,
+    and leasing resumes when PostgreSQL is back."""
+    keys = Keys(tmp_path / "keys.conf")
+    k = keys.add("late", rpm=60)
+    admins = [free_port() for _ in range(3)]
+    hosts = three(gateway, keys, db, ttl="3s", admins=admins)
+    # all of it inside one minute, before the next one is leased ahead
+    if time.time() % 60 > 30:
+        wait_until(next_minute(0) + 1)
+    minute = int(time.time()) // 60
+    pg.stop()
+    try:
+        for port in admins:
+            wait_for(lambda: metric(port, "sluice_limits_fallback") == 1, 10,
+                     what="the fallback")
+        got = []
+        for s in hosts:
+            sts = [ask(s.port, k)[0] for _ in range(30)]
+            got.append(sts.count(200))
+            assert set(sts) <= {200, 429}, sts
+        assert int(time.time()) // 60 == minute, "the minute turned"
+        assert got == [20, 20, 20], got
+    finally:
+        pg.start()
+    for s, port in zip(hosts, admins):
+        wait_for(lambda: metric(port, "sluice_limits_fallback") == 0, 30,
+                 what="leasing again")
+        text = s.log_text()
+        assert text.count("falls back to this host's share, 1/3") == 1
+        assert "limits: leasing from PostgreSQL again" in text
+        assert metric(port, "sluice_limits_fallbacks_total") == 1
+        assert s.proc.poll() is None
