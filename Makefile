@@ -34,7 +34,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
 	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update \
-	bench-tls
+	bench-tls bench-shared
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -167,6 +167,13 @@ bench: all $(B)/streamload
 	    $(if $(SIZES),--sizes $(SIZES))
 	$(PYTHON) bench/tls_bench.py --build $(B) \
 	    $(if $(filter 1,$(QUICK)),--quick) $(TLS_BENCH_ARGS)
+	$(PYTHON) bench/shared_limits.py --build $(B) \
+	    $(if $(filter 1,$(QUICK)),--cost-only)
+
+# limits shared against local (CPU per request, c=10, 1 KB), and three
+# hosts sharing one rpm limit for a minute: admitted against the limit.
+bench-shared: all
+	$(PYTHON) bench/shared_limits.py --build $(B)
 
 # HTTPS on the client side: sluice next to nginx with the same certificate,
 # keep-alive requests/s and full handshakes/s, CPU per request (schedstat).

@@ -4,6 +4,7 @@ hosts sharing one limit admit (issue 18, item 5).
 
     bench/shared_limits.py              both parts (about 3 minutes)
     bench/shared_limits.py --cost-only  the cost part (about 1 minute)
+    bench/shared_limits.py --hosts-only the three hosts (about 2 minutes)
 
 Cost: two sluiced side by side in front of one mockllm, metered into one
 private PostgreSQL (fsync on), the bench key limited by rpm, tpm and a
@@ -16,9 +17,9 @@ and of the workers alone.  Reported: the median of each and the ratio
 shared / local.  bench/run.py's Bench starts and stops every process.
 
 Three hosts: three sluiced with `limits shared`, one key with rpm LIMIT,
-wrk c=10 against each at once from the start of a UTC minute to its
-end; the 200s of that minute in all, counted from usage_events, against
-the limit.
+wrk c=HOST_CONC against each at once from the start of a UTC minute for
+59 s; the 200s of that minute in all, counted by wrk (requests less
+non-2xx and errors), against the limit.
 
 Everything on 127.0.0.1; every run bounded by wrk's -d; processes
 stopped by pid.
@@ -38,6 +39,7 @@ import run  # noqa: E402
 ROUNDS = 5
 SECS = 5
 LIMIT = 600
+HOST_CONC = 2           # per host: enough to be refused most of the time
 BIG = ["rpm 1000000000;", "tpm 1000000000000;",
        "budget 1000000.00 per day;"]
 
@@ -91,29 +93,29 @@ def three_hosts(b, body):
     res = {}
 
     def one(n):
-        res[n] = b.run_wrk(b.targets[n]["port"], 10, body, 59)
+        res[n] = b.run_wrk(b.targets[n]["port"], HOST_CONC, body, 59)
 
     ts = [threading.Thread(target=one, args=(n,)) for n in names]
     for th in ts:
         th.start()
     for th in ts:
         th.join(120)
-    for n in names:
-        b.drain(n)
-    admitted = b.pgm.conn.execute(
-        "SELECT count(*) FROM usage_events WHERE status = 200 "
-        "AND ts_start >= to_timestamp(%s) AND ts_start < to_timestamp(%s)",
-        (m, m + 60)).fetchone()[0]
+    # counted by the clients: under this load the rings may drop events
+    # (a drop is counted, never waited for), so usage_events may miss some
+    admitted = sum(r["requests"] - r["non2xx"] - r["errors"]
+                   for r in res.values())
     asked = sum(r["requests"] for r in res.values())
-    return {"limit": LIMIT, "hosts": 3, "asked": asked,
-            "admitted": admitted, "over_limit": admitted - LIMIT,
-            "lease": "5%", "minute_start": m}
+    return {"limit": LIMIT, "hosts": 3, "conc_per_host": HOST_CONC,
+            "asked": asked, "admitted": admitted,
+            "over_limit": admitted - LIMIT, "lease": "5%",
+            "minute_start": m}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--cost-only", action="store_true")
+    ap.add_argument("--hosts-only", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -125,8 +127,9 @@ def main():
         b.start_pg()
         body = os.path.join(b.tmp, "body1k.json")
         run.make_body(body, 1024, False)
-        run.log("cost: limits local vs shared, c=10, 1 KB")
-        result["cost"] = cost(b, body)
+        if not args.hosts_only:
+            run.log("cost: limits local vs shared, c=10, 1 KB")
+            result["cost"] = cost(b, body)
         if not args.cost_only:
             run.log("three hosts, rpm %d, one minute" % LIMIT)
             result["three_hosts"] = three_hosts(b, body)

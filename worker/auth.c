@@ -311,7 +311,8 @@ hold_level(const struct level *l, const struct cfg_price *price,
     int64_t in_tokens, int64_t out_tokens, struct ks_hold *hold,
     struct auth_verdict *v)
 {
-	int64_t	 wait, left, period, spend, worst, room, wall = wall_us();
+	int64_t	 wait, left, period, spend, worst, room;
+	int64_t	 wall = l->shared ? wall_us() : 0;
 	char	 wb[TEAM_NAME_MAX + 16], msg[256];
 	int	 r;
 
