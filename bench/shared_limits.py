@@ -77,7 +77,7 @@ def cost(b, body):
     return out
 
 
-def three_hosts(b, body):
+def three_hosts(b, body, conc):
     conninfo = b.pg.conninfo()
     names = ["host%d" % i for i in range(3)]
     for n in names:
@@ -93,7 +93,7 @@ def three_hosts(b, body):
     res = {}
 
     def one(n):
-        res[n] = b.run_wrk(b.targets[n]["port"], HOST_CONC, body, 59)
+        res[n] = b.run_wrk(b.targets[n]["port"], conc, body, 59)
 
     ts = [threading.Thread(target=one, args=(n,)) for n in names]
     for th in ts:
@@ -105,9 +105,14 @@ def three_hosts(b, body):
     admitted = sum(r["requests"] - r["non2xx"] - r["errors"]
                    for r in res.values())
     asked = sum(r["requests"] for r in res.values())
-    return {"limit": LIMIT, "hosts": 3, "conc_per_host": HOST_CONC,
+    drops = 0
+    for n in names:
+        drops += sum(run.lane_values(b.metrics(n),
+                                     "sluice_ring_drops_total").values())
+    return {"limit": LIMIT, "hosts": 3, "conc_per_host": conc,
             "asked": asked, "admitted": admitted,
             "over_limit": admitted - LIMIT, "lease": "5%",
+            "ring_drops": drops,
             "minute_start": m}
 
 
@@ -116,6 +121,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--cost-only", action="store_true")
     ap.add_argument("--hosts-only", action="store_true")
+    ap.add_argument("--host-conc", type=int, default=HOST_CONC,
+                    help="wrk connections per host in the three-host run")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -132,7 +139,7 @@ def main():
             result["cost"] = cost(b, body)
         if not args.cost_only:
             run.log("three hosts, rpm %d, one minute" % LIMIT)
-            result["three_hosts"] = three_hosts(b, body)
+            result["three_hosts"] = three_hosts(b, body, args.host_conc)
     finally:
         b.stop_all()
     text = json.dumps(result, indent=1)

@@ -128,26 +128,30 @@ rpm_take(struct worker *w, struct keystate *ks, int64_t rpm,
 {
 	int64_t	 wait, wall;
 	char	 msg[160];
-	int	 r;
+	int	 r, retry_s;
 
+	if ((wait = ks_rpm_take(ks, rpm, ns_now())) != 0) {
+		r = LEASE_EMPTY;
+		retry_s = (int)(wait / 1000000000) + 1;
+	} else if (!w->cfg->limits_shared)
+		return 0;
+	else {
+		wall = wall_us();
+		if ((r = lease_take(&ks->lease[LEASE_RPM], lease_minute(wall),
+		    1, wall / 1000)) == LEASE_OK)
+			return 0;
+		ks_rpm_give_back(ks, rpm);
+		retry_s = minute_left(wall);
+	}
+	/* refused: only now is the message worth making */
 	if (team != NULL)
 		snprintf(msg, sizeof(msg), "Rate limit reached for requests "
 		    "per minute of team `%s`.", team);
 	else
 		snprintf(msg, sizeof(msg), "Rate limit reached for requests "
 		    "per minute.");
-	if ((wait = ks_rpm_take(ks, rpm, ns_now())) != 0)
-		return refuse(v, 429, "requests", "rate_limit_exceeded",
-		    (int)(wait / 1000000000) + 1, "%s", msg);
-	if (!w->cfg->limits_shared)
-		return 0;
-	wall = wall_us();
-	if ((r = lease_take(&ks->lease[LEASE_RPM], lease_minute(wall), 1,
-	    wall / 1000)) == LEASE_OK)
-		return 0;
-	ks_rpm_give_back(ks, rpm);
-	return lease_refused(v, r, "requests", "rate_limit_exceeded",
-	    minute_left(wall), msg);
+	return lease_refused(v, r, "requests", "rate_limit_exceeded", retry_s,
+	    msg);
 }
 
 int
