@@ -13,8 +13,9 @@
  * the other hosts do not hold.  A grant expires at limit_lease_ttl
  * unless renewed: then PostgreSQL counts only what the host reported
  * using, so a dead host's unused share comes back.  What it used and had
- * not reported yet is the error: at most a slice and a half per host that
- * dies.
+ * not reported yet is the error: at most what it held, a slice and a
+ * half (asked for at half a slice left), or a refused request's need and
+ * half a slice, per host that dies.
  *
  * When PostgreSQL is unreachable, every limit gets this host's share, the
  * limit over the hosts PostgreSQL saw in the last minute (or what it had
