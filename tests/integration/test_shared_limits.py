@@ -6,7 +6,8 @@ workers spend them from shared memory.
 
 What the tests prove, as the README's scaling section says it:
 - a budget spent through the three hosts is never exceeded, and is used
-  up to less than one request's worst case per host;
+  up to less than one request's worst case per host; tpm likewise within
+  a UTC minute;
 - rpm 60 under load spread over the three admits exactly 60 in a UTC
   minute (the documented bound, a slice and a half per host that dies
   without reporting, is 0 here: no host dies before it reported);
@@ -138,6 +139,39 @@ def test_a_budget_shared_by_three_hosts_is_never_exceeded(gateway, mock,
         "AND kind = 'budget' ORDER BY host")
     assert [h for h, _ in per_host] == ["host-0", "host-1", "host-2"]
     assert sum(u for _, u in per_host) == spend
+
+
+def test_tpm_shared_by_three_hosts_holds_in_the_minute(gateway, mock,
+                                                        tmp_path, db):
+    """tpm 600: a request holds its worst case (more than a 5 % slice, so
+    the collector asks for what the refused one needed) and settles at
+    the 15 tokens it used; the three hosts together stay within 600 in
+    the UTC minute, and use it up to less than a hold per host."""
+    hold, _ = held(20)
+    assert hold > 30                # more than a slice of 600
+    keys = Keys(tmp_path / "keys.conf")
+    k = keys.add("tokens", tpm=600)
+    hosts = three(gateway, keys, db)
+    if time.time() % 60 > 35:
+        wait_until(next_minute(0) + 0.5)
+    minute = int(time.time()) // 60
+    ok, refused = 0, {s.port: 0 for s in hosts}
+    for _ in range(400):
+        if min(refused.values()) >= 5:
+            break
+        for s in hosts:
+            st, body = ask(s.port, k)
+            if st == 200:
+                ok += 1
+                refused[s.port] = 0
+            else:
+                openai_error(st, body, 429, "tokens", "rate_limit_exceeded")
+                refused[s.port] += 1
+                time.sleep(0.05)
+    assert int(time.time()) // 60 == minute, "the minute turned"
+    assert min(refused.values()) >= 5
+    used = 15 * ok
+    assert 600 - 3 * hold < used <= 600, (used, hold)
 
 
 def next_minute(at_least):
