@@ -35,7 +35,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all deps check layers unit integration run bench clean install uninstall \
 	fuzz fuzz-build soak bench-ring bench-counters perf-guard perf-guard-update \
-	bench-tls bench-cloud
+	bench-tls bench-cloud bench-shared
 
 all: $(B)/sluiced $(B)/sluicectl $(B)/mockllm
 
@@ -169,11 +169,18 @@ bench: all $(B)/streamload
 	$(PYTHON) bench/tls_bench.py --build $(B) \
 	    $(if $(filter 1,$(QUICK)),--quick) $(TLS_BENCH_ARGS)
 	$(PYTHON) bench/cloud_cost.py --build $(B) $(if $(filter 1,$(QUICK)),-n 30 -t 3)
+	$(PYTHON) bench/shared_limits.py --build $(B) \
+	    $(if $(filter 1,$(QUICK)),--cost-only)
 
 # A signed Bedrock request next to the same one to an Anthropic upstream,
 # 1 KB and 100 KB: instructions (callgrind) and CPU time (schedstat).
 bench-cloud: all
 	$(PYTHON) bench/cloud_cost.py --build $(B)
+
+# limits shared against local (CPU per request, c=10, 1 KB), and three
+# hosts sharing one rpm limit for a minute: admitted against the limit.
+bench-shared: all
+	$(PYTHON) bench/shared_limits.py --build $(B)
 
 # HTTPS on the client side: sluice next to nginx with the same certificate,
 # keep-alive requests/s and full handshakes/s, CPU per request (schedstat).

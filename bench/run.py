@@ -314,7 +314,9 @@ class Bench:
         self.pgm = PgMeter(self.pg.conninfo(), self.pg_pid)
         return self.pgm.check_durable()
 
-    def start_sluice(self, name, database, workers, extra=()):
+    def start_sluice(self, name, database, workers, extra=(), key_extra=()):
+        """sluiced NAME; EXTRA: more sluice.conf lines, KEY_EXTRA: more
+        lines in the bench key's block (bench/shared_limits.py)."""
         d = os.path.join(self.tmp, name)
         os.makedirs(d)
         port, admin = free_port(), free_port()
@@ -335,8 +337,9 @@ class Bench:
         if AUTH_HEADERS:
             keys = os.path.join(d, "keys.conf")
             with open(keys, "w") as f:
-                f.write("key bench {\n\thash sha256:%s;\n}\n" %
-                        hashlib.sha256(BENCH_SECRET.encode()).hexdigest())
+                f.write("key bench {\n\thash sha256:%s;\n%s}\n" % (
+                    hashlib.sha256(BENCH_SECRET.encode()).hexdigest(),
+                    "".join("\t%s\n" % ln for ln in key_extra)))
             os.chmod(keys, 0o600)
             lines.append("keys_file %s;" % keys)
         lines += [

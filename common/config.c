@@ -82,6 +82,9 @@ static int	 d_metering_full(struct cp_parser *, struct cp_directive *,
 		    void *);
 static int	 d_usage_retention(struct cp_parser *, struct cp_directive *,
 		    void *);
+static int	 d_limits(struct cp_parser *, struct cp_directive *, void *);
+static int	 d_limit_lease(struct cp_parser *, struct cp_directive *,
+		    void *);
 static int	 d_upstream(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_route(struct cp_parser *, struct cp_directive *, void *);
 static int	 d_price(struct cp_parser *, struct cp_directive *, void *);
@@ -149,6 +152,10 @@ static const struct cp_dirspec main_dirs[] = {
 	C_DUR("batch_ms", batch_ms, 1),
 	FN("metering_full", 1, 1, 0, d_metering_full),
 	FN("usage_retention", 1, 1, 0, d_usage_retention),
+	FN("limits", 1, 1, 0, d_limits),
+	FN("limit_lease", 1, 1, 0, d_limit_lease),
+	C_DUR("limit_lease_ttl", lease_ttl_ms, 1000),
+	C_STR("host_name", host_name),
 	FN("upstream", 1, 1, CP_MULTI | CP_BLOCK, d_upstream),
 	/* the upstreams, then options: translate, max_tokens, cache */
 	FN("route", 2, 1 + CFG_MAX_ROUTE_UPS + 6, CP_MULTI, d_route),
@@ -237,6 +244,11 @@ set_defaults(struct config *cfg)
 	cfg->batch_ms = 200;
 	cfg->cache_ttl_ms = 3600 * 1000;
 	cfg->cache_max_entry = 64 * 1024;
+	cfg->lease_pct = 5;
+	cfg->lease_ttl_ms = 10 * 1000;
+	if (gethostname(cfg->host_name, sizeof(cfg->host_name)) == -1)
+		snprintf(cfg->host_name, sizeof(cfg->host_name), "localhost");
+	cfg->host_name[sizeof(cfg->host_name) - 1] = '\0';
 	snprintf(cfg->ssl_ciphers, sizeof(cfg->ssl_ciphers), "%s",
 	    CFG_SSL_CIPHERS);
 	cfg->ssl_protocols = CFG_TLS12 | CFG_TLS13;
@@ -829,6 +841,50 @@ d_gcp_file(struct cp_parser *p, struct cp_directive *d, void *obj)
 	return rv;
 }
 
+/* "local" (each host its own limits) or "shared" (leased from PG). */
+static int
+d_limits(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+
+	if (strcmp(v, "local") == 0)
+		cfg->limits_shared = 0;
+	else if (strcmp(v, "shared") == 0)
+		cfg->limits_shared = 1;
+	else
+		return cp_err(p, d->line, "invalid value \"%s\" in \"limits\" "
+		    "directive: local or shared", v);
+	cfg->limits_line = d->line;
+	return 0;
+}
+
+/*
+ * The slice of a limit one lease grants, in percent of the limit: "5%".
+ * At most 50%: a bigger slice leaves the other hosts nothing to lease.
+ */
+static int
+d_limit_lease(struct cp_parser *p, struct cp_directive *d, void *obj)
+{
+	struct config	*cfg = obj;
+	const char	*v = d->args[1].s;
+	char		 num[8];
+	size_t		 len = strlen(v);
+	long long	 n;
+
+	if (len < 2 || len - 1 >= sizeof(num) || v[len - 1] != '%')
+		goto bad;
+	memcpy(num, v, len - 1);
+	num[len - 1] = '\0';
+	if (cp_parse_ll(num, &n) == -1 || n < 1 || n > 50)
+		goto bad;
+	cfg->lease_pct = (int)n;
+	return 0;
+ bad:
+	return cp_err(p, d->line, "invalid value \"%s\" in \"limit_lease\" "
+	    "directive: a percentage of the limit, 1%% to 50%%", v);
+}
+
 static int
 d_upstream(struct cp_parser *p, struct cp_directive *d, void *obj)
 {
@@ -1294,6 +1350,9 @@ finish(struct cp_parser *p)
 		return cp_err(p, 0, "\"cache %zu\" holds less than 8 entries "
 		    "of cache_max_entry (%zu bytes)", cfg->cache_size,
 		    cfg->cache_max_entry);
+	if (cfg->limits_shared && cfg->database[0] == '\0')
+		return cp_err(p, cfg->limits_line, "\"limits shared\" needs "
+		    "\"database\": the hosts share their limits through it");
 	if (admin_refused(cfg))
 		return cp_err(p, cfg->admin_listen.line, "admin_listen %s is "
 		    "not a loopback address; add \"admin_allow %s;\" to serve "

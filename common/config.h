@@ -185,6 +185,13 @@ struct config {
 	int		 usage_retention_months;
 	int		 usage_retention_days;
 
+	/* limits across hosts (sql/lease.c) */
+	int		 limits_shared;		/* limits shared; 0 = local */
+	int		 limits_line;
+	int		 lease_pct;		/* limit_lease, % of a limit: 5 */
+	int		 lease_ttl_ms;		/* limit_lease_ttl, 10s */
+	char		 host_name[64];		/* default: gethostname() */
+
 	/*
 	 * client-facing TLS, for every "listen ... ssl": file paths as
 	 * resolved (relative to the config file's directory), and the line

@@ -100,6 +100,8 @@ struct cnt_collector {
 	_Atomic uint32_t has_database;		/* "database" is set */
 	_Atomic int64_t	 error_wall_us;		/* when last_error was set */
 	struct cnt_text	 last_error;
+	_Atomic uint64_t limits_fallbacks;	/* outages limits fell back in */
+	_Atomic uint32_t limits_fallback;	/* gauge: falling back now */
 };
 
 /* The master's view of one slot. */

@@ -83,6 +83,7 @@ ks_reset(struct keystate *ks)
 	atomic_store(&ks->spend_base, 0);
 	atomic_store(&ks->spend_live, 0);
 	atomic_store(&ks->held, 0);
+	memset(ks->lease, 0, sizeof(ks->lease));
 }
 
 int
@@ -353,9 +354,15 @@ ks_charge(struct keystate *ks, const struct ks_hold *hold, int64_t tpm,
 		ks_tpm_add(ks, tpm, tokens - booked, now_ns);
 	else if (tpm > 0 && tokens < booked)
 		tpm_refund(ks, tpm, booked - (tokens > 0 ? tokens : 0), now_ns);
+	if (hold != NULL && hold->tpm_win != 0)
+		lease_settle(&ks->lease[LEASE_TPM], hold->tpm_win,
+		    (tokens > 0 ? tokens : 0) - booked);
 	if (micro_usd > 0 && period_kind != 0)
 		ks_spend_add(ks, ks_period(period_kind, now, &start, &end),
 		    micro_usd);
+	if (hold != NULL && hold->budget_win != 0)
+		lease_settle(&ks->lease[LEASE_BUDGET], hold->budget_win,
+		    (micro_usd > 0 ? micro_usd : 0) - hold->micro_usd);
 	/* after the spend: ks_budget_hold may count it twice, never none */
 	if (hold != NULL && hold->micro_usd > 0)
 		atomic_fetch_sub_explicit(&ks->held, hold->micro_usd,

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "shm/lease.h"
+
 #define KEYSTATE_SLOTS		16384
 #define KEYSTATE_NAME_MAX	64
 
@@ -31,6 +33,7 @@ struct keystate {
 	_Atomic int64_t	 spend_base;	/* micro-USD from PostgreSQL */
 	_Atomic int64_t	 spend_live;	/* micro-USD added by workers since */
 	_Atomic int64_t	 held;		/* micro-USD held by requests under way */
+	struct ks_lease	 lease[LEASE_KINDS]; /* limits shared: this host's */
 };
 
 /*
@@ -41,6 +44,8 @@ struct keystate {
 struct ks_hold {
 	int64_t		 tokens;
 	int64_t		 micro_usd;
+	int64_t		 tpm_win;	/* tokens taken of this minute's lease */
+	int64_t		 budget_win;	/* micro-USD taken of this period's */
 };
 
 struct keystate_table {
@@ -103,7 +108,8 @@ void	 ks_spend_add(struct keystate *, int64_t period, int64_t micro_usd);
 /*
  * A finished request's charge: TOKENS against a tpm limit (0 = none) and
  * MICRO_USD against the budget of period kind PERIOD_KIND (0 = none),
- * in place of what it held at admission (HOLD, NULL = nothing).  The one
+ * in place of what it held at admission (HOLD, NULL = nothing), and in
+ * the leases the hold took from (limits shared).  The one
  * charging rule, for the worker (auth_charge) and the master (a request
  * cut by a worker's death).
  */

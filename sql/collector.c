@@ -57,6 +57,7 @@
 #include "shm/shm.h"
 #include "sql/budget.h"
 #include "sql/collector.h"
+#include "sql/lease.h"
 #include "sql/load.h"
 #include "sql/parts.h"
 #include "sql/pgsession.h"
@@ -232,6 +233,9 @@ collector_main(const struct config *cfg, struct shm_segment *shm)
 		    now >= coll.busy_until && now >= coll.next_budget &&
 		    (coll.spool == NULL || spool_pending(coll.spool) == 0))
 			coll_budget(now);
+		/* no statement while a streamed load's COPY is open */
+		if (!coll.streaming)
+			lease_step(&coll.db, now);
 
 		/* The spool first, unless a lane fills up meanwhile. */
 		if (coll.db.state == PGS_UP && !coll.streaming &&
@@ -322,6 +326,7 @@ coll_setup(const struct config *cfg, struct shm_segment *shm)
 	coll.cfg = cfg;
 	coll.kst = shm_region(shm, "keys", NULL);
 	budget_set_users(shm_region(shm, "users", NULL));
+	lease_init(cfg, coll.kst, coll_cnt);
 	coll.ppid = getppid();
 #ifdef __linux__
 	/* If the master dies without telling us, drain and go. */
@@ -427,6 +432,8 @@ coll_idle(int64_t now)
 		if (t < due)
 			due = t;
 	}
+	if ((t = lease_due()) < due)
+		due = t;
 	if (coll.bell_fd == -1 && now + COLL_POLL_MS < due)
 		due = now + COLL_POLL_MS;
 	ring_bell_drain(coll.bell_fd);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sql/lease.h"
 #include "sql/pgsession.h"
 #include "sql/schema.h"
 
@@ -382,6 +383,13 @@ static const char *const migrations[] = {
 	"ALTER TABLE usage_events ADD COLUMN cache_hit boolean NOT NULL"
 	"  DEFAULT false,"
 	"  ADD COLUMN cost_saved_micro_usd bigint;",
+
+	/*
+	 * 8: limits shared across hosts (sql/lease.c says how): each host's
+	 * grant and use of each key's limit per window, the hosts seen, and
+	 * the function that grants.
+	 */
+	LEASE_SCHEMA,
 };
 
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -12,7 +12,7 @@
 struct pgsession;
 
 /* The schema version this build creates. */
-#define SCHEMA_VERSION	7
+#define SCHEMA_VERSION	8
 
 /*
  * Create the schema or upgrade it to SCHEMA_VERSION, in one transaction.

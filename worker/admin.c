@@ -578,6 +578,13 @@ admin_metrics(struct evbuffer *b, const struct admin_view *v)
 	m_u64(b, "sluice_collector_spool_ok", "gauge",
 	    "1 while the spool directory takes batches.",
 	    atomic_load_explicit(&cc->spool_ok, memory_order_relaxed));
+	m_u64(b, "sluice_limits_fallback", "gauge",
+	    "1 while limits shared fall back to this host's share "
+	    "(PostgreSQL unreachable).",
+	    atomic_load_explicit(&cc->limits_fallback, memory_order_relaxed));
+	m_u64(b, "sluice_limits_fallbacks_total", "counter",
+	    "Outages in which limits shared fell back to this host's share.",
+	    cnt_get(&cc->limits_fallbacks));
 	hb = atomic_load_explicit(&cc->heartbeat_ms, memory_order_relaxed);
 	m_head(b, "sluice_collector_heartbeat_age_seconds", "gauge",
 	    "Time since the collector last went round its loop.");

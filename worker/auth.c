@@ -95,6 +95,65 @@ refuse(struct auth_verdict *v, int status, const char *type,
 	return -1;
 }
 
+/*
+ * limits shared: the refusal for a take of this host's lease that failed
+ * with R.  No lease for the window yet (the collector is leasing, or has
+ * not reached PostgreSQL since the start): 503, retry in a second.
+ */
+static int
+lease_refused(struct auth_verdict *v, int r, const char *type,
+    const char *code, int retry_s, const char *what)
+{
+	if (r == LEASE_NONE)
+		return refuse(v, 503, "server_error", "limits_loading", 1,
+		    "Limits shared across hosts are being leased; retry in a "
+		    "second.");
+	return refuse(v, 429, type, code, retry_s, "%s", what);
+}
+
+/* Seconds to the next UTC minute, when the shared windows turn. */
+static int
+minute_left(int64_t wall)
+{
+	return (int)(60 - (wall / 1000000) % 60);
+}
+
+/*
+ * One request of the RPM per minute of KS (a key's, or TEAM's): the
+ * host's limit, then with limits shared this host's lease of the minute.
+ */
+static int
+rpm_take(struct worker *w, struct keystate *ks, int64_t rpm,
+    const char *team, struct auth_verdict *v)
+{
+	int64_t	 wait, wall;
+	char	 msg[160];
+	int	 r, retry_s;
+
+	if ((wait = ks_rpm_take(ks, rpm, ns_now())) != 0) {
+		r = LEASE_EMPTY;
+		retry_s = (int)(wait / 1000000000) + 1;
+	} else if (!w->cfg->limits_shared)
+		return 0;
+	else {
+		wall = wall_us();
+		if ((r = lease_take(&ks->lease[LEASE_RPM], lease_minute(wall),
+		    1, wall / 1000)) == LEASE_OK)
+			return 0;
+		ks_rpm_give_back(ks, rpm);
+		retry_s = minute_left(wall);
+	}
+	/* refused: only now is the message worth making */
+	if (team != NULL)
+		snprintf(msg, sizeof(msg), "Rate limit reached for requests "
+		    "per minute of team `%s`.", team);
+	else
+		snprintf(msg, sizeof(msg), "Rate limit reached for requests "
+		    "per minute.");
+	return lease_refused(v, r, "requests", "rate_limit_exceeded", retry_s,
+	    msg);
+}
+
 int
 auth_check_head(struct worker *w, const struct http_head *rq,
     const struct key_cert_id *peer, const struct key_entry **key,
@@ -106,7 +165,6 @@ auth_check_head(struct worker *w, const struct http_head *rq,
 	const char		*secret;
 	size_t			 len = 0;
 	uint8_t			 hash[32];
-	int64_t			 wait;
 
 	*key = NULL;
 	if (kr == NULL)
@@ -139,21 +197,20 @@ auth_check_head(struct worker *w, const struct http_head *rq,
 		return refuse(v, 401, "invalid_request_error", "key_expired",
 		    0, "This API key has expired.");
 	ks = keystate_at(w->keystate, k->slot);
-	if (ks != NULL && k->rpm > 0 &&
-	    (wait = ks_rpm_take(ks, k->rpm, ns_now())) != 0)
-		return refuse(v, 429, "requests", "rate_limit_exceeded",
-		    (int)(wait / 1000000000) + 1,
-		    "Rate limit reached for requests per minute.");
+	if (ks != NULL && k->rpm > 0 && rpm_take(w, ks, k->rpm, NULL, v) == -1)
+		return -1;
 	if ((t = keys_team(kr, k)) == NULL || t->rpm <= 0 ||
 	    (ts = keystate_at(w->keystate, t->slot)) == NULL ||
-	    (wait = ks_rpm_take(ts, t->rpm, ns_now())) == 0)
+	    rpm_take(w, ts, t->rpm, t->name, v) == 0)
 		return 0;
 	/* the team refused: the key's request was not made */
-	if (ks != NULL && k->rpm > 0)
+	if (ks != NULL && k->rpm > 0) {
 		ks_rpm_give_back(ks, k->rpm);
-	return refuse(v, 429, "requests", "rate_limit_exceeded",
-	    (int)(wait / 1000000000) + 1, "Rate limit reached for requests "
-	    "per minute of team `%s`.", t->name);
+		if (w->cfg->limits_shared)
+			lease_settle(&ks->lease[LEASE_RPM],
+			    lease_minute(wall_us()), -1);
+	}
+	return -1;
 }
 
 int
@@ -203,6 +260,7 @@ struct level {
 	enum key_period	 period;
 	const char	*kind;		/* in messages: "key", "team", ... */
 	const char	*name;		/* NULL: the kind alone says it */
+	int		 shared;	/* limits shared: take from leases */
 };
 
 /* "key", "team `eng`", "end user": who refused, for a message. */
@@ -228,6 +286,7 @@ level_of(struct worker *w, const struct key_entry *e, const char *kind,
 	l->period = e->budget_period;
 	l->kind = kind;
 	l->name = strcmp(kind, "key") != 0 ? e->name : NULL;
+	l->shared = w->cfg->limits_shared;
 }
 
 /* The end user's level of key K, claiming its slot (NULL ks: none). */
@@ -257,7 +316,9 @@ hold_level(const struct level *l, const struct cfg_price *price,
     struct auth_verdict *v)
 {
 	int64_t	 wait, left, period, spend, worst, room;
-	char	 wb[TEAM_NAME_MAX + 16];
+	int64_t	 wall = l->shared ? wall_us() : 0;
+	char	 wb[TEAM_NAME_MAX + 16], msg[256];
+	int	 r;
 
 	memset(hold, 0, sizeof(*hold));
 	if (l->ks == NULL)
@@ -273,6 +334,21 @@ hold_level(const struct level *l, const struct cfg_price *price,
 			    (long long)(in_tokens + out_tokens),
 			    (long long)in_tokens, (long long)out_tokens);
 		hold->tokens = in_tokens + out_tokens;
+		if (l->shared && (r = lease_take(&l->ks->lease[LEASE_TPM],
+		    lease_minute(wall), hold->tokens, wall / 1000)) !=
+		    LEASE_OK) {
+			ks_charge(l->ks, hold, l->tpm, 0, 0, 0, ns_now(),
+			    time(NULL));
+			hold->tokens = 0;
+			snprintf(msg, sizeof(msg), "Rate limit reached for "
+			    "tokens per minute of this %s across hosts: this "
+			    "request may use %lld tokens.", who(l, wb,
+			    sizeof(wb)), (long long)(in_tokens + out_tokens));
+			return lease_refused(v, r, "tokens",
+			    "rate_limit_exceeded", minute_left(wall), msg);
+		}
+		if (l->shared)
+			hold->tpm_win = lease_minute(wall);
 	}
 	if (l->budget <= 0)
 		return 0;
@@ -282,7 +358,21 @@ hold_level(const struct level *l, const struct cfg_price *price,
 	    out_tokens) : 0;
 	if (ks_budget_hold(l->ks, period, l->budget, worst) == 0) {
 		hold->micro_usd = worst;
-		return 0;
+		if (!l->shared || (r = lease_take(&l->ks->lease[LEASE_BUDGET],
+		    period, worst, wall / 1000)) == LEASE_OK) {
+			hold->budget_win = l->shared ? period : 0;
+			return 0;
+		}
+		/* this host's lease of the budget cannot hold it: give back */
+		ks_charge(l->ks, hold, l->tpm, 0, 0, 0, ns_now(), time(NULL));
+		memset(hold, 0, sizeof(*hold));
+		snprintf(msg, sizeof(msg), "This %s's budget of $%lld.%06lld "
+		    "per %s is used, across hosts, up to less than this "
+		    "request may cost ($%lld.%06lld).", who(l, wb, sizeof(wb)),
+		    USD(l->budget), l->period == PERIOD_DAY ? "day" : "month",
+		    USD(worst));
+		return lease_refused(v, r, "insufficient_quota",
+		    "budget_exceeded", 1, msg);
 	}
 	/* give back the tokens booked above: nothing goes upstream */
 	ks_charge(l->ks, hold, l->tpm, 0, 0, 0, ns_now(), time(NULL));

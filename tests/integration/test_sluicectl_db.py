@@ -22,7 +22,7 @@ def test_db_init_creates_the_schema_once(pg, tmp_path):
         r = subprocess.run([SLUICECTL, "-c", str(conf), "db", "init"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert r.stdout.strip() == "schema at version 7", r.stdout
+        assert r.stdout.strip() == "schema at version 8", r.stdout
     tables = pg.psql("SELECT string_agg(relname, ',' ORDER BY relname) "
                      "FROM pg_class WHERE relname IN ('usage_events', "
                      "'usage_by_key_day', 'usage_by_model_day', "

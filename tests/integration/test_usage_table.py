@@ -127,7 +127,7 @@ def test_collector_makes_this_and_next_month_partitions(db, mock, sluice):
 
 def test_usage_retention_drops_whole_months_past_it(db, mock, sluice,
                                                      tmp_path):
-    assert db_init(db_conf(tmp_path, db)) == "schema at version 7"
+    assert db_init(db_conf(tmp_path, db)) == "schema at version 8"
     # the month 13 months back still holds rows younger than 13 months;
     # the month before it holds none
     old = "(now() AT TIME ZONE 'UTC' - interval '14 months') AT TIME ZONE 'UTC'"
@@ -223,7 +223,7 @@ def test_upgrade_from_schema_3_keeps_every_row(db, pg, mock, sluice,
     before = snapshot(db)
     assert len(before["rows"]) == 120
 
-    assert db_init(db_conf(tmp_path, db)) == "schema at version 7"
+    assert db_init(db_conf(tmp_path, db)) == "schema at version 8"
     after = snapshot(db)
     assert after == before
     assert db.query("SELECT pg_get_constraintdef(oid) FROM pg_constraint "

@@ -568,6 +568,50 @@ test_usage_retention(void **state)
 	}
 }
 
+/* limits local | shared, the lease's slice and lifetime, host_name. */
+static void
+test_limits_shared(void **state)
+{
+	struct config	*cfg;
+	char		 host[64];
+
+	(void)state;
+	cfg = load_ok(MINIMAL);
+	assert_int_equal(cfg->limits_shared, 0);
+	assert_int_equal(cfg->lease_pct, 5);
+	assert_int_equal(cfg->lease_ttl_ms, 10000);
+	if (gethostname(host, sizeof(host)) == 0) {
+		host[sizeof(host) - 1] = '\0';
+		assert_string_equal(cfg->host_name, host);
+	}
+	cfg_free(cfg);
+	cfg = load_ok("limits shared;\ndatabase \"dbname=x\";\n"
+	    "limit_lease 2%;\nlimit_lease_ttl 30s;\nhost_name gw-b;\n"
+	    MINIMAL);
+	assert_int_equal(cfg->limits_shared, 1);
+	assert_int_equal(cfg->lease_pct, 2);
+	assert_int_equal(cfg->lease_ttl_ms, 30000);
+	assert_string_equal(cfg->host_name, "gw-b");
+	cfg_free(cfg);
+	cfg = load_ok("limits local;\n" MINIMAL);
+	assert_int_equal(cfg->limits_shared, 0);
+	cfg_free(cfg);
+	expect_err("\nlimits shared;\n" MINIMAL, 2, "\"limits shared\" "
+	    "needs \"database\": the hosts share their limits through it");
+	expect_err("limits both;\n" MINIMAL, 1, "invalid value \"both\" in "
+	    "\"limits\" directive: local or shared");
+	expect_err("limit_lease 51%;\n" MINIMAL, 1, "invalid value \"51%\" "
+	    "in \"limit_lease\" directive: a percentage of the limit, 1% "
+	    "to 50%");
+	expect_err("limit_lease 5;\n" MINIMAL, 1, "invalid value \"5\" "
+	    "in \"limit_lease\" directive: a percentage of the limit, 1% "
+	    "to 50%");
+	expect_err("limit_lease_ttl 100ms;\n" MINIMAL, 1,
+	    "value \"100ms\" out of range in \"limit_lease_ttl\" directive");
+	expect_err("host_name \"\";\n" MINIMAL, 1,
+	    "empty value in \"host_name\" directive");
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -969,6 +1013,7 @@ main(void)
 		cmocka_unit_test(test_no_price_warns),
 		cmocka_unit_test(test_route_options),
 		cmocka_unit_test(test_route_for),
+		cmocka_unit_test(test_limits_shared),
 		cmocka_unit_test(test_url_forms),
 		cmocka_unit_test(test_bedrock_upstream),
 		cmocka_unit_test(test_vertex_upstream),
