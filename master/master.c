@@ -14,6 +14,7 @@
  * every event they pushed.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <errno.h>
@@ -52,6 +53,7 @@
 #define RESPAWN_MAX_MS		5000
 #define FAST_KILL_GRACE_MS	5000
 #define MAX_COLLECTOR_RESTARTS_ON_STOP	5
+#define COLLECTOR_NICE		10	/* how far ahead of the workers */
 
 struct child {
 	pid_t		 pid;		/* 0 = none */
@@ -278,6 +280,26 @@ spawn_worker(int slot)
 	}
 }
 
+/*
+ * The collector is the one process whose falling behind loses data: a
+ * full lane drops events.  On a saturated host it runs ahead of the
+ * workers (a nice value COLLECTOR_NICE below theirs), so that they slow
+ * down instead.  Raising a priority needs root (CAP_SYS_NICE); without
+ * it the collector keeps the workers' and says so once.
+ */
+static void
+collector_priority(void)
+{
+	int	 cur;
+
+	errno = 0;
+	cur = getpriority(PRIO_PROCESS, 0);
+	if ((cur == -1 && errno != 0) ||
+	    setpriority(PRIO_PROCESS, 0, cur - COLLECTOR_NICE) == -1)
+		log_info("cannot run ahead of the workers: %s",
+		    strerror(errno));
+}
+
 static void
 spawn_collector(void)
 {
@@ -294,6 +316,7 @@ spawn_collector(void)
 		child_setup();
 		proctitle_set("sluice: collector");
 		log_setrole("collector");
+		collector_priority();
 		master_drop_privileges(m.cfg);
 		for (int i = 0; i < m.nfds; i++)
 			close(m.fds[i]);
