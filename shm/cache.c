@@ -111,8 +111,12 @@ cache_create(size_t bytes, size_t entry_max)
 		return NULL;
 	}
 	mapped = slots_off((uint32_t)nsets) + nsets * CACHE_WAYS * stride;
+	/*
+	 * Populated now, in the master: a shared page is zeroed at its first
+	 * touch, and that would be a miss's store, on the request path.
+	 */
 	p = mmap(NULL, mapped, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	    MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 	/* the mapping is zeroed: every slot FREE, every counter 0 */

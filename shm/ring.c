@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -71,6 +72,22 @@ ring_lane_init(struct ring_lane *l, uint32_t nslots, int bell_fd)
 	l->nslots = nslots;
 	l->mask = nslots - 1;
 	l->bell_fd = bell_fd;
+}
+
+void
+ring_lane_prefault(struct ring_lane *l)
+{
+#ifdef MADV_POPULATE_WRITE
+	uintptr_t	 pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t	 start = (uintptr_t)l & ~(pg - 1);
+	uintptr_t	 end = (uintptr_t)&l->slots[l->nslots];
+
+	/* the first and last page may be a neighbour's: populating writes
+	 * nothing, so that is harmless */
+	(void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+#else
+	(void)l;
+#endif
 }
 
 int

@@ -44,6 +44,13 @@ size_t	 ring_lane_size(uint32_t nslots);
  * BELL_FD is the consumer's eventfd (ring_bell_open), or -1.
  */
 void	 ring_lane_init(struct ring_lane *, uint32_t nslots, int bell_fd);
+/*
+ * Producer, before its first push: have the kernel allocate and map the
+ * lane's pages now, so that no push takes a page fault (a shared page is
+ * zeroed at first touch: half a fault per event until the lane wraps).
+ * Advisory: where the kernel cannot, pushes fault as before.
+ */
+void	 ring_lane_prefault(struct ring_lane *);
 /* A bell for the lanes: an eventfd, or -1 where there is none. */
 int	 ring_bell_open(void);
 

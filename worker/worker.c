@@ -164,6 +164,8 @@ worker_main(const struct config *cfg, struct shm_segment *shm, int slot,
 	w->cache = worker_cache;
 	if (shm != NULL && (uint32_t)slot < shm_nlanes(shm))
 		w->lane = shm_lane(shm, (uint32_t)slot);
+	if (w->lane != NULL)
+		ring_lane_prefault(w->lane);
 	if (shm != NULL)
 		w->keystate = shm_region(shm, "keys", NULL);
 	if (shm != NULL)

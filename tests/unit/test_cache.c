@@ -5,9 +5,11 @@
  * of one key leave one entry; and a writer SIGKILLed in each state never
  * leaves an entry another process reads torn, nor a slot lost for good.
  */
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -348,6 +350,29 @@ test_create_refuses_what_cannot_hold_a_set(void **state)
 	assert_int_equal(errno, EINVAL);
 }
 
+/*
+ * The arena's pages are there from the start (MAP_POPULATE in the
+ * master), so that no miss's store zeroes a page on the request path.
+ */
+static void
+test_arena_is_resident_from_the_start(void **state)
+{
+	struct cache_arena	*a = cache_create(4 << 20, ENTRY);
+	size_t			 pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t			 len = cache_bytes(a) / 2, n = len / pg, i, got = 0;
+	unsigned char		*vec;
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(vec = calloc(n, 1));
+	assert_int_equal(mincore(a, len, vec), 0);
+	for (i = 0; i < n; i++)
+		got += vec[i] & 1;
+	free(vec);
+	assert_int_equal(got, n);
+	cache_destroy(a);
+}
+
 int
 main(void)
 {
@@ -362,6 +387,7 @@ main(void)
 		cmocka_unit_test(test_writer_killed_in_each_state),
 		cmocka_unit_test(test_reader_refuses_a_copy_overwritten_meanwhile),
 		cmocka_unit_test(test_create_refuses_what_cannot_hold_a_set),
+		cmocka_unit_test(test_arena_is_resident_from_the_start),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

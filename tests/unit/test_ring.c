@@ -24,6 +24,7 @@
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -745,6 +746,58 @@ test_bell_never_misses_a_push(void **state)
 	alarm(0);
 }
 
+/* Pages [P, P+LEN) spans. */
+static size_t
+pages(const void *p, size_t len)
+{
+	size_t		 pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return ((uintptr_t)p % pg + len + pg - 1) / pg;
+}
+
+/* Pages of [P, P+LEN) resident now (mincore). */
+static size_t
+resident(const void *p, size_t len)
+{
+	size_t		 pg = (size_t)sysconf(_SC_PAGESIZE), n, i, got = 0;
+	uintptr_t	 start = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+	unsigned char	*vec;
+
+	n = pages(p, len);
+	len += (uintptr_t)p - start;
+	assert_non_null(vec = calloc(n, 1));
+	assert_int_equal(mincore((void *)start, len, vec), 0);
+	for (i = 0; i < n; i++)
+		got += vec[i] & 1;
+	free(vec);
+	return got;
+}
+
+/*
+ * A worker prefaults its lane before the first push, so that no push
+ * takes a page fault: before, a new lane holds no page; after, every page
+ * of its slots is there, and the other lanes are left alone.
+ */
+static void
+test_prefault_makes_the_lane_resident(void **state)
+{
+	struct shm_segment	*seg;
+	struct ring_lane	*l0, *l1;
+	size_t			 pg = (size_t)sysconf(_SC_PAGESIZE), len;
+
+	(void)state;
+	assert_non_null(seg = shm_create(2, 4096));
+	l0 = shm_lane(seg, 0);
+	l1 = shm_lane(seg, 1);
+	len = 4096 * sizeof(struct usage_event);
+	assert_true(resident(&l0->slots[8], len - 16 * pg) == 0);
+	ring_lane_prefault(l0);
+	assert_int_equal(resident(l0->slots, len), pages(l0->slots, len));
+	/* the neighbour's pages stay unallocated but for the shared edge */
+	assert_true(resident(&l1->slots[8], len - 16 * pg) == 0);
+	shm_destroy(seg);
+}
+
 int
 main(void)
 {
@@ -764,6 +817,7 @@ main(void)
 		cmocka_unit_test(test_sigkilled_producer_leaves_committed_prefix),
 		cmocka_unit_test(test_bell_rings_on_the_first_push_after_arming),
 		cmocka_unit_test(test_bell_never_misses_a_push),
+		cmocka_unit_test(test_prefault_makes_the_lane_resident),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
