@@ -11,7 +11,9 @@
  * victim is chosen by CLOCK (a reference bit, a hand).
  *
  * Each slot has one state word (a sequence number and FREE, WRITING or
- * READY).  A writer claims a slot by CAS, fills it, and publishes it
+ * READY), kept with its expiry, CLOCK bit and a tag of its key in its
+ * set's index, four lines for the set's eight slots, so that a lookup
+ * touches no slot but the one it finds.  A writer claims a slot by CAS, fills it, and publishes it
  * READY with a release store; a reader copies an entry out and keeps
  * the copy only if the word did not change meanwhile (a seqlock).  A
  * writer killed at any point leaves its slot WRITING, which no reader
@@ -56,7 +58,7 @@ struct cache_stats {
 struct cache_view {
 	const uint8_t	*data;
 	size_t		 len;
-	struct cache_slot *slot;
+	const _Atomic uint64_t *word_at;	/* the slot's state word */
 	uint64_t	 word;
 };
 
@@ -64,6 +66,8 @@ struct cache_view {
 struct cache_put {
 	struct cache_arena *a;
 	struct cache_slot *slot;	/* NULL: nothing claimed */
+	_Atomic uint64_t *word_at;	/* where the slot's state word is */
+	_Atomic int64_t	*expires_at;
 	uint64_t	 word;		/* the claim's state word */
 	uint64_t	 flush_gen;	/* a flush meanwhile: not committed */
 	size_t		 len;

@@ -351,6 +351,30 @@ test_create_refuses_what_cannot_hold_a_set(void **state)
 }
 
 /*
+ * Keys alike in the bytes the index keeps as a tag (8 to 15) and unlike
+ * after them: each finds its own entry, never the other's.
+ */
+static void
+test_a_shared_tag_never_answers_another_key(void **state)
+{
+	struct cache_arena	*a = cache_create(64 * 1024, ENTRY);
+	uint8_t			 k1[CACHE_KEY_LEN], k2[CACHE_KEY_LEN];
+	char			 buf[ENTRY + 1];
+
+	(void)state;
+	assert_non_null(a);
+	mkkey(k1, 0, 7);
+	memcpy(k2, k1, sizeof(k2));
+	k2[CACHE_KEY_LEN - 1] ^= 1;
+	assert_int_equal(store(a, k1, "a", "one", 1, 100), 0);
+	assert_string_equal(fetch(a, k2, 2, buf), "");
+	assert_int_equal(store(a, k2, "a", "two", 1, 100), 0);
+	assert_string_equal(fetch(a, k1, 2, buf), "one");
+	assert_string_equal(fetch(a, k2, 2, buf), "two");
+	cache_destroy(a);
+}
+
+/*
  * The arena's pages are there from the start (MAP_POPULATE in the
  * master), so that no miss's store zeroes a page on the request path.
  */
@@ -388,6 +412,7 @@ main(void)
 		cmocka_unit_test(test_reader_refuses_a_copy_overwritten_meanwhile),
 		cmocka_unit_test(test_create_refuses_what_cannot_hold_a_set),
 		cmocka_unit_test(test_arena_is_resident_from_the_start),
+		cmocka_unit_test(test_a_shared_tag_never_answers_another_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
