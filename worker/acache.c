@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "worker/acache.h"
 #include "worker/http.h"
+#include "worker/reply.h"
 
 #define ACACHE_MAGIC	0x61633031u	/* "ac01" */
 #define HEAD_MAX	512
@@ -226,6 +227,44 @@ acache_bill(struct usage_event *ev, const struct acache_meta *m)
 }
 
 /*
+ * The head of a hit into HEAD (HEAD_MAX bytes, which the longest head
+ * fits); its length.  The client's own request id is echoed, as on a live
+ * answer.
+ */
+_Static_assert(HEAD_MAX >= sizeof("HTTP/1.1 200 OK\r\nContent-Type: "
+    "text/event-stream\r\nContent-Length: 18446744073709551615\r\n"
+    "x-request-id: \r\nx-client-request-id: \r\nx-sluice-cache: hit\r\n"
+    "Connection: close\r\n\r\n") + sizeof(((struct request *)0)->reqid) +
+    EV_CLIENT_ID_MAX, "the longest head of a hit fits HEAD_MAX");
+
+static size_t
+acache_head(char *head, const struct request *r, int sse, size_t blen)
+{
+	const char	*cid = r->ev->client_request_id;
+	size_t		 cl = strnlen(cid, sizeof(r->ev->client_request_id));
+	char		*q = head;
+
+	q = reply_put_lit(q, "HTTP/1.1 200 OK\r\nContent-Type: ");
+	if (sse)
+		q = reply_put_lit(q, "text/event-stream");
+	else
+		q = reply_put_lit(q, "application/json");
+	q = reply_put_lit(q, "\r\nContent-Length: ");
+	q = reply_put_u64(q, blen);
+	q = reply_put_lit(q, "\r\nx-request-id: ");
+	q = reply_put(q, r->reqid, strnlen(r->reqid, sizeof(r->reqid)));
+	if (cl > 0) {
+		q = reply_put_lit(q, "\r\nx-client-request-id: ");
+		q = reply_put(q, cid, cl);
+	}
+	q = reply_put_lit(q, "\r\nx-sluice-cache: hit\r\n");
+	if (!r->keepalive)
+		q = reply_put_lit(q, "Connection: close\r\n");
+	q = reply_put_lit(q, "\r\n");
+	return (size_t)(q - head);
+}
+
+/*
  * Answer from the entry V: head and body into one extent reserved in the
  * client's output, committed only if V is still the entry.  1 answered,
  * 0 the entry changed under us (nothing written).
@@ -238,8 +277,7 @@ acache_answer(struct client *c, const struct cache_view *v)
 	struct evbuffer_iovec	 vec;
 	struct acache_meta	 m;
 	char			 head[HEAD_MAX];
-	size_t			 blen;
-	int			 hlen;
+	size_t			 blen, hlen;
 
 	if (v->len < sizeof(m))
 		return 0;
@@ -249,17 +287,7 @@ acache_answer(struct client *c, const struct cache_view *v)
 	blen = v->len - sizeof(m);
 	if (c->w->stopping)
 		r->keepalive = 0;
-	/* the client's own request id is echoed, as on a live answer */
-	hlen = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\n"
-	    "Content-Type: %s\r\nContent-Length: %zu\r\n"
-	    "x-request-id: %s\r\n%s%s%sx-sluice-cache: hit\r\n%s\r\n",
-	    m.sse ? "text/event-stream" : "application/json", blen,
-	    r->reqid, r->ev->client_request_id[0] != '\0' ?
-	    "x-client-request-id: " : "", r->ev->client_request_id,
-	    r->ev->client_request_id[0] != '\0' ? "\r\n" : "",
-	    r->keepalive ? "" : "Connection: close\r\n");
-	if (hlen < 0 || (size_t)hlen >= sizeof(head))
-		return 0;
+	hlen = acache_head(head, r, m.sse, blen);
 	if (evbuffer_reserve_space(out, (ev_ssize_t)(hlen + blen), &vec,
 	    1) != 1)
 		return 0;

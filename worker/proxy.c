@@ -69,33 +69,6 @@ static int	 px_berr_relay(struct proxy *, struct evbuffer *, int);
 static void	 px_berr_reshape(struct proxy *);
 static void	 px_send_head(struct proxy *);
 
-/*
- * Head lines are assembled with these rather than evbuffer_add_printf:
- * they run several times per request, and vfprintf was 5% of a worker's
- * instructions for small requests.
- */
-static char *
-put_str(char *q, const char *s, size_t n)
-{
-	memcpy(q, s, n);
-	return q + n;
-}
-
-static char *
-put_u64(char *q, uint64_t v)
-{
-	char	 t[20];
-	int	 n = 0;
-
-	do {
-		t[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (n > 0)
-		*q++ = t[--n];
-	return q;
-}
-
 /* "<hex size>\r\n"; its length. */
 static size_t
 put_chunk_size(char *line, size_t n)
@@ -550,11 +523,11 @@ px_write_request(struct proxy *px)
 	{
 		char	 line[96], *q = line;
 
-		q = put_str(q, "x-request-id: ", 14);
-		q = put_str(q, c->r.reqid, 36);
-		q = put_str(q, "\r\nContent-Length: ", 18);
-		q = put_u64(q, len);
-		q = put_str(q, "\r\n\r\n", 4);
+		q = reply_put(q, "x-request-id: ", 14);
+		q = reply_put(q, c->r.reqid, 36);
+		q = reply_put(q, "\r\nContent-Length: ", 18);
+		q = reply_put_u64(q, len);
+		q = reply_put(q, "\r\n\r\n", 4);
 		http_out_put(&o, line, (size_t)(q - line));
 	}
 	http_out_flush(&o);
@@ -971,8 +944,8 @@ px_send_head(struct proxy *px)
 	{
 		char	 line[16], *q = line;
 
-		q = put_str(q, "HTTP/1.1 ", 9);
-		q = put_u64(q, (uint64_t)rh->status);
+		q = reply_put(q, "HTTP/1.1 ", 9);
+		q = reply_put_u64(q, (uint64_t)rh->status);
 		*q++ = ' ';
 		http_out_put(&o, line, (size_t)(q - line));
 		http_out_put(&o, rh->target, rh->target_len);
@@ -997,16 +970,16 @@ px_send_head(struct proxy *px)
 	{
 		char	 line[96], *q = line;
 
-		q = put_str(q, "x-request-id: ", 14);
-		q = put_str(q, c->r.reqid, 36);
-		q = put_str(q, "\r\n", 2);
+		q = reply_put(q, "x-request-id: ", 14);
+		q = reply_put(q, c->r.reqid, 36);
+		q = reply_put(q, "\r\n", 2);
 		if (px->mode == BODY_LENGTH && !px->es_on) {
-			q = put_str(q, "Content-Length: ", 16);
-			q = put_u64(q, (uint64_t)px->remaining);
-			q = put_str(q, "\r\n", 2);
+			q = reply_put(q, "Content-Length: ", 16);
+			q = reply_put_u64(q, (uint64_t)px->remaining);
+			q = reply_put(q, "\r\n", 2);
 		} else if (px->mode != BODY_NONE) {
 			if (c->r.hd.minor == 1)
-				q = put_str(q, "Transfer-Encoding: chunked\r\n",
+				q = reply_put(q, "Transfer-Encoding: chunked\r\n",
 				    28);
 			else
 				c->r.keepalive = 0; /* HTTP/1.0: ends at close */

@@ -10,6 +10,7 @@ x-mock-* headers, which are not part of the cache key: the body is.
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -431,3 +432,55 @@ def test_a_translated_answer_is_cached_as_the_client_got_it(cached):
         else:
             assert parse_sse(replay)[-1] == "[DONE]"
     assert forwarded(m) == 2
+
+
+def test_a_hit_head_on_the_wire(cached):
+    """A hit's head as bytes: the client's request id echoed, its own
+    x-request-id, Content-Length the body's, and Connection: close when
+    the client asked to close, after which sluice closes."""
+    s, m = cached()
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "wire"}]}).encode()
+    assert ask(s, "wire")[1]["x-sluice-cache"] == "miss"
+
+    def raw(extra):
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n" +
+                  "".join("%s: %s\r\n" % kv for kv in TOK.items()).encode()
+                  + extra + b"Content-Length: %d\r\n\r\n" % len(body) +
+                  body)
+        got = b""
+        end = time.time() + 10
+        while time.time() < end:
+            b = c.recv(65536)
+            if not b:
+                break
+            got += b
+            head, sep, rest = got.partition(b"\r\n\r\n")
+            if sep and b"Connection: close" not in head:
+                n = int([ln for ln in head.split(b"\r\n") if ln.lower()
+                         .startswith(b"content-length:")][0].split(b":")[1])
+                if len(rest) >= n:
+                    break
+        c.close()
+        return got.partition(b"\r\n\r\n")
+
+    head, _, rest = raw(b"x-client-request-id: run-42\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    hd = dict(ln.split(b": ", 1) for ln in lines[1:])
+    assert hd[b"x-sluice-cache"] == b"hit"
+    assert hd[b"x-client-request-id"] == b"run-42"
+    assert len(hd[b"x-request-id"]) == 36
+    assert hd[b"Content-Type"] == b"application/json"
+    assert int(hd[b"Content-Length"]) == len(rest)
+    assert b"Connection" not in hd
+    assert json.loads(rest)["object"] == "chat.completion"
+    # asked to close: the hit says so, and the connection ends after it
+    head, _, rest = raw(b"Connection: close\r\n")
+    hd = dict(ln.split(b": ", 1) for ln in head.split(b"\r\n")[1:])
+    assert hd[b"Connection"] == b"close"
+    assert b"x-client-request-id" not in hd
+    assert int(hd[b"Content-Length"]) == len(rest)
+    assert forwarded(m) == 1
