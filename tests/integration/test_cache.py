@@ -431,3 +431,88 @@ def test_a_translated_answer_is_cached_as_the_client_got_it(cached):
         else:
             assert parse_sse(replay)[-1] == "[DONE]"
     assert forwarded(m) == 2
+
+
+def worst_of(text):
+    """What ask(s, text) holds of a budget with default_max_tokens 1:
+    (input tokens estimated, micro-USD)."""
+    body = {"model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": text}]}
+    est = (len(json.dumps(body).encode()) + 3) // 4
+    return est, est * 100 + 1 * 1000
+
+
+def usd(micro):
+    return "$%d.%06d" % divmod(micro, 10**6)
+
+
+def test_a_hit_spends_and_holds_nothing_of_a_budget(cached, make_db,
+                                                    tmp_path):
+    keys = Keys(tmp_path / "keys.conf")
+    est, worst = worst_of("other")
+    assert worst_of("same")[1] <= COST
+    # room for the first miss; after it, less than one more paid request
+    budget = COST + worst - 1
+    thrifty = keys.add("thrifty", budget="%s per day" % usd(budget)[1:])
+    spent = keys.add("spent", budget="%s per day" % usd(COST)[1:])
+    member = keys.add("member", team="eng")
+    db = make_db()
+    s, m = cached(keys=keys, db=db, extra="default_max_tokens 1;\n",
+                  start=False)
+    with open(keys.path, "a") as f:
+        f.write("team eng {\n    budget %s per day;\n}\n" % usd(COST)[1:])
+    s.start()
+    wait_for(lambda: "key spend loaded" in s.log_text(), 15,
+             what="the collector to load key spend")
+    room_msg = ("This request may cost up to %s (%d input tokens "
+                "estimated, 1 output tokens at most), more than the %s "
+                "left of this key's budget with the requests under way; "
+                "lower max_tokens, or retry when they are done." %
+                (usd(worst), est, usd(budget - COST)))
+
+    refusals = {
+        thrifty: room_msg,
+        spent: "This key has used its budget of %s per day." % usd(COST),
+        member: "This team `eng` has used its budget of %s per day." %
+        usd(COST)}
+
+    def paid_ones_refused():
+        for secret, msg in refusals.items():
+            st, h, body = ask(s, "other", secret=secret)
+            assert st == 429, body
+            err = json.loads(body)["error"]
+            assert (err["code"], err["message"]) == ("budget_exceeded", msg)
+
+    for secret in refusals:
+        st, h, body = ask(s, "same", secret=secret)
+        assert (st, h["x-sluice-cache"]) == (200, "miss"), body
+    # the room left is the budget less the spend less what is held: the
+    # miss spent exactly COST and its hold is gone
+    paid_ones_refused()
+    # hits go on, used-up budgets (a key's, a team's) included: they
+    # cost nothing
+    for _ in range(10):
+        for secret in refusals:
+            st, h, body = ask(s, "same", secret=secret)
+            assert (st, h["x-sluice-cache"]) == (200, "hit"), body
+    # ...and neither spent nor held a micro-dollar of them
+    paid_ones_refused()
+    assert forwarded(m) == 3
+    st, _, body = request(s.admin, "GET", "/metrics")
+    ratios = {ln.split()[0]: ln.split()[1] for ln in
+              body.decode().splitlines()
+              if ln.startswith("sluice_budget_used_ratio{")}
+    assert ratios == {
+        'sluice_budget_used_ratio{key="thrifty"}': "%.6f" % (COST / budget),
+        'sluice_budget_used_ratio{key="spent"}': "%.6f" % 1.0,
+        'sluice_budget_used_ratio{team="eng"}': "%.6f" % 1.0}
+    got = [r for r in rows(db, 3 * (1 + 1 + 10 + 1)) if r["status"] == 200]
+    for name in ("thrifty", "spent", "member"):
+        mine = [(r["cache_hit"], r["cost_micro_usd"],
+                 r["cost_saved_micro_usd"]) for r in got
+                if r["key_name"] == name]
+        assert mine == [(False, COST, None)] + [(True, 0, COST)] * 10
+    # what PostgreSQL says the keys spent, as the collector reloads it
+    assert db.query("SELECT key_name, sum(cost_micro_usd) FROM usage_events"
+                    " GROUP BY key_name ORDER BY key_name") == \
+        [("member", COST), ("spent", COST), ("thrifty", COST)]
