@@ -846,6 +846,28 @@ admin_reply(struct admin_conn *ac, int status, const char *ctype,
 	bufferevent_disable(ac->bev, EV_READ);
 }
 
+/*
+ * Whether W is of the current generation: not stopping, and its slot
+ * published with the master's generation.  A slot not yet published
+ * with our pid is a worker just forked, so of the newest generation.
+ */
+static int
+admin_current(const struct worker *w)
+{
+	const struct cnt_region	*r = shm_region(admin_shm, "counters", NULL);
+	const struct cnt_slot	*cs;
+
+	if (w->stopping)
+		return 0;
+	if (r == NULL || w->slot < 0 || w->slot >= CNT_SLOTS_MAX)
+		return 1;
+	cs = &r->master.slots[w->slot];
+	if (atomic_load_explicit(&cs->pid, memory_order_acquire) != w->pid)
+		return 1;
+	return atomic_load_explicit(&cs->gen, memory_order_relaxed) ==
+	    atomic_load_explicit(&r->master.generation, memory_order_relaxed);
+}
+
 static void
 admin_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -882,8 +904,8 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	head_only = rq.method_len == 4 && memcmp(rq.method, "HEAD", 4) == 0;
 	if (rq.method_len == 4 && memcmp(rq.method, "POST", 4) == 0 &&
 	    rq.path_len == 12 && memcmp(rq.target, "/cache/flush", 12) == 0) {
-		rc = admin_cache_flush(ac->w->cache, rq.target, rq.target_len,
-		    body);
+		rc = admin_cache_flush(ac->w->cache, admin_current(ac->w),
+		    rq.target, rq.target_len, body);
 		admin_reply(ac, rc, "application/json", body, 0);
 		evbuffer_free(body);
 		return;

@@ -16,10 +16,13 @@ struct evbuffer;
 void	 admin_cache_metrics(struct evbuffer *b, struct cache_arena *);
 /*
  * Flush the entries TARGET (the request target, LEN bytes, with its
- * query) asks for: every one, or those stored by ?key=NAME.  The reply
- * body (JSON) into B; the status: 200, 400 or 409 (the cache is off).
+ * query) asks for: every one, or those stored by ?key=NAME.  CURRENT is
+ * 0 in a worker of a previous generation, whose arena may no longer be
+ * the one new requests are answered from.  The reply body (JSON) into
+ * B; the status: 200, 400, 409 (the cache is off) or 503 (not CURRENT:
+ * its own arena flushed, ask again).
  */
-int	 admin_cache_flush(struct cache_arena *, const char *target,
-	    size_t len, struct evbuffer *b);
+int	 admin_cache_flush(struct cache_arena *, int current,
+	    const char *target, size_t len, struct evbuffer *b);
 
 #endif

@@ -10,13 +10,14 @@ x-mock-* headers, which are not part of the cache key: the body is.
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import free_port, post, request, wait_for
+from conftest import HOST, free_port, post, request, wait_for
 from test_keys_limits import (CHAT, MSGS, SLUICECTL, UPSTREAM_ENV,
                               UPSTREAM_KEY, Keys)
 
@@ -334,6 +335,17 @@ def test_a_worker_killed_while_storing_leaves_nothing_torn(cached):
     assert h["x-sluice-cache"] == "hit" and body2 == body
 
 
+def reload_with(s, old, new, gen):
+    with open(s.conf_path) as f:
+        conf = f.read()
+    assert old in conf
+    with open(s.conf_path, "w") as f:
+        f.write(conf.replace(old, new))
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded: generation %d" % gen in s.log_text(), 10,
+             what="the reload")
+
+
 def test_reload_keeps_the_arena_and_a_new_size_starts_anew(cached):
     s, m = cached()
     assert ask(s)[1]["x-sluice-cache"] == "miss"
@@ -341,13 +353,7 @@ def test_reload_keeps_the_arena_and_a_new_size_starts_anew(cached):
     wait_for(lambda: "reloaded: generation 2" in s.log_text(), 10,
              what="the reload")
     assert ask(s)[1]["x-sluice-cache"] == "hit"
-    with open(s.conf_path) as f:
-        conf = f.read()
-    with open(s.conf_path, "w") as f:
-        f.write(conf.replace("cache 1m;", "cache 2m;"))
-    s.signal(signal.SIGHUP)
-    wait_for(lambda: "reloaded: generation 3" in s.log_text(), 10,
-             what="the second reload")
+    reload_with(s, "cache 1m;", "cache 2m;", 3)
     assert ask(s)[1]["x-sluice-cache"] == "miss"
     assert forwarded(m) == 2
 
@@ -355,6 +361,84 @@ def test_reload_keeps_the_arena_and_a_new_size_starts_anew(cached):
 def ctl(s, *args):
     return subprocess.run([SLUICECTL, "-c", s.conf_path] + list(args),
                           capture_output=True, text=True, timeout=20)
+
+
+def test_a_flush_after_a_reload_to_a_new_size_empties_the_new_arena(cached):
+    s, m = cached()
+    assert ask(s, "old")[1]["x-sluice-cache"] == "miss"   # the first arena
+    # an admin connection a worker of generation 1 takes before the
+    # reload, as one may when the flush comes during it; the worker stops
+    # listening at the reload, not serving what it took
+    held = socket.create_connection((HOST, s.admin), timeout=10)
+    held.sendall(b"POST /cache/flush HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.3)     # accepted by then: the workers are idle
+    reload_with(s, "cache 1m;", "cache 2m;", 2)
+    wait_for(lambda: s.log_text().count("graceful stop: ") >= 2, 10,
+             what="generation 1 to stop listening")
+    # the new generation's arena: what new requests are answered from
+    assert ask(s, "new")[1]["x-sluice-cache"] == "miss"
+    assert ask(s, "new")[1]["x-sluice-cache"] == "hit"
+    held.sendall(b"Content-Length: 0\r\n\r\n")
+    with held, held.makefile("rb") as f:
+        got = f.read()      # to the close: one answer per connection
+    head, _, body = got.partition(b"\r\n\r\n")
+    # the old worker cannot reach that arena: it flushed its own and
+    # says so, rather than a 200 that leaves the answer in place
+    assert head.startswith(b"HTTP/1.1 503 "), got
+    assert json.loads(body)["flushed_here"] == 1
+    assert ask(s, "new")[1]["x-sluice-cache"] == "hit"
+    # sluicectl's flush reaches a current worker: the next one is a miss
+    r = ctl(s, "cache", "flush")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"flushed": 1}
+    assert ask(s, "new")[1]["x-sluice-cache"] == "miss"
+    assert forwarded(m) == 3
+
+
+class FlushAnswers(threading.Thread):
+    """An admin_listen that answers POST /cache/flush with ANSWERS in
+    turn, the last one for good; `paths` records what was asked."""
+
+    def __init__(self, port, answers):
+        super().__init__(daemon=True)
+        self.srv = socket.create_server((HOST, port))
+        self.srv.settimeout(20)
+        self.answers, self.paths = answers, []
+
+    def run(self):
+        try:
+            while True:
+                c, _ = self.srv.accept()
+                with c:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += c.recv(4096)
+                    self.paths.append(head.split(b" ")[1].decode())
+                    i = min(len(self.paths), len(self.answers)) - 1
+                    st, body = self.answers[i]
+                    c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n%s" %
+                              (st, len(body), body))
+        except OSError:
+            pass
+
+
+def test_sluicectl_asks_again_while_an_old_generation_answers(cached):
+    s, _ = cached(start=False)
+    old = (503, b'{"error":"previous generation","flushed_here":2}\n')
+    srv = FlushAnswers(s.admin, [old, old, (200, b'{"flushed":3}\n')])
+    srv.start()
+    r = ctl(s, "cache", "flush", "a")
+    assert r.returncode == 0, r.stderr
+    # what every arena dropped, summed
+    assert json.loads(r.stdout) == {"flushed": 7}
+    assert srv.paths == ["/cache/flush?key=a"] * 3
+    # an old generation that never goes away: bounded, then an error
+    srv.answers, srv.paths = [old], []
+    r = ctl(s, "cache", "flush")
+    assert r.returncode == 1 and "503" in r.stderr, r
+    assert srv.paths == ["/cache/flush"] * 50
+    srv.srv.close()
 
 
 def test_sluicectl_cache_flush_all_or_one_key(cached, tmp_path):
