@@ -745,7 +745,8 @@ j_block(struct evbuffer *b, const struct admin_view *v, int slot)
 }
 
 static void
-admin_status(struct evbuffer *b, const struct admin_view *v)
+admin_status(struct evbuffer *b, const struct admin_view *v,
+    struct cache_arena *cache)
 {
 	const struct cnt_region		*r = shm_region(admin_shm, "counters",
 					    NULL);
@@ -825,7 +826,9 @@ admin_status(struct evbuffer *b, const struct admin_view *v)
 		    v->total.up[i].reused, v->total.up[i].requests,
 		    v->total.up[i].failures, v->total.up[i].retries);
 	}
-	evbuffer_add(b, "]}\n", 3);
+	evbuffer_add(b, "]", 1);
+	admin_cache_status(b, cache);
+	evbuffer_add(b, "}\n", 2);
 }
 
 /* -- the one request ----------------------------------------------------- */
@@ -953,7 +956,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 		admin_reply(ac, v->healthy ? 200 : 503, "application/json",
 		    body, head_only);
 	} else {
-		admin_status(body, v);
+		admin_status(body, v, ac->w->cache);
 		admin_reply(ac, 200, "application/json", body, head_only);
 	}
 #undef PATH_IS

@@ -62,6 +62,23 @@ admin_cache_metrics(struct evbuffer *b, struct cache_arena *a)
 	    "Entries the answer cache can hold.", st.slots);
 }
 
+void
+admin_cache_status(struct evbuffer *b, struct cache_arena *a)
+{
+	struct cache_stats	 st;
+
+	if (a == NULL)
+		return;
+	cache_stats(a, &st);
+	evbuffer_add_printf(b, ",\"cache\":{\"size_bytes\":%zu,"
+	    "\"max_entry_bytes\":%zu,\"slots\":%" PRIu64 ",\"entries\":%"
+	    PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+	    ",\"stores\":%" PRIu64 ",\"evictions\":%" PRIu64
+	    ",\"too_big\":%" PRIu64 ",\"busy\":%" PRIu64 "}",
+	    cache_bytes(a), cache_entry_max(a), st.slots, st.entries, st.hits,
+	    st.misses, st.stores, st.evictions, st.too_big, st.busy);
+}
+
 int
 admin_cache_flush(struct cache_arena *a, int current, const char *target,
     size_t len, struct evbuffer *b)

@@ -600,3 +600,37 @@ def test_a_hit_spends_and_holds_nothing_of_a_budget(cached, make_db,
     assert db.query("SELECT key_name, sum(cost_micro_usd) FROM usage_events"
                     " GROUP BY key_name ORDER BY key_name") == \
         [("member", COST), ("spent", COST), ("thrifty", COST)]
+
+
+def status(s):
+    st, _, body = request(s.admin, "GET", "/status")
+    assert st == 200
+    return json.loads(body)
+
+
+def test_status_shows_the_arena_and_its_counters(cached):
+    s, m = cached(cache="40k", extra="cache_max_entry 4k;\n")   # one set
+    assert status(s)["cache"] == {
+        "size_bytes": 40 * 1024, "max_entry_bytes": 4096, "slots": 8,
+        "entries": 0, "hits": 0, "misses": 0, "stores": 0, "evictions": 0,
+        "too_big": 0, "busy": 0}
+    st, h, body = ask(s, "big", headers={"x-mock-chunks": "2000"})
+    assert (st, h["x-sluice-cache"]) == (200, "miss") and len(body) > 4096
+    for i in range(10):
+        assert ask(s, "q%d" % i)[1]["x-sluice-cache"] == "miss"
+    assert ask(s, "q9")[1]["x-sluice-cache"] == "hit"
+    assert ask(s, "q8", headers={"Cache-Control": "no-store"})[1][
+        "x-sluice-cache"] == "bypass"       # not looked up: no counter
+    assert status(s)["cache"] == {
+        "size_bytes": 40 * 1024, "max_entry_bytes": 4096, "slots": 8,
+        "entries": 8, "hits": 1, "misses": 11, "stores": 10,
+        "evictions": 2, "too_big": 1, "busy": 0}
+    assert ctl(s, "cache", "flush").returncode == 0
+    # the counters are the arena's since it was made; entries are now
+    assert status(s)["cache"]["entries"] == 0
+    assert status(s)["cache"]["stores"] == 10
+    assert forwarded(m) == 12
+    # without a cache, /status has no "cache" at all
+    s2, _ = cached(cache=None)
+    assert "cache" not in status(s2)
+    assert status(s2)["upstreams"] != []
