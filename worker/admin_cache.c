@@ -113,8 +113,8 @@ admin_cache_flush(struct cache_arena *a, int current, const char *target,
 	dropped = a != NULL ? cache_flush(a, key[0] != '\0' ? key : NULL) : 0;
 	if (!current) {
 		evbuffer_add_printf(b, "{\"error\":\"this worker is of a "
-		    "previous generation, finishing after a reload: ask again "
-		    "\",\"flushed_here\":%" PRIu64 "}\n", dropped);
+		    "previous generation, finishing after a reload: ask "
+		    "again\",\"flushed_here\":%" PRIu64 "}\n", dropped);
 		return 503;
 	}
 	evbuffer_add_printf(b, "{\"flushed\":%" PRIu64 "}\n", dropped);
