@@ -44,6 +44,8 @@
 #define CTL_BODY_MAX		(4 * 1024 * 1024)
 #define CTL_RELOAD_WAIT_S	15
 #define CTL_STOP_EXTRA_S	15	/* beyond shutdown_timeout */
+#define CTL_FLUSH_TRIES		50	/* answers from an old generation */
+#define CTL_FLUSH_RETRY_MS	100
 #define CTL_WORKERS_MAX		CNT_SLOTS_MAX
 
 /* Where the daemon is, from its configuration file. */
@@ -802,15 +804,21 @@ ctl_stop(const char *conffile, int argc, char **argv)
 
 /*
  * sluicectl cache flush [KEY]: POST /cache/flush on admin_listen, which a
- * worker serves from the arena every worker shares.
+ * worker serves from the arena every worker shares.  Right after a reload
+ * a worker of the previous generation may still take it: it flushes its
+ * own arena and answers 503 (worker/admin_cache.c), and we ask again, on
+ * a new connection, until a current worker answers; the entries dropped
+ * are summed over the answers.
  */
 int
 ctl_cache_flush(const char *conffile, int argc, char **argv)
 {
 	struct ctl_target	 t;
 	char			 path[128], *body = NULL;
+	const char		*p;
 	size_t			 blen = 0;
-	int			 st;
+	unsigned long long	 here, total = 0;
+	int			 st, tries;
 
 	if (argc > 2 || (argc == 2 && !keys_valid_name(argv[1]))) {
 		fprintf(stderr, "usage: sluicectl cache flush [KEY]\n");
@@ -825,15 +833,28 @@ ctl_cache_flush(const char *conffile, int argc, char **argv)
 	}
 	snprintf(path, sizeof(path), "/cache/flush%s%s", argc == 2 ?
 	    "?key=" : "", argc == 2 ? argv[1] : "");
-	if ((st = admin_call(&t, "POST", path, &body, &blen)) == -1) {
-		fprintf(stderr, "sluicectl: cannot reach admin_listen %s:%s\n",
-		    t.host, t.port);
-		return 1;
+	for (tries = 0;; tries++) {
+		if ((st = admin_call(&t, "POST", path, &body, &blen)) == -1) {
+			fprintf(stderr, "sluicectl: cannot reach admin_listen "
+			    "%s:%s\n", t.host, t.port);
+			return 1;
+		}
+		if (st != 503 || tries == CTL_FLUSH_TRIES - 1)
+			break;
+		if ((p = strstr(body, "\"flushed_here\":")) != NULL &&
+		    sscanf(p + 15, "%llu", &here) == 1)
+			total += here;
+		free(body);
+		body = NULL;
+		sleep_ms(CTL_FLUSH_RETRY_MS);
 	}
-	if (st == 200)
-		printf("%s", body);
-	else
+	if (st != 200)
 		fprintf(stderr, "sluicectl: cache flush: %d %s", st, body);
+	else if ((p = strstr(body, "\"flushed\":")) != NULL &&
+	    sscanf(p + 10, "%llu", &here) == 1)
+		printf("{\"flushed\":%llu}\n", total + here);
+	else
+		printf("%s", body);
 	free(body);
 	return st == 200 ? 0 : 1;
 }

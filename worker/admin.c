@@ -745,7 +745,8 @@ j_block(struct evbuffer *b, const struct admin_view *v, int slot)
 }
 
 static void
-admin_status(struct evbuffer *b, const struct admin_view *v)
+admin_status(struct evbuffer *b, const struct admin_view *v,
+    struct cache_arena *cache)
 {
 	const struct cnt_region		*r = shm_region(admin_shm, "counters",
 					    NULL);
@@ -825,7 +826,9 @@ admin_status(struct evbuffer *b, const struct admin_view *v)
 		    v->total.up[i].reused, v->total.up[i].requests,
 		    v->total.up[i].failures, v->total.up[i].retries);
 	}
-	evbuffer_add(b, "]}\n", 3);
+	evbuffer_add(b, "]", 1);
+	admin_cache_status(b, cache);
+	evbuffer_add(b, "}\n", 2);
 }
 
 /* -- the one request ----------------------------------------------------- */
@@ -844,6 +847,28 @@ admin_reply(struct admin_conn *ac, int status, const char *ctype,
 		evbuffer_add_buffer(out, body);
 	ac->answered = 1;
 	bufferevent_disable(ac->bev, EV_READ);
+}
+
+/*
+ * Whether W is of the current generation: not stopping, and its slot
+ * published with the master's generation.  A slot not yet published
+ * with our pid is a worker just forked, so of the newest generation.
+ */
+static int
+admin_current(const struct worker *w)
+{
+	const struct cnt_region	*r = shm_region(admin_shm, "counters", NULL);
+	const struct cnt_slot	*cs;
+
+	if (w->stopping)
+		return 0;
+	if (r == NULL || w->slot < 0 || w->slot >= CNT_SLOTS_MAX)
+		return 1;
+	cs = &r->master.slots[w->slot];
+	if (atomic_load_explicit(&cs->pid, memory_order_acquire) != w->pid)
+		return 1;
+	return atomic_load_explicit(&cs->gen, memory_order_relaxed) ==
+	    atomic_load_explicit(&r->master.generation, memory_order_relaxed);
 }
 
 static void
@@ -882,8 +907,8 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 	head_only = rq.method_len == 4 && memcmp(rq.method, "HEAD", 4) == 0;
 	if (rq.method_len == 4 && memcmp(rq.method, "POST", 4) == 0 &&
 	    rq.path_len == 12 && memcmp(rq.target, "/cache/flush", 12) == 0) {
-		rc = admin_cache_flush(ac->w->cache, rq.target, rq.target_len,
-		    body);
+		rc = admin_cache_flush(ac->w->cache, admin_current(ac->w),
+		    rq.target, rq.target_len, body);
 		admin_reply(ac, rc, "application/json", body, 0);
 		evbuffer_free(body);
 		return;
@@ -931,7 +956,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 		admin_reply(ac, v->healthy ? 200 : 503, "application/json",
 		    body, head_only);
 	} else {
-		admin_status(body, v);
+		admin_status(body, v, ac->w->cache);
 		admin_reply(ac, 200, "application/json", body, head_only);
 	}
 #undef PATH_IS

@@ -5,6 +5,16 @@
  * is shared, so one worker's flush empties it for all of them.  It is a
  * POST, on the admin address only (loopback unless admin_allow says
  * otherwise), like everything that changes the daemon's state.
+ *
+ * Except across a reload that changed cache or cache_max_entry: then the
+ * new generation answers from a new arena, mapped after the old workers
+ * forked, which they cannot reach, and the master (which could) takes no
+ * requests.  An old worker stops accepting admin connections when told
+ * to stop, but one it took before still reaches it.  So a worker of a
+ * previous generation flushes its own arena (what its last requests
+ * read) and answers 503; sluicectl asks again on a new connection, which
+ * only a current worker accepts.  A 200 therefore always means the arena
+ * new requests are answered from was flushed.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,16 +62,33 @@ admin_cache_metrics(struct evbuffer *b, struct cache_arena *a)
 	    "Entries the answer cache can hold.", st.slots);
 }
 
+void
+admin_cache_status(struct evbuffer *b, struct cache_arena *a)
+{
+	struct cache_stats	 st;
+
+	if (a == NULL)
+		return;
+	cache_stats(a, &st);
+	evbuffer_add_printf(b, ",\"cache\":{\"size_bytes\":%zu,"
+	    "\"max_entry_bytes\":%zu,\"slots\":%" PRIu64 ",\"entries\":%"
+	    PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+	    ",\"stores\":%" PRIu64 ",\"evictions\":%" PRIu64
+	    ",\"too_big\":%" PRIu64 ",\"busy\":%" PRIu64 "}",
+	    cache_bytes(a), cache_entry_max(a), st.slots, st.entries, st.hits,
+	    st.misses, st.stores, st.evictions, st.too_big, st.busy);
+}
+
 int
-admin_cache_flush(struct cache_arena *a, const char *target, size_t len,
-    struct evbuffer *b)
+admin_cache_flush(struct cache_arena *a, int current, const char *target,
+    size_t len, struct evbuffer *b)
 {
 	const char	*q = memchr(target, '?', len);
 	char		 key[KEY_NAME_MAX];
 	size_t		 n;
 	uint64_t	 dropped;
 
-	if (a == NULL) {
+	if (current && a == NULL) {
 		evbuffer_add_printf(b, "{\"error\":\"the answer cache is "
 		    "off\"}\n");
 		return 409;
@@ -83,7 +110,13 @@ admin_cache_flush(struct cache_arena *a, const char *target, size_t len,
 			return 400;
 		}
 	}
-	dropped = cache_flush(a, key[0] != '\0' ? key : NULL);
+	dropped = a != NULL ? cache_flush(a, key[0] != '\0' ? key : NULL) : 0;
+	if (!current) {
+		evbuffer_add_printf(b, "{\"error\":\"this worker is of a "
+		    "previous generation, finishing after a reload: ask "
+		    "again\",\"flushed_here\":%" PRIu64 "}\n", dropped);
+		return 503;
+	}
 	evbuffer_add_printf(b, "{\"flushed\":%" PRIu64 "}\n", dropped);
 	return 200;
 }

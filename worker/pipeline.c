@@ -617,7 +617,11 @@ pl_body(struct client *c)
 		    &f[2]) == -1)
 			return;
 	}
-	/* a hit is answered here: it holds nothing against tpm or budget */
+	/*
+	 * A hit is answered here, before anything is held: it spends
+	 * nothing upstream, so no tpm or budget, not even a used-up one,
+	 * refuses it (sluice.conf(5), ANSWER CACHE); rpm was taken above.
+	 */
 	if (w->cache != NULL) {
 		if (acache_begin(&x->ac, c, x->key, route, x->model, body,
 		    len) == 1)

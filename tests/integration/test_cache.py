@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import free_port, post, request, wait_for
+from conftest import HOST, free_port, post, request, wait_for
 from test_keys_limits import (CHAT, MSGS, SLUICECTL, UPSTREAM_ENV,
                               UPSTREAM_KEY, Keys)
 
@@ -335,6 +335,17 @@ def test_a_worker_killed_while_storing_leaves_nothing_torn(cached):
     assert h["x-sluice-cache"] == "hit" and body2 == body
 
 
+def reload_with(s, old, new, gen):
+    with open(s.conf_path) as f:
+        conf = f.read()
+    assert old in conf
+    with open(s.conf_path, "w") as f:
+        f.write(conf.replace(old, new))
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded: generation %d" % gen in s.log_text(), 10,
+             what="the reload")
+
+
 def test_reload_keeps_the_arena_and_a_new_size_starts_anew(cached):
     s, m = cached()
     assert ask(s)[1]["x-sluice-cache"] == "miss"
@@ -342,13 +353,7 @@ def test_reload_keeps_the_arena_and_a_new_size_starts_anew(cached):
     wait_for(lambda: "reloaded: generation 2" in s.log_text(), 10,
              what="the reload")
     assert ask(s)[1]["x-sluice-cache"] == "hit"
-    with open(s.conf_path) as f:
-        conf = f.read()
-    with open(s.conf_path, "w") as f:
-        f.write(conf.replace("cache 1m;", "cache 2m;"))
-    s.signal(signal.SIGHUP)
-    wait_for(lambda: "reloaded: generation 3" in s.log_text(), 10,
-             what="the second reload")
+    reload_with(s, "cache 1m;", "cache 2m;", 3)
     assert ask(s)[1]["x-sluice-cache"] == "miss"
     assert forwarded(m) == 2
 
@@ -356,6 +361,86 @@ def test_reload_keeps_the_arena_and_a_new_size_starts_anew(cached):
 def ctl(s, *args):
     return subprocess.run([SLUICECTL, "-c", s.conf_path] + list(args),
                           capture_output=True, text=True, timeout=20)
+
+
+def test_a_flush_after_a_reload_to_a_new_size_empties_the_new_arena(cached):
+    s, m = cached()
+    assert ask(s, "old")[1]["x-sluice-cache"] == "miss"   # the first arena
+    # an admin connection a worker of generation 1 takes before the
+    # reload, as one may when the flush comes during it; the worker stops
+    # listening at the reload, not serving what it took
+    held = socket.create_connection((HOST, s.admin), timeout=10)
+    held.sendall(b"POST /cache/flush HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.3)     # accepted by then: the workers are idle
+    reload_with(s, "cache 1m;", "cache 2m;", 2)
+    wait_for(lambda: s.log_text().count("graceful stop: ") >= 2, 10,
+             what="generation 1 to stop listening")
+    # the new generation's arena: what new requests are answered from
+    assert ask(s, "new")[1]["x-sluice-cache"] == "miss"
+    assert ask(s, "new")[1]["x-sluice-cache"] == "hit"
+    held.sendall(b"Content-Length: 0\r\n\r\n")
+    with held, held.makefile("rb") as f:
+        got = f.read()      # to the close: one answer per connection
+    head, _, body = got.partition(b"\r\n\r\n")
+    # the old worker cannot reach that arena: it flushed its own and
+    # says so, rather than a 200 that leaves the answer in place
+    assert head.startswith(b"HTTP/1.1 503 "), got
+    assert json.loads(body) == {
+        "error": "this worker is of a previous generation, finishing "
+        "after a reload: ask again", "flushed_here": 1}
+    assert ask(s, "new")[1]["x-sluice-cache"] == "hit"
+    # sluicectl's flush reaches a current worker: the next one is a miss
+    r = ctl(s, "cache", "flush")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"flushed": 1}
+    assert ask(s, "new")[1]["x-sluice-cache"] == "miss"
+    assert forwarded(m) == 3
+
+
+class FlushAnswers(threading.Thread):
+    """An admin_listen that answers POST /cache/flush with ANSWERS in
+    turn, the last one for good; `paths` records what was asked."""
+
+    def __init__(self, port, answers):
+        super().__init__(daemon=True)
+        self.srv = socket.create_server((HOST, port))
+        self.srv.settimeout(20)
+        self.answers, self.paths = answers, []
+
+    def run(self):
+        try:
+            while True:
+                c, _ = self.srv.accept()
+                with c:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += c.recv(4096)
+                    self.paths.append(head.split(b" ")[1].decode())
+                    i = min(len(self.paths), len(self.answers)) - 1
+                    st, body = self.answers[i]
+                    c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n"
+                              b"Connection: close\r\n\r\n%s" %
+                              (st, len(body), body))
+        except OSError:
+            pass
+
+
+def test_sluicectl_asks_again_while_an_old_generation_answers(cached):
+    s, _ = cached(start=False)
+    old = (503, b'{"error":"previous generation","flushed_here":2}\n')
+    srv = FlushAnswers(s.admin, [old, old, (200, b'{"flushed":3}\n')])
+    srv.start()
+    r = ctl(s, "cache", "flush", "a")
+    assert r.returncode == 0, r.stderr
+    # what every arena dropped, summed
+    assert json.loads(r.stdout) == {"flushed": 7}
+    assert srv.paths == ["/cache/flush?key=a"] * 3
+    # an old generation that never goes away: bounded, then an error
+    srv.answers, srv.paths = [old], []
+    r = ctl(s, "cache", "flush")
+    assert r.returncode == 1 and "503" in r.stderr, r
+    assert srv.paths == ["/cache/flush"] * 50
+    srv.srv.close()
 
 
 def test_sluicectl_cache_flush_all_or_one_key(cached, tmp_path):
@@ -484,3 +569,122 @@ def test_a_hit_head_on_the_wire(cached):
     assert b"x-client-request-id" not in hd
     assert int(hd[b"Content-Length"]) == len(rest)
     assert forwarded(m) == 1
+
+
+def worst_of(text):
+    """What ask(s, text) holds of a budget with default_max_tokens 1:
+    (input tokens estimated, micro-USD)."""
+    body = {"model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": text}]}
+    est = (len(json.dumps(body).encode()) + 3) // 4
+    return est, est * 100 + 1 * 1000
+
+
+def usd(micro):
+    return "$%d.%06d" % divmod(micro, 10**6)
+
+
+def test_a_hit_spends_and_holds_nothing_of_a_budget(cached, make_db,
+                                                    tmp_path):
+    keys = Keys(tmp_path / "keys.conf")
+    est, worst = worst_of("other")
+    assert worst_of("same")[1] <= COST
+    # room for the first miss; after it, less than one more paid request
+    budget = COST + worst - 1
+    thrifty = keys.add("thrifty", budget="%s per day" % usd(budget)[1:])
+    spent = keys.add("spent", budget="%s per day" % usd(COST)[1:])
+    member = keys.add("member", team="eng")
+    db = make_db()
+    s, m = cached(keys=keys, db=db, extra="default_max_tokens 1;\n",
+                  start=False)
+    with open(keys.path, "a") as f:
+        f.write("team eng {\n    budget %s per day;\n}\n" % usd(COST)[1:])
+    s.start()
+    wait_for(lambda: "key spend loaded" in s.log_text(), 15,
+             what="the collector to load key spend")
+    room_msg = ("This request may cost up to %s (%d input tokens "
+                "estimated, 1 output tokens at most), more than the %s "
+                "left of this key's budget with the requests under way; "
+                "lower max_tokens, or retry when they are done." %
+                (usd(worst), est, usd(budget - COST)))
+
+    refusals = {
+        thrifty: room_msg,
+        spent: "This key has used its budget of %s per day." % usd(COST),
+        member: "This team `eng` has used its budget of %s per day." %
+        usd(COST)}
+
+    def paid_ones_refused():
+        for secret, msg in refusals.items():
+            st, h, body = ask(s, "other", secret=secret)
+            assert st == 429, body
+            err = json.loads(body)["error"]
+            assert (err["code"], err["message"]) == ("budget_exceeded", msg)
+
+    for secret in refusals:
+        st, h, body = ask(s, "same", secret=secret)
+        assert (st, h["x-sluice-cache"]) == (200, "miss"), body
+    # the room left is the budget less the spend less what is held: the
+    # miss spent exactly COST and its hold is gone
+    paid_ones_refused()
+    # hits go on, used-up budgets (a key's, a team's) included: they
+    # cost nothing
+    for _ in range(10):
+        for secret in refusals:
+            st, h, body = ask(s, "same", secret=secret)
+            assert (st, h["x-sluice-cache"]) == (200, "hit"), body
+    # ...and neither spent nor held a micro-dollar of them
+    paid_ones_refused()
+    assert forwarded(m) == 3
+    st, _, body = request(s.admin, "GET", "/metrics")
+    ratios = {ln.split()[0]: ln.split()[1] for ln in
+              body.decode().splitlines()
+              if ln.startswith("sluice_budget_used_ratio{")}
+    assert ratios == {
+        'sluice_budget_used_ratio{key="thrifty"}': "%.6f" % (COST / budget),
+        'sluice_budget_used_ratio{key="spent"}': "%.6f" % 1.0,
+        'sluice_budget_used_ratio{team="eng"}': "%.6f" % 1.0}
+    got = [r for r in rows(db, 3 * (1 + 1 + 10 + 1)) if r["status"] == 200]
+    for name in ("thrifty", "spent", "member"):
+        mine = [(r["cache_hit"], r["cost_micro_usd"],
+                 r["cost_saved_micro_usd"]) for r in got
+                if r["key_name"] == name]
+        assert mine == [(False, COST, None)] + [(True, 0, COST)] * 10
+    # what PostgreSQL says the keys spent, as the collector reloads it
+    assert db.query("SELECT key_name, sum(cost_micro_usd) FROM usage_events"
+                    " GROUP BY key_name ORDER BY key_name") == \
+        [("member", COST), ("spent", COST), ("thrifty", COST)]
+
+
+def status(s):
+    st, _, body = request(s.admin, "GET", "/status")
+    assert st == 200
+    return json.loads(body)
+
+
+def test_status_shows_the_arena_and_its_counters(cached):
+    s, m = cached(cache="40k", extra="cache_max_entry 4k;\n")   # one set
+    assert status(s)["cache"] == {
+        "size_bytes": 40 * 1024, "max_entry_bytes": 4096, "slots": 8,
+        "entries": 0, "hits": 0, "misses": 0, "stores": 0, "evictions": 0,
+        "too_big": 0, "busy": 0}
+    st, h, body = ask(s, "big", headers={"x-mock-chunks": "2000"})
+    assert (st, h["x-sluice-cache"]) == (200, "miss") and len(body) > 4096
+    for i in range(10):
+        assert ask(s, "q%d" % i)[1]["x-sluice-cache"] == "miss"
+    assert ask(s, "q9")[1]["x-sluice-cache"] == "hit"
+    assert ask(s, "q8", headers={"Cache-Control": "no-store"})[1][
+        "x-sluice-cache"] == "bypass"       # not looked up: no counter
+    assert status(s)["cache"] == {
+        "size_bytes": 40 * 1024, "max_entry_bytes": 4096, "slots": 8,
+        "entries": 8, "hits": 1, "misses": 11, "stores": 10,
+        "evictions": 2, "too_big": 1, "busy": 0}
+    assert ctl(s, "cache", "flush").returncode == 0
+    # the counters are the arena's since it was made; entries are now
+    assert status(s)["cache"]["entries"] == 0
+    assert status(s)["cache"]["stores"] == 10
+    assert forwarded(m) == 12
+    # without a cache, /status has no "cache" at all
+    s2, _ = cached(cache=None)
+    assert "cache" not in status(s2)
+    assert status(s2)["upstreams"] != []
