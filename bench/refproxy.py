@@ -15,7 +15,10 @@ run.py starts, pins and stops the processes.
 
 import os
 
-NGINX = """\
+# what both nginx configurations share: the process, the temp directories,
+# bodies kept in memory (sluice keeps them in memory too; the default 16k
+# would write the 100 KB bodies to a temp file), long keep-alive
+NGINX_HEAD = """\
 worker_processes %(w)d;
 pid %(d)s/nginx.pid;
 error_log %(d)s/error.log warn;
@@ -29,12 +32,13 @@ http {
     fastcgi_temp_path %(d)s/fastcgi;
     uwsgi_temp_path %(d)s/uwsgi;
     scgi_temp_path %(d)s/scgi;
-    # Bodies stay in memory (sluice keeps them in memory too); the default
-    # 16k would write the 100 KB bodies to a temp file.
     client_body_buffer_size 256k;
     client_max_body_size 16m;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
+"""
+
+NGINX = NGINX_HEAD + """\
     upstream mock {
         server %(h)s:%(m)d;
         keepalive 256;
@@ -101,13 +105,18 @@ def _write(path, text):
     return path
 
 
+def _temp_dirs(d):
+    """The temp directories nginx insists on, under D."""
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+
+
 def nginx_conf(d, workers, host, mock_port, port, tls=None):
     """Write DIR/nginx.conf (and the temp dirs nginx insists on): plain
     HTTP on PORT.  With TLS = (cert, key, tls_port, new_port), HTTPS on
     tls_port too, and on new_port HTTPS without tickets (every connection
     a full handshake)."""
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    _temp_dirs(d)
     listen = "        listen %s:%d;\n" % (host, port)
     servers, extra = "", ""
     if tls is not None:
@@ -121,6 +130,33 @@ def nginx_conf(d, workers, host, mock_port, port, tls=None):
     return _write(os.path.join(d, "nginx.conf"), NGINX % {
         "w": workers, "d": d, "h": host, "m": mock_port, "tls": extra,
         "servers": servers})
+
+
+# bench/run.py's cache cells: the floor of answering from memory, nginx
+# sending a fixed answer with `return` (the request body read and dropped)
+NGINX_STATIC = NGINX_HEAD + """\
+    server {
+        listen %(h)s:%(p)d;
+        location / {
+            default_type application/json;
+            return 200 '%(body)s';
+        }
+    }
+}
+"""
+
+
+def nginx_static_conf(d, workers, host, port, body):
+    """Write DIR/nginx.conf: every request on PORT answered 200 with
+    BODY (a str) from nginx's memory."""
+    _temp_dirs(d)
+    # in a quoted nginx string \\ and \' are the escapes; $ would name a
+    # variable and has none
+    if "$" in body:
+        raise ValueError("an answer with $ cannot be served by return")
+    body = body.replace("\\", "\\\\").replace("'", "\\'")
+    return _write(os.path.join(d, "nginx.conf"), NGINX_STATIC % {
+        "w": workers, "d": d, "h": host, "p": port, "body": body})
 
 
 def haproxy_conf(d, workers, host, mock_port, port):

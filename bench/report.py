@@ -202,22 +202,40 @@ def spread_table(spread, out):
               file=out)
 
 
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if v else None
+
+
 def cache_table(cache, out):
-    """A hit's CPU and a miss's against the cache off: medians of the
-    rounds."""
+    """Per concurrency: the medians of a hit, a miss, the cache off (for
+    the key, in the same daemon, and in sluice without a cache) and
+    nginx's floor; a hit over the floor; a miss over the cache off, as
+    the median and range of the rounds' paired differences."""
     if not cache:
         return
-    med = {}
-    for k, runs in cache["runs"].items():
-        v = sorted(r["workers_cpu_us_per_req"] for r in runs)
-        med[k] = v[len(v) // 2] if v else None
-    if None in med.values():
-        return
-    print("answer cache, 1 KB chat, c=%d, workers' CPU us/request "
-          "(median of %d): off %.1f, hit %.1f (target < 10), miss %.1f "
-          "(%+.1f over off; target: none measurable)" % (
-              cache["concurrency"], len(cache["runs"]["hit"]), med["off"],
-              med["hit"], med["miss"], med["miss"] - med["off"]), file=out)
+    if "cells" not in cache:      # a result from before the floor cells
+        cache = {"cells": [cache], "rounds": len(cache["runs"]["hit"])}
+    print("answer cache, 1 KB chat, workers' CPU us/request, median of %d "
+          "rounds (hit target < 10; a miss's cost over the cache off: "
+          "none measurable)" % cache["rounds"], file=out)
+    for cell in cache["cells"]:
+        runs = cell["runs"]
+        med = {k: median([r["workers_cpu_us_per_req"] for r in v])
+               for k, v in runs.items()}
+        line = "  c=%d: hit %.1f" % (cell["concurrency"], med["hit"])
+        if med.get("floor"):
+            line += " (nginx return 200 %.1f: x%.2f)" % (
+                med["floor"], med["hit"] / med["floor"])
+        line += ", miss %.1f" % med["miss"]
+        base = "off_key" if "off_key" in runs else "off"
+        d = [m["workers_cpu_us_per_req"] - o["workers_cpu_us_per_req"]
+             for m, o in zip(runs["miss"], runs[base])]
+        line += ", %s %.1f: miss %+.1f (rounds %+.1f..%+.1f)" % (
+            base, med[base], median(d), min(d), max(d))
+        if base != "off" and "off" in med:
+            line += ", sluice without cache %.1f" % med["off"]
+        print(line, file=out)
 
 
 def report(result, out):

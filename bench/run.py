@@ -22,7 +22,9 @@ machine's drift hits all of them alike:
                  still push an event per request into the shared ring and
                  the collector still drains it, to the spool directory
     sluice_w4    (spread cells only) sluiced with 4 workers, metered
-    sluice_cache (cache cells only) sluiced with `cache 64m;`, metered
+    sluice_cache (cache cells only) sluiced with `cache 64m;`, metered,
+                 and a second key with `cache off`
+    nginx_static (cache cells only) nginx answering from memory
 
 CPUs: the proxy under test (all sluiced processes, all nginx or haproxy
 processes, and PostgreSQL, which only sluice uses) is pinned to CPU 0;
@@ -59,14 +61,19 @@ through sluice to an upstream of the other format (translated, issue 16)
 and of its own (passthrough), back to back; sluice's CPU per request of
 each and their ratio.  JSON cells are wrk's, timed; streamed ones run a
 count of streams to its end (XLATE_STREAMS), so that none is cut.
-Cache cells (not in the matrix; --no-cache skips them): 1 KB chats,
-wrk c=10, workers' CPU per request (schedstat) of "sluice" with the
-cache off, of "sluice_cache" answering every request from the cache
-(the same body, stored by the warm-up: a hit), and of "sluice_cache"
-with Cache-Control: no-cache (asked upstream and stored anew: a miss),
-back to back, three rounds in rotating order.  Reported as a hit's CPU
-(target under 10 us) and a miss's over the cache being off (target:
-none measurable), never failed on.
+Cache cells (not in the matrix; --no-cache skips them; --only cache
+runs them alone): 1 KB chats at c=1 and c=10, workers' CPU per request
+(schedstat), five rounds in rotating order, of: "sluice_cache" answering
+from the cache (the warm-up's body: a hit); "sluice_cache" with every
+body different (bench/post_unique.lua: each a miss, looked up, asked
+upstream and stored, a victim evicted once the arena is full); the same
+daemon and bodies for a key with `cache off` ("off_key", the paired
+comparison); "sluice" (no cache) with the same bodies; and
+"nginx_static", nginx sending the hit's answer with `return 200` (the
+floor of answering from memory over HTTP here).  Reported as a hit's
+CPU (target under 10 us) and its ratio to the floor, and a miss's over
+the cache being off (target: none measurable) with the spread of the
+rounds' paired differences, never failed on.
 Spread cells (not in the matrix): sluice_w4 under 8, 16 and 64 keep-alive
 wrk clients; each worker's share of the requests, from the counter
 sluice_ring_pushes_total{worker="i"} read before and after.  Reported
@@ -149,8 +156,11 @@ XLATE_NAME = {"an": "messages>openai", "oa": "chat>anthropic"}
 XLATE_STREAMS = {"1KB": 2000, "100KB": 20}
 XLATE_STREAM_MAX_S = 60
 
-CACHE_ROUNDS = 3
-CACHE_CONC = 1             # one request at a time: every miss is stored
+CACHE_ROUNDS = 5
+CACHE_CONCS = (1, 10)
+# sluice_cache's second key: the same daemon with the cache off, for the
+# paired comparison with a miss
+BENCH_OFF_SECRET = "sk-sluice-bench-off-0123456789ab"
 SPREAD_WORKERS = 4
 SPREAD_CLIENTS = [8, 16, 64]
 SPREAD_TARGET = 1.3             # max share / fair share (issue 15)
@@ -314,9 +324,11 @@ class Bench:
         self.pgm = PgMeter(self.pg.conninfo(), self.pg_pid)
         return self.pgm.check_durable()
 
-    def start_sluice(self, name, database, workers, extra=(), key_extra=()):
+    def start_sluice(self, name, database, workers, extra=(), key_extra=(),
+                     more_keys=""):
         """sluiced NAME; EXTRA: more sluice.conf lines, KEY_EXTRA: more
-        lines in the bench key's block (bench/shared_limits.py)."""
+        lines in the bench key's block (bench/shared_limits.py),
+        MORE_KEYS: more key blocks."""
         d = os.path.join(self.tmp, name)
         os.makedirs(d)
         port, admin = free_port(), free_port()
@@ -337,9 +349,10 @@ class Bench:
         if AUTH_HEADERS:
             keys = os.path.join(d, "keys.conf")
             with open(keys, "w") as f:
-                f.write("key bench {\n\thash sha256:%s;\n%s}\n" % (
+                f.write("key bench {\n\thash sha256:%s;\n%s}\n%s" % (
                     hashlib.sha256(BENCH_SECRET.encode()).hexdigest(),
-                    "".join("\t%s\n" % ln for ln in key_extra)))
+                    "".join("\t%s\n" % ln for ln in key_extra),
+                    more_keys))
             os.chmod(keys, 0o600)
             lines.append("keys_file %s;" % keys)
         lines += [
@@ -424,13 +437,19 @@ class Bench:
 
     # -- load --------------------------------------------------------------
 
-    def run_wrk(self, port, conc, body, secs, extra=()):
+    def run_wrk(self, port, conc, body, secs, extra=(), unique=None,
+                auth=None):
+        """wrk posting BODY (bench/post.lua), or with UNIQUE (a run
+        number) a different body each request (bench/post_unique.lua);
+        AUTH: the Authorization lines, AUTH_HEADERS unless given."""
+        script = "post.lua" if unique is None else "post_unique.lua"
         argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c%d" % conc,
                 "-d%ds" % max(1, round(secs)),  # whole seconds only
                 "--timeout", "5s", "-s",
-                os.path.join(TOP, "bench", "post.lua"),
+                os.path.join(TOP, "bench", script),
                 "http://%s:%d" % (HOST, port), "--", body] + \
-            AUTH_HEADERS + list(extra)
+            ([] if unique is None else [str(unique)]) + \
+            (AUTH_HEADERS if auth is None else auth) + list(extra)
         r = subprocess.run(argv, stdout=subprocess.PIPE, text=True,
                            timeout=secs + 30, check=True)
         for line in r.stdout.splitlines():
@@ -623,33 +642,96 @@ class Bench:
                 "concurrency": ANSWER_CONC, "targets": res,
                 "loadavg_1m": loadavg()}
 
+    def cached_answer(self, body):
+        """The bytes sluice_cache answers BODY with from the cache (the
+        warm-up stored them)."""
+        c = http.client.HTTPConnection(
+            HOST, self.targets["sluice_cache"]["port"], timeout=10)
+        try:
+            with open(body, "rb") as f:
+                data = f.read()
+            hdrs = {"Content-Type": "application/json"}
+            hdrs.update(h.split(": ", 1) for h in AUTH_HEADERS)
+            c.request("POST", "/v1/chat/completions", data, hdrs)
+            r = c.getresponse()
+            answer = r.read()
+            if r.status != 200 or r.getheader("x-sluice-cache") != "hit":
+                raise RuntimeError("sluice_cache did not answer the "
+                                   "warm-up's body from the cache")
+            return answer.decode()
+        finally:
+            c.close()
+
+    def start_nginx_static(self, answer):
+        """nginx answering every request with ANSWER from memory: the
+        floor of a cache hit over HTTP on this machine."""
+        d = os.path.join(self.tmp, "nginx_static")
+        port = free_port()
+        conf = refproxy.nginx_static_conf(d, self.args.workers, HOST, port,
+                                          answer)
+        p = self.spawn(["/usr/sbin/nginx", "-p", d, "-e",
+                        os.path.join(d, "error.log"), "-c", conf],
+                       PROXY_CPU, "nginx_static")
+        wait_port(port, p)
+        self.targets["nginx_static"] = {
+            "port": port, "pids": lambda: tree(p.pid),
+            "workers": lambda: children(p.pid)}
+
     def run_cache(self):
-        """Workers' CPU per request of a cache hit and a cache miss, and
-        of the same request with the cache off, CACHE_ROUNDS times."""
+        """Workers' CPU per request of a cache hit, of a miss, of the
+        same daemon and requests with the cache off for the key, of
+        sluice with no cache, and of nginx sending the hit's answer from
+        memory, at each of CACHE_CONCS, CACHE_ROUNDS rounds in rotating
+        order.  Misses and the cache-off runs post a different body each
+        request (every one a real miss: looked up, asked upstream,
+        stored, a victim evicted once the arena is full); hits and nginx
+        the warm-up's body."""
         body = os.path.join(self.tmp, "post-1KB.json")
         if not os.path.exists(body):
             make_body(body, 1024, False)
-        runs = [("off", "sluice", ()), ("hit", "sluice_cache", ()),
-                ("miss", "sluice_cache", ("Cache-Control: no-cache",))]
-        # the hit's answer is stored before anything is measured
-        self.run_wrk(self.targets["sluice_cache"]["port"], 1, body, 1)
-        got = {k: [] for k, _, _ in runs}
-        for i in range(CACHE_ROUNDS):
-            k = i % len(runs)
-            for name, target, extra in runs[k:] + runs[:k]:
-                r = self.measure(target, lambda: self.run_wrk(
-                    self.targets[target]["port"], CACHE_CONC, body,
-                    self.args.secs, extra))
-                got[name].append({
-                    "workers_cpu_us_per_req": r["workers_cpu_us_per_req"],
-                    "rps": r["rps"], "requests": r["requests"],
-                    "errors": r["errors"], "non2xx": r["non2xx"]})
+        cport = self.targets["sluice_cache"]["port"]
+        self.run_wrk(cport, 1, body, 1)       # stores the hits' answer
+        answer = self.cached_answer(body)
+        self.start_nginx_static(answer)
+        self.run_wrk(self.targets["nginx_static"]["port"], 10, body, 1)
+        off_auth = ["Authorization: Bearer " + BENCH_OFF_SECRET]
+        runs = [("off", "sluice", {"unique": True}),
+                ("off_key", "sluice_cache", {"unique": True,
+                                             "auth": off_auth}),
+                ("miss", "sluice_cache", {"unique": True}),
+                ("hit", "sluice_cache", {}),
+                ("floor", "nginx_static", {"auth": []})]
+        if not AUTH_HEADERS:       # --no-key: no second key to turn off
+            runs = [r for r in runs if r[0] != "off_key"]
+        unique = 0
+        out = []
+        for conc in CACHE_CONCS:
+            got = {k: [] for k, _, _ in runs}
+            for i in range(CACHE_ROUNDS):
+                k = i % len(runs)
+                for name, target, kw in runs[k:] + runs[:k]:
+                    kw = dict(kw)
+                    if kw.pop("unique", False):
+                        unique += 1
+                        kw["unique"] = unique
+                    r = self.measure(target, lambda: self.run_wrk(
+                        self.targets[target]["port"], conc, body,
+                        self.args.secs, **kw))
+                    got[name].append({
+                        "workers_cpu_us_per_req":
+                            r["workers_cpu_us_per_req"],
+                        "rps": r["rps"], "requests": r["requests"],
+                        "errors": r["errors"], "non2xx": r["non2xx"],
+                        "bytes_per_req": r.get("bytes_per_req")})
+            out.append({"concurrency": conc, "runs": got})
         m = self.metrics("sluice_cache")
-        return {"concurrency": CACHE_CONC, "body_bytes":
-                os.path.getsize(body), "runs": got,
+        return {"body_bytes": os.path.getsize(body),
+                "answer_bytes": len(answer.encode()),
+                "rounds": CACHE_ROUNDS, "cells": out,
                 "metrics": {k: metric_value(m, k) for k in (
                     "sluice_cache_hits_total", "sluice_cache_misses_total",
-                    "sluice_cache_stores_total")},
+                    "sluice_cache_stores_total",
+                    "sluice_cache_evictions_total")},
                 "loadavg_1m": loadavg()}
 
     def run_spread(self, clients):
@@ -862,9 +944,10 @@ def parse_args():
                     metavar="DIRECTIVE",
                     help="one more sluice.conf directive, e.g. "
                     "'batch_rows 100;' (repeatable)")
-    ap.add_argument("--only", choices=["xlate"],
+    ap.add_argument("--only", choices=["xlate", "cache"],
                     help="run only these cells (xlate: translation "
-                    "against passthrough; --sizes picks their answers)")
+                    "against passthrough, --sizes picks their answers; "
+                    "cache: the answer cache's)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temp directory (logs, configs)")
     ap.add_argument("--table", metavar="JSON",
@@ -961,7 +1044,10 @@ def main():
             b.start_sluice("sluice_w4", b.pg.conninfo(), SPREAD_WORKERS)
         if not args.no_cache:
             b.start_sluice("sluice_cache", b.pg.conninfo(), args.workers,
-                           extra=["cache 64m;"])
+                           extra=["cache 64m;"], more_keys=(
+                               "key bench_off {\n\thash sha256:%s;\n"
+                               "\tcache off;\n}\n" % hashlib.sha256(
+                                   BENCH_OFF_SECRET.encode()).hexdigest()))
         b.start_nginx()
         if shutil.which("haproxy"):
             b.start_haproxy()
@@ -975,7 +1061,7 @@ def main():
         cells = [] if args.only else b.cells()
         spread = [] if args.no_spread else \
             SPREAD_CLIENTS[:1] if args.smoke else SPREAD_CLIENTS
-        xcells = b.xlate_cells()
+        xcells = b.xlate_cells() if args.only in (None, "xlate") else []
         for i, (mode, sname, size, conc) in enumerate(cells):
             log("[%d/%d] %s %s c=%d" % (i + 1, len(cells) + len(spread),
                                          mode, sname, conc))
@@ -986,8 +1072,9 @@ def main():
                 j + 1, len(xcells), XLATE_NAME[f], n,
                 ", streamed" if s else ""))
             result["xlate"].append(b.run_xlate(j, f, n, s))
-        if not args.no_cache:
-            log("cache cells: off, hit, miss x %d" % CACHE_ROUNDS)
+        if not args.no_cache and args.only in (None, "cache"):
+            log("cache cells: off, off_key, miss, hit, floor x %d, c=%s"
+                % (CACHE_ROUNDS, "/".join(map(str, CACHE_CONCS))))
             result["cache"] = b.run_cache()
         result["spread"] = []
         for j, c in enumerate(spread):
