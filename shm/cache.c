@@ -325,10 +325,12 @@ pick(struct cache_arena *a, uint32_t set, const uint8_t *key, int64_t now,
 	return -1;
 }
 
-int
-cache_put_begin(struct cache_arena *a, const uint8_t *key,
-    const char *owner, pid_t pid, int64_t now, struct cache_put *p)
+/* Claim a slot for P's key: 0, or -1 (counted busy) if none could be. */
+static int
+claim(struct cache_put *p)
 {
+	struct cache_arena	*a = p->a;
+	const uint8_t		*key = p->key;
 	struct cache_set	*st;
 	struct cache_slot	*s;
 	uint32_t		 set = set_of(a, key), i;
@@ -337,10 +339,8 @@ cache_put_begin(struct cache_arena *a, const uint8_t *key,
 	size_t			 n;
 
 	st = &a->sets[set];
-	memset(p, 0, sizeof(*p));
-	p->a = a;
 	for (tries = 0; tries < 4; tries++) {
-		if ((way = pick(a, set, key, now, &w, &evict)) == -1)
+		if ((way = pick(a, set, key, p->now, &w, &evict)) == -1)
 			break;
 		if (!atomic_compare_exchange_strong_explicit(&st->word[way],
 		    &w, NEXT(w, ST_WRITING), memory_order_acq_rel,
@@ -355,15 +355,15 @@ cache_put_begin(struct cache_arena *a, const uint8_t *key,
 		p->word = NEXT(w, ST_WRITING);
 		p->flush_gen = atomic_load_explicit(&a->flush_gen,
 		    memory_order_acquire);
-		s->pid = pid;
-		s->claimed = now;
+		s->pid = p->pid;
+		s->claimed = p->now;
 		s->len = 0;
 		atomic_store_explicit(&st->ref[way], 0, memory_order_relaxed);
 		memcpy(s->key, key, CACHE_KEY_LEN);
 		atomic_store_explicit(&st->tag[way], tag_of(key),
 		    memory_order_relaxed);
-		n = strnlen(owner, CACHE_OWNER_MAX - 1);
-		memcpy(s->owner, owner, n);
+		n = strnlen(p->owner, CACHE_OWNER_MAX - 1);
+		memcpy(s->owner, p->owner, n);
 		s->owner[n] = '\0';
 		/* our key is out before we look for another writer's */
 		atomic_thread_fence(memory_order_seq_cst);
@@ -374,21 +374,54 @@ cache_put_begin(struct cache_arena *a, const uint8_t *key,
 			    memory_order_acquire);
 			if (holds(a, set, i, ow, key) &&
 			    (STATE(ow) == ST_READY || !claim_dead(slot_at(a,
-			    set * CACHE_WAYS + i), now))) {
+			    set * CACHE_WAYS + i), p->now))) {
 				cache_put_abort(p);
 				count(&a->busy);
 				return -1;
 			}
 		}
+		memset(s->data, 0, p->head);
+		p->len = p->head;
 		return 0;
 	}
 	count(&a->busy);
 	return -1;
 }
 
+void
+cache_put_defer(struct cache_arena *a, const uint8_t *key,
+    const char *owner, pid_t pid, int64_t now, size_t head,
+    struct cache_put *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->a = a;
+	memcpy(p->key, key, CACHE_KEY_LEN);
+	p->owner = owner;
+	p->pid = pid;
+	p->now = now;
+	/* a header past the bound is an entry too big for any answer */
+	p->head = head <= a->entry_max ? head : 0;
+	p->too_big = head > a->entry_max;
+	p->deferred = !p->too_big;
+}
+
+int
+cache_put_begin(struct cache_arena *a, const uint8_t *key,
+    const char *owner, pid_t pid, int64_t now, struct cache_put *p)
+{
+	cache_put_defer(a, key, owner, pid, now, 0, p);
+	p->deferred = 0;
+	return claim(p);
+}
+
 int
 cache_put_append(struct cache_put *p, const void *buf, size_t n)
 {
+	if (p->deferred) {
+		p->deferred = 0;
+		if (claim(p) == -1)
+			return -1;
+	}
 	if (p->slot == NULL || p->too_big)
 		return -1;
 	if (n > p->a->entry_max - p->len) {
@@ -435,6 +468,7 @@ cache_put_abort(struct cache_put *p)
 {
 	uint64_t	 w = p->word;
 
+	p->deferred = 0;
 	if (p->slot == NULL)
 		return;
 	/* only if it is still ours: a stale claim may have been taken */

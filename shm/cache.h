@@ -62,10 +62,16 @@ struct cache_view {
 	uint64_t	 word;
 };
 
-/* A store under way: from cache_put_begin to commit or abort. */
+/* A store under way: from cache_put_begin (or _defer) to commit or abort. */
 struct cache_put {
 	struct cache_arena *a;
 	struct cache_slot *slot;	/* NULL: nothing claimed */
+	int		 deferred;	/* claim at the first append */
+	uint8_t		 key[CACHE_KEY_LEN];
+	const char	*owner;
+	pid_t		 pid;
+	int64_t		 now;
+	size_t		 head;		/* zeroed bytes the entry starts with */
 	_Atomic uint64_t *word_at;	/* where the slot's state word is */
 	_Atomic int64_t	*expires_at;
 	uint64_t	 word;		/* the claim's state word */
@@ -105,11 +111,21 @@ void		 cache_count_miss(struct cache_arena *);
 int		 cache_put_begin(struct cache_arena *, const uint8_t *key,
 		    const char *owner, pid_t pid, int64_t now,
 		    struct cache_put *p);
+/*
+ * The same, but the slot is claimed only by the first cache_put_append,
+ * and the entry then starts with HEAD zeroed bytes (a header the caller
+ * patches through cache_put_bytes).  A store that ends without an append
+ * (an answer that is not kept) so never takes a slot, nor evicts a live
+ * entry for nothing.  OWNER must outlive the store.
+ */
+void		 cache_put_defer(struct cache_arena *, const uint8_t *key,
+		    const char *owner, pid_t pid, int64_t now, size_t head,
+		    struct cache_put *p);
 /* Add N bytes; -1 once the entry is over the bound (it will not be
- * stored; the caller keeps relaying). */
+ * stored; the caller keeps relaying), or a deferred claim failed. */
 int		 cache_put_append(struct cache_put *, const void *, size_t n);
 /* The bytes appended so far, to patch a header the caller reserved at
- * the start once it knows it (NULL: nothing claimed). */
+ * the start once it knows it (NULL: nothing claimed, or not yet). */
 void		*cache_put_bytes(struct cache_put *);
 /* Publish the entry, fresh until EXPIRES (monotonic us); 0, or -1 if it
  * was too big or a flush came meanwhile (then it is dropped). */

@@ -338,16 +338,11 @@ acache_begin(struct acache_req *ac, struct client *c,
 		}
 		cache_count_miss(w->cache);
 	}
-	if (cache_put_begin(w->cache, k, key != NULL ? key->name : "",
-	    w->pid, now_us(), &ac->put) == 0) {
-		struct acache_meta m;
-
-		memset(&m, 0, sizeof(m));
-		if (cache_put_append(&ac->put, &m, sizeof(m)) == 0)
-			ac->storing = 1;
-		else
-			cache_put_abort(&ac->put);
-	}
+	/* a slot only once the answer's first bytes are relayed: one that
+	 * is not kept (not 200, compressed) never evicts a live entry */
+	cache_put_defer(w->cache, k, key != NULL ? key->name : "", w->pid,
+	    now_us(), sizeof(struct acache_meta), &ac->put);
+	ac->storing = 1;
 	return 0;
 }
 

@@ -221,6 +221,22 @@ def test_a_full_arena_evicts_and_stays_within_its_size(cached):
     assert forwarded(m) == 12
 
 
+def test_answers_not_kept_evict_nothing_from_a_full_arena(cached):
+    """Error answers (and any answer not kept) never take a slot: on a
+    full arena they push no entry out."""
+    s, m = cached(cache="40k", extra="cache_max_entry 4k;\n")
+    for i in range(8):
+        assert ask(s, "q%d" % i)[1]["x-sluice-cache"] == "miss"
+    assert metric(s, "sluice_cache_entries") == 8
+    for i in range(6):
+        st, h, _ = ask(s, "e%d" % i, headers={"x-mock-status": "400"})
+        assert st == 400 and h["x-sluice-cache"] == "miss"
+    assert metric(s, "sluice_cache_evictions_total") == 0
+    for i in range(8):
+        assert ask(s, "q%d" % i)[1]["x-sluice-cache"] == "hit"
+    assert forwarded(m) == 14
+
+
 def test_an_answer_over_cache_max_entry_is_not_stored(cached):
     s, m = cached(cache="64k", extra="cache_max_entry 1k;\n",
                   mock_args=("--chunks", "300"))
@@ -287,11 +303,14 @@ def test_errors_are_never_stored(cached):
 
 
 def test_concurrent_writers_of_one_request(cached):
+    # a slot is claimed at an answer's first relayed bytes: streams whose
+    # events come 50 ms apart are all being written at once
     s, m = cached(mock_args=("--latency-ms", "300"))
     out = []
+    slow = {"x-mock-chunk-delay-ms": "50"}
 
     def one():
-        out.append(ask(s, "together"))
+        out.append(ask(s, "together", stream=True, headers=slow))
 
     ts = [threading.Thread(target=one) for _ in range(6)]
     for t in ts:
@@ -305,7 +324,7 @@ def test_concurrent_writers_of_one_request(cached):
     assert metric(s, "sluice_cache_entries") == 1
     assert metric(s, "sluice_cache_stores_total") == 1
     assert metric(s, "sluice_cache_busy_total") == 5
-    st, h, body = ask(s, "together")
+    st, h, body = ask(s, "together", stream=True, headers=slow)
     assert h["x-sluice-cache"] == "hit"
     assert body in {b for _, _, b in out}
     assert forwarded(m) == 6

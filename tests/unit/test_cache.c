@@ -375,6 +375,51 @@ test_a_shared_tag_never_answers_another_key(void **state)
 }
 
 /*
+ * A deferred store takes no slot until its first append: on a full set,
+ * one given up before any byte evicts nothing, and one that appends
+ * claims then, with its header zeroed in front of what it appended.
+ */
+static void
+test_a_deferred_store_claims_at_its_first_append(void **state)
+{
+	struct cache_arena	*a = cache_create(CACHE_WAYS * (ENTRY + 256),
+				    ENTRY);
+	struct cache_put	 p;
+	struct cache_stats	 st;
+	uint8_t			 k[CACHE_KEY_LEN];
+	char			 buf[ENTRY + 1], *hd;
+	int			 i;
+
+	(void)state;
+	assert_non_null(a);
+	for (i = 0; i < CACHE_WAYS; i++) {
+		mkkey(k, 0, (uint8_t)(i + 1));
+		assert_int_equal(store(a, k, "", "full", 10, 1000), 0);
+	}
+	mkkey(k, 0, 99);
+	cache_put_defer(a, k, "", getpid(), 11, 4, &p);
+	assert_null(cache_put_bytes(&p));
+	cache_put_abort(&p);
+	cache_put_defer(a, k, "", getpid(), 11, 4, &p);
+	assert_int_equal(cache_put_commit(&p, 1000), -1);
+	cache_stats(a, &st);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.entries, CACHE_WAYS);
+	/* appended to: it claims (evicting one), behind its 4-byte header */
+	cache_put_defer(a, k, "", getpid(), 11, 4, &p);
+	assert_int_equal(cache_put_append(&p, "body", 4), 0);
+	assert_non_null(hd = cache_put_bytes(&p));
+	assert_memory_equal(hd, "\0\0\0\0body", 8);
+	memcpy(hd, "HEAD", 4);
+	assert_int_equal(cache_put_commit(&p, 1000), 0);
+	assert_string_equal(fetch(a, k, 12, buf), "HEADbody");
+	cache_stats(a, &st);
+	assert_int_equal(st.evictions, 1);
+	assert_int_equal(st.entries, CACHE_WAYS);
+	cache_destroy(a);
+}
+
+/*
  * The arena's pages are there from the start (MAP_POPULATE in the
  * master), so that no miss's store zeroes a page on the request path.
  */
@@ -413,6 +458,7 @@ main(void)
 		cmocka_unit_test(test_create_refuses_what_cannot_hold_a_set),
 		cmocka_unit_test(test_arena_is_resident_from_the_start),
 		cmocka_unit_test(test_a_shared_tag_never_answers_another_key),
+		cmocka_unit_test(test_a_deferred_store_claims_at_its_first_append),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
