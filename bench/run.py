@@ -63,8 +63,9 @@ each and their ratio.  JSON cells are wrk's, timed; streamed ones run a
 count of streams to its end (XLATE_STREAMS), so that none is cut.
 Cache cells (not in the matrix; --no-cache skips them; --only cache
 runs them alone): 1 KB chats at c=1 and c=10, workers' CPU per request
-(schedstat), five rounds in rotating order, of: "sluice_cache" answering
-from the cache (the warm-up's body: a hit); "sluice_cache" with every
+(schedstat), twelve rounds of 1 s runs in rotating order, of:
+"sluice_cache" answering from the cache (the warm-up's body: a hit);
+"sluice_cache" with every
 body different (bench/post_unique.lua: each a miss, looked up, asked
 upstream and stored, a victim evicted once the arena is full); the same
 daemon and bodies for a key with `cache off` ("off_key", the paired
@@ -156,7 +157,11 @@ XLATE_NAME = {"an": "messages>openai", "oa": "chat>anthropic"}
 XLATE_STREAMS = {"1KB": 2000, "100KB": 20}
 XLATE_STREAM_MAX_S = 60
 
-CACHE_ROUNDS = 5
+# Many short rounds: the machine drifts by tens of percent over seconds,
+# and a miss's cost is a few percent of a request, so each pair of runs
+# compared is as close in time as wrk allows (whole seconds).
+CACHE_ROUNDS = 12
+CACHE_SECS = 1
 CACHE_CONCS = (1, 10)
 # sluice_cache's second key: the same daemon with the cache off, for the
 # paired comparison with a miss
@@ -716,7 +721,7 @@ class Bench:
                         kw["unique"] = unique
                     r = self.measure(target, lambda: self.run_wrk(
                         self.targets[target]["port"], conc, body,
-                        self.args.secs, **kw))
+                        min(CACHE_SECS, self.args.secs), **kw))
                     got[name].append({
                         "workers_cpu_us_per_req":
                             r["workers_cpu_us_per_req"],
