@@ -710,9 +710,10 @@ class Bench:
             runs = [r for r in runs if r[0] != "off_key"]
         unique = 0
         out = []
+        rounds = 1 if self.args.smoke else CACHE_ROUNDS
         for conc in CACHE_CONCS:
             got = {k: [] for k, _, _ in runs}
-            for i in range(CACHE_ROUNDS):
+            for i in range(rounds):
                 k = i % len(runs)
                 for name, target, kw in runs[k:] + runs[:k]:
                     kw = dict(kw)
@@ -732,7 +733,7 @@ class Bench:
         m = self.metrics("sluice_cache")
         return {"body_bytes": os.path.getsize(body),
                 "answer_bytes": len(answer.encode()),
-                "rounds": CACHE_ROUNDS, "cells": out,
+                "rounds": rounds, "cells": out,
                 "metrics": {k: metric_value(m, k) for k in (
                     "sluice_cache_hits_total", "sluice_cache_misses_total",
                     "sluice_cache_stores_total",

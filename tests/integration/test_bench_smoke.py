@@ -82,6 +82,30 @@ def test_bench_smoke_measures_every_target(tmp_path):
         assert t["pg_rows"] + sum(t["ring_drops"].values()) >= t["served"]
     assert "messages>openai" in p.stdout
 
+    # the answer cache's cells: every kind of run answered, the hits from
+    # the arena and the misses each a new entry
+    cache = r["cache"]
+    assert [c["concurrency"] for c in cache["cells"]] == [1, 10]
+    for c in cache["cells"]:
+        assert set(c["runs"]) == {"off", "off_key", "miss", "hit", "floor"}
+        for name, runs in c["runs"].items():
+            for run in runs:
+                assert run["requests"] > 0 and run["errors"] == 0 and \
+                    run["non2xx"] == 0, (c["concurrency"], name, run)
+                assert run["workers_cpu_us_per_req"] > 0, name
+    m = cache["metrics"]
+    misses = sum(run["requests"] for c in cache["cells"]
+                 for run in c["runs"]["miss"])
+    hits = sum(run["requests"] for c in cache["cells"]
+               for run in c["runs"]["hit"])
+    # the warm-ups' and cached_answer's requests come on top; the misses
+    # may evict the hits' entry, and then a hit run's first requests (at
+    # most one per connection) store it again
+    assert m["sluice_cache_stores_total"] >= misses
+    nhit = sum(len(c["runs"]["hit"]) for c in cache["cells"])
+    assert m["sluice_cache_hits_total"] >= hits - 10 * nhit > 0
+    assert "nginx return 200" in p.stdout
+
     (spread,) = r["spread"]
     assert spread["workers"] == 4 and len(spread["shares"]) == 4
     assert sum(spread["pushes_by_lane"].values()) >= spread["requests"]
