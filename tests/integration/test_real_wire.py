@@ -251,3 +251,56 @@ def test_stream_closed_mid_answer_is_metered_from_what_arrived(
                    "prompt_tokens": A_INPUT + A_WRITE + A_READ,
                    "completion_tokens": 1,
                    "cost_micro_usd": claude_cost(1)}, row
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_answer_cache_against_a_providers_edge(gateway, real, db,
+                                                   stream):
+    """The answer cache (issue 20) in front of an edge that answers after
+    a 100 and a 103, chunked, a stream in pieces cut inside events and
+    keys with CRLF and keep-alive comments: the plain answer is stored as
+    the client got it and a hit replays those bytes exactly, billed with
+    the upstream's tokens at cost 0; a compressed answer is relayed and
+    never stored (and, once the arena is full, evicts nothing)."""
+    s, up = gateway(up=real(), extra="cache 40k;\ncache_max_entry 4k;\n")
+
+    def ask(text, accept=None):
+        b = chat(stream)
+        b["messages"][0]["content"] = text
+        h = {"Accept-Encoding": accept} if accept else {}
+        st, hdrs, data = send(s, CHAT, b, h)
+        assert st == 200, (st, data[:300])
+        return hdrs, data, up.last()
+
+    hdrs, live, seen = ask("hi")
+    assert seen["encoding"] is None
+    assert hdrs["x-sluice-cache"] == "miss"
+    assert content_of(stream, live) == \
+        "Hello, world! Compressed answers are metered exactly."
+    n = len(up.requests())
+    hdrs, hit, _ = ask("hi")
+    assert hdrs["x-sluice-cache"] == "hit"
+    assert hit == live, "a hit replays other bytes than the live answer"
+    assert len(up.requests()) == n, "a hit reached the upstream"
+    row = db.row(hdrs["x-request-id"])
+    assert (row["cache_hit"], row["prompt_tokens"], row["completion_tokens"],
+            row["cost_micro_usd"], row["cost_saved_micro_usd"]) == \
+        (True, PROMPT, COMPLETION, 0, cost(MODEL, PROMPT, COMPLETION, PRICES))
+    # gzip asked and sent: relayed as sent, never stored
+    hdrs, data, seen = ask("zipped", "gzip")
+    assert hdrs.get("content-encoding") == "gzip"
+    assert hdrs["x-sluice-cache"] == "miss"
+    assert data == seen["sent"]
+    assert ask("zipped", "gzip")[0]["x-sluice-cache"] == "miss"
+    # a full arena (one set of 8 slots: "hi" and 7 more): compressed
+    # answers push no entry out
+    texts = ["hi"] + ["plain %d" % i for i in range(7)]
+    for t in texts[1:]:
+        assert ask(t)[0]["x-sluice-cache"] == "miss"
+    before = len(up.requests())
+    for i in range(4):
+        assert ask("zipped %d" % i, "gzip")[0].get("content-encoding") == \
+            "gzip"
+    for t in texts:
+        assert ask(t)[0]["x-sluice-cache"] == "hit", t
+    assert len(up.requests()) == before + 4
