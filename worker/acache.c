@@ -20,7 +20,6 @@
  * the copy (cache_get_still); otherwise it is a miss like any other.
  */
 #include <stddef.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -227,8 +226,8 @@ acache_bill(struct usage_event *ev, const struct acache_meta *m)
 }
 
 /*
- * The head of a hit into HEAD (HEAD_MAX bytes, which the longest head
- * fits); its length.  The client's own request id is echoed, as on a live
+ * The head of a hit written at HEAD (HEAD_MAX bytes, which the longest
+ * head fits); its length.  The client's own request id is echoed, as on a live
  * answer.
  */
 _Static_assert(HEAD_MAX >= sizeof("HTTP/1.1 200 OK\r\nContent-Type: "
@@ -276,7 +275,6 @@ acache_answer(struct client *c, const struct cache_view *v)
 	struct request		*r = &c->r;
 	struct evbuffer_iovec	 vec;
 	struct acache_meta	 m;
-	char			 head[HEAD_MAX];
 	size_t			 blen, hlen;
 
 	if (v->len < sizeof(m))
@@ -287,11 +285,11 @@ acache_answer(struct client *c, const struct cache_view *v)
 	blen = v->len - sizeof(m);
 	if (c->w->stopping)
 		r->keepalive = 0;
-	hlen = acache_head(head, r, m.sse, blen);
-	if (evbuffer_reserve_space(out, (ev_ssize_t)(hlen + blen), &vec,
+	/* the head is written in place, at most HEAD_MAX of the extent */
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(HEAD_MAX + blen), &vec,
 	    1) != 1)
 		return 0;
-	memcpy(vec.iov_base, head, (size_t)hlen);
+	hlen = acache_head(vec.iov_base, r, m.sse, blen);
 	memcpy((char *)vec.iov_base + hlen, v->data + sizeof(m), blen);
 	if (!cache_get_still(v))
 		return 0;	/* never committed: nothing went out */
@@ -317,7 +315,7 @@ acache_begin(struct acache_req *ac, struct client *c,
 
 	if (w->cache == NULL || !acache_endpoint_ok(c->r.ep))
 		return 0;
-	memset(ac, 0, sizeof(*ac));
+	ac->storing = 0;	/* the put is filled only when storing */
 	ac->state = AC_BYPASS;
 	if (!acache_enabled(w->cfg, key, route))
 		return 0;

@@ -32,7 +32,7 @@ enum acache_state {
 
 struct acache_req {
 	enum acache_state state;
-	int		 storing;	/* put is claimed */
+	int		 storing;	/* put is under way (claimed or deferred) */
 	struct cache_put put;
 };
 
