@@ -353,8 +353,6 @@ claim(struct cache_put *p)
 		p->word_at = &st->word[way];
 		p->expires_at = &st->expires[way];
 		p->word = NEXT(w, ST_WRITING);
-		p->flush_gen = atomic_load_explicit(&a->flush_gen,
-		    memory_order_acquire);
 		s->pid = p->pid;
 		s->claimed = p->now;
 		s->len = 0;
@@ -399,6 +397,9 @@ cache_put_defer(struct cache_arena *a, const uint8_t *key,
 	p->owner = owner;
 	p->pid = pid;
 	p->now = now;
+	/* from the request's start: a flush meanwhile drops its answer */
+	p->flush_gen = atomic_load_explicit(&a->flush_gen,
+	    memory_order_acquire);
 	/* a header past the bound is an entry too big for any answer */
 	p->head = head <= a->entry_max ? head : 0;
 	p->too_big = head > a->entry_max;

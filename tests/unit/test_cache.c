@@ -416,6 +416,13 @@ test_a_deferred_store_claims_at_its_first_append(void **state)
 	cache_stats(a, &st);
 	assert_int_equal(st.evictions, 1);
 	assert_int_equal(st.entries, CACHE_WAYS);
+	/* a flush between the start and the first append drops the store */
+	mkkey(k, 0, 98);
+	cache_put_defer(a, k, "", getpid(), 13, 4, &p);
+	cache_flush(a, NULL);
+	assert_int_equal(cache_put_append(&p, "late", 4), 0);
+	assert_int_equal(cache_put_commit(&p, 1000), -1);
+	assert_string_equal(fetch(a, k, 14, buf), "");
 	cache_destroy(a);
 }
 
